@@ -1,0 +1,278 @@
+"""Database: engines, session factories, migrations and the entry points to units of work."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from persistence import migrations as _migrations
+from persistence.errors import ConfigurationError, NotFoundError, TenantSuspendedError
+from persistence.records import TenantRecord, WorkspaceRecord
+from persistence.settings import Settings, mask_url
+from persistence.uow import AdminUnitOfWork, UnitOfWork
+
+__all__ = ["Database"]
+
+
+def _normalize(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(f"invalid database URL {mask_url(url)!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise ConfigurationError(
+        f"unsupported database {backend!r} in {mask_url(url)!r}: use postgresql or sqlite"
+    )
+
+
+class Database:
+    """The entry point: lazily built engines, units of work, migrations, stores and leases.
+
+    ``Database(Settings())`` reads ``PERSISTENCE_*``; ``Database.from_url(url)`` is the
+    short form. Nothing connects until first use; ``close()`` (or ``with``) disposes.
+    """
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings if settings is not None else Settings()
+        self._url = _normalize(self.settings.database_url)
+        owner = self.settings.owner_database_url
+        self._owner_url = _normalize(owner) if owner else self._url
+        if self._owner_url.get_backend_name() != self._url.get_backend_name():
+            raise ConfigurationError("the owner and runtime URLs must use the same database")
+        self.dialect = self._url.get_backend_name()
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._owner_engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._owner_session_factory: sessionmaker[Session] | None = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        owner_url: str | None = None,
+        redis_url: str | None = None,
+        **settings: Any,
+    ) -> Database:
+        """Build from URLs; other keyword arguments are :class:`Settings` fields."""
+        return cls(
+            Settings(
+                database_url=url, owner_database_url=owner_url, redis_url=redis_url, **settings
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"Database({mask_url(self.settings.database_url)!r})"
+
+    # -- engines ---------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The runtime engine (on PostgreSQL: the runtime role, subject to RLS)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._build_engine(self._url)
+        return self._engine
+
+    @property
+    def owner_engine(self) -> Engine:
+        """The owner engine: migrations and tenant administration."""
+        if self._owner_url == self._url:
+            return self.engine
+        if self._owner_engine is None:
+            with self._lock:
+                if self._owner_engine is None:
+                    self._owner_engine = self._build_engine(self._owner_url)
+        return self._owner_engine
+
+    def _build_engine(self, url: URL) -> Engine:
+        s = self.settings
+        if url.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, s)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=s.pool_size,
+            max_overflow=s.max_overflow,
+            pool_timeout=s.pool_timeout,
+            pool_recycle=s.pool_recycle,
+            pool_reset_on_return="rollback",
+            connect_args={
+                "connect_timeout": s.connect_timeout,
+                "options": f"-c statement_timeout={s.statement_timeout_ms}",
+                "application_name": "persistence",
+            },
+        )
+
+    def _runtime_sessions(self) -> Session:
+        if self._sessions is None:
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        return self._sessions()
+
+    def _owner_sessions(self) -> Session:
+        if self._owner_session_factory is None:
+            self._owner_session_factory = sessionmaker(
+                self.owner_engine, expire_on_commit=False, autoflush=False
+            )
+        return self._owner_session_factory()
+
+    def close(self) -> None:
+        """Dispose of the engines and their pooled connections."""
+        for engine in (self._engine, self._owner_engine):
+            if engine is not None:
+                engine.dispose()
+        self._engine = self._owner_engine = None
+        self._sessions = self._owner_session_factory = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- migrations --------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema (default: to head). Safe to call from many processes at once."""
+        _migrations.upgrade(self.owner_engine, revision)
+
+    def downgrade(self, revision: str) -> None:
+        _migrations.downgrade(self.owner_engine, revision)
+
+    def current_revision(self) -> str | None:
+        return _migrations.current(self.owner_engine)
+
+    def head_revision(self) -> str | None:
+        return _migrations.head()
+
+    def grant_runtime_role(
+        self, role: str, *, password: str | None = None, create: bool = True
+    ) -> list[str]:
+        """Create (optionally) the runtime role and grant it what services need.
+
+        Runs as the owner; returns the SQL it ran (passwords masked). PostgreSQL only.
+        """
+        if self.dialect != "postgresql":
+            raise ConfigurationError("runtime roles exist only on PostgreSQL")
+        return _migrations.grant_runtime_role(
+            self.owner_engine, role, password=password, create=create
+        )
+
+    # -- units of work -------------------------------------------------------------
+
+    def admin(self) -> AdminUnitOfWork:
+        """Tenant administration in one transaction (``with db.admin() as admin``)."""
+        return AdminUnitOfWork(self)
+
+    def unit_of_work(self, tenant: str, workspace: str = "default") -> UnitOfWork:
+        """One transaction bound to ``tenant`` and ``workspace`` (slugs).
+
+        Raises NotFoundError (unknown slug) or TenantSuspendedError on entering.
+        """
+        return UnitOfWork(self, tenant, workspace)
+
+    def _enter_scope(
+        self, session: Session, tenant: str, workspace: str
+    ) -> tuple[TenantRecord, WorkspaceRecord]:
+        from persistence.validation import validate_slug
+
+        validate_slug(tenant, what="tenant slug")
+        validate_slug(workspace, what="workspace slug")
+        if self.dialect == "postgresql":
+            row = session.execute(
+                text("SELECT * FROM persistence_enter(:t, :w)"), {"t": tenant, "w": workspace}
+            ).first()
+        else:
+            row = session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
+        if row is None:
+            raise NotFoundError(f"tenant {tenant!r} does not exist")
+        m = row._mapping
+        if m["tenant_status"] != "active":
+            raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
+        if m["workspace_id"] is None:
+            raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
+        tenant_record = TenantRecord.model_construct(
+            id=_uuid(m["tenant_id"]), slug=m["tenant_slug"], name=m["tenant_name"],
+            status=m["tenant_status"], created_at=_utc(m["tenant_created_at"]),
+            updated_at=_utc(m["tenant_updated_at"]),
+        )
+        workspace_record = WorkspaceRecord.model_construct(
+            tenant_id=tenant_record.id, id=_uuid(m["workspace_id"]), slug=m["workspace_slug"],
+            name=m["workspace_name"], created_at=_utc(m["workspace_created_at"]),
+            updated_at=_utc(m["workspace_updated_at"]),
+        )
+        return tenant_record, workspace_record
+
+
+_SQLITE_ENTER = text(
+    """
+    SELECT t.id AS tenant_id, t.slug AS tenant_slug, t.name AS tenant_name,
+           t.status AS tenant_status, t.created_at AS tenant_created_at,
+           t.updated_at AS tenant_updated_at, w.id AS workspace_id, w.slug AS workspace_slug,
+           w.name AS workspace_name, w.created_at AS workspace_created_at,
+           w.updated_at AS workspace_updated_at
+    FROM tenants t LEFT JOIN workspaces w ON w.tenant_id = t.id AND w.slug = :w
+    WHERE t.slug = :t
+    """
+)
+
+
+def _uuid(value: Any) -> Any:
+    import uuid
+
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _utc(value: Any) -> Any:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_engine(url: URL, settings: Settings) -> Engine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        url = url.set(database=str(Path(database).expanduser()))
+    engine = create_engine(
+        url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, issue BEGIN (the driver's own handling breaks
+        # savepoints), and make every transaction IMMEDIATE so concurrent writers queue on
+        # the busy timeout instead of failing when a read lock is upgraded.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,140 @@
+"""The one error tree of the library; database driver errors are translated here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConfigurationError",
+    "ConflictError",
+    "DataCorruptionError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "LeaseLostError",
+    "LockNotAcquiredError",
+    "NotFoundError",
+    "PersistenceError",
+    "StaleFenceError",
+    "TenantSuspendedError",
+    "VersionConflictError",
+    "translate_errors",
+]
+
+
+class PersistenceError(Exception):
+    """Base of every error the library raises."""
+
+
+class NotFoundError(PersistenceError, LookupError):
+    """The addressed tenant, workspace or object does not exist."""
+
+
+class AlreadyExistsError(PersistenceError):
+    """An object with the same identity already exists."""
+
+
+class ConflictError(PersistenceError):
+    """The write conflicts with the current state of the data."""
+
+
+class VersionConflictError(ConflictError):
+    """Optimistic concurrency failed: the latest version is not the expected one."""
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class StaleFenceError(ConflictError):
+    """A write carried a fencing token lower than one already recorded."""
+
+
+class TenantSuspendedError(PersistenceError):
+    """The tenant is suspended; its data cannot be used until it is resumed."""
+
+
+class LockNotAcquiredError(PersistenceError):
+    """A lease could not be acquired (held elsewhere, or the lock service is unreachable)."""
+
+
+class LeaseLostError(PersistenceError):
+    """The lease expired or was taken over before it was extended or released."""
+
+
+class DataCorruptionError(PersistenceError):
+    """A stored payload does not match its checksum or cannot be decoded."""
+
+
+class InvalidInputError(PersistenceError, ValueError):
+    """Input was refused before anything was written."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """Input of the wrong type (a non-JSON value, a non-string key)."""
+
+
+class ConfigurationError(PersistenceError):
+    """The library is configured wrongly (bad URL, missing role, unknown setting)."""
+
+
+# SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
+_UNIQUE_VIOLATION = "23505"
+_FOREIGN_KEY_VIOLATION = "23503"
+_CHECK_VIOLATION = "23514"
+_NOT_NULL_VIOLATION = "23502"
+_SERIALIZATION_FAILURE = "40001"
+_DEADLOCK = "40P01"
+_LOCK_NOT_AVAILABLE = "55P03"
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str):
+        return state
+    # sqlite3 errors carry no SQLSTATE; map the ones that matter by their message.
+    message = str(orig)
+    if "UNIQUE constraint failed" in message or "PRIMARY KEY" in message:
+        return _UNIQUE_VIOLATION
+    if "FOREIGN KEY constraint failed" in message:
+        return _FOREIGN_KEY_VIOLATION
+    if "CHECK constraint failed" in message:
+        return _CHECK_VIOLATION
+    if "NOT NULL constraint failed" in message:
+        return _NOT_NULL_VIOLATION
+    return None
+
+
+def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
+    """Map a driver error to the library's error tree by SQLSTATE, or ``None``."""
+    state = _sqlstate(exc)
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if state == _UNIQUE_VIOLATION:
+        return AlreadyExistsError(f"already exists: {detail}")
+    if state in (_FOREIGN_KEY_VIOLATION, _SERIALIZATION_FAILURE, _DEADLOCK):
+        return ConflictError(f"conflicting write: {detail}")
+    if state in (_CHECK_VIOLATION, _NOT_NULL_VIOLATION):
+        return InvalidInputError(f"refused by the database: {detail}")
+    if state == _LOCK_NOT_AVAILABLE:
+        return LockNotAcquiredError(f"lock not available: {detail}")
+    if state == _INSUFFICIENT_PRIVILEGE:
+        return ConfigurationError(f"permission denied (check the database role): {detail}")
+    return None
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise driver errors as :class:`PersistenceError` subclasses (``raise ... from``)."""
+    try:
+        yield
+    except sa_exc.DBAPIError as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc

@@ -1,0 +1,94 @@
+"""Row-level security DDL for PostgreSQL, used by the migrations and the role set-up."""
+
+from __future__ import annotations
+
+import re
+
+from persistence.errors import ConfigurationError
+
+__all__ = [
+    "TENANT_SETTING",
+    "disable_tenant_rls",
+    "enable_tenant_rls",
+    "runtime_role_sql",
+]
+
+#: The transaction-local setting every policy compares ``tenant_id`` with.
+TENANT_SETTING = "persistence.tenant_id"
+_CURRENT_TENANT = f"NULLIF(current_setting('{TENANT_SETTING}', true), '')::uuid"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def enable_tenant_rls(table: str, column: str = "tenant_id") -> list[str]:
+    """SQL that turns on FORCEd RLS for ``table``.
+
+    ``tenant_isolation`` lets a row be read or written only while the transaction's
+    tenant setting equals its ``column``; ``owner_access`` lets the role running the
+    migration (the table owner: migrations and tenant administration) see everything.
+    """
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_isolation ON {table} FOR ALL "
+        f"USING ({column} = {_CURRENT_TENANT}) WITH CHECK ({column} = {_CURRENT_TENANT})",
+        f"CREATE POLICY owner_access ON {table} FOR ALL TO CURRENT_USER "
+        "USING (true) WITH CHECK (true)",
+    ]
+
+
+def disable_tenant_rls(table: str) -> list[str]:
+    return [
+        f"DROP POLICY IF EXISTS owner_access ON {table}",
+        f"DROP POLICY IF EXISTS tenant_isolation ON {table}",
+        f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
+    ]
+
+
+def quote_ident(name: str) -> str:
+    if not _IDENT.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid role name {name!r}: use letters, digits and '_', at most 63 characters"
+        )
+    return f'"{name}"'
+
+
+def runtime_role_sql(
+    role: str,
+    *,
+    admin_tables: list[str],
+    data_tables: list[str],
+    password: str | None = None,
+    create: bool = True,
+) -> list[str]:
+    """The one-time SQL that creates the runtime role and grants it what services need.
+
+    The role may log in; it is not a superuser, cannot bypass RLS and owns nothing.
+    It reads ``admin_tables`` (tenants, workspaces: through RLS, only its own tenant)
+    and reads and writes ``data_tables``; it enters a tenant through
+    ``persistence_enter()``. Idempotent: run it again after every upgrade.
+    """
+    ident = quote_ident(role)
+    statements: list[str] = []
+    if create:
+        literal = "'" + role + "'"
+        attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        statements.append(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            f"{literal}) THEN CREATE ROLE {ident} {attrs}; END IF; END $$"
+        )
+    if password is not None:
+        escaped = password.replace("'", "''")
+        statements.append(f"ALTER ROLE {ident} PASSWORD '{escaped}'")
+    statements += [
+        f"GRANT USAGE ON SCHEMA {{schema}} TO {ident}",
+        f"GRANT EXECUTE ON FUNCTION persistence_enter(text, text) TO {ident}",
+    ]
+    if admin_tables:
+        statements.append(f"GRANT SELECT ON {', '.join(admin_tables)} TO {ident}")
+    if data_tables:
+        statements.append(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(data_tables)} TO {ident}"
+        )
+    statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {{schema}} TO {ident}")
+    return statements

@@ -1,0 +1,84 @@
+"""Settings: one object built at the edge (CLI, tests, services) and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+__all__ = ["DEFAULT_SQLITE_PATH", "Codec", "Settings", "mask_url"]
+
+Codec = Literal["none", "zlib", "lz4", "zstd"]
+
+#: Where the embedded SQLite database lives when nothing else is configured.
+DEFAULT_SQLITE_PATH = Path("~/.local/share/persistence/persistence.sqlite3")
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_SQLITE_PATH.expanduser()}"
+
+
+def mask_url(url: str | None) -> str | None:
+    """Return ``url`` with its password replaced by ``***`` (safe to print or log)."""
+    if url is None:
+        return None
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "<unparseable url>"
+    return parsed.render_as_string(hide_password=True)
+
+
+class Settings(BaseSettings):
+    """Configuration, read from ``PERSISTENCE_*`` environment variables when built.
+
+    Nothing is read at import time: build ``Settings()`` at the edge of your program.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PERSISTENCE_", frozen=True, extra="forbid")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    """Runtime URL services connect with (on PostgreSQL: the runtime role)."""
+    owner_database_url: str | None = None
+    """URL of the role that owns the tables: migrations and tenant administration."""
+    redis_url: str | None = None
+    redis_key_prefix: str = "persistence"
+    redis_socket_timeout: float = Field(default=2.0, gt=0)
+
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=5, ge=0)
+    pool_timeout: float = Field(default=30.0, gt=0)
+    pool_recycle: int = Field(default=1800, ge=-1)
+    connect_timeout: int = Field(default=10, ge=1)
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+    compression: Codec = "none"
+    compression_threshold: int = Field(default=1024, ge=0)
+    max_state_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    max_versions: int | None = Field(default=None, ge=1)
+    max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    gc_batch_size: int = Field(default=1000, ge=1)
+
+    @field_validator("database_url", "owner_database_url", "redis_url")
+    @classmethod
+    def _parseable(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "postgresql"
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(database_url={mask_url(self.database_url)!r}, "
+            f"owner_database_url={mask_url(self.owner_database_url)!r}, "
+            f"redis_url={mask_url(self.redis_url)!r})"
+        )
+
+    __str__ = __repr__

@@ -1,0 +1,177 @@
+"""Units of work: one transaction bound to one tenant and workspace, or to administration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from sqlalchemy.orm import Session
+
+from persistence.errors import PersistenceError, translate_errors
+from persistence.records import TenantRecord, WorkspaceRecord
+from persistence.repositories._base import Scope
+from persistence.repositories.tenancy import TenantRepository, WorkspaceRepository
+
+if TYPE_CHECKING:
+    from persistence.database import Database
+
+__all__ = ["AdminUnitOfWork", "UnitOfWork"]
+
+log = logging.getLogger(__name__)
+Callback = Callable[[], Any]
+
+
+class _Transaction:
+    """Owns a session's transaction, its savepoints and the after-commit queue."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
+        self._callbacks: list[list[Callback]] = [[]]
+        self._active = False
+
+    def on_commit(self, fn: Callback) -> None:
+        """Run ``fn`` after the root transaction commits; never if it rolls back."""
+        self._callbacks[-1].append(fn)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside rolls back only this block."""
+        nested = self.session.begin_nested()
+        self._callbacks.append([])
+        try:
+            yield
+        except BaseException:
+            self._callbacks.pop()
+            if nested.is_active:
+                nested.rollback()
+            raise
+        queued = self._callbacks.pop()
+        with translate_errors():
+            nested.commit()
+        self._callbacks[-1].extend(queued)
+
+    def finish(self, failed: bool) -> None:
+        try:
+            if failed:
+                self.session.rollback()
+                return
+            with translate_errors():
+                self.session.commit()
+        finally:
+            self.session.close()
+        for fn in self._callbacks[0]:
+            try:
+                fn()
+            except Exception:  # the data is committed; a failing callback must not hide that
+                log.exception("on_commit callback %r failed", fn)
+
+
+class UnitOfWork:
+    """One transaction bound to one tenant and workspace.
+
+    Leaving the ``with`` block without an exception commits; an exception rolls
+    everything back. Repositories are reached as attributes (``uow.states`` ...).
+    """
+
+    tenant: TenantRecord
+    workspace: WorkspaceRecord
+
+    def __init__(self, db: Database, tenant: str, workspace: str):
+        self._db = db
+        self._tenant_slug = tenant
+        self._workspace_slug = workspace
+        self._tx: _Transaction | None = None
+        self._repos: dict[str, object] = {}
+
+    def __enter__(self) -> Self:
+        session = self._db._runtime_sessions()
+        self._tx = _Transaction(session)
+        try:
+            with translate_errors():
+                self.tenant, self.workspace = self._db._enter_scope(
+                    session, self._tenant_slug, self._workspace_slug
+                )
+        except BaseException:
+            self._tx.finish(failed=True)
+            self._tx = None
+            raise
+        self.scope = Scope(
+            session=session,
+            tenant_id=self.tenant.id,
+            workspace_id=self.workspace.id,
+            settings=self._db.settings,
+            dialect=self._db.dialect,
+            on_commit=self._tx.on_commit,
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx, self._tx = self._require(), None
+        self._repos.clear()
+        tx.finish(failed=exc_type is not None)
+
+    def _require(self) -> _Transaction:
+        if self._tx is None:
+            raise PersistenceError("the unit of work is not open: use it in a `with` block")
+        return self._tx
+
+    @property
+    def session(self) -> Session:
+        return self._require().session
+
+    def savepoint(self) -> Any:
+        """``with uow.savepoint():`` a nested transaction inside this unit of work."""
+        return self._require().savepoint()
+
+    def on_commit(self, fn: Callback) -> None:
+        """Queue ``fn`` to run after this unit of work commits (dropped on rollback)."""
+        self._require().on_commit(fn)
+
+    def _repo(self, name: str, factory: Callable[[Scope], object]) -> Any:
+        self._require()
+        repo = self._repos.get(name)
+        if repo is None:
+            repo = self._repos[name] = factory(self.scope)
+        return repo
+
+
+class AdminUnitOfWork:
+    """Tenant administration in one transaction, as the owner role (not tenant-scoped)."""
+
+    tenants: TenantRepository
+    workspaces: WorkspaceRepository
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._tx: _Transaction | None = None
+
+    def __enter__(self) -> Self:
+        session = self._db._owner_sessions()
+        self._tx = _Transaction(session)
+        self.tenants = TenantRepository(session)
+        self.workspaces = WorkspaceRepository(session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            tx.finish(failed=exc_type is not None)
+
+    def on_commit(self, fn: Callback) -> None:
+        if self._tx is None:
+            raise PersistenceError("the admin unit of work is not open")
+        self._tx.on_commit(fn)
