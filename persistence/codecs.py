@@ -124,7 +124,7 @@ def compress(data: bytes, codec: str) -> bytes:
         return zlib.compress(data, 6)
     if codec == "lz4":
         return cast(bytes, lz4.frame.compress(data))
-    return cast(bytes, zstandard.ZstdCompressor(level=3).compress(data))
+    return zstandard.ZstdCompressor(level=3).compress(data)
 
 
 def decompress(data: bytes, codec: str) -> bytes:
@@ -137,7 +137,7 @@ def decompress(data: bytes, codec: str) -> bytes:
         if codec == "lz4":
             return cast(bytes, lz4.frame.decompress(data))
         if codec == "zstd":
-            return cast(bytes, zstandard.ZstdDecompressor().decompress(data))
+            return zstandard.ZstdDecompressor().decompress(data)
     except Exception as exc:
         raise DataCorruptionError(f"payload does not decode with codec {codec!r}: {exc}") from exc
     raise DataCorruptionError(f"unknown codec {codec!r} recorded for a stored payload")

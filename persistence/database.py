@@ -210,13 +210,19 @@ class Database:
         if m["workspace_id"] is None:
             raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
         tenant_record = TenantRecord.model_construct(
-            id=_uuid(m["tenant_id"]), slug=m["tenant_slug"], name=m["tenant_name"],
-            status=m["tenant_status"], created_at=_utc(m["tenant_created_at"]),
+            id=_uuid(m["tenant_id"]),
+            slug=m["tenant_slug"],
+            name=m["tenant_name"],
+            status=m["tenant_status"],
+            created_at=_utc(m["tenant_created_at"]),
             updated_at=_utc(m["tenant_updated_at"]),
         )
         workspace_record = WorkspaceRecord.model_construct(
-            tenant_id=tenant_record.id, id=_uuid(m["workspace_id"]), slug=m["workspace_slug"],
-            name=m["workspace_name"], created_at=_utc(m["workspace_created_at"]),
+            tenant_id=tenant_record.id,
+            id=_uuid(m["workspace_id"]),
+            slug=m["workspace_slug"],
+            name=m["workspace_name"],
+            created_at=_utc(m["workspace_created_at"]),
             updated_at=_utc(m["workspace_updated_at"]),
         )
         return tenant_record, workspace_record
@@ -254,9 +260,7 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         url = url.set(database=str(Path(database).expanduser()))
-    engine = create_engine(
-        url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000}
-    )
+    engine = create_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:

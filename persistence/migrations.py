@@ -107,7 +107,8 @@ def _tenant_tables() -> tuple[list[str], list[str]]:
 
     admin = ["tenants", "workspaces"]
     data = sorted(
-        name for name, table in metadata.tables.items()
+        name
+        for name, table in metadata.tables.items()
         if "tenant_id" in table.c and name not in admin
     )
     return admin, data

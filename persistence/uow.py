@@ -17,6 +17,10 @@ from persistence.repositories.tenancy import TenantRepository, WorkspaceReposito
 
 if TYPE_CHECKING:
     from persistence.database import Database
+    from persistence.repositories.artifacts import ArtifactRepository
+    from persistence.repositories.runs import RunRepository
+    from persistence.repositories.states import StateRepository
+    from persistence.repositories.workflows import WorkflowRepository
 
 __all__ = ["AdminUnitOfWork", "UnitOfWork"]
 
@@ -135,6 +139,32 @@ class UnitOfWork:
     def on_commit(self, fn: Callback) -> None:
         """Queue ``fn`` to run after this unit of work commits (dropped on rollback)."""
         self._require().on_commit(fn)
+
+    # -- repositories (built on first use, one per unit of work) -----------------
+
+    @property
+    def states(self) -> StateRepository:
+        from persistence.repositories.states import StateRepository
+
+        return self._repo("states", StateRepository)  # type: ignore[no-any-return]
+
+    @property
+    def workflows(self) -> WorkflowRepository:
+        from persistence.repositories.workflows import WorkflowRepository
+
+        return self._repo("workflows", WorkflowRepository)  # type: ignore[no-any-return]
+
+    @property
+    def artifacts(self) -> ArtifactRepository:
+        from persistence.repositories.artifacts import ArtifactRepository
+
+        return self._repo("artifacts", ArtifactRepository)  # type: ignore[no-any-return]
+
+    @property
+    def runs(self) -> RunRepository:
+        from persistence.repositories.runs import RunRepository
+
+        return self._repo("runs", RunRepository)  # type: ignore[no-any-return]
 
     def _repo(self, name: str, factory: Callable[[Scope], object]) -> Any:
         self._require()

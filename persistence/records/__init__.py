@@ -1,6 +1,6 @@
 """Immutable pydantic records returned to callers (never ORM instances)."""
 
-from persistence.records._base import Record
+from persistence.records._base import Page, Record
 from persistence.records.tenancy import TenantRecord, WorkspaceRecord
 
-__all__ = ["Record", "TenantRecord", "WorkspaceRecord"]
+__all__ = ["Page", "Record", "TenantRecord", "WorkspaceRecord"]

@@ -55,12 +55,21 @@ class TenantRepository:
         if self._session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
             raise AlreadyExistsError(f"tenant {slug!r} already exists")
         now = utcnow()
-        tenant = Tenant(id=new_id(), slug=slug, name=name, status="active",
-                        created_at=now, updated_at=now)
+        tenant = Tenant(
+            id=new_id(), slug=slug, name=name, status="active", created_at=now, updated_at=now
+        )
         self._session.add(tenant)
         self._session.flush()
-        self._session.add(Workspace(tenant_id=tenant.id, id=new_id(), slug=DEFAULT_WORKSPACE,
-                                    name="Default", created_at=now, updated_at=now))
+        self._session.add(
+            Workspace(
+                tenant_id=tenant.id,
+                id=new_id(),
+                slug=DEFAULT_WORKSPACE,
+                name="Default",
+                created_at=now,
+                updated_at=now,
+            )
+        )
         self._session.flush()
         return tenant_record(tenant)
 
@@ -115,8 +124,9 @@ class WorkspaceRepository:
         if self._find(owner.id, slug) is not None:
             raise AlreadyExistsError(f"workspace {slug!r} already exists in tenant {tenant!r}")
         now = utcnow()
-        row = Workspace(tenant_id=owner.id, id=new_id(), slug=slug, name=name,
-                        created_at=now, updated_at=now)
+        row = Workspace(
+            tenant_id=owner.id, id=new_id(), slug=slug, name=name, created_at=now, updated_at=now
+        )
         self._session.add(row)
         self._session.flush()
         return workspace_record(row)
@@ -147,8 +157,9 @@ class WorkspaceRepository:
             raise InvalidInputError("the default workspace cannot be deleted")
         record = self.get(tenant, slug)
         self._session.execute(
-            delete(Workspace).where(Workspace.tenant_id == record.tenant_id,
-                                    Workspace.id == record.id)
+            delete(Workspace).where(
+                Workspace.tenant_id == record.tenant_id, Workspace.id == record.id
+            )
         )
 
     def rename(self, tenant: str, slug: str, name: str) -> WorkspaceRecord:
