@@ -164,16 +164,22 @@ class Database:
         return _migrations.head()
 
     def grant_runtime_role(
-        self, role: str, *, password: str | None = None, create: bool = True
+        self,
+        role: str,
+        *,
+        password: str | None = None,
+        create: bool = True,
+        execute: bool = True,
     ) -> list[str]:
         """Create (optionally) the runtime role and grant it what services need.
 
-        Runs as the owner; returns the SQL it ran (passwords masked). PostgreSQL only.
+        Runs as the owner; returns the SQL it ran (passwords masked); with
+        ``execute=False`` only returns it. PostgreSQL only (ConfigurationError).
         """
         if self.dialect != "postgresql":
             raise ConfigurationError("runtime roles exist only on PostgreSQL")
         return _migrations.grant_runtime_role(
-            self.owner_engine, role, password=password, create=create
+            self.owner_engine, role, password=password, create=create, execute=execute
         )
 
     # -- units of work -------------------------------------------------------------

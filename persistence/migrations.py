@@ -115,9 +115,17 @@ def _tenant_tables() -> tuple[list[str], list[str]]:
 
 
 def grant_runtime_role(
-    engine: Engine, role: str, *, password: str | None = None, create: bool = True
+    engine: Engine,
+    role: str,
+    *,
+    password: str | None = None,
+    create: bool = True,
+    execute: bool = True,
 ) -> list[str]:
-    """Run :func:`persistence.rls.runtime_role_sql` as the owner; return it, password masked."""
+    """Run :func:`persistence.rls.runtime_role_sql` as the owner; return it, password masked.
+
+    With ``execute=False`` nothing runs: the SQL is only returned (for review by a DBA).
+    """
     admin, data = _tenant_tables()
     with engine.connect() as conn:
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
@@ -127,6 +135,8 @@ def grant_runtime_role(
                 role, admin_tables=admin, data_tables=data, password=password, create=create
             )
         ]
+        if not execute:
+            return _masked(statements, role, password)
         for statement in statements:
             conn.exec_driver_sql(statement)
         flags = conn.execute(
@@ -140,7 +150,11 @@ def grant_runtime_role(
                 "apply to it; use a plain role"
             )
         conn.commit()
+    return _masked(statements, role, password)
+
+
+def _masked(statements: list[str], role: str, password: str | None) -> list[str]:
     return [
-        f"ALTER ROLE {role} PASSWORD '***'" if "PASSWORD" in s and password else s
+        f"ALTER ROLE \"{role}\" PASSWORD '***'" if password and s.startswith("ALTER ROLE") else s
         for s in statements
     ]
