@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from persistence.errors import ConfigurationError
 from persistence.rls import runtime_role_sql
@@ -102,14 +102,16 @@ def diff(engine: Engine) -> list[object]:
         return list(compare_metadata(context, metadata))
 
 
-def _tenant_tables() -> tuple[list[str], list[str]]:
+def _tenant_tables(existing: set[str]) -> tuple[list[str], list[str]]:
+    """Tenant tables of the models that exist in the database: a database not yet at
+    head gets grants for what it has (run the grant again after upgrading)."""
     from persistence.models import metadata
 
     admin = ["tenants", "workspaces"]
     data = sorted(
         name
         for name, table in metadata.tables.items()
-        if "tenant_id" in table.c and name not in admin
+        if "tenant_id" in table.c and name not in admin and name in existing
     )
     return admin, data
 
@@ -126,9 +128,9 @@ def grant_runtime_role(
 
     With ``execute=False`` nothing runs: the SQL is only returned (for review by a DBA).
     """
-    admin, data = _tenant_tables()
     with engine.connect() as conn:
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        admin, data = _tenant_tables(set(inspect(conn).get_table_names()))
         statements = [
             s.replace("{schema}", schema)
             for s in runtime_role_sql(

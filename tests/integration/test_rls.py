@@ -1,0 +1,209 @@
+"""Row-level security in PostgreSQL, checked with raw SQL as the runtime role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import text
+
+from persistence import Database
+from tests.fixtures.services import PostgresTarget
+
+SETTING = "persistence.tenant_id"
+
+
+@pytest.fixture
+def db(pg_db: Database) -> Database:
+    """These tests are about PostgreSQL only (``make_tenant`` uses this ``db``)."""
+    return pg_db
+
+
+@pytest.fixture
+def runtime(postgres: PostgresTarget) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
+        yield conn
+
+
+def tenant_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every table of the schema with a ``tenant_id`` column, from the catalog."""
+    rows = conn.execute(
+        "SELECT c.table_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t USING (table_schema, table_name) "
+        "WHERE c.table_schema = current_schema() AND c.column_name = 'tenant_id' "
+        "AND t.table_type = 'BASE TABLE' ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def tenant_id(db: Database, slug: str) -> str:
+    with db.admin() as admin:
+        return str(admin.tenants.get(slug).id)
+
+
+def enter(conn: psycopg.Connection[Any], tenant: str | None) -> None:
+    """Start a transaction with (or without) the tenant setting, as a unit of work does."""
+    conn.rollback()
+    if tenant is not None:
+        conn.execute("SELECT set_config(%s, %s, true)", (SETTING, tenant))
+
+
+def test_runtime_role_sees_only_the_tenant_set(
+    pg_db: Database, make_tenant: Callable[..., str], runtime: psycopg.Connection[Any]
+) -> None:
+    a, b = make_tenant("research"), make_tenant("research")
+    a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+
+    enter(runtime, a_id)
+    assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(a,)]
+    workspaces = runtime.execute("SELECT tenant_id::text, slug FROM workspaces ORDER BY slug")
+    assert workspaces.fetchall() == [(a_id, "default"), (a_id, "research")]
+    for table in tenant_tables(runtime):
+        query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id <> %s").format(
+            sql.Identifier(table)
+        )
+        assert runtime.execute(query, (a_id,)).fetchone() == (0,), table
+    assert runtime.execute("SELECT count(*) FROM tenants WHERE id = %s", (b_id,)).fetchone() == (0,)
+
+    enter(runtime, b_id)
+    assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(b,)]
+
+
+def test_no_tenant_setting_sees_zero_rows(
+    make_tenant: Callable[..., str], runtime: psycopg.Connection[Any]
+) -> None:
+    make_tenant("research")
+    enter(runtime, None)
+    tables = ["tenants", *tenant_tables(runtime)]
+    for table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        assert runtime.execute(query).fetchone() == (0,), table
+    # An empty setting (what persistence_enter() leaves for a suspended tenant) too.
+    enter(runtime, "")
+    assert runtime.execute("SELECT count(*) FROM workspaces").fetchone() == (0,)
+
+
+def insertable_tables(conn: psycopg.Connection[Any], role: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT table_name FROM information_schema.role_table_grants "
+        "WHERE grantee = %s AND privilege_type = 'INSERT' AND table_schema = current_schema()",
+        (role,),
+    ).fetchall()
+    return sorted(set(tenant_tables(conn)) & {r[0] for r in rows})
+
+
+def test_writing_a_row_for_another_tenant_is_refused(
+    pg_db: Database,
+    make_tenant: Callable[..., str],
+    runtime: psycopg.Connection[Any],
+    postgres: PostgresTarget,
+) -> None:
+    a, b = make_tenant("research"), make_tenant("research")
+    a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+    # Every table the runtime role may insert into: a row for B under A's setting is
+    # refused by the policy's WITH CHECK (checked before NOT NULL constraints).
+    for table in insertable_tables(runtime, postgres.runtime_role):
+        enter(runtime, a_id)
+        query = sql.SQL("INSERT INTO {} (tenant_id) VALUES (%s)").format(sql.Identifier(table))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            runtime.execute(query, (b_id,))
+    # Tenants and workspaces are written only by the owner: the runtime role may not.
+    enter(runtime, a_id)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        runtime.execute(
+            "INSERT INTO workspaces (tenant_id, id, slug, name, created_at, updated_at) "
+            "VALUES (%s, gen_random_uuid(), 'evil', 'evil', now(), now())",
+            (b_id,),
+        )
+    enter(runtime, a_id)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        runtime.execute("UPDATE tenants SET name = 'evil' WHERE id = %s", (b_id,))
+    runtime.rollback()
+    with pg_db.admin() as admin:
+        assert [w.slug for w in admin.workspaces.list(b)] == ["default", "research"]
+        assert admin.tenants.get(b).name == f"Tenant {b}"
+
+
+def test_catalog_every_tenant_table_has_forced_rls(
+    runtime: psycopg.Connection[Any], postgres: PostgresTarget
+) -> None:
+    tables = ["tenants", *tenant_tables(runtime)]
+    assert "workspaces" in tables
+    flags = dict(
+        (name, (rls, force))
+        for name, rls, force in runtime.execute(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'"
+        ).fetchall()
+    )
+    policies = runtime.execute(
+        "SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies "
+        "WHERE schemaname = current_schema()"
+    ).fetchall()
+    for table in tables:
+        assert flags[table] == (True, True), f"{table}: RLS not enabled and forced"
+        isolation = [p for p in policies if p[0] == table and p[1] == "tenant_isolation"]
+        assert isolation, f"{table} has no tenant_isolation policy"
+        _, _, cmd, qual, with_check = isolation[0]
+        assert cmd == "ALL"
+        assert SETTING in qual and SETTING in with_check
+
+
+def test_runtime_role_is_neither_owner_nor_superuser(
+    runtime: psycopg.Connection[Any], postgres: PostgresTarget
+) -> None:
+    row = runtime.execute(
+        "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    assert row == (False, False)
+    owned = runtime.execute(
+        "SELECT count(*) FROM pg_class WHERE relowner = current_user::regrole"
+    ).fetchone()
+    assert owned == (0,)
+
+
+def _session_state(uow: Any) -> tuple[int, str]:
+    row = uow.session.execute(
+        text(f"SELECT pg_backend_pid(), current_setting('{SETTING}', true)")
+    ).one()
+    return int(row[0]), str(row[1])
+
+
+def test_setting_never_leaks_across_units_of_work_on_one_connection(
+    postgres: PostgresTarget, make_tenant: Callable[..., str], pg_db: Database
+) -> None:
+    a, b = make_tenant(), make_tenant()
+    a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+    with Database.from_url(
+        postgres.runtime_url, owner_url=postgres.owner_url, pool_size=1, max_overflow=0
+    ) as db:
+        pids = set()
+        for a_fails in (False, True):  # after a commit, then after a rollback
+            expected: AbstractContextManager[Any] = (
+                pytest.raises(RuntimeError) if a_fails else nullcontext()
+            )
+            with expected:
+                with db.unit_of_work(tenant=a) as uow:
+                    pid, setting = _session_state(uow)
+                    assert setting == a_id
+                    pids.add(pid)
+                    if a_fails:
+                        raise RuntimeError("roll back")
+            with db.unit_of_work(tenant=b) as uow:
+                pid, setting = _session_state(uow)
+                pids.add(pid)
+                assert setting == b_id
+                seen = uow.session.execute(text("SELECT id FROM tenants")).scalars().all()
+                assert [str(x) for x in seen] == [b_id]
+            with db.engine.connect() as conn:  # the same pooled connection, outside any uow
+                row = conn.execute(
+                    text(f"SELECT pg_backend_pid(), current_setting('{SETTING}', true)")
+                ).one()
+                pids.add(row[0])
+                assert row[1] in ("", None)
+                assert conn.execute(text("SELECT count(*) FROM workspaces")).scalar() == 0
+        assert len(pids) == 1, "the pool of one must reuse one server backend"
