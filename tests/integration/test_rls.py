@@ -186,13 +186,12 @@ def test_setting_never_leaks_across_units_of_work_on_one_connection(
             expected: AbstractContextManager[Any] = (
                 pytest.raises(RuntimeError) if a_fails else nullcontext()
             )
-            with expected:
-                with db.unit_of_work(tenant=a) as uow:
-                    pid, setting = _session_state(uow)
-                    assert setting == a_id
-                    pids.add(pid)
-                    if a_fails:
-                        raise RuntimeError("roll back")
+            with expected, db.unit_of_work(tenant=a) as uow:
+                pid, setting = _session_state(uow)
+                assert setting == a_id
+                pids.add(pid)
+                if a_fails:
+                    raise RuntimeError("roll back")
             with db.unit_of_work(tenant=b) as uow:
                 pid, setting = _session_state(uow)
                 pids.add(pid)
