@@ -1,6 +1,16 @@
 """Immutable pydantic records returned to callers (never ORM instances)."""
 
 from persistence.records._base import Page, Record
+from persistence.records.artifacts import ArtifactKind, ArtifactRecord
 from persistence.records.tenancy import TenantRecord, WorkspaceRecord
+from persistence.records.workflows import WorkflowRecord
 
-__all__ = ["Page", "Record", "TenantRecord", "WorkspaceRecord"]
+__all__ = [
+    "ArtifactKind",
+    "ArtifactRecord",
+    "Page",
+    "Record",
+    "TenantRecord",
+    "WorkflowRecord",
+    "WorkspaceRecord",
+]

@@ -1,0 +1,471 @@
+"""Workflows of one workspace: named Python sources with every revision kept."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from persistence.codecs import checksum
+from persistence.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    InvalidTypeError,
+    NotFoundError,
+)
+from persistence.models.base import utcnow
+from persistence.models.workflows import Workflow, WorkflowRevision
+from persistence.records import Page, WorkflowRecord
+from persistence.repositories._base import Scope
+from persistence.validation import validate_workflow_name
+
+__all__ = ["WorkflowRepository", "score", "validate_source"]
+
+_MAX_TAGS = 64
+_MAX_TAG = 100
+_MAX_DESCRIPTION = 10_000
+_WORD = re.compile(r"[^\W_]+")  # words: letters and digits; "_" separates
+
+
+def validate_source(source: object, *, what: str = "workflow source") -> str:
+    """Return ``source`` if it parses as Python and defines a top-level ``run`` function.
+
+    Raises InvalidInputError naming the line of a syntax error; never executes anything.
+    """
+    if not isinstance(source, str):
+        raise InvalidTypeError(f"{what} must be a str, not {type(source).__name__}")
+    try:
+        source.encode("utf-8")
+        tree = ast.parse(source)
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid UTF-8 text: {exc.reason}") from None
+    except SyntaxError as exc:
+        raise InvalidInputError(f"{what}: line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # NUL bytes
+        raise InvalidInputError(f"{what}: line 1: {exc}") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "run":
+            return source
+    last = tree.body[-1].end_lineno if tree.body else 1
+    raise InvalidInputError(
+        f"{what}: line {last}: no top-level `def run(...)` or `async def run(...)`"
+    )
+
+
+def _text(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
+    if len(value) > limit or "\x00" in value:
+        raise InvalidInputError(f"{what} must be at most {limit} characters, without NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{what} is not valid UTF-8 text") from None
+    return value
+
+
+def _tags(tags: object) -> tuple[str, ...]:
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise InvalidTypeError("tags must be a sequence of str (not a single str)")
+    result = tuple(_text(tag, "a tag", _MAX_TAG) for tag in tags)
+    if len(result) > _MAX_TAGS or any(not tag.strip() for tag in result):
+        raise InvalidInputError(f"tags: at most {_MAX_TAGS} non-blank tags")
+    if len(set(result)) != len(result):
+        raise InvalidInputError(f"tags must not repeat: {list(result)!r}")
+    return result
+
+
+def score(query: str, name: str, description: str, tags: Sequence[str]) -> int:
+    """The deterministic relevance of one workflow for ``query`` (0: no match).
+
+    Whole query: equal to the name 100, a prefix of it 50, inside it 30. Each query
+    word (letters and digits, case-insensitive): a ``_``-separated part of the name 10, else inside
+    the name 5; equal to a tag 8, else inside a tag 4; a word of the description 3,
+    else inside it 1.
+    """
+    q, lname, ldesc = query.strip().lower(), name.lower(), description.lower()
+    ltags = [t.lower() for t in tags]
+    total = 0
+    if q:
+        total += 100 if q == lname else 50 if lname.startswith(q) else 30 if q in lname else 0
+    name_parts = set(lname.split("_"))
+    desc_words = set(_WORD.findall(ldesc))
+    for word in _WORD.findall(q):
+        total += 10 if word in name_parts else 5 if word in lname else 0
+        total += 8 if word in ltags else 4 if any(word in t for t in ltags) else 0
+        total += 3 if word in desc_words else 1 if word in ldesc else 0
+    return total
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except Exception:
+        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
+
+
+_REVISION_COLUMNS = (
+    WorkflowRevision.name,
+    WorkflowRevision.revision,
+    WorkflowRevision.source,
+    WorkflowRevision.description,
+    WorkflowRevision.tags,
+    WorkflowRevision.checksum,
+    WorkflowRevision.created_at,
+)
+
+
+def _record(row: Any) -> WorkflowRecord:
+    return WorkflowRecord.model_construct(
+        name=row.name,
+        revision=row.revision,
+        source=row.source,
+        description=row.description,
+        tags=tuple(row.tags),
+        checksum=row.checksum,
+        created_at=row.created_at,
+    )
+
+
+class WorkflowRepository:
+    """Create, revise, read, search and delete the workflows of one workspace.
+
+    Sources are validated (they parse and define ``run``) and stored byte-for-byte;
+    nothing here ever executes them.
+    """
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._s = scope.session
+        self._t, self._w = scope.tenant_id, scope.workspace_id
+
+    def _mine(self, model: Any) -> Any:
+        return and_(model.tenant_id == self._t, model.workspace_id == self._w)
+
+    def _insert_head(self, values: dict[str, Any]) -> bool:
+        """Insert the workflow head unless the name exists; True when inserted."""
+        dialect = postgresql if self._scope.is_postgres else sqlite
+        stmt = (
+            dialect.insert(Workflow)
+            .values(tenant_id=self._t, workspace_id=self._w, **values)
+            .on_conflict_do_nothing()
+            .returning(Workflow.name)
+        )
+        return self._s.execute(stmt).first() is not None
+
+    def _insert_revision(
+        self,
+        name: str,
+        revision: int,
+        source: str,
+        description: str,
+        tags: tuple[str, ...],
+        created_at: datetime,
+        digest: str,
+    ) -> None:
+        self._s.execute(
+            insert(WorkflowRevision).values(
+                tenant_id=self._t,
+                workspace_id=self._w,
+                name=name,
+                revision=revision,
+                source=source,
+                description=description,
+                tags=list(tags),
+                checksum=digest,
+                created_at=created_at,
+            )
+        )
+
+    def create(
+        self, name: str, source: str, description: str = "", tags: Iterable[str] = ()
+    ) -> WorkflowRecord:
+        """Create a workflow at revision 1.
+
+        Raises InvalidInputError (bad name, source, description or tags) before writing,
+        AlreadyExistsError if the name exists in this workspace.
+        """
+        name, source = validate_workflow_name(name), validate_source(source)
+        description = _text(description, "description", _MAX_DESCRIPTION)
+        tag_tuple = _tags(tags)
+        now = utcnow()
+        head = dict(
+            name=name,
+            latest_revision=1,
+            description=description,
+            tags=list(tag_tuple),
+            created_at=now,
+            updated_at=now,
+        )
+        if not self._insert_head(head):
+            raise AlreadyExistsError(f"workflow {name!r} already exists")
+        digest = checksum(source.encode("utf-8"))
+        self._insert_revision(name, 1, source, description, tag_tuple, now, digest)
+        return WorkflowRecord.model_construct(
+            name=name,
+            revision=1,
+            source=source,
+            description=description,
+            tags=tag_tuple,
+            checksum=digest,
+            created_at=now,
+        )
+
+    def save(
+        self,
+        name: str,
+        source: str,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> WorkflowRecord:
+        """Create the workflow, or write a new revision of it.
+
+        ``description``/``tags`` left as None keep the latest revision's. Saving exactly
+        the latest revision's source, description and tags writes nothing and returns it.
+        Raises InvalidInputError before writing.
+        """
+        name, source = validate_workflow_name(name), validate_source(source)
+        if description is not None:
+            description = _text(description, "description", _MAX_DESCRIPTION)
+        tag_tuple = _tags(tags) if tags is not None else None
+        latest = self._latest_for_update(name)
+        if latest is None:
+            try:
+                with self._s.begin_nested():
+                    return self.create(name, source, description or "", tag_tuple or ())
+            except AlreadyExistsError:  # a concurrent first save won; revise it
+                latest = self._latest_for_update(name)
+                assert latest is not None
+        description = latest.description if description is None else description
+        tag_tuple = latest.tags if tag_tuple is None else tag_tuple
+        if (source, description, tag_tuple) == (latest.source, latest.description, latest.tags):
+            return latest
+        return self._write_revision(name, latest.revision + 1, source, description, tag_tuple)
+
+    def _write_revision(
+        self, name: str, revision: int, source: str, description: str, tags: tuple[str, ...]
+    ) -> WorkflowRecord:
+        now = utcnow()
+        self._s.execute(
+            update(Workflow)
+            .where(self._mine(Workflow), Workflow.name == name)
+            .values(
+                latest_revision=revision, description=description, tags=list(tags), updated_at=now
+            )
+        )
+        digest = checksum(source.encode("utf-8"))
+        self._insert_revision(name, revision, source, description, tags, now, digest)
+        return WorkflowRecord.model_construct(
+            name=name,
+            revision=revision,
+            source=source,
+            description=description,
+            tags=tags,
+            checksum=digest,
+            created_at=now,
+        )
+
+    def _latest_for_update(self, name: str) -> WorkflowRecord | None:
+        stmt = self._select_revision(name, None)
+        if self._scope.is_postgres:  # serialize concurrent revisions of one workflow
+            stmt = stmt.with_for_update(of=Workflow)
+        row = self._s.execute(stmt).first()
+        return _record(row) if row is not None else None
+
+    def _select_revision(self, name: str, revision: int | None) -> Any:
+        stmt = (
+            select(*_REVISION_COLUMNS)
+            .join(
+                Workflow,
+                and_(
+                    Workflow.tenant_id == WorkflowRevision.tenant_id,
+                    Workflow.workspace_id == WorkflowRevision.workspace_id,
+                    Workflow.name == WorkflowRevision.name,
+                ),
+            )
+            .where(self._mine(WorkflowRevision), WorkflowRevision.name == name)
+        )
+        if revision is None:
+            return stmt.where(WorkflowRevision.revision == Workflow.latest_revision)
+        return stmt.where(WorkflowRevision.revision == revision)
+
+    def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
+        """The latest revision (or ``revision``). Raises NotFoundError."""
+        validate_workflow_name(name)
+        if revision is not None and (type(revision) is not int or revision < 1):
+            raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
+        row = self._s.execute(self._select_revision(name, revision)).first()
+        if row is None:
+            which = f" revision {revision}" if revision is not None else ""
+            raise NotFoundError(f"workflow {name!r}{which} does not exist")
+        return _record(row)
+
+    def exists(self, name: str) -> bool:
+        validate_workflow_name(name)
+        stmt = select(Workflow.name).where(self._mine(Workflow), Workflow.name == name)
+        return self._s.execute(stmt).first() is not None
+
+    def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[WorkflowRecord]:
+        """The latest revision of every workflow, ordered by name, one page at a time."""
+        if type(limit) is not int or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        stmt = (
+            select(*_REVISION_COLUMNS)
+            .join(
+                Workflow,
+                and_(
+                    Workflow.tenant_id == WorkflowRevision.tenant_id,
+                    Workflow.workspace_id == WorkflowRevision.workspace_id,
+                    Workflow.name == WorkflowRevision.name,
+                    Workflow.latest_revision == WorkflowRevision.revision,
+                ),
+            )
+            .where(self._mine(WorkflowRevision))
+            .order_by(WorkflowRevision.name)
+            .limit(limit + 1)
+        )
+        if cursor is not None:
+            stmt = stmt.where(WorkflowRevision.name > _decode_cursor(cursor))
+        items = [_record(row) for row in self._s.execute(stmt)]
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+
+    def revisions(self, name: str) -> builtins.list[WorkflowRecord]:
+        """Every revision of the workflow, oldest first. Raises NotFoundError."""
+        validate_workflow_name(name)
+        stmt = (
+            select(*_REVISION_COLUMNS)
+            .where(self._mine(WorkflowRevision), WorkflowRevision.name == name)
+            .order_by(WorkflowRevision.revision)
+        )
+        items = [_record(row) for row in self._s.execute(stmt)]
+        if not items:
+            raise NotFoundError(f"workflow {name!r} does not exist")
+        return items
+
+    def search(self, query: str, limit: int = 10) -> builtins.list[WorkflowRecord]:
+        """Latest revisions matching ``query`` in name, description or tags, best first.
+
+        Ranked by :func:`score` (ties by name); only this workspace is searched.
+        """
+        query = _text(query, "query", 1000)
+        if type(limit) is not int or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        words = _WORD.findall(query.lower())
+        if not words:
+            return []
+        stmt = select(Workflow.name, Workflow.description, Workflow.tags).where(
+            self._mine(Workflow)
+        )
+        if all(word.isascii() for word in words):  # SQL lower() is reliable for ASCII only
+            fields = (Workflow.name, Workflow.description, cast(Workflow.tags, String))
+            stmt = stmt.where(
+                or_(
+                    *(
+                        func.lower(field).contains(word, autoescape=True)
+                        for word in words
+                        for field in fields
+                    )
+                )
+            )
+        ranked = sorted(
+            ((score(query, r.name, r.description, r.tags), r.name) for r in self._s.execute(stmt)),
+            key=lambda pair: (-pair[0], pair[1]),
+        )
+        return [self.get(name) for points, name in ranked[:limit] if points > 0]
+
+    def delete(self, name: str) -> None:
+        """Delete the workflow and every revision. Raises NotFoundError."""
+        validate_workflow_name(name)
+        result = self._s.execute(
+            delete(Workflow)
+            .where(self._mine(Workflow), Workflow.name == name)
+            .returning(Workflow.name)
+        )
+        if result.first() is None:
+            raise NotFoundError(f"workflow {name!r} does not exist")
+
+    def import_revision(self, record: WorkflowRecord) -> bool:
+        """Write ``record`` with its exact revision number and metadata (for import).
+
+        Idempotent: an identical revision already stored is a no-op (False); a different
+        one raises ConflictError. Invalid fields raise InvalidInputError before writing.
+        """
+        name, source = validate_workflow_name(record.name), validate_source(record.source)
+        description = _text(record.description, "description", _MAX_DESCRIPTION)
+        tags = _tags(record.tags)
+        if type(record.revision) is not int or record.revision < 1:
+            raise InvalidInputError(f"revision must be a positive int, not {record.revision!r}")
+        digest = checksum(source.encode("utf-8"))
+        if record.checksum != digest:
+            raise InvalidInputError(
+                f"workflow {name!r} revision {record.revision}: checksum does not match the source"
+            )
+        try:
+            existing: WorkflowRecord | None = self.get(name, record.revision)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            if (existing.source, existing.description, existing.tags) != (
+                source,
+                description,
+                tags,
+            ):
+                raise ConflictError(
+                    f"workflow {name!r} revision {record.revision} already "
+                    "exists with different content"
+                )
+            return False
+        self._import_head(name, record.revision, description, tags, record.created_at)
+        self._insert_revision(
+            name, record.revision, source, description, tags, record.created_at, digest
+        )
+        return True
+
+    def _import_head(
+        self,
+        name: str,
+        revision: int,
+        description: str,
+        tags: tuple[str, ...],
+        created_at: datetime,
+    ) -> None:
+        head = dict(
+            name=name,
+            latest_revision=revision,
+            description=description,
+            tags=list(tags),
+            created_at=created_at,
+            updated_at=created_at,
+        )
+        if self._insert_head(head):
+            return
+        row = self._s.execute(
+            select(Workflow.latest_revision, Workflow.created_at).where(
+                self._mine(Workflow), Workflow.name == name
+            )
+        ).one()
+        values: dict[str, Any] = {"created_at": min(row.created_at, created_at)}
+        if revision > row.latest_revision:
+            values.update(
+                latest_revision=revision,
+                description=description,
+                tags=list(tags),
+                updated_at=created_at,
+            )
+        self._s.execute(
+            update(Workflow).where(self._mine(Workflow), Workflow.name == name).values(**values)
+        )
