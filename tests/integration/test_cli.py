@@ -1,0 +1,311 @@
+"""The ``persistence`` CLI on SQLite and PostgreSQL: tables, --json, one-line errors.
+
+Most commands run in-process through ``main()`` (the console script's entry point,
+same error handling); a few run as real subprocesses to prove the installed script,
+``python -m persistence`` and the environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from persistence import Database
+from persistence.cli import main
+from tests.conftest import unique_slug
+from tests.fixtures.services import PostgresTarget
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("persistence")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self.err
+        return json.loads(self.out)
+
+    def one_line_error(self) -> str:
+        assert self.code != 0, self.out
+        assert "Traceback" not in self.err
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        assert lines[0].startswith("error: ")
+        return lines[0]
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``persistence ARGS`` in-process through ``main()``."""
+
+    def call(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return call
+
+
+@pytest.fixture
+def run(db: Database, invoke: Cli) -> Cli:
+    """Run the CLI against the test database of this backend (``json_output``: --json)."""
+    urls = ["--database-url", db.settings.database_url]
+    if db.settings.owner_database_url:
+        urls += ["--owner-url", db.settings.owner_database_url]
+
+    def call(*args: str, json_output: bool = False) -> Result:
+        return invoke(*urls, *(["--json"] if json_output else []), *args)
+
+    return call
+
+
+def test_tenant_commands(run: Cli) -> None:
+    slug = unique_slug()
+    created = run("tenant", "create", slug, "--name", "Acme Inc", json_output=True).json()
+    assert (created["slug"], created["name"], created["status"]) == (slug, "Acme Inc", "active")
+    uuid.UUID(created["id"])
+
+    table = run("tenant", "list")
+    assert table.code == 0
+    assert table.out.splitlines()[0].split()[:3] == ["SLUG", "NAME", "STATUS"]
+    assert any(line.startswith(slug) for line in table.out.splitlines())
+    assert slug in [t["slug"] for t in run("tenant", "list", json_output=True).json()]
+
+    shown = run("tenant", "show", slug, json_output=True).json()
+    assert [w["slug"] for w in shown["workspaces"]] == ["default"]
+    assert "default" in run("tenant", "show", slug).out
+
+    assert run("tenant", "rename", slug, "Acme Corp", json_output=True).json()["name"] == (
+        "Acme Corp"
+    )
+    assert run("tenant", "suspend", slug, json_output=True).json()["status"] == "suspended"
+    assert run("tenant", "resume", slug, json_output=True).json()["status"] == "active"
+    deleted = run("tenant", "delete", slug, "--yes", json_output=True).json()
+    assert deleted == {"deleted": "tenant", "slug": slug}
+    run("tenant", "show", slug).one_line_error()
+
+
+def test_workspace_commands(run: Cli) -> None:
+    slug = unique_slug()
+    assert run("tenant", "create", slug).code == 0
+    made = run("workspace", "create", "--tenant", slug, "research", json_output=True).json()
+    assert made["slug"] == "research" and made["name"] == "research"
+    listed = run("workspace", "list", "-t", slug, json_output=True).json()
+    assert [w["slug"] for w in listed] == ["default", "research"]
+    assert "research" in run("workspace", "list", "-t", slug).out
+    gone = run("workspace", "delete", "-t", slug, "research", "-y", json_output=True).json()
+    assert gone == {"deleted": "workspace", "tenant": slug, "slug": "research"}
+    assert [w["slug"] for w in run("workspace", "list", "-t", slug, json_output=True).json()] == [
+        "default"
+    ]
+
+
+def test_errors_are_one_line_and_nothing_is_written(run: Cli) -> None:
+    slug = unique_slug()
+    assert run("tenant", "create", slug).code == 0
+    before = run("tenant", "list", json_output=True).json()
+    errors = {
+        "not exist": ("tenant", "show", unique_slug("ghost")),
+        "invalid tenant slug": ("tenant", "create", "Bad_Slug"),
+        "already exists": ("tenant", "create", slug),
+        "workspace 'default' already": ("workspace", "create", "-t", slug, "default"),
+        "cannot be deleted": ("workspace", "delete", "-t", slug, "default", "--yes"),
+        "workspace 'nope' does not exist": ("workspace", "delete", "-t", slug, "nope", "--yes"),
+        "name must be": ("tenant", "rename", slug, " "),
+        "No such command": ("tenant", "explode"),
+        "Missing argument": ("tenant", "create"),
+        "Missing option": ("workspace", "list"),
+    }
+    for expected, args in errors.items():
+        assert expected in run(*args).one_line_error(), args
+    assert run("tenant", "list", json_output=True).json() == before
+
+
+def test_db_commands(run: Cli, db: Database) -> None:
+    current = run("db", "current", json_output=True).json()
+    assert current["current"] == current["head"] == db.head_revision()
+    assert run("db", "check", json_output=True).json() == {
+        "revision": db.head_revision(),
+        "status": "ok",
+    }
+    upgraded = run("db", "upgrade", json_output=True).json()  # idempotent at head
+    assert upgraded["action"] == "upgraded" and upgraded["current"] == upgraded["head"]
+    assert "CURRENT" in run("db", "current").out
+
+
+def test_db_upgrade_downgrade_on_a_fresh_sqlite_file(invoke: Cli, tmp_path: Path) -> None:
+    url = ["--database-url", f"sqlite:///{tmp_path / 'fresh.sqlite3'}"]
+    assert invoke(*url, "--json", "db", "current").json()["current"] is None
+    assert "schema is at base" in invoke(*url, "db", "check").one_line_error()
+    assert invoke(*url, "db", "upgrade").code == 0
+    assert invoke(*url, "db", "check").code == 0
+    assert invoke(*url, "--json", "db", "downgrade", "base").json()["current"] is None
+    assert "Missing argument" in invoke(*url, "db", "downgrade").one_line_error()
+    assert invoke(*url, "db", "upgrade").code == 0
+
+
+def test_demo_runs_twice(run: Cli) -> None:
+    for _ in range(2):
+        tour = run("demo", json_output=True).json()
+        assert any("cannot see the other tenant" in step for step in tour["steps"])
+        assert {t["slug"] for t in tour["tenants"]} == {"demo-acme", "demo-globex"}
+    assert "demo-acme" in run("demo").out
+
+
+@pytest.fixture
+def new_role(postgres: PostgresTarget) -> Iterator[str]:
+    role = f"ptest_app_{uuid.uuid4().hex[:8]}"
+    yield role
+    with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{role}"' if _role_exists(conn, role) else "SELECT 1")
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    return row is not None
+
+
+def test_create_runtime_role(
+    postgres: PostgresTarget,
+    new_role: str,
+    invoke: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    make_tenant_pg: Callable[[], str],
+) -> None:
+    def cli(*args: str) -> Result:
+        return invoke("--database-url", postgres.owner_url, *args)
+
+    secret = "s3cr3t-'quoted'"
+    monkeypatch.setenv("APP_DB_PASSWORD", secret)
+    setup = ("db", "create-runtime-role", new_role, "--password-env", "APP_DB_PASSWORD")
+    printed = cli(*setup, "--print-sql")
+    assert printed.code == 0 and "CREATE ROLE" in printed.out and "GRANT" in printed.out
+    assert secret not in printed.out + printed.err and "PASSWORD '***'" in printed.out
+    with psycopg.connect(postgres.psycopg_url("admin")) as conn:
+        assert not _role_exists(conn, new_role), "--print-sql must not run anything"
+
+    for _ in range(2):  # idempotent
+        made = cli("--json", *setup)
+        report = made.json()
+        assert report["executed"] is True and secret not in made.out + made.err
+    with psycopg.connect(postgres.psycopg_url("admin")) as conn:
+        flags = conn.execute(
+            "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s",
+            (new_role,),
+        ).fetchone()
+    assert flags == (False, False, True)
+
+    tenant = make_tenant_pg()
+    role_url = make_url(postgres.runtime_url).set(username=new_role, password=secret)
+    role_db = Database.from_url(role_url.render_as_string(False))
+    with role_db, role_db.unit_of_work(tenant=tenant) as uow:
+        assert uow.tenant.slug == tenant
+
+    missing = cli("db", "create-runtime-role", new_role, "--password-env", "NOT_SET_ANYWHERE")
+    assert "NOT_SET_ANYWHERE" in missing.one_line_error()
+    assert "invalid role name" in cli("db", "create-runtime-role", "bad;role").one_line_error()
+
+
+@pytest.fixture
+def make_tenant_pg(pg_db: Database) -> Callable[[], str]:
+    def make() -> str:
+        slug = unique_slug()
+        with pg_db.admin() as admin:
+            admin.tenants.create(slug)
+        return slug
+
+    return make
+
+
+def test_runtime_role_setup_refused_on_sqlite(invoke: Cli, sqlite_db: Database) -> None:
+    url = ["--database-url", sqlite_db.settings.database_url]
+    error = invoke(*url, "db", "create-runtime-role", "app").one_line_error()
+    assert "only on PostgreSQL" in error
+
+
+def test_passwords_in_urls_are_never_printed(invoke: Cli, postgres: PostgresTarget) -> None:
+    # Trust authentication ignores the password, so the URL works and is printed masked.
+    with_password = make_url(postgres.owner_url).set(password="hunter2-secret")
+    shown = invoke("--database-url", with_password.render_as_string(False), "db", "current")
+    assert shown.code == 0 and "hunter2" not in shown.out and "***" in shown.out
+    down = "postgresql://app:hunter2-secret@127.0.0.1:1/nowhere"
+    error = invoke("--database-url", down, "tenant", "list").one_line_error()
+    assert "hunter2" not in error
+    bad = invoke("--database-url", "mysql://u:hunter2-secret@h/db", "tenant", "list")
+    assert "unsupported database" in bad.one_line_error() and "hunter2" not in bad.err
+
+
+def subprocess_cli(
+    command: list[str], env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """No PERSISTENCE_* variables, and a fresh HOME so the default SQLite file is new."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTENCE_")}
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def test_console_script_demo_on_the_default_sqlite_file(clean_env: dict[str, str]) -> None:
+    assert CONSOLE_SCRIPT.exists()
+    for _ in range(2):
+        done = subprocess_cli([str(CONSOLE_SCRIPT)], clean_env, "demo")
+        assert done.returncode == 0, done.stderr
+        assert "cannot see the other tenant" in done.stdout
+    default = Path(clean_env["HOME"]) / ".local/share/persistence/persistence.sqlite3"
+    assert default.exists()
+    assert f"database sqlite:///{default}" in done.stdout
+
+
+def test_python_m_and_the_environment_variable(clean_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "env.sqlite3"
+    env = {**clean_env, "PERSISTENCE_DATABASE_URL": f"sqlite:///{path}"}
+    module = [sys.executable, "-m", "persistence"]
+    assert subprocess_cli(module, env, "db", "upgrade").returncode == 0
+    slug = unique_slug()
+    made = subprocess_cli(module, env, "--json", "tenant", "create", slug)
+    assert made.returncode == 0 and json.loads(made.stdout)["slug"] == slug
+    with Database.from_url(f"sqlite:///{path}") as db, db.admin() as admin:
+        assert admin.tenants.get(slug).slug == slug
+    failed = subprocess_cli(module, env, "tenant", "create", slug)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines() == [f"error: tenant {slug!r} already exists"]
+    # Deleting without --yes, with no one to confirm on stdin, is refused.
+    refused = subprocess_cli(module, env, "tenant", "delete", slug)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == ["error: aborted"]
+    with Database.from_url(f"sqlite:///{path}") as db, db.admin() as admin:
+        assert admin.tenants.get(slug).slug == slug
