@@ -1,0 +1,348 @@
+"""Artifacts of one workspace: named bytes, text or JSON values with metadata."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from typing import Any, NamedTuple, cast
+
+import orjson
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from persistence.codecs import checksum, decode, dump_json, encode, validate_codec, validate_json
+from persistence.errors import (
+    ConflictError,
+    DataCorruptionError,
+    InvalidInputError,
+    InvalidTypeError,
+    NotFoundError,
+)
+from persistence.models.artifacts import Artifact
+from persistence.models.base import utcnow
+from persistence.records import ArtifactKind, ArtifactRecord, Page
+from persistence.repositories._base import Scope
+from persistence.validation import validate_artifact_name
+
+__all__ = ["DEFAULT_CONTENT_TYPES", "ArtifactRepository", "decode_artifact"]
+
+#: The content type recorded when the caller gives none.
+DEFAULT_CONTENT_TYPES: dict[str, str] = {
+    "bytes": "application/octet-stream",
+    "str": "text/plain; charset=utf-8",
+    "json": "application/json",
+}
+_PG_PAYLOAD = (
+    "SELECT kind, codec, checksum, payload FROM artifacts "
+    "WHERE tenant_id = %s AND workspace_id = %s AND name = %s"
+)
+
+
+class _PayloadRow(NamedTuple):
+    kind: str
+    codec: str
+    checksum: str
+    payload: bytes
+
+
+_CONTENT_TYPE = re.compile(r"[!-~][ -~]{0,254}")  # printable ASCII, at most 255
+
+_META_COLUMNS = (
+    Artifact.name,
+    Artifact.kind,
+    Artifact.content_type,
+    Artifact.size,
+    Artifact.stored_size,
+    Artifact.codec,
+    Artifact.checksum,
+    Artifact.user_metadata,
+    Artifact.created_at,
+    Artifact.updated_at,
+)
+
+
+def _record(row: Any) -> ArtifactRecord:
+    return ArtifactRecord.model_construct(
+        name=row.name,
+        kind=row.kind,
+        content_type=row.content_type,
+        size=row.size,
+        stored_size=row.stored_size,
+        codec=row.codec,
+        checksum=row.checksum,
+        metadata=row.user_metadata,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _to_raw(data: object) -> tuple[ArtifactKind, bytes]:
+    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``)."""
+    if isinstance(data, bytes):
+        return "bytes", data
+    if isinstance(data, bytearray | memoryview):
+        return "bytes", bytes(data)
+    if isinstance(data, str):
+        try:
+            return "str", data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"artifact text is not valid UTF-8: {exc.reason}") from None
+    return "json", dump_json(data, what="artifact value")
+
+
+def decode_artifact(kind: str, raw: bytes, *, what: str = "artifact") -> Any:
+    """Turn stored raw bytes back into the kind they were saved as."""
+    if kind == "bytes":
+        return raw
+    try:
+        if kind == "str":
+            return raw.decode("utf-8")
+        if kind == "json":
+            return orjson.loads(raw)
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise DataCorruptionError(f"{what}: does not decode as {kind}: {exc}") from exc
+    raise DataCorruptionError(f"{what}: unknown kind {kind!r}")
+
+
+def _content_type(value: object, kind: str) -> str:
+    if value is None:
+        return DEFAULT_CONTENT_TYPES[kind]
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"content_type must be a str, not {type(value).__name__}")
+    if not _CONTENT_TYPE.fullmatch(value):
+        raise InvalidInputError(
+            f"invalid content_type {value!r}: use 1-255 printable ASCII characters"
+        )
+    return value
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise InvalidTypeError(f"metadata must be a dict, not {type(value).__name__}")
+    validate_json(value, what="artifact metadata")
+    if len(dump_json(value)) > 64 * 1024:
+        raise InvalidInputError("artifact metadata must serialize to at most 64 KiB of JSON")
+    return cast(dict[str, Any], value)
+
+
+class ArtifactRepository:
+    """Save, load, describe, list and delete the artifacts of one workspace.
+
+    Data is ``bytes``, ``str`` or a JSON value; ``load`` returns the same kind. Every
+    payload is checksummed (verified on read) and compressed per the settings.
+    """
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._s = scope.session
+        self._t, self._w = scope.tenant_id, scope.workspace_id
+
+    def _mine(self) -> Any:
+        return and_(Artifact.tenant_id == self._t, Artifact.workspace_id == self._w)
+
+    def _check_size(self, name: str, size: int) -> None:
+        limit = self._scope.settings.max_artifact_bytes
+        if size > limit:
+            raise InvalidInputError(
+                f"artifact {name!r} is {size} bytes, over the limit of {limit} "
+                "(settings.max_artifact_bytes)"
+            )
+
+    def save(
+        self,
+        name: str,
+        data: bytes | str | Any,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactRecord:
+        """Create or replace the artifact ``name``.
+
+        Raises InvalidInputError (bad name, non-JSON value, oversize data, bad content
+        type or metadata) before anything is written.
+        """
+        validate_artifact_name(name)
+        meta = _metadata(metadata)
+        kind, raw = _to_raw(data)
+        ctype = _content_type(content_type, kind)
+        self._check_size(name, len(raw))
+        s = self._scope.settings
+        encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
+        del raw  # keep at most the caller's data and the stored payload alive
+        now = utcnow()
+        values = dict(
+            kind=kind,
+            content_type=ctype,
+            user_metadata=meta,
+            codec=encoded.codec,
+            checksum=encoded.checksum,
+            size=encoded.raw_size,
+            stored_size=encoded.stored_size,
+            payload=encoded.payload,
+            updated_at=now,
+        )
+        created = self._upsert(name, values, created_at=now)
+        return ArtifactRecord.model_construct(
+            name=name,
+            kind=kind,
+            content_type=ctype,
+            size=encoded.raw_size,
+            stored_size=encoded.stored_size,
+            codec=encoded.codec,
+            checksum=encoded.checksum,
+            metadata=meta,
+            created_at=created,
+            updated_at=now,
+        )
+
+    def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
+        dialect = postgresql if self._scope.is_postgres else sqlite
+        stmt = dialect.insert(Artifact).values(
+            tenant_id=self._t, workspace_id=self._w, name=name, created_at=created_at, **values
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Artifact.tenant_id, Artifact.workspace_id, Artifact.name],
+            set_=values,
+        ).returning(Artifact.created_at)
+        return cast(datetime, self._s.execute(stmt).scalar_one())
+
+    def _payload_row(self, name: str) -> Any:
+        validate_artifact_name(name)
+        if self._scope.is_postgres:
+            return self._payload_row_binary(name)
+        row = self._s.execute(
+            select(Artifact.kind, Artifact.codec, Artifact.checksum, Artifact.payload).where(
+                self._mine(), Artifact.name == name
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"artifact {name!r} does not exist")
+        return row
+
+    def _payload_row_binary(self, name: str) -> Any:
+        # Text-format results would carry bytea as hex (2x the payload, then parsed into a
+        # third copy); a binary-format cursor on the unit of work's own connection (same
+        # transaction, same tenant setting) returns the payload as it is stored.
+        driver = self._s.connection().connection.driver_connection
+        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PG_PAYLOAD, (self._t, self._w, name))
+            row = cursor.fetchone()
+        if row is None:
+            raise NotFoundError(f"artifact {name!r} does not exist")
+        return _PayloadRow(*row)
+
+    def load_raw(self, name: str) -> bytes:
+        """The artifact's data as bytes (UTF-8 for ``str``, JSON text for ``json``),
+        checksum-verified. Raises NotFoundError, DataCorruptionError."""
+        row = self._payload_row(name)
+        return decode(
+            row.payload, codec=row.codec, expected_checksum=row.checksum, what=f"artifact {name!r}"
+        )
+
+    def load(self, name: str) -> bytes | str | Any:
+        """The data as saved: bytes, str or the JSON value.
+
+        Raises NotFoundError, DataCorruptionError (checksum mismatch, undecodable data).
+        """
+        row = self._payload_row(name)
+        kind, what = row.kind, f"artifact {name!r}"
+        raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
+        del row  # drop the stored (maybe compressed) payload before building the result
+        return decode_artifact(kind, raw, what=what)
+
+    def get(self, name: str) -> ArtifactRecord:
+        """Metadata only (no data). Raises NotFoundError."""
+        validate_artifact_name(name)
+        row = self._s.execute(
+            select(*_META_COLUMNS).where(self._mine(), Artifact.name == name)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"artifact {name!r} does not exist")
+        return _record(row)
+
+    def exists(self, name: str) -> bool:
+        validate_artifact_name(name)
+        stmt = select(Artifact.name).where(self._mine(), Artifact.name == name)
+        return self._s.execute(stmt).first() is not None
+
+    def list(
+        self, prefix: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[ArtifactRecord]:
+        """Metadata of the artifacts whose name starts with ``prefix``, by name, paginated."""
+        if type(limit) is not int or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        stmt = select(*_META_COLUMNS).where(self._mine()).order_by(Artifact.name).limit(limit + 1)
+        if prefix:
+            if not isinstance(prefix, str):
+                raise InvalidTypeError(f"prefix must be a str, not {type(prefix).__name__}")
+            # substr, not LIKE: SQLite's LIKE ignores case and both need escaping.
+            stmt = stmt.where(func.substr(Artifact.name, 1, len(prefix)) == prefix)
+        if cursor is not None:
+            stmt = stmt.where(Artifact.name > _decode_cursor(cursor))
+        items = [_record(row) for row in self._s.execute(stmt)]
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+
+    def delete(self, name: str) -> None:
+        """Delete the artifact. Raises NotFoundError."""
+        validate_artifact_name(name)
+        result = self._s.execute(
+            delete(Artifact).where(self._mine(), Artifact.name == name).returning(Artifact.name)
+        )
+        if result.first() is None:
+            raise NotFoundError(f"artifact {name!r} does not exist")
+
+    def import_artifact(self, record: ArtifactRecord, raw: bytes) -> bool:
+        """Write an exported artifact with its exact metadata and times (for import).
+
+        ``raw`` is what :meth:`load_raw` returned. Idempotent: identical content already
+        stored is a no-op (False); different content raises ConflictError. Invalid
+        input raises InvalidInputError before writing.
+        """
+        name = validate_artifact_name(record.name)
+        self._check_size(name, len(raw))
+        if checksum(raw) != record.checksum or len(raw) != record.size:
+            raise InvalidInputError(f"artifact {name!r}: data does not match its checksum/size")
+        decode_artifact(record.kind, raw, what=f"artifact {name!r}")
+        meta = _metadata(record.metadata)
+        ctype = _content_type(record.content_type, record.kind)
+        validate_codec(record.codec)
+        try:
+            current = self.get(name)
+        except NotFoundError:
+            current = None
+        if current is not None:
+            same = (current.kind, current.checksum, current.content_type, current.metadata)
+            if same != (record.kind, record.checksum, ctype, meta):
+                raise ConflictError(f"artifact {name!r} already exists with different content")
+            return False
+        s = self._scope.settings
+        encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
+        values = dict(
+            kind=record.kind,
+            content_type=ctype,
+            user_metadata=meta,
+            codec=encoded.codec,
+            checksum=encoded.checksum,
+            size=encoded.raw_size,
+            stored_size=encoded.stored_size,
+            payload=encoded.payload,
+            updated_at=record.updated_at,
+        )
+        self._upsert(name, values, created_at=record.created_at)
+        return True
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except Exception:
+        raise InvalidInputError(f"invalid cursor {cursor!r}") from None

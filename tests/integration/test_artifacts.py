@@ -1,0 +1,198 @@
+"""Artifacts: kinds preserved, size limit, names, listing, scoping, corruption."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from persistence import Database, Settings
+from persistence.errors import (
+    ConflictError,
+    DataCorruptionError,
+    InvalidInputError,
+    InvalidTypeError,
+    NotFoundError,
+)
+from tests.conftest import unique_slug
+from tests.fixtures.services import PostgresTarget
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def pg_tenant(pg_db: Database) -> str:
+    slug = unique_slug()
+    with pg_db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
+def test_kinds_round_trip(db: Database, tenant: str) -> None:
+    value = {"a": [1, 2.5, None, True, "é"], "nested": {"x": -(2**63)}}
+    with db.unit_of_work(tenant) as uow:
+        uow.artifacts.save("data/blob.bin", b"\x00\xffraw")
+        uow.artifacts.save("notes/readme.txt", "héllo\r\n")
+        uow.artifacts.save("reports/2026/q1.json", value, metadata={"owner": "ana"})
+        uow.artifacts.save("numbers/seven", 7)
+        uow.artifacts.save("text-that-looks-like-json", '{"a": 1}')
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.load("data/blob.bin") == b"\x00\xffraw"
+        assert uow.artifacts.load("notes/readme.txt") == "héllo\r\n"
+        assert uow.artifacts.load("reports/2026/q1.json") == value
+        assert uow.artifacts.load("numbers/seven") == 7
+        assert uow.artifacts.load("text-that-looks-like-json") == '{"a": 1}'
+        meta = uow.artifacts.get("reports/2026/q1.json")
+        assert (meta.kind, meta.content_type, meta.metadata) == (
+            "json",
+            "application/json",
+            {"owner": "ana"},
+        )
+        assert uow.artifacts.get("notes/readme.txt").size == len("héllo\r\n".encode())
+        assert len(meta.checksum) == 64 and meta.created_at <= meta.updated_at
+
+
+def test_replace_keeps_created_at_and_delete(db: Database, tenant: str) -> None:
+    with db.unit_of_work(tenant) as uow:
+        first = uow.artifacts.save("x", b"one", content_type="image/png")
+        second = uow.artifacts.save("x", "two")
+        assert second.created_at == first.created_at and second.kind == "str"
+        assert uow.artifacts.exists("x")
+        uow.artifacts.delete("x")
+        assert not uow.artifacts.exists("x")
+        with pytest.raises(NotFoundError):
+            uow.artifacts.delete("x")
+        with pytest.raises(NotFoundError):
+            uow.artifacts.load("x")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "/abs",
+        "a//b",
+        "a/./b",
+        "../up",
+        "a/..",
+        "back\\slash",
+        "nul\x00",
+        "tab\t",
+        "x" * 513,
+        "trailing/",
+    ],
+)
+def test_bad_names_refused(sqlite_db: Database, name: str) -> None:
+    slug = unique_slug()
+    with sqlite_db.admin() as admin:
+        admin.tenants.create(slug)
+    with sqlite_db.unit_of_work(slug) as uow:
+        with pytest.raises(InvalidInputError):
+            uow.artifacts.save(name, b"x")
+        assert uow.artifacts.list().items == []
+
+
+def test_bad_values_refused_before_writing(db: Database, tenant: str) -> None:
+    with db.unit_of_work(tenant) as uow:
+        with pytest.raises(InvalidInputError):
+            uow.artifacts.save("nan", float("nan"))
+        with pytest.raises(InvalidTypeError):
+            uow.artifacts.save("set", {1, 2})
+        with pytest.raises(InvalidTypeError):
+            uow.artifacts.save("keys", {1: "x"})
+        with pytest.raises(InvalidTypeError):
+            uow.artifacts.save("meta", b"x", metadata=["not", "a", "dict"])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            uow.artifacts.save("ctype", b"x", content_type="bad\ntype")
+        with pytest.raises(InvalidInputError):
+            uow.artifacts.save("surrogate", "\ud800")
+        assert uow.artifacts.list().items == []
+
+
+def test_50_mib_round_trip_and_65_mib_refused(db: Database, tenant: str) -> None:
+    big = os.urandom(50 * MIB)
+    with db.unit_of_work(tenant) as uow:
+        uow.artifacts.save("big.bin", big)
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.load("big.bin") == big
+        assert uow.artifacts.get("big.bin").size == 50 * MIB
+    del big
+    with db.unit_of_work(tenant) as uow:
+        with pytest.raises(InvalidInputError, match="over the limit"):
+            uow.artifacts.save("huge.bin", bytes(65 * MIB))
+        with pytest.raises(InvalidInputError, match="over the limit"):
+            uow.artifacts.save("huge.txt", "x" * (65 * MIB))
+        assert not uow.artifacts.exists("huge.bin") and not uow.artifacts.exists("huge.txt")
+
+
+def test_compression_and_limit_follow_settings(tmp_path: os.PathLike[str]) -> None:
+    url = f"sqlite:///{tmp_path}/c.sqlite3"
+    with Database(Settings(database_url=url, compression="zstd", max_artifact_bytes=5000)) as db:
+        db.migrate()
+        with db.admin() as admin:
+            admin.tenants.create("acme")
+        with db.unit_of_work("acme") as uow:
+            record = uow.artifacts.save("z.txt", "a" * 2000)
+            assert record.codec == "zstd" and record.stored_size < 100
+            with pytest.raises(InvalidInputError):
+                uow.artifacts.save("too-big", b"a" * 5001)
+        with db.unit_of_work("acme") as uow:
+            assert uow.artifacts.load("z.txt") == "a" * 2000
+
+
+def test_list_prefix_pages_and_workspaces(db: Database, tenant: str) -> None:
+    with db.unit_of_work(tenant) as uow:
+        for name in ("r/b", "r/a", "R/c", "r2", "s/x"):
+            uow.artifacts.save(name, name)
+    with db.unit_of_work(tenant, "research") as uow:
+        uow.artifacts.save("r/a", b"other workspace")
+        assert [a.name for a in uow.artifacts.list().items] == ["r/a"]
+    with db.unit_of_work(tenant) as uow:
+        page = uow.artifacts.list("r", limit=2)
+        assert [a.name for a in page.items] == ["r/a", "r/b"]
+        rest = uow.artifacts.list("r", limit=2, cursor=page.next_cursor)
+        assert [a.name for a in rest.items] == ["r2"] and rest.next_cursor is None
+        assert [a.name for a in uow.artifacts.list("r/").items] == ["r/a", "r/b"]
+        assert uow.artifacts.load("r/a") == "r/a"
+
+
+def test_import_artifact_idempotent(db: Database, tenant: str) -> None:
+    with db.unit_of_work(tenant) as uow:
+        record = uow.artifacts.save("a.json", {"k": 1}, metadata={"m": 1})
+        raw = uow.artifacts.load_raw("a.json")
+        moved = record.model_copy(update={"name": "b.json"})
+        assert uow.artifacts.import_artifact(moved, raw) is True
+        assert uow.artifacts.import_artifact(moved, raw) is False
+        assert uow.artifacts.get("b.json") == moved
+        with pytest.raises(ConflictError):
+            uow.artifacts.import_artifact(moved.model_copy(update={"metadata": {}}), raw)
+        with pytest.raises(InvalidInputError):
+            uow.artifacts.import_artifact(moved.model_copy(update={"name": "c"}), b"tampered")
+
+
+def test_corruption_detected(pg_db: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
+    with pg_db.unit_of_work(pg_tenant) as uow:
+        uow.artifacts.save("victim", b"original")
+    with pg_db.owner_engine.begin() as conn:
+        conn.execute(
+            text("UPDATE artifacts SET payload = :p WHERE name = 'victim'"), {"p": b"tampered"}
+        )
+    with pg_db.unit_of_work(pg_tenant) as uow, pytest.raises(DataCorruptionError):
+        uow.artifacts.load("victim")
+
+
+def test_rls_and_tenant_cascade(pg_db: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
+    with pg_db.unit_of_work(pg_tenant) as uow:
+        uow.artifacts.save("secret.txt", "hidden")
+    with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
+        assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
+    with pg_db.admin() as admin:
+        tenant_id = admin.tenants.get(pg_tenant).id
+        admin.tenants.delete(pg_tenant)
+    with pg_db.owner_engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM artifacts WHERE tenant_id = :t"), {"t": tenant_id}
+        ).scalar_one()
+        assert left == 0
