@@ -1,0 +1,566 @@
+"""Workflow runs: start, status machine with history, results, exceptions, run data,
+deterministic values, claiming by many workers, listing, purge and the workers registry."""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    delete,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+
+from persistence import codecs
+from persistence.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    InvalidTypeError,
+    NotFoundError,
+    translate_errors,
+)
+from persistence.models.base import new_id, utcnow
+from persistence.models.runs import CLAIMABLE_WHERE, Run, RunHistory, RunValue, Worker
+from persistence.models.workflows import Workflow
+from persistence.records import (
+    Page,
+    RunExceptionRecord,
+    RunHistoryRecord,
+    RunRecord,
+    WorkerRecord,
+)
+from persistence.repositories import _runs as h
+from persistence.repositories._base import Scope
+from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
+
+__all__ = ["ALLOWED_FROM", "FINISHED", "RunRepository"]
+
+_Value = Any  # a JSON value
+_HISTORY_COLUMNS = (
+    RunHistory.run_id,
+    RunHistory.seq,
+    RunHistory.status,
+    RunHistory.at,
+    RunHistory.worker,
+    RunHistory.note,
+)
+
+
+class RunRepository:
+    """Runs of the unit of work's tenant and workspace (``uow.runs``).
+
+    Every method filters by tenant and workspace. An unknown run id raises
+    NotFoundError; a value that is not exact JSON raises InvalidInputError before
+    anything is written; an illegal status change raises ConflictError.
+    """
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._session = scope.session
+
+    # -- starting and reading ------------------------------------------------------
+
+    def start(
+        self,
+        workflow: str,
+        *,
+        args: _Value = None,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> RunRecord:
+        """Create a ``pending`` run of ``workflow`` (a workflow of this workspace).
+
+        With ``run_id`` the call is idempotent: the same id with the same workflow, args
+        and parent returns the existing run; with different ones AlreadyExistsError.
+        Raises NotFoundError (unknown workflow or parent run), InvalidInputError.
+        """
+        name = h.required_text(workflow, "workflow name", 100)
+        rid = h.run_id(run_id) if run_id is not None else new_id().hex
+        parent = h.run_id(parent_run_id, "parent run id") if parent_run_id is not None else None
+        encoded = h.pack(args, "run args", self._scope.settings)
+        tag_list = h.tags(tags)
+        self._check_references(name, parent)
+        now = utcnow()
+        statement = (
+            self._insert(Run)
+            .values(
+                **self._ids(),
+                id=rid,
+                workflow=name,
+                status="pending",
+                args=encoded.payload,
+                args_codec=encoded.codec,
+                args_checksum=encoded.checksum,
+                tags=orjson.dumps(tag_list).decode(),
+                parent_run_id=parent,
+                worker=None,
+                attempts=0,
+                history_seq=1,
+                not_before=now,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "workspace_id", "id"])
+            .returning(*RUN_COLUMNS)
+        )
+        row = self._exec(statement).first()
+        if row is None:
+            return self._same_run(rid, name, args, parent)
+        self._append_history(rid, 1, "pending", now, None, None)
+        return h.run_record(row)
+
+    def _check_references(self, workflow: str, parent: str | None) -> None:
+        # One round trip for both checks. Runs keep the workflow's name without a foreign
+        # key: a run is a historical fact and outlives the deletion of its workflow.
+        wf = select(Workflow.name).where(self._where(Workflow), Workflow.name == workflow)
+        checks = [wf.exists().label("workflow")]
+        if parent is not None:
+            pr = select(Run.id).where(self._where(Run), Run.id == parent)
+            checks.append(pr.exists().label("parent"))
+        found: tuple[Any, ...] = tuple(self._exec(select(*checks)).one())
+        if not found[0]:
+            raise NotFoundError(f"workflow {workflow!r} does not exist in this workspace")
+        if parent is not None and not found[1]:
+            raise NotFoundError(f"parent run {parent!r} does not exist")
+
+    def _same_run(self, rid: str, workflow: str, args: _Value, parent: str | None) -> RunRecord:
+        record = h.run_record(self._row(rid))
+        same = (
+            record.workflow == workflow
+            and record.parent_run_id == parent
+            and h.canonical(record.args) == h.canonical(args)
+        )
+        if not same:
+            raise AlreadyExistsError(
+                f"run {rid!r} already exists with a different workflow, args or parent"
+            )
+        return record
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run; NotFoundError if there is none."""
+        return h.run_record(self._row(h.run_id(run_id)))
+
+    def history(self, run_id: str) -> builtins.list[RunHistoryRecord]:
+        """Every status change of the run, oldest first (``seq`` 1, 2, ...)."""
+        rid = h.run_id(run_id)
+        rows = self._exec(
+            select(*_HISTORY_COLUMNS)
+            .where(self._where(RunHistory), RunHistory.run_id == rid)
+            .order_by(RunHistory.seq)
+        ).all()
+        if not rows:  # every run has its "pending" entry
+            raise NotFoundError(f"run {rid!r} does not exist")
+        return [h.history_record(row) for row in rows]
+
+    def list(
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Runs newest first, optionally of one status and/or workflow, one page at a time."""
+        size = h.limit(limit)
+        query = select(*RUN_COLUMNS).where(self._where(Run))
+        if status is not None:
+            query = query.where(Run.status == h.status(status))
+        if workflow is not None:
+            query = query.where(Run.workflow == h.required_text(workflow, "workflow name", 100))
+        if cursor is not None:
+            at, rid = h.decode_cursor(cursor)
+            query = query.where(or_(Run.created_at < at, and_(Run.created_at == at, Run.id < rid)))
+        query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(size + 1)
+        rows = self._exec(query).all()
+        items = [h.run_record(row) for row in rows[:size]]
+        more = len(rows) > size
+        return Page[RunRecord](
+            items=items,
+            next_cursor=h.encode_cursor(items[-1].created_at, items[-1].id) if more else None,
+        )
+
+    def children(self, run_id: str) -> builtins.list[RunRecord]:
+        """Runs started with ``parent_run_id=run_id``, oldest first."""
+        rid = h.run_id(run_id)
+        rows = self._exec(
+            select(*RUN_COLUMNS)
+            .where(self._where(Run), Run.parent_run_id == rid)
+            .order_by(Run.created_at, Run.id)
+        ).all()
+        if not rows:
+            self._row(rid)  # NotFoundError for an unknown parent
+        return [h.run_record(row) for row in rows]
+
+    # -- the status machine ----------------------------------------------------------
+
+    def transition(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        worker: str | None = None,
+        note: str | None = None,
+        retry_at: datetime | timedelta | None = None,
+    ) -> RunRecord:
+        """Move the run to ``status`` and append a history entry.
+
+        Allowed: pending -> running | cancelled; running -> succeeded | failed |
+        retrying | cancelled; retrying -> running. ``retry_at`` (only with
+        ``retrying``; a datetime or a delay) is when ``claim`` may take it again,
+        default now. Raises ConflictError naming from and to for an illegal move.
+        """
+        target = h.status(status)
+        extra: dict[str, Any] = {}
+        if retry_at is not None:
+            if target != "retrying":
+                raise InvalidInputError("retry_at is only allowed with status 'retrying'")
+            extra["not_before"] = h.when(retry_at, "retry_at")
+        elif target == "retrying":
+            extra["not_before"] = utcnow()
+        return self._move(h.run_id(run_id), target, worker, note, extra)
+
+    def _move(
+        self, rid: str, target: str, worker: str | None, note: str | None, extra: dict[str, Any]
+    ) -> RunRecord:
+        worker = h.text(worker, "worker", 200)
+        note = h.text(note, "note", 10_000)
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": target,
+            "updated_at": now,
+            "history_seq": Run.history_seq + 1,
+            **extra,
+        }
+        if target == "running":
+            values.update(attempts=Run.attempts + 1, worker=worker)
+        elif worker is not None:
+            values["worker"] = worker
+        statement = (
+            update(Run)
+            .where(self._where(Run), Run.id == rid, Run.status.in_(ALLOWED_FROM[target]))
+            .values(values)
+            .returning(*RUN_COLUMNS)
+        )
+        row = self._exec(statement).first()
+        if row is None:
+            current = self._row(rid)._mapping["status"]
+            raise ConflictError(f"run {rid!r}: illegal transition {current} -> {target}")
+        self._append_history(rid, row._mapping["history_seq"], target, now, worker, note)
+        return h.run_record(row)
+
+    def claim(self, *, workflow: str | None = None, worker: str) -> RunRecord | None:
+        """Atomically take the oldest due run and mark it ``running`` for ``worker``.
+
+        Due: ``pending``, or ``retrying`` with its ``retry_at`` passed (runs are taken in
+        ``not_before`` order; a pending run's is its creation time). ``None`` when there
+        is none. PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each
+        other; SQLite: the unit of work's immediate transaction serializes claimers.
+        """
+        name = h.required_text(worker, "worker", 200)
+        now = utcnow()
+        # The literal status predicate matches the partial claim index even in generic plans.
+        due = select(Run.id).where(self._where(Run), text(CLAIMABLE_WHERE), Run.not_before <= now)
+        if workflow is not None:
+            due = due.where(Run.workflow == h.required_text(workflow, "workflow name", 100))
+        due = due.order_by(Run.not_before, Run.id).limit(1)
+        if self._scope.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(Run)
+            .where(self._where(Run), Run.id == due.scalar_subquery(), text(CLAIMABLE_WHERE))
+            .values(
+                status="running",
+                worker=name,
+                attempts=Run.attempts + 1,
+                history_seq=Run.history_seq + 1,
+                updated_at=now,
+            )
+            .returning(*RUN_COLUMNS)
+        )
+        row = self._exec(statement).first()
+        if row is None:
+            return None
+        self._append_history(
+            row._mapping["id"], row._mapping["history_seq"], "running", now, name, "claimed"
+        )
+        return h.run_record(row)
+
+    # -- results and exceptions ------------------------------------------------------
+
+    def set_result(
+        self, run_id: str, value: _Value, *, worker: str | None = None, note: str | None = None
+    ) -> RunRecord:
+        """Store the JSON result and mark the running run ``succeeded``."""
+        encoded = h.pack(value, "run result", self._scope.settings)
+        extra = {
+            "result": encoded.payload,
+            "result_codec": encoded.codec,
+            "result_checksum": encoded.checksum,
+        }
+        return self._move(h.run_id(run_id), "succeeded", worker, note, extra)
+
+    def get_result(self, run_id: str) -> _Value:
+        """The stored result; NotFoundError if the run is unknown or has no result yet."""
+        rid = h.run_id(run_id)
+        row = self._exec(
+            select(Run.status, Run.result, Run.result_codec, Run.result_checksum).where(
+                self._where(Run), Run.id == rid
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"run {rid!r} does not exist")
+        if row.result is None:
+            raise NotFoundError(f"run {rid!r} has no result (status {row.status})")
+        return h.unpack(row.result, row.result_codec, row.result_checksum, f"result of {rid!r}")
+
+    def set_exception(
+        self,
+        run_id: str,
+        exc: BaseException,
+        *,
+        worker: str | None = None,
+        note: str | None = None,
+    ) -> RunRecord:
+        """Store the exception as text (qualified type name, message, traceback with its
+        chained causes) and mark the running run ``failed``. Nothing is pickled."""
+        if not isinstance(exc, BaseException):
+            raise InvalidTypeError(f"exc must be an exception, not {type(exc).__name__}")
+        extra = {
+            "exception_type": h.type_name(exc),
+            "exception_message": str(exc),
+            "exception_traceback": "".join(traceback.format_exception(exc)),
+        }
+        return self._move(h.run_id(run_id), "failed", worker, note, extra)
+
+    def get_exception(self, run_id: str) -> RunExceptionRecord | None:
+        """The stored exception, ``None`` if the run has none (NotFoundError if unknown)."""
+        rid = h.run_id(run_id)
+        row = self._exec(
+            select(Run.exception_type, Run.exception_message, Run.exception_traceback).where(
+                self._where(Run), Run.id == rid
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"run {rid!r} does not exist")
+        if row.exception_type is None:
+            return None
+        return RunExceptionRecord.model_construct(
+            type_name=row.exception_type,
+            message=row.exception_message or "",
+            traceback=row.exception_traceback or "",
+        )
+
+    # -- run data and deterministic values -------------------------------------------
+
+    def get_data(self, run_id: str, key: str, default: _Value = None) -> _Value:
+        """The run data value under ``key``, or ``default``."""
+        return self._value(h.run_id(run_id), "data", h.required_text(key, "key", 200), default)
+
+    def set_data(self, run_id: str, key: str, value: _Value) -> None:
+        """Store (or replace) the JSON run data value under ``key``."""
+        rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
+        encoded = h.pack(value, f"run data {name!r}", self._scope.settings)
+        statement = self._value_insert(rid, "data", name, encoded)
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "workspace_id", "run_id", "kind", "key"],
+            set_={
+                "value": encoded.payload,
+                "codec": encoded.codec,
+                "checksum": encoded.checksum,
+                "updated_at": utcnow(),
+            },
+        ).returning(RunValue.key)
+        if self._exec(statement).first() is None:
+            raise NotFoundError(f"run {rid!r} does not exist")
+
+    def deterministic(self, run_id: str, key: str, factory: Callable[[], _Value]) -> _Value:
+        """The value stored under ``key`` the first time; on that first call ``factory()``
+        is called and stored. Concurrent first calls store one value and all return it."""
+        rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
+        missing = object()
+        found = self._value(rid, "deterministic", name, missing)
+        if found is not missing:
+            return found
+        encoded = h.pack(factory(), f"deterministic value {name!r}", self._scope.settings)
+        statement = self._value_insert(rid, "deterministic", name, encoded)
+        # The loser of a race inserts nothing (on PostgreSQL it waits for the winner's
+        # commit first) and reads the winner's value below.
+        self._exec(statement.on_conflict_do_nothing())
+        return self._value(rid, "deterministic", name, None)
+
+    def _value_insert(self, rid: str, kind: str, key: str, encoded: Any) -> Any:
+        # INSERT ... SELECT FROM runs: inserts nothing when the run does not exist.
+        source = select(
+            Run.tenant_id,
+            Run.workspace_id,
+            Run.id,
+            literal(kind),
+            literal(key),
+            literal(encoded.payload, RunValue.value.type),
+            literal(encoded.codec),
+            literal(encoded.checksum),
+            literal(utcnow(), RunValue.updated_at.type),
+        ).where(self._where(Run), Run.id == rid)
+        columns = [
+            "tenant_id",
+            "workspace_id",
+            "run_id",
+            "kind",
+            "key",
+            "value",
+            "codec",
+            "checksum",
+            "updated_at",
+        ]
+        return self._insert(RunValue).from_select(columns, source)
+
+    def _value(self, rid: str, kind: str, key: str, default: _Value) -> _Value:
+        joined = and_(
+            RunValue.tenant_id == Run.tenant_id,
+            RunValue.workspace_id == Run.workspace_id,
+            RunValue.run_id == Run.id,
+            RunValue.kind == kind,
+            RunValue.key == key,
+        )
+        row = self._exec(
+            select(Run.id, RunValue.value, RunValue.codec, RunValue.checksum)
+            .outerjoin(RunValue, joined)
+            .where(self._where(Run), Run.id == rid)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"run {rid!r} does not exist")
+        if row.value is None:
+            return default
+        return h.unpack(row.value, row.codec, row.checksum, f"{kind} {key!r} of run {rid!r}")
+
+    # -- purge ---------------------------------------------------------------------
+
+    def purge(
+        self,
+        older_than: datetime | timedelta,
+        statuses: Iterable[str] = FINISHED,
+        batch_size: int | None = None,
+    ) -> int:
+        """Delete finished runs whose last change is older than ``older_than`` (a datetime,
+        or an age), with their history and values; return how many runs were deleted.
+
+        Deletes in batches of ``batch_size`` (default ``Settings.gc_batch_size``), each
+        one bounded DELETE statement. Only finished statuses may be purged.
+        """
+        cutoff = h.ago(older_than, "older_than")
+        wanted = sorted({h.status(s) for s in statuses})
+        if not wanted or not set(wanted) <= set(FINISHED):
+            raise InvalidInputError(f"purge only finished runs: statuses must be in {FINISHED}")
+        size = batch_size if batch_size is not None else self._scope.settings.gc_batch_size
+        h.limit(size)
+        batch = (
+            select(Run.id)
+            .where(self._where(Run), Run.status.in_(wanted), Run.updated_at < cutoff)
+            .limit(size)
+        )
+        statement = delete(Run).where(self._where(Run), Run.id.in_(batch))
+        total = 0
+        while True:
+            deleted = self._exec(statement).rowcount
+            total += deleted
+            if deleted < size:
+                return total
+
+    # -- workers -------------------------------------------------------------------
+
+    def register_worker(self, name: str, info: dict[str, Any] | None = None) -> WorkerRecord:
+        """Register ``name`` (or refresh it): store its JSON ``info`` and heartbeat now."""
+        checked = h.required_text(name, "worker name", 200)
+        data = {} if info is None else info
+        if not isinstance(data, dict):
+            raise InvalidTypeError("worker info must be a dict")
+        payload = codecs.dump_json(data, what="worker info")
+        now = utcnow()
+        statement = (
+            self._insert(Worker)
+            .values(
+                **self._ids(),
+                name=checked,
+                info=payload.decode(),
+                registered_at=now,
+                heartbeat_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=["tenant_id", "workspace_id", "name"],
+                set_={"info": payload.decode(), "heartbeat_at": now},
+            )
+            .returning(Worker.name, Worker.info, Worker.registered_at, Worker.heartbeat_at)
+        )
+        return _worker_record(self._exec(statement).one())
+
+    def workers(self) -> builtins.list[WorkerRecord]:
+        """Every registered worker with its last heartbeat, by name."""
+        rows = self._exec(
+            select(Worker.name, Worker.info, Worker.registered_at, Worker.heartbeat_at)
+            .where(self._where(Worker))
+            .order_by(Worker.name)
+        ).all()
+        return [_worker_record(row) for row in rows]
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _ids(self) -> dict[str, Any]:
+        return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
+
+    def _where(self, model: Any) -> ColumnElement[bool]:
+        return and_(
+            model.tenant_id == self._scope.tenant_id,
+            model.workspace_id == self._scope.workspace_id,
+        )
+
+    def _exec(self, statement: Any) -> CursorResult[Any]:
+        with translate_errors():
+            return cast(CursorResult[Any], self._session.execute(statement))
+
+    def _insert(self, model: Any) -> Any:
+        return (postgresql if self._scope.is_postgres else sqlite).insert(model)
+
+    def _row(self, rid: str) -> Row[Any]:
+        row = self._exec(select(*RUN_COLUMNS).where(self._where(Run), Run.id == rid)).first()
+        if row is None:
+            raise NotFoundError(f"run {rid!r} does not exist")
+        return row
+
+    def _append_history(
+        self, rid: str, seq: int, status: str, at: datetime, worker: str | None, note: str | None
+    ) -> None:
+        self._exec(
+            self._insert(RunHistory).values(
+                **self._ids(),
+                run_id=rid,
+                seq=seq,
+                status=status,
+                at=at,
+                worker=worker,
+                note=note,
+            )
+        )
+
+
+def _worker_record(row: Row[Any]) -> WorkerRecord:
+    return WorkerRecord.model_construct(
+        name=row.name,
+        info=orjson.loads(row.info),
+        registered_at=row.registered_at,
+        heartbeat_at=row.heartbeat_at,
+    )
