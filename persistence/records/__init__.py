@@ -2,6 +2,12 @@
 
 from persistence.records._base import Page, Record
 from persistence.records.artifacts import ArtifactKind, ArtifactRecord
+from persistence.records.runs import (
+    RunExceptionRecord,
+    RunHistoryRecord,
+    RunRecord,
+    WorkerRecord,
+)
 from persistence.records.tenancy import TenantRecord, WorkspaceRecord
 from persistence.records.workflows import WorkflowRecord
 
@@ -10,7 +16,11 @@ __all__ = [
     "ArtifactRecord",
     "Page",
     "Record",
+    "RunExceptionRecord",
+    "RunHistoryRecord",
+    "RunRecord",
     "TenantRecord",
+    "WorkerRecord",
     "WorkflowRecord",
     "WorkspaceRecord",
 ]
