@@ -1,6 +1,16 @@
 """SQLAlchemy models, one module per aggregate; importing this registers every table."""
 
-from persistence.models import artifacts, runs, tenancy, workflows
+from persistence.models import artifacts, leases, runs, states, stores, tenancy, workflows
 from persistence.models.base import Base, metadata
 
-__all__ = ["Base", "artifacts", "metadata", "runs", "tenancy", "workflows"]
+__all__ = [
+    "Base",
+    "artifacts",
+    "leases",
+    "metadata",
+    "runs",
+    "states",
+    "stores",
+    "tenancy",
+    "workflows",
+]

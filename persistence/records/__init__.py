@@ -2,25 +2,34 @@
 
 from persistence.records._base import Page, Record
 from persistence.records.artifacts import ArtifactKind, ArtifactRecord
+from persistence.records.leases import LeaseRecord
 from persistence.records.runs import (
     RunExceptionRecord,
     RunHistoryRecord,
     RunRecord,
     WorkerRecord,
 )
+from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
+from persistence.records.stores import StoreRecord
 from persistence.records.tenancy import TenantRecord, WorkspaceRecord
 from persistence.records.workflows import WorkflowRecord
 
 __all__ = [
     "ArtifactKind",
     "ArtifactRecord",
+    "LeaseRecord",
     "Page",
+    "WorkflowRecord",
     "Record",
     "RunExceptionRecord",
     "RunHistoryRecord",
     "RunRecord",
+    "Checkpoint",
+    "LoadedState",
+    "StateStats",
+    "StateVersion",
+    "StoreRecord",
     "TenantRecord",
     "WorkerRecord",
-    "WorkflowRecord",
     "WorkspaceRecord",
 ]

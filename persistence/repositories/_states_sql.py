@@ -1,0 +1,316 @@
+"""Input validation, prebuilt statements and row mapping for the state repository."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from persistence.codecs import validate_json
+from persistence.errors import InvalidInputError, InvalidTypeError
+from persistence.models.base import UTCDateTime
+from persistence.models.states import (
+    CHECKPOINT_NAME_LENGTH,
+    STATE_ID_LENGTH,
+    TAG_LENGTH,
+    StateCheckpoint,
+    StateHead,
+    StateTag,
+    StateVersionRow,
+)
+from persistence.records.states import Checkpoint, StateVersion
+
+HEAD = cast(Table, StateHead.__table__)
+VER = cast(Table, StateVersionRow.__table__)
+TAG = cast(Table, StateTag.__table__)
+CKPT = cast(Table, StateCheckpoint.__table__)
+
+MAX_TAGS = 64
+MAX_LIMIT = 1000
+
+# -- validation -------------------------------------------------------------------
+
+
+def state_id(value: object) -> str:
+    """A state id: a str of 1-255 characters without NUL (PostgreSQL text cannot hold it)."""
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"state id must be a str, not {type(value).__name__}")
+    if not value or len(value) > STATE_ID_LENGTH or "\x00" in value:
+        raise InvalidInputError(
+            f"invalid state id {value[:40]!r}: use 1-{STATE_ID_LENGTH} characters, no NUL"
+        )
+    return value
+
+
+def tag_list(tags: object) -> tuple[str, ...]:
+    """Tags: an iterable (not a str) of non-empty str of at most 100 chars; deduplicated."""
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+        raise InvalidTypeError("tags must be a list or tuple of str")
+    result: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidTypeError(f"tag {tag!r} is {type(tag).__name__}, not str")
+        if not tag or len(tag) > TAG_LENGTH or "\x00" in tag:
+            raise InvalidInputError(f"invalid tag {tag[:40]!r}: use 1-{TAG_LENGTH} characters")
+        result[tag] = None
+    if len(result) > MAX_TAGS:
+        raise InvalidInputError(f"at most {MAX_TAGS} tags per version")
+    return tuple(result)
+
+
+def expiry(ttl: object, now: datetime) -> datetime | None:
+    """``now + ttl`` for a TTL in seconds (int or float) or a timedelta; must be > 0."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise InvalidTypeError(f"ttl must be seconds or a timedelta, not {type(ttl).__name__}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInputError(f"ttl must be a positive, finite duration, not {ttl!r}")
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        raise InvalidInputError(f"ttl {ttl!r} is too large") from None
+
+
+def user_metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidTypeError(f"metadata must be a dict, not {type(value).__name__}")
+    validate_json(value, what="metadata")
+    return value
+
+
+def count(value: object, what: str, *, minimum: int, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise InvalidInputError(f"{what} must be at least {minimum}{bound}, not {value}")
+    return value
+
+
+def checkpoint_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"checkpoint name must be a str, not {type(value).__name__}")
+    if not value.strip() or len(value) > CHECKPOINT_NAME_LENGTH or "\x00" in value:
+        raise InvalidInputError(
+            f"invalid checkpoint name {value[:40]!r}: use 1-{CHECKPOINT_NAME_LENGTH} characters"
+        )
+    return value
+
+
+# -- cursors (opaque, keyset) -----------------------------------------------------------
+
+
+def encode_cursor(*values: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode()
+
+
+def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> list[Any] | None:
+    if cursor is None:
+        return None
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except Exception:
+        values = None
+    if (
+        not isinstance(values, list)
+        or len(values) != len(kinds)
+        or not all(type(v) is k for v, k in zip(values, kinds, strict=True))
+    ):
+        raise InvalidInputError(f"invalid cursor {cursor[:40]!r}")
+    return values
+
+
+# -- statements -------------------------------------------------------------------------
+
+META_COLUMNS: tuple[KeyedColumnElement[Any], ...] = (
+    VER.c.state_id,
+    VER.c.version,
+    VER.c.parent_version,
+    VER.c.created_at,
+    VER.c.expires_at,
+    VER.c.raw_size,
+    VER.c.stored_size,
+    VER.c.codec,
+    VER.c.checksum,
+    VER.c.tags,
+    VER.c.metadata,
+)
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def alive(table: Any, now: Any = _NOW) -> ColumnElement[bool]:
+    """Not expired (no expiry, or an expiry in the future)."""
+    return or_(table.c.expires_at.is_(None), table.c.expires_at > now)
+
+
+def scoped(table: Any) -> ColumnElement[bool]:
+    return and_(
+        table.c.tenant_id == bindparam("p_tenant"),
+        table.c.workspace_id == bindparam("p_workspace"),
+    )
+
+
+def head_join_latest() -> ColumnElement[bool]:
+    return and_(
+        VER.c.tenant_id == HEAD.c.tenant_id,
+        VER.c.workspace_id == HEAD.c.workspace_id,
+        VER.c.state_id == HEAD.c.state_id,
+        VER.c.version == HEAD.c.latest_version,
+    )
+
+
+def head_join_state() -> ColumnElement[bool]:
+    return and_(
+        VER.c.tenant_id == HEAD.c.tenant_id,
+        VER.c.workspace_id == HEAD.c.workspace_id,
+        VER.c.state_id == HEAD.c.state_id,
+    )
+
+
+# Both loads are one primary-key lookup of the head joined to one version by primary key.
+LOAD_LATEST = (
+    select(*META_COLUMNS, VER.c.payload)
+    .select_from(HEAD.join(VER, head_join_latest()))
+    .where(scoped(HEAD), HEAD.c.state_id == bindparam("p_state"), alive(HEAD))
+)
+LOAD_VERSION = (
+    select(*META_COLUMNS, VER.c.payload)
+    .select_from(HEAD.join(VER, head_join_state()))
+    .where(
+        scoped(HEAD),
+        HEAD.c.state_id == bindparam("p_state"),
+        VER.c.version == bindparam("version"),
+        alive(HEAD),
+        alive(VER),
+    )
+)
+INSERT_VERSION = VER.insert()
+INSERT_TAGS = TAG.insert()
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """INSERT with ON CONFLICT support on both backends."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def current_version() -> ColumnElement[int]:
+    """The head's visible latest version: 0 when deleted or expired."""
+    return case(
+        (and_(HEAD.c.latest_version.is_not(None), alive(HEAD)), HEAD.c.latest_version),
+        else_=0,
+    )
+
+
+def advance_values(expires_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """SET clause that assigns the next number (old values on the right-hand side)."""
+    following = HEAD.c.last_version + 1
+    return {
+        "last_version": following,
+        "latest_version": following,
+        "parent_version": func.nullif(current_version(), 0),
+        "expires_at": expires_at,
+        "updated_at": now,
+    }
+
+
+def upsert_head(
+    dialect: str,
+    columns: dict[str, Any],
+    now: datetime,
+    expected: int | None,
+    expires_at: datetime | None,
+) -> Insert:
+    """Insert the head at version 1, or advance it; with ``expected`` (0) only if absent."""
+    stmt = dialect_insert(dialect, HEAD).values(
+        **columns,
+        last_version=1,
+        latest_version=1,
+        parent_version=None,
+        expires_at=expires_at,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[HEAD.c.tenant_id, HEAD.c.workspace_id, HEAD.c.state_id],
+        set_=advance_values(expires_at, now),
+        where=(current_version() == expected) if expected is not None else None,
+    )
+    return stmt.returning(HEAD.c.last_version, HEAD.c.parent_version)  # type: ignore[no-any-return]
+
+
+def head_key() -> ColumnElement[bool]:
+    return and_(scoped(HEAD), HEAD.c.state_id == bindparam("p_state"))
+
+
+def prune(keep: int) -> Any:
+    """Delete every version of the state but the ``keep`` newest."""
+    same_state = and_(scoped(VER), VER.c.state_id == bindparam("p_state"))
+    cutoff = (
+        select(VER.c.version)
+        .where(same_state)
+        .order_by(VER.c.version.desc())
+        .limit(1)
+        .offset(keep - 1)
+        .scalar_subquery()
+    )
+    return delete(VER).where(same_state, VER.c.version < cutoff)
+
+
+# -- row mapping --------------------------------------------------------------------------
+
+
+def version_record(row: Any) -> StateVersion:
+    return StateVersion.model_construct(
+        state_id=row.state_id,
+        version=row.version,
+        parent_version=row.parent_version,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        raw_size=row.raw_size,
+        stored_size=row.stored_size,
+        codec=row.codec,
+        checksum=row.checksum,
+        tags=tuple(row.tags),
+        metadata=row.metadata,
+    )
+
+
+def checkpoint_record(row: Any) -> Checkpoint:
+    return Checkpoint.model_construct(
+        id=row.id,
+        state_id=row.state_id,
+        name=row.name,
+        version=row.version,
+        created_at=row.created_at,
+        raw_size=row.raw_size,
+        stored_size=row.stored_size,
+        codec=row.codec,
+        checksum=row.checksum,
+        tags=tuple(row.tags),
+        metadata=row.metadata,
+    )
