@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -13,7 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence import migrations as _migrations
-from persistence.errors import ConfigurationError, NotFoundError, TenantSuspendedError
+from persistence.access import AccessDescriptor
+from persistence.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    NotFoundError,
+    TenantSuspendedError,
+)
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
@@ -56,6 +63,8 @@ class Database:
         self._owner_engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._owner_session_factory: sessionmaker[Session] | None = None
+        # Set by from_access(): units of work are confined to this (tenant, workspace).
+        self._access_scope: tuple[str, str] | None = None
 
     @classmethod
     def from_url(
@@ -72,6 +81,33 @@ class Database:
                 database_url=url, owner_database_url=owner_url, redis_url=redis_url, **settings
             )
         )
+
+    @classmethod
+    def from_access(
+        cls,
+        descriptor: AccessDescriptor | str | bytes | Mapping[str, Any],
+        settings: Settings | None = None,
+    ) -> Database:
+        """Open the scope an access descriptor (or its JSON, or its dict) describes.
+
+        Passwords come from ``settings`` (default: this process's ``PERSISTENCE_*``):
+        ``database_password``/``redis_password``, else the configured URL's password when
+        host, port and user match. ``unit_of_work()`` then defaults to the descriptor's
+        tenant and workspace and refuses any other; ``admin()`` is refused.
+        Raises InvalidInputError for a malformed descriptor.
+        """
+        from persistence.access import settings_for_access
+
+        parsed = AccessDescriptor.parse(descriptor)
+        db = cls(settings_for_access(parsed, settings))
+        db._access_scope = (parsed.tenant, parsed.workspace)
+        return db
+
+    def access(self, tenant: str, workspace: str = "default") -> AccessDescriptor:
+        """The access descriptor of ``tenant``/``workspace`` on this database (no secret)."""
+        from persistence.access import describe_access
+
+        return describe_access(self.settings, tenant, workspace)
 
     def __repr__(self) -> str:
         return f"Database({mask_url(self.settings.database_url)!r})"
@@ -186,14 +222,27 @@ class Database:
 
     def admin(self) -> AdminUnitOfWork:
         """Tenant administration in one transaction (``with db.admin() as admin``)."""
+        if self._access_scope is not None:
+            raise ConfigurationError("a Database from an access descriptor cannot administer")
         return AdminUnitOfWork(self)
 
-    def unit_of_work(self, tenant: str, workspace: str = "default") -> UnitOfWork:
-        """One transaction bound to ``tenant`` and ``workspace`` (slugs).
+    def unit_of_work(self, tenant: str | None = None, workspace: str | None = None) -> UnitOfWork:
+        """One transaction bound to ``tenant`` and ``workspace`` (slugs; workspace defaults
+        to ``default``, both to the descriptor's on a Database from ``from_access``).
 
-        Raises NotFoundError (unknown slug) or TenantSuspendedError on entering.
+        Raises NotFoundError (unknown slug) or TenantSuspendedError on entering;
+        ConfigurationError for a scope outside the access descriptor.
         """
-        return UnitOfWork(self, tenant, workspace)
+        if self._access_scope is not None:
+            scope = (tenant or self._access_scope[0], workspace or self._access_scope[1])
+            if scope != self._access_scope:
+                raise ConfigurationError(
+                    f"this Database was opened for {'/'.join(self._access_scope)} only"
+                )
+            tenant, workspace = scope
+        if tenant is None:
+            raise InvalidInputError("unit_of_work() needs a tenant slug")
+        return UnitOfWork(self, tenant, workspace or "default")
 
     def _enter_scope(
         self, session: Session, tenant: str, workspace: str

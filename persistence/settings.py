@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     owner_database_url: str | None = None
     """URL of the role that owns the tables: migrations and tenant administration."""
     redis_url: str | None = None
+    database_password: SecretStr | None = None
+    """Password for a database URL that carries none (``Database.from_access``)."""
+    redis_password: SecretStr | None = None
+    """Password for a Redis URL that carries none (``Database.from_access``)."""
     redis_key_prefix: str = "persistence"
     redis_socket_timeout: float = Field(default=2.0, gt=0)
 

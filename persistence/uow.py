@@ -16,6 +16,7 @@ from persistence.repositories._base import Scope
 from persistence.repositories.tenancy import TenantRepository, WorkspaceRepository
 
 if TYPE_CHECKING:
+    from persistence.access import AccessDescriptor
     from persistence.database import Database
     from persistence.repositories.artifacts import ArtifactRepository
     from persistence.repositories.runs import RunRepository
@@ -139,6 +140,12 @@ class UnitOfWork:
     def on_commit(self, fn: Callback) -> None:
         """Queue ``fn`` to run after this unit of work commits (dropped on rollback)."""
         self._require().on_commit(fn)
+
+    def access(self) -> AccessDescriptor:
+        """The access descriptor of this scope: JSON another process opens with
+        ``Database.from_access`` (no password in it)."""
+        self._require()
+        return self._db.access(self.tenant.slug, self.workspace.slug)
 
     # -- repositories (built on first use, one per unit of work) -----------------
 
