@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -24,6 +24,12 @@ from persistence.errors import (
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from persistence.locks import Lease, LeaseBackend
+    from persistence.stores import Store
 
 __all__ = ["Database"]
 
@@ -63,6 +69,8 @@ class Database:
         self._owner_engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._owner_session_factory: sessionmaker[Session] | None = None
+        self._redis: Redis | None = None
+        self._leases: LeaseBackend | None = None
         # Set by from_access(): units of work are confined to this (tenant, workspace).
         self._access_scope: tuple[str, str] | None = None
 
@@ -172,6 +180,10 @@ class Database:
                 engine.dispose()
         self._engine = self._owner_engine = None
         self._sessions = self._owner_session_factory = None
+        if self._redis is not None:
+            self._redis.close()
+        self._redis = None
+        self._leases = None
 
     def __enter__(self) -> Self:
         return self
@@ -243,6 +255,51 @@ class Database:
         if tenant is None:
             raise InvalidInputError("unit_of_work() needs a tenant slug")
         return UnitOfWork(self, tenant, workspace or "default")
+
+    # -- stores and leases -----------------------------------------------------------
+
+    def store(self, tenant: str, name: str, workspace: str = "default") -> Store:
+        """The key/value store ``name`` of a workspace: a MutableMapping whose every
+        operation is its own transaction (see docs/stores.md). Created on first write."""
+        from persistence.stores import Store
+
+        return Store.for_database(self, tenant, workspace, name)
+
+    def lease(self, tenant: str, name: str, ttl: float = 30, wait: float = 0) -> Lease:
+        """Acquire the lease ``name`` of ``tenant`` for ``ttl`` seconds, waiting up to
+        ``wait`` seconds. Raises LockNotAcquiredError (held, or the lock service is
+        unreachable). See docs/leases.md."""
+        from persistence.locks import Lease
+
+        return Lease(self._lease_backend(), tenant, name, ttl, wait)
+
+    def _lease_backend(self) -> LeaseBackend:
+        if self._leases is None:
+            from persistence.locks import make_backend
+
+            self._leases = make_backend(self)
+        return self._leases
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis client (built on first use, no retries, explicit socket timeouts)."""
+        if self._redis is None:
+            if not self.settings.redis_url:
+                raise ConfigurationError("no redis_url is configured")
+            from redis import Redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            with self._lock:
+                if self._redis is None:
+                    timeout = self.settings.redis_socket_timeout
+                    self._redis = Redis.from_url(
+                        self.settings.redis_url,
+                        socket_timeout=timeout,
+                        socket_connect_timeout=timeout,
+                        retry=Retry(NoBackoff(), 0),
+                    )
+        return self._redis
 
     def _enter_scope(
         self, session: Session, tenant: str, workspace: str

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     """Password for a Redis URL that carries none (``Database.from_access``)."""
     redis_key_prefix: str = "persistence"
     redis_socket_timeout: float = Field(default=2.0, gt=0)
+    """Seconds a Redis connect or reply may take (leases fail closed after it)."""
+    lease_backend: Literal["auto", "redis", "sql"] = "auto"
+    """``auto``: Redis when ``redis_url`` is set on PostgreSQL, else the database."""
 
     pool_size: int = Field(default=5, ge=1)
     max_overflow: int = Field(default=5, ge=0)

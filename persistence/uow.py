@@ -18,10 +18,12 @@ from persistence.repositories.tenancy import TenantRepository, WorkspaceReposito
 if TYPE_CHECKING:
     from persistence.access import AccessDescriptor
     from persistence.database import Database
+    from persistence.records import Page, StoreRecord
     from persistence.repositories.artifacts import ArtifactRepository
     from persistence.repositories.runs import RunRepository
     from persistence.repositories.states import StateRepository
     from persistence.repositories.workflows import WorkflowRepository
+    from persistence.stores import Store
 
 __all__ = ["AdminUnitOfWork", "UnitOfWork"]
 
@@ -172,6 +174,30 @@ class UnitOfWork:
         from persistence.repositories.runs import RunRepository
 
         return self._repo("runs", RunRepository)  # type: ignore[no-any-return]
+
+    def store(self, name: str) -> Store:
+        """The key/value store ``name`` inside this unit of work's transaction."""
+        from persistence.stores import Store
+
+        self._require()
+        return Store.for_unit_of_work(self, name)
+
+    def list_stores(self, *, limit: int = 100, cursor: str | None = None) -> Page[StoreRecord]:
+        """The workspace's stores ordered by name, one page at a time."""
+        from persistence.repositories.stores import StoreRepository
+
+        return StoreRepository(self._scope()).list_stores(limit=limit, cursor=cursor)
+
+    def delete_store(self, name: str) -> None:
+        """Delete the store and its items; NotFoundError if it does not exist."""
+        from persistence.repositories.stores import StoreRepository
+
+        with translate_errors():
+            StoreRepository(self._scope()).delete_store(name)
+
+    def _scope(self) -> Scope:
+        self._require()
+        return self.scope
 
     def _repo(self, name: str, factory: Callable[[Scope], object]) -> Any:
         self._require()

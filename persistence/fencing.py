@@ -1,0 +1,102 @@
+"""Fencing tokens: a write under a lease is refused once a newer holder has written.
+
+Each fenced write records, in the same transaction as the write, the highest fence seen
+for its tenant and resource (the lease name) in the ``fences`` table. A lower fence, or
+the same fence from another holder, raises :class:`StaleFenceError` and the transaction
+writes nothing. Correctness rests on the database, not on the lock service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import func, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from persistence.errors import InvalidInputError, InvalidTypeError, StaleFenceError
+from persistence.models.base import utcnow
+from persistence.models.leases import Fence, Lease
+from persistence.repositories._base import Scope
+
+__all__ = ["FenceToken", "Fenced", "as_fence_token", "check_fence", "fence_floor", "upsert"]
+
+
+@dataclass(frozen=True, slots=True)
+class FenceToken:
+    """What a fenced write carries: whose lease, on what, with which fence."""
+
+    tenant_id: uuid.UUID
+    resource: str
+    fence: int
+    holder: str
+
+
+@runtime_checkable
+class Fenced(Protocol):
+    """Anything that can hand out a fence token (a held :class:`persistence.locks.Lease`)."""
+
+    @property
+    def fence_token(self) -> FenceToken: ...
+
+
+def as_fence_token(value: object) -> FenceToken:
+    """Return the token of a lease (or the token itself); InvalidTypeError otherwise."""
+    if isinstance(value, FenceToken):
+        return value
+    if isinstance(value, Fenced):
+        return value.fence_token
+    raise InvalidTypeError(f"fence must be a Lease or FenceToken, not {type(value).__name__}")
+
+
+def upsert(dialect: str, table: Any) -> Any:
+    """``INSERT`` that supports ``on_conflict_do_update`` on either backend."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def check_fence(scope: Scope, fence: object | None) -> None:
+    """Record ``fence`` for its resource, or raise StaleFenceError.
+
+    Call it in the transaction of the write, before writing: the ``fences`` row stays
+    locked until that transaction ends, so concurrent fenced writers serialize. Raises
+    InvalidInputError when the lease belongs to another tenant.
+    """
+    if fence is None:
+        return
+    token = as_fence_token(fence)
+    if token.tenant_id != scope.tenant_id:
+        raise InvalidInputError("the lease belongs to another tenant than this unit of work")
+    table = Fence.__table__
+    stmt = upsert(scope.dialect, table).values(
+        tenant_id=token.tenant_id,
+        resource=token.resource,
+        fence=token.fence,
+        holder=token.holder,
+        updated_at=utcnow(),
+    )
+    current = table.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[current.tenant_id, current.resource],
+        set_={
+            "fence": stmt.excluded.fence,
+            "holder": stmt.excluded.holder,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=(current.fence < stmt.excluded.fence)
+        | ((current.fence == stmt.excluded.fence) & (current.holder == stmt.excluded.holder)),
+    ).returning(current.fence)
+    if scope.session.execute(stmt).first() is None:
+        raise StaleFenceError(
+            f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
+            "written; nothing was written"
+        )
+
+
+def fence_floor(session: Session, tenant_id: uuid.UUID, name: str) -> int:
+    """The highest fence the database knows for ``name`` (written or issued), else 0."""
+    fences = select(Fence.fence).where(Fence.tenant_id == tenant_id, Fence.resource == name)
+    leases = select(Lease.fence).where(Lease.tenant_id == tenant_id, Lease.name == name)
+    both = union_all(fences, leases).subquery()
+    return int(session.execute(select(func.coalesce(func.max(both.c.fence), 0))).scalar_one())

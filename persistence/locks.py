@@ -1,0 +1,364 @@
+"""Leases: named, expiring locks with fencing tokens, on Redis or on the database.
+
+``db.lease(tenant=..., name=..., ttl=30, wait=0)`` acquires at once and returns a
+:class:`Lease` (also a context manager that releases on exit). Its ``fence`` grows
+strictly per tenant and name; pass the lease to fenced writes so that a holder whose
+lease expired cannot overwrite a newer holder's data (see docs/leases.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import socket
+import time
+import uuid
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+
+from persistence.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    InvalidTypeError,
+    LeaseLostError,
+    LockNotAcquiredError,
+    PersistenceError,
+    translate_errors,
+)
+from persistence.fencing import FenceToken, fence_floor
+from persistence.models.base import utcnow
+from persistence.records import LeaseRecord
+from persistence.repositories.leases import LeaseRepository
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from persistence.database import Database
+
+__all__ = ["Lease", "LeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}")
+_MAX_TTL = 7 * 24 * 3600.0
+
+
+def validate_lease_name(name: object) -> str:
+    """1-200 characters of ``A-Z a-z 0-9 . _ : / @ -``, starting with a letter or digit."""
+    if not isinstance(name, str):
+        raise InvalidTypeError(f"lease name must be a str, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid lease name {name!r}: use 1-200 characters of letters, digits and "
+            "'._:/@-', starting with a letter or digit"
+        )
+    return name
+
+
+def _seconds(value: object, what: str, *, zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTypeError(f"{what} must be a number of seconds")
+    low_ok = value >= 0 if zero else value > 0
+    if not (math.isfinite(value) and low_ok and value <= _MAX_TTL):
+        raise InvalidInputError(f"{what} must be {'>= 0' if zero else '> 0'} and at most 7 days")
+    return float(value)
+
+
+class LeaseBackend(Protocol):
+    """Where leases live. Each call is atomic on the backend."""
+
+    def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
+        """Take the lease if free: return (tenant id, fence); LockNotAcquiredError if held
+        or if the lock service cannot be reached."""
+        ...
+
+    def extend(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float) -> bool:
+        """Reset the expiry if ``token`` still holds the lease; False otherwise."""
+        ...
+
+    def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        """Free the lease if ``token`` still holds it; False otherwise."""
+        ...
+
+    def list(self, tenant: str) -> list[LeaseRecord]:
+        """Leases of the tenant held now, by name."""
+        ...
+
+
+def make_backend(db: Database) -> LeaseBackend:
+    """Redis when configured (``lease_backend='auto'`` needs PostgreSQL and a Redis URL),
+    else the database."""
+    choice = db.settings.lease_backend
+    if choice == "redis" and not db.settings.redis_url:
+        raise ConfigurationError("lease_backend='redis' needs redis_url")
+    if choice == "redis" or (
+        choice == "auto" and db.settings.redis_url and db.dialect == "postgresql"
+    ):
+        return RedisLeaseBackend(db)
+    return SqlLeaseBackend(db)
+
+
+def list_leases(db: Database, tenant: str) -> list[LeaseRecord]:
+    """The leases ``tenant`` holds now (name, holder, fence, remaining seconds)."""
+    return db._lease_backend().list(tenant)
+
+
+def _new_token() -> str:
+    return f"{socket.gethostname()[:80]}/{os.getpid()}/{uuid.uuid4().hex}"
+
+
+class Lease:
+    """A held lease. Use it as a context manager or call :meth:`release`.
+
+    ``fence`` is the fencing token: strictly greater than every fence issued before
+    for this tenant and name. ``held`` and ``remaining`` are this process's view,
+    counted from just before the acquire request; :meth:`extend` asks the backend.
+    """
+
+    def __init__(
+        self, backend: LeaseBackend, tenant: str, name: str, ttl: float, wait: float
+    ) -> None:
+        self.name = validate_lease_name(name)
+        self.ttl = _seconds(ttl, "ttl", zero=False)
+        wait = _seconds(wait, "wait", zero=True)
+        self.tenant = tenant
+        self.token = _new_token()
+        self._backend = backend
+        self._released = False
+        self._lost = False
+        self.tenant_id, self.fence, self._expires = self._acquire(wait)
+
+    def _acquire(self, wait: float) -> tuple[uuid.UUID, int, float]:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            started = time.monotonic()
+            try:
+                tenant_id, fence = self._backend.acquire(
+                    self.tenant, self.name, self.token, self.ttl
+                )
+                return tenant_id, fence, started + self.ttl
+            except LockNotAcquiredError as exc:
+                if getattr(exc, "unreachable", False) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.name!r} fence={self.fence} held={self.held}>"
+
+    @property
+    def fence_token(self) -> FenceToken:
+        """What a fenced write carries (see :mod:`persistence.fencing`)."""
+        return FenceToken(self.tenant_id, self.name, self.fence, self.token)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the lease expires (0 once released or lost)."""
+        if self._released or self._lost:
+            return 0.0
+        return max(0.0, self._expires - time.monotonic())
+
+    @property
+    def held(self) -> bool:
+        return self.remaining > 0
+
+    def extend(self, ttl: float | None = None) -> None:
+        """Reset the expiry to ``ttl`` (default: the acquire ttl) seconds from now.
+
+        Raises LeaseLostError if the lease expired, was taken over or released.
+        """
+        ttl = self.ttl if ttl is None else _seconds(ttl, "ttl", zero=False)
+        if self._released or self._lost:
+            raise LeaseLostError(f"lease {self.name!r} is no longer held")
+        started = time.monotonic()
+        if not self._backend.extend(self.tenant, self.tenant_id, self.name, self.token, ttl):
+            self._lost = True
+            raise LeaseLostError(f"lease {self.name!r} was lost (expired or taken over)")
+        self._expires = started + ttl
+
+    def release(self) -> None:
+        """Give the lease up. A second call does nothing.
+
+        Raises LeaseLostError if it had already expired or been taken over: the work
+        done under it may not have been exclusive.
+        """
+        if self._released:
+            return
+        if self._lost:
+            raise LeaseLostError(f"lease {self.name!r} was lost before it was released")
+        ok = self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        self._released = True
+        if not ok:
+            self._lost = True
+            raise LeaseLostError(f"lease {self.name!r} expired or was taken over before release")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.release()
+            return
+        # an exception is already on its way: don't hide it behind LeaseLostError
+        with contextlib.suppress(LeaseLostError):
+            self.release()
+
+
+def unreachable(message: str) -> LockNotAcquiredError:
+    """A LockNotAcquiredError that ``wait`` does not retry: locks fail closed at once."""
+    error = LockNotAcquiredError(message)
+    error.unreachable = True  # type: ignore[attr-defined]
+    return error
+
+
+class SqlLeaseBackend:
+    """Leases in the ``leases`` table: one short transaction per call."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
+        with self._db.unit_of_work(tenant) as uow, translate_errors():
+            fence = LeaseRepository(uow.scope).acquire(name, token, ttl)
+            tenant_id = uow.tenant.id
+        if fence is None:
+            raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
+        return tenant_id, fence
+
+    def extend(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float) -> bool:
+        with self._db.unit_of_work(tenant) as uow, translate_errors():
+            return LeaseRepository(uow.scope).extend(name, token, ttl)
+
+    def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        with self._db.unit_of_work(tenant) as uow, translate_errors():
+            return LeaseRepository(uow.scope).release(name, token)
+
+    def list(self, tenant: str) -> list[LeaseRecord]:
+        with self._db.unit_of_work(tenant) as uow, translate_errors():
+            return LeaseRepository(uow.scope).held()
+
+
+# KEYS: lease key, fence counter. ARGV: token, ttl ms, floor (highest fence in the database).
+# A missing counter (flushed, restarted, never used) restarts above both the database's
+# floor and the current time in ms, so it also clears fences handed out but never written.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local floor = tonumber(ARGV[3])
+local current = redis.call('GET', KEYS[2])
+if not current then
+    local t = redis.call('TIME')
+    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if now_ms > floor then floor = now_ms end
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+elseif tonumber(current) < floor then
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+end
+return redis.call('INCR', KEYS[2])
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+class RedisLeaseBackend:
+    """Leases in Redis under ``{prefix}:{<tenant id>}:lease:<name>`` (the braces are a
+    Cluster hash tag: a tenant's keys share a slot, so the scripts may touch two keys)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._prefix = db.settings.redis_key_prefix
+
+    @property
+    def _redis(self) -> Redis:
+        return self._db.redis
+
+    def _keys(self, tenant_id: uuid.UUID, name: str) -> list[str]:
+        base = f"{self._prefix}:{{{tenant_id}}}"
+        return [f"{base}:lease:{name}", f"{base}:fence:{name}"]
+
+    def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
+        from redis.exceptions import RedisError
+
+        with self._db.unit_of_work(tenant) as uow, translate_errors():
+            tenant_id = uow.tenant.id
+            floor = fence_floor(uow.session, tenant_id, name)
+        try:
+            script = self._redis.register_script(_ACQUIRE)
+            fence = script(keys=self._keys(tenant_id, name), args=[token, _ms(ttl), floor])
+        except RedisError as exc:
+            raise unreachable(
+                f"lock service unreachable, lease {name!r} not acquired: {exc}"
+            ) from exc
+        if not fence:
+            raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
+        return tenant_id, int(fence)
+
+    def _compare(self, source: str, keys: list[str], args: list[str | int]) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(self._redis.register_script(source)(keys=keys, args=args))
+        except RedisError as exc:  # cannot confirm we still hold it: treat it as lost
+            raise LeaseLostError(f"lock service unreachable: {exc}") from exc
+
+    def extend(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float) -> bool:
+        return self._compare(_EXTEND, self._keys(tenant_id, name)[:1], [token, _ms(ttl)])
+
+    def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        return self._compare(_RELEASE, self._keys(tenant_id, name)[:1], [token])
+
+    def list(self, tenant: str) -> list[LeaseRecord]:
+        from redis.exceptions import RedisError
+
+        with self._db.unit_of_work(tenant) as uow:
+            tenant_id = uow.tenant.id
+        lease_key, _ = self._keys(tenant_id, "")
+        try:
+            keys = sorted(self._redis.scan_iter(match=_GLOB.sub(r"\\\1", lease_key) + "*"))
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                name = _text(key)[len(lease_key) :]
+                pipe.get(key)
+                pipe.pttl(key)
+                pipe.get(self._keys(tenant_id, name)[1])
+            replies = pipe.execute()
+        except RedisError as exc:
+            raise PersistenceError(f"lock service unreachable: {exc}") from exc
+        now = utcnow()
+        records = []
+        for i, key in enumerate(keys):
+            holder, pttl, fence = replies[3 * i : 3 * i + 3]
+            if holder is None or pttl is None or pttl < 0:
+                continue  # expired between the scan and the read
+            records.append(
+                LeaseRecord.model_construct(
+                    tenant_id=tenant_id,
+                    name=_text(key)[len(lease_key) :],
+                    holder=_text(holder),
+                    fence=None if fence is None else int(fence),
+                    expires_at=now + timedelta(milliseconds=pttl),
+                    remaining=pttl / 1000,
+                )
+            )
+        return records
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,125 @@
+"""Leases of the SQL lock backend (one row per tenant and name, kept for its fence)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Interval, Table, func, literal, select, update
+
+from persistence.fencing import fence_floor, upsert
+from persistence.models.base import UTCDateTime, utcnow
+from persistence.models.leases import Lease
+from persistence.records import LeaseRecord
+from persistence.repositories._base import Scope
+
+__all__ = ["LeaseRepository"]
+
+_leases = cast(Table, Lease.__table__)
+
+
+class LeaseRepository:
+    """Acquire, extend, release and list leases of the scope's tenant.
+
+    Time is the database's clock on PostgreSQL (every machine agrees on expiry), the
+    local clock on SQLite (one machine). Nothing here commits.
+    """
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._pg = scope.is_postgres
+
+    def _now(self) -> Any:
+        if self._pg:
+            return func.statement_timestamp(type_=UTCDateTime())
+        return literal(utcnow(), UTCDateTime())
+
+    def _later(self, ttl: float) -> Any:
+        if self._pg:
+            interval = literal(timedelta(seconds=ttl), Interval())
+            return func.statement_timestamp(type_=UTCDateTime()) + interval
+        return literal(utcnow() + timedelta(seconds=ttl), UTCDateTime())
+
+    def _mine(self, name: str, token: str) -> ColumnElement[bool]:
+        c = _leases.c
+        return cast(
+            ColumnElement[bool],
+            (c.tenant_id == self._scope.tenant_id)
+            & (c.name == name)
+            & (c.holder == token)
+            & (c.expires_at > self._now()),
+        )
+
+    def acquire(self, name: str, token: str, ttl: float) -> int | None:
+        """Take the lease if it is free or expired; return the new fence, else None.
+
+        The fence is above the row's last fence and above every fence recorded by a
+        fenced write (so switching from Redis to this backend keeps fences growing).
+        """
+        c = _leases.c
+        floor = fence_floor(self._scope.session, self._scope.tenant_id, name)
+        stmt = upsert(self._scope.dialect, _leases).values(
+            tenant_id=self._scope.tenant_id,
+            name=name,
+            holder=token,
+            fence=floor + 1,
+            acquired_at=self._now(),
+            expires_at=self._later(ttl),
+        )
+        greatest = func.greatest if self._pg else func.max
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.tenant_id, c.name],
+            set_={
+                "holder": stmt.excluded.holder,
+                # the row is locked here: its fence is the latest even if floor is not
+                "fence": greatest(c.fence + 1, stmt.excluded.fence),
+                "acquired_at": stmt.excluded.acquired_at,
+                "expires_at": stmt.excluded.expires_at,
+            },
+            where=c.holder.is_(None) | (c.expires_at <= self._now()),
+        ).returning(c.fence)
+        fence = self._scope.session.execute(stmt).scalar()
+        return None if fence is None else int(fence)
+
+    def extend(self, name: str, token: str, ttl: float) -> bool:
+        stmt = (
+            update(_leases)
+            .where(self._mine(name, token))
+            .values(expires_at=self._later(ttl))
+            .returning(_leases.c.fence)
+        )
+        return self._scope.session.execute(stmt).first() is not None
+
+    def release(self, name: str, token: str) -> bool:
+        stmt = (
+            update(_leases)
+            .where(self._mine(name, token))
+            .values(holder=None, acquired_at=None, expires_at=None)
+            .returning(_leases.c.fence)
+        )
+        return self._scope.session.execute(stmt).first() is not None
+
+    def held(self) -> list[LeaseRecord]:
+        """Leases held now, by name."""
+        c = _leases.c
+        now = utcnow()
+        rows = self._scope.session.execute(
+            select(c.name, c.holder, c.fence, c.expires_at)
+            .where(
+                c.tenant_id == self._scope.tenant_id,
+                c.holder.is_not(None),
+                c.expires_at > self._now(),
+            )
+            .order_by(c.name)
+        ).all()
+        return [
+            LeaseRecord.model_construct(
+                tenant_id=self._scope.tenant_id,
+                name=r.name,
+                holder=r.holder,
+                fence=int(r.fence),
+                expires_at=r.expires_at,
+                remaining=max(0.0, (r.expires_at - now).total_seconds()),
+            )
+            for r in rows
+        ]

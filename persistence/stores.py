@@ -1,0 +1,305 @@
+"""Key/value stores: a ``MutableMapping`` of JSON values, with transactions and locking.
+
+``db.store(tenant=..., name=...)`` runs each operation in its own transaction;
+``uow.store(name)`` runs them in the unit of work's transaction. Keys iterate in
+Unicode code point order (``sorted(store) == list(store)``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from persistence.codecs import dump_json
+from persistence.errors import InvalidInputError, InvalidTypeError, translate_errors
+from persistence.fencing import FenceToken, as_fence_token, check_fence
+from persistence.repositories.stores import MISSING, StoreRepository
+from persistence.validation import validate_slug
+
+if TYPE_CHECKING:
+    from persistence.database import Database
+    from persistence.uow import UnitOfWork
+
+__all__ = ["MAX_KEY_LENGTH", "Store", "validate_key"]
+
+MAX_KEY_LENGTH = 1024
+_PAGE = 500
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if it is a str of 1-1024 characters encodable as UTF-8, without NUL.
+
+    Raises InvalidTypeError (a TypeError) for a non-str, InvalidInputError otherwise.
+    """
+    if not isinstance(key, str):
+        raise InvalidTypeError(f"store keys must be str, not {type(key).__name__}")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise InvalidInputError(f"store keys must be 1-{MAX_KEY_LENGTH} characters, got {len(key)}")
+    if "\x00" in key:
+        raise InvalidInputError("store keys must not contain NUL")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("store keys must not contain lone surrogates") from None
+    return key
+
+
+class _Runner(Protocol):
+    def op(self) -> AbstractContextManager[StoreRepository]: ...
+
+    def transaction(self, name: str, lock: bool) -> AbstractContextManager[None]: ...
+
+
+class _DatabaseRunner:
+    """Each operation in its own unit of work, unless a ``transaction()`` is open in
+    this thread, which then carries every operation until it ends."""
+
+    def __init__(self, db: Database, tenant: str, workspace: str):
+        self._db = db
+        self._tenant = tenant
+        self._workspace = workspace
+        self._local = threading.local()
+
+    def _open(self) -> UnitOfWork | None:
+        return getattr(self._local, "uow", None)
+
+    @contextmanager
+    def op(self) -> Iterator[StoreRepository]:
+        uow = self._open()
+        if uow is not None:
+            with translate_errors():
+                yield StoreRepository(uow.scope)
+            return
+        with self._db.unit_of_work(self._tenant, self._workspace) as uow, translate_errors():
+            yield StoreRepository(uow.scope)
+
+    @contextmanager
+    def transaction(self, name: str, lock: bool) -> Iterator[None]:
+        uow = self._open()
+        if uow is not None:  # nested: a savepoint inside the open transaction
+            with uow.savepoint():
+                if lock:
+                    with translate_errors():
+                        StoreRepository(uow.scope).lock(name)
+                yield
+            return
+        with self._db.unit_of_work(self._tenant, self._workspace) as uow:
+            self._local.uow = uow
+            try:
+                if lock:
+                    with translate_errors():
+                        StoreRepository(uow.scope).lock(name)
+                yield
+            finally:
+                self._local.uow = None
+
+
+class _UnitOfWorkRunner:
+    """Every operation in the unit of work's transaction; ``transaction()`` is a savepoint."""
+
+    def __init__(self, uow: UnitOfWork):
+        self._uow = uow
+
+    @contextmanager
+    def op(self) -> Iterator[StoreRepository]:
+        with translate_errors():
+            yield StoreRepository(self._uow.scope)
+
+    @contextmanager
+    def transaction(self, name: str, lock: bool) -> Iterator[None]:
+        with self._uow.savepoint():
+            if lock:
+                with translate_errors():
+                    StoreRepository(self._uow.scope).lock(name)
+            yield
+
+
+class Store(MutableMapping[str, Any]):
+    """A named dict-like store of JSON values in one workspace.
+
+    Keys are str (1-1024 characters); values are JSON (dict with str keys, list, str,
+    int, finite float, bool, None) and round-trip exactly. Bad keys or values raise
+    InvalidInputError (InvalidTypeError, also a TypeError, for wrong types) before
+    anything is written. Iteration, ``keys()``, ``values()`` and ``items()`` go in
+    code point order of the keys, reading pages of 500 keys.
+    """
+
+    def __init__(self, runner: _Runner, name: str, fence: FenceToken | None = None):
+        self._runner = runner
+        self.name = validate_slug(name, what="store name")
+        self._fence = fence
+
+    @classmethod
+    def for_database(cls, db: Database, tenant: str, workspace: str, name: str) -> Store:
+        validate_slug(tenant, what="tenant slug")
+        validate_slug(workspace, what="workspace slug")
+        return cls(_DatabaseRunner(db, tenant, workspace), name)
+
+    @classmethod
+    def for_unit_of_work(cls, uow: UnitOfWork, name: str) -> Store:
+        return cls(_UnitOfWorkRunner(uow), name)
+
+    def __repr__(self) -> str:
+        fenced = f", fence={self._fence.fence}" if self._fence else ""
+        return f"<Store {self.name!r}{fenced}>"
+
+    # -- transactions and fencing ----------------------------------------------------
+
+    def transaction(self, lock: bool = False) -> AbstractContextManager[Store]:
+        """``with store.transaction():`` the operations inside commit together or not at all.
+
+        An exception rolls them back and propagates. ``lock=True`` also excludes every
+        other ``lock=True`` transaction on this store, in any process (a row lock on
+        PostgreSQL; SQLite transactions are exclusive already). A nested block is a
+        savepoint of the open transaction.
+        """
+        return self._transaction(bool(lock))
+
+    @contextmanager
+    def _transaction(self, lock: bool) -> Iterator[Store]:
+        with self._runner.transaction(self.name, lock):
+            yield self
+
+    def fenced(self, lease: object) -> Store:
+        """This store, with every write checked against ``lease``'s fence.
+
+        A write whose fence is lower than one already written for the lease's name (by
+        a newer holder) raises StaleFenceError and writes nothing.
+        """
+        return Store(self._runner, self.name, as_fence_token(lease))
+
+    @contextmanager
+    def _writing(self) -> Iterator[StoreRepository]:
+        with self._runner.op() as repo:
+            check_fence(repo.scope, self._fence)
+            yield repo
+
+    def _encode(self, key: object, value: object) -> tuple[str, bytes]:
+        key = validate_key(key)
+        return key, dump_json(value, what=f"store value for key {key!r}")
+
+    # -- reads -----------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        validate_key(key)
+        with self._runner.op() as repo:
+            value = repo.get(self.name, key)
+        return default if value is MISSING else value
+
+    def __contains__(self, key: object) -> bool:
+        validate_key(key)
+        assert isinstance(key, str)
+        with self._runner.op() as repo:
+            return repo.contains(self.name, key)
+
+    def __len__(self) -> int:
+        with self._runner.op() as repo:
+            return repo.count(self.name)
+
+    def __iter__(self) -> Iterator[str]:
+        after: str | None = None
+        while True:
+            with self._runner.op() as repo:
+                keys = repo.keys_after(self.name, after, _PAGE)
+            yield from keys
+            if len(keys) < _PAGE:
+                return
+            after = keys[-1]
+
+    def _iter_items(self) -> Iterator[tuple[str, Any]]:
+        after: str | None = None
+        while True:
+            with self._runner.op() as repo:
+                items = repo.items_after(self.name, after, _PAGE)
+            yield from items
+            if len(items) < _PAGE:
+                return
+            after = items[-1][0]
+
+    def items(self) -> _ItemsView:
+        return _ItemsView(self)
+
+    def values(self) -> _ValuesView:
+        return _ValuesView(self)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pair = self._encode(key, value)
+        with self._writing() as repo:
+            repo.put_many(self.name, [pair])
+
+    def __delitem__(self, key: str) -> None:
+        if self.pop(key, MISSING) is MISSING:
+            raise KeyError(key)
+
+    def pop(self, key: str, default: Any = MISSING) -> Any:
+        validate_key(key)
+        with self._writing() as repo:
+            value = repo.remove(self.name, key)
+        if value is not MISSING:
+            return value
+        if default is MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the item with the smallest key; KeyError when empty."""
+        with self._writing() as repo:
+            item = repo.remove_first(self.name)
+        if item is None:
+            raise KeyError("popitem(): store is empty")
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        pair = self._encode(key, default)
+        with self._writing() as repo:
+            value = repo.get(self.name, pair[0])
+            if value is MISSING:
+                repo.put_many(self.name, [pair])
+                return default
+        return value
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set many keys in one transaction; every key and value is checked first."""
+        pending: dict[str, bytes] = {}
+        pairs: Iterable[tuple[Any, Any]]
+        if isinstance(other, Mapping):
+            pairs = other.items()
+        elif hasattr(other, "keys"):
+            pairs = ((k, other[k]) for k in other.keys())  # noqa: SIM118 (dict protocol)
+        else:
+            pairs = other
+        for key, value in [*pairs, *kwargs.items()]:
+            key, raw = self._encode(key, value)
+            pending[key] = raw
+        with self._writing() as repo:
+            repo.put_many(self.name, list(pending.items()))
+
+    def clear(self) -> None:
+        with self._writing() as repo:
+            repo.clear(self.name)
+
+
+class _ItemsView(ItemsView[str, Any]):
+    """Items read in pages (one query per 500 items, not one per key)."""
+
+    _mapping: Store
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping._iter_items()
+
+
+class _ValuesView(ValuesView[Any]):
+    _mapping: Store
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for _, value in self._mapping._iter_items())

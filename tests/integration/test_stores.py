@@ -1,0 +1,275 @@
+"""Key/value stores on both backends: the mapping API, transactions, validation, isolation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from persistence import Database
+from persistence.errors import (
+    InvalidInputError,
+    InvalidTypeError,
+    NotFoundError,
+    StaleFenceError,
+)
+from tests.fixtures.services import PostgresTarget
+
+
+def test_mapping_basics(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, workspace="research", name="agent-1")
+    assert len(store) == 0 and dict(store) == {} and store.get("color") is None
+    with pytest.raises(KeyError):
+        store["color"]
+    store["color"] = "red"
+    store["shape"] = {"kind": "circle", "r": 1.5, "tags": ["a", None, True], "n": 2**63 - 1}
+    assert store["color"] == "red" and "color" in store and "nope" not in store
+    assert store["shape"] == {"kind": "circle", "r": 1.5, "tags": ["a", None, True], "n": 2**63 - 1}
+    assert type(store["shape"]["r"]) is float
+    store["one"] = 1.0
+    assert type(store["one"]) is float  # 1.0 stays a float
+    assert list(store) == ["color", "one", "shape"] == list(store.keys())
+    assert list(store.values()) == ["red", 1.0, store["shape"]]
+    assert store == {"color": "red", "one": 1.0, "shape": store["shape"]}
+    assert store != {"color": "red"}
+    del store["one"]
+    with pytest.raises(KeyError):
+        del store["one"]
+    assert store.pop("color") == "red" and store.pop("color", "gone") == "gone"
+    assert store.setdefault("n", [1]) == [1] and store.setdefault("n", 2) == [1]
+    store.update({"b": 2}, c=3)
+    store.update([("d", 4)])
+    assert store.popitem() == ("b", 2)  # the smallest key
+    store.clear()
+    assert len(store) == 0
+    with pytest.raises(KeyError):
+        store.popitem()
+
+
+def test_iteration_is_code_point_order_and_paged(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, name="order")
+    keys = ["b", "B", "a", "é", "z", "Z", "10", "9", "ß", "日本", "😀", " "] + [
+        f"k{i:04d}" for i in range(1100)
+    ]
+    store.update({k: i for i, k in enumerate(keys)})
+    assert list(store) == sorted(keys)
+    assert [k for k, _ in store.items()] == sorted(keys)
+    assert len(store) == len(keys)
+    long_key = "字" * 1024  # 3 KiB of UTF-8: more than a btree entry may hold
+    store[long_key] = "ok"
+    assert store[long_key] == "ok" and long_key in store
+
+
+def test_exception_in_transaction_leaves_every_key(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, name="tx")
+    store.update(color="red", shape="circle", n=1)
+    with pytest.raises(ValueError, match="helper"), store.transaction():
+        store["color"] = "green"
+        del store["n"]
+        store["new"] = True
+        store.clear()
+        raise ValueError("helper failed")
+    assert dict(store) == {"color": "red", "shape": "circle", "n": 1}
+    with store.transaction(lock=True):
+        store["color"] = "green"
+        store["run"] = store.get("run", 0) + 1
+    assert dict(store) == {"color": "green", "shape": "circle", "n": 1, "run": 1}
+
+
+def test_nested_transaction_is_a_savepoint(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, name="nested")
+    with store.transaction(lock=True):
+        store["outer"] = 1
+        with pytest.raises(RuntimeError), store.transaction(lock=True):
+            store["inner"] = 1
+            raise RuntimeError
+        with store.transaction():
+            store["kept"] = 1
+    assert dict(store) == {"outer": 1, "kept": 1}
+    with pytest.raises(RuntimeError), store.transaction():
+        with store.transaction():
+            store["inner"] = 2
+        raise RuntimeError
+    assert "inner" not in store
+
+
+def test_store_in_unit_of_work_commits_with_it(db: Database, tenant: str) -> None:
+    with db.unit_of_work(tenant=tenant) as uow:
+        store = uow.store("shared")
+        store["a"] = 1
+        with pytest.raises(KeyError), store.transaction():
+            store["b"] = 2
+            raise KeyError("x")
+        assert dict(store) == {"a": 1}
+    with pytest.raises(ZeroDivisionError), db.unit_of_work(tenant=tenant) as uow:
+        uow.store("shared")["a"] = 99
+        raise ZeroDivisionError
+    assert dict(db.store(tenant=tenant, name="shared")) == {"a": 1}
+
+
+def test_list_and_delete_stores(db: Database, tenant: str) -> None:
+    for name in ("c-store", "a-store", "b-store"):
+        db.store(tenant=tenant, name=name)["k"] = name
+    db.store(tenant=tenant, workspace="research", name="other")["k"] = 1
+    with db.unit_of_work(tenant=tenant) as uow:
+        first = uow.list_stores(limit=2)
+        assert [s.name for s in first.items] == ["a-store", "b-store"]
+        rest = uow.list_stores(limit=2, cursor=first.next_cursor)
+        assert [s.name for s in rest.items] == ["c-store"] and rest.next_cursor is None
+        uow.delete_store("b-store")
+        with pytest.raises(NotFoundError):
+            uow.delete_store("b-store")
+        with pytest.raises(InvalidInputError):
+            uow.list_stores(cursor="%%%")
+    with db.unit_of_work(tenant=tenant) as uow:
+        assert [s.name for s in uow.list_stores().items] == ["a-store", "c-store"]
+    assert len(db.store(tenant=tenant, name="b-store")) == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        (1, InvalidTypeError),
+        (None, InvalidTypeError),
+        (("a",), InvalidTypeError),
+        (b"a", InvalidTypeError),
+        ("", InvalidInputError),
+        ("k" * 1025, InvalidInputError),
+        ("a\x00b", InvalidInputError),
+        ("\ud800", InvalidInputError),
+    ],
+)
+def test_bad_keys_are_refused(db: Database, tenant: str, key: Any, error: type) -> None:
+    store = db.store(tenant=tenant, name="keys")
+    store["keep"] = 1
+    with pytest.raises(error):
+        store[key] = 1
+    with pytest.raises(error):
+        store.update({"fine": 1, key: 2})
+    with pytest.raises(error):
+        store.setdefault(key, 1)
+    with pytest.raises(error):
+        store.get(key)
+    with pytest.raises(TypeError if error is InvalidTypeError else ValueError):
+        store.pop(key)
+    assert dict(store) == {"keep": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (math.nan, InvalidInputError),
+        (math.inf, InvalidInputError),
+        ({"a": [1, -math.inf]}, InvalidInputError),
+        (object(), InvalidTypeError),
+        ({1: "non-str key"}, InvalidTypeError),
+        ((1, 2), InvalidTypeError),
+        ({1, 2}, InvalidTypeError),
+        (b"bytes", InvalidTypeError),
+        (2**64, InvalidInputError),
+    ],
+)
+def test_bad_values_are_refused(db: Database, tenant: str, value: Any, error: type) -> None:
+    store = db.store(tenant=tenant, name="values")
+    store["keep"] = 1
+    with pytest.raises(error):
+        store["k"] = value
+    with pytest.raises(error):
+        store.update({"fine": 1, "k": value})
+    with pytest.raises(error):
+        store.setdefault("k", value)
+    assert dict(store) == {"keep": 1}
+    assert isinstance(error(), TypeError) == (error is InvalidTypeError)
+
+
+def test_bad_store_and_scope_names(db: Database, tenant: str) -> None:
+    with pytest.raises(InvalidInputError):
+        db.store(tenant=tenant, name="Bad Name")
+    with pytest.raises(InvalidTypeError):
+        db.store(tenant=tenant, name=3)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        db.store(tenant="nope-" + tenant, name="s")["k"] = 1
+    with pytest.raises(NotFoundError):
+        len(db.store(tenant=tenant, workspace="nope", name="s"))
+
+
+def test_fenced_store_writes(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, name="fenced")
+    first = db.lease(tenant=tenant, name="store-writer", ttl=30)
+    store.fenced(first)["owner"] = "first"
+    first.release()
+    second = db.lease(tenant=tenant, name="store-writer", ttl=30)
+    assert second.fence > first.fence
+    with store.transaction():
+        store.fenced(second)["owner"] = "second"
+    for write in (
+        lambda s: s.__setitem__("owner", "stale"),
+        lambda s: s.update(owner="stale"),
+        lambda s: s.pop("owner"),
+        lambda s: s.clear(),
+    ):
+        with pytest.raises(StaleFenceError):
+            write(store.fenced(first))
+    assert dict(store) == {"owner": "second"}
+    second.release()
+
+
+def test_tenants_cannot_see_each_others_stores(
+    db: Database, make_tenant: Callable[..., str]
+) -> None:
+    a, b = make_tenant(), make_tenant()
+    db.store(tenant=a, name="secret")["k"] = "a's"
+    assert len(db.store(tenant=b, name="secret")) == 0
+    assert db.store(tenant=b, name="secret").get("k") is None
+    with db.unit_of_work(tenant=b) as uow:
+        assert uow.list_stores().items == []
+        with pytest.raises(NotFoundError):
+            uow.delete_store("secret")
+    assert db.store(tenant=a, name="secret")["k"] == "a's"
+
+
+def test_tenant_delete_cascades(db: Database, make_tenant: Callable[..., str]) -> None:
+    a = make_tenant("research")
+    db.store(tenant=a, workspace="research", name="s")["k"] = 1
+    with db.unit_of_work(tenant=a) as uow:
+        tenant_id = uow.tenant.id
+    with db.admin() as admin:
+        admin.tenants.delete(a)
+    with db.owner_engine.connect() as conn:
+        for table in ("stores", "store_items"):
+            count = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"),
+                {"t": tenant_id if db.dialect == "postgresql" else tenant_id.hex},
+            ).scalar_one()
+            assert count == 0, table
+
+
+def test_runtime_role_sees_no_other_tenants_store_rows(
+    pg_db: Database, postgres: PostgresTarget
+) -> None:
+    a, b = _tenants(pg_db, 2)
+    pg_db.store(tenant=a, name="secret")["k"] = "a's"
+    with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
+        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (b,))
+        for table in ("stores", "store_items"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        conn.rollback()
+        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (a,))
+        assert conn.execute("SELECT count(*) FROM store_items").fetchone() == (1,)
+        conn.rollback()
+        for table in ("stores", "store_items"):  # no tenant set: nothing at all
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+def _tenants(db: Database, n: int) -> list[str]:
+    import uuid
+
+    slugs = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+    with db.admin() as admin:
+        for slug in slugs:
+            admin.tenants.create(slug)
+    return slugs
