@@ -170,6 +170,8 @@ def test_demo_runs_twice(run: Cli) -> None:
     for _ in range(2):
         tour = run("demo", json_output=True).json()
         assert any("cannot see the other tenant" in step for step in tour["steps"])
+        assert sum("cannot load the other tenant's state" in s for s in tour["steps"]) == 2
+        assert not any("UNEXPECTED" in step for step in tour["steps"])
         assert {t["slug"] for t in tour["tenants"]} == {"demo-acme", "demo-globex"}
     assert "demo-acme" in run("demo").out
 
@@ -286,6 +288,7 @@ def test_console_script_demo_on_the_default_sqlite_file(clean_env: dict[str, str
         done = subprocess_cli([str(CONSOLE_SCRIPT)], clean_env, "demo")
         assert done.returncode == 0, done.stderr
         assert "cannot see the other tenant" in done.stdout
+        assert "cannot load the other tenant's state" in done.stdout
     default = Path(clean_env["HOME"]) / ".local/share/persistence/persistence.sqlite3"
     assert default.exists()
     assert f"database sqlite:///{default}" in done.stdout
