@@ -70,7 +70,7 @@ class _DatabaseRunner:
         uow = self._open()
         if uow is not None:
             with translate_errors():
-                yield StoreRepository(uow.scope)
+                yield StoreRepository(uow.scope, self._local.known)
             return
         with self._db.unit_of_work(self._tenant, self._workspace) as uow, translate_errors():
             yield StoreRepository(uow.scope)
@@ -86,14 +86,14 @@ class _DatabaseRunner:
                 yield
             return
         with self._db.unit_of_work(self._tenant, self._workspace) as uow:
-            self._local.uow = uow
+            self._local.uow, self._local.known = uow, set()
             try:
-                if lock:
+                if lock:  # at the root: no savepoint can undo the row it creates
                     with translate_errors():
-                        StoreRepository(uow.scope).lock(name)
+                        StoreRepository(uow.scope, self._local.known).lock(name)
                 yield
             finally:
-                self._local.uow = None
+                self._local.uow = self._local.known = None
 
 
 class _UnitOfWorkRunner:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, func, select
+from sqlalchemy import ColumnElement, Integer, Table, Text, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql
 
 from persistence.codecs import decode, decode_json, encode
 from persistence.errors import InvalidInputError, NotFoundError
@@ -34,8 +37,10 @@ class StoreRepository:
     """Stores of one workspace. Item methods take the store name and raw JSON bytes
     already validated by :mod:`persistence.stores`; nothing here commits."""
 
-    def __init__(self, scope: Scope):
+    def __init__(self, scope: Scope, known: set[str] | None = None):
         self._scope = scope
+        # names whose row this transaction has locked, so exists until it ends
+        self._known = known if known is not None else set()
         self._session = scope.session
         self._pg = scope.is_postgres
 
@@ -55,6 +60,8 @@ class StoreRepository:
 
     def ensure(self, name: str) -> None:
         """Create the store row if it is missing (items reference it)."""
+        if name in self._known:
+            return
         stmt = upsert(self._scope.dialect, _stores).values(
             tenant_id=self._scope.tenant_id,
             workspace_id=self._scope.workspace_id,
@@ -66,16 +73,27 @@ class StoreRepository:
     def lock(self, name: str) -> None:
         """Hold the store's row lock until the transaction ends (PostgreSQL).
 
-        ``FOR NO KEY UPDATE`` excludes other lockers but not plain writers, whose
-        foreign-key checks only take ``KEY SHARE``. On SQLite every transaction is
-        already ``BEGIN IMMEDIATE``, so nothing more is needed.
+        One statement creates the row if needed and locks it: ``DO UPDATE`` of a non-key
+        column takes ``FOR NO KEY UPDATE``, which excludes other lockers but not plain
+        writers, whose foreign-key checks only take ``KEY SHARE``. On SQLite every
+        transaction is already ``BEGIN IMMEDIATE``: creating the row is enough.
         """
         if not self._pg:
-            return
-        self.ensure(name)
-        self._session.execute(
-            select(_stores.c.name).where(self._store_where(name)).with_for_update(key_share=True)
-        )
+            self.ensure(name)
+        else:
+            stmt = postgresql.insert(_stores).values(
+                tenant_id=self._scope.tenant_id,
+                workspace_id=self._scope.workspace_id,
+                name=name,
+                created_at=utcnow(),
+            )
+            self._session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[_stores.c.tenant_id, _stores.c.workspace_id, _stores.c.name],
+                    set_={"created_at": _stores.c.created_at},
+                )
+            )
+        self._known.add(name)
 
     def list_stores(self, *, limit: int = 100, cursor: str | None = None) -> Page[StoreRecord]:
         """Stores of the workspace ordered by name, one page at a time."""
@@ -109,18 +127,15 @@ class StoreRepository:
 
     # -- items -----------------------------------------------------------------------
 
-    def _where(self, name: str, key: str | None = None) -> ColumnElement[bool]:
-        c = _items.c
-        where = (
-            (c.tenant_id == self._scope.tenant_id)
-            & (c.workspace_id == self._scope.workspace_id)
-            & (c.store == name)
-        )
-        return where if key is None else where & (c.key_hash == key_hash(key))
-
-    def _order_key(self) -> ColumnElement[str]:
-        # Code point order on both backends: "C" collation = UTF-8 byte order = SQLite BINARY.
-        return _items.c.key.collate("C") if self._pg else _items.c.key
+    def _params(self, name: str, key: str | None = None) -> dict[str, Any]:
+        params = {
+            "tenant_id": self._scope.tenant_id,
+            "workspace_id": self._scope.workspace_id,
+            "store": name,
+        }
+        if key is not None:
+            params["key_hash"] = key_hash(key)
+        return params
 
     def _value(self, row: Any) -> Any:
         raw = decode(
@@ -133,19 +148,14 @@ class StoreRepository:
 
     def get(self, name: str, key: str) -> Any:
         """The value, or MISSING."""
-        c = _items.c
-        row = self._session.execute(
-            select(c.key, c.value, c.codec, c.checksum).where(self._where(name, key))
-        ).first()
+        row = self._session.execute(_GET, self._params(name, key)).first()
         return MISSING if row is None else self._value(row)
 
     def contains(self, name: str, key: str) -> bool:
-        stmt = select(_items.c.key_hash).where(self._where(name, key))
-        return self._session.execute(stmt).first() is not None
+        return self._session.execute(_CONTAINS, self._params(name, key)).first() is not None
 
     def count(self, name: str) -> int:
-        stmt = select(func.count()).select_from(_items).where(self._where(name))
-        return int(self._session.execute(stmt).scalar_one())
+        return int(self._session.execute(_COUNT, self._params(name)).scalar_one())
 
     def put_many(self, name: str, items: Sequence[tuple[str, bytes]]) -> None:
         """Insert or replace ``items`` (key, raw JSON) in one statement."""
@@ -156,32 +166,10 @@ class StoreRepository:
         rows = []
         for key, raw in items:
             enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
-            rows.append(
-                {
-                    "tenant_id": self._scope.tenant_id,
-                    "workspace_id": self._scope.workspace_id,
-                    "store": name,
-                    "key_hash": key_hash(key),
-                    "key": key,
-                    "value": enc.payload,
-                    "codec": enc.codec,
-                    "checksum": enc.checksum,
-                }
-            )
-        stmt = upsert(self._scope.dialect, _items)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[
-                _items.c.tenant_id,
-                _items.c.workspace_id,
-                _items.c.store,
-                _items.c.key_hash,
-            ],
-            set_={
-                "value": stmt.excluded.value,
-                "codec": stmt.excluded.codec,
-                "checksum": stmt.excluded.checksum,
-            },
-        )
+            row = self._params(name, key)
+            row.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
+            rows.append(row)
+        stmt = _statements(self._scope.dialect).upsert
         if len(rows) == 1:
             self._session.execute(stmt.values(rows[0]))
         else:
@@ -189,20 +177,14 @@ class StoreRepository:
 
     def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
-        c = _items.c
-        stmt = delete(_items).where(self._where(name, key))
-        row = self._session.execute(stmt.returning(c.key, c.value, c.codec, c.checksum)).first()
+        row = self._session.execute(_REMOVE, self._params(name, key)).first()
         return MISSING if row is None else self._value(row)
 
     def remove_first(self, name: str) -> tuple[str, Any] | None:
         """Delete and return the item with the smallest key, or None when empty."""
-        c = _items.c
+        stmt = _statements(self._scope.dialect).remove_first
         for _ in range(5):  # another transaction may take the same first key first
-            first = (
-                select(c.key_hash).where(self._where(name)).order_by(self._order_key()).limit(1)
-            ).scalar_subquery()
-            stmt = delete(_items).where(self._where(name), c.key_hash == first)
-            row = self._session.execute(stmt.returning(c.key, c.value, c.codec, c.checksum)).first()
+            row = self._session.execute(stmt, self._params(name)).first()
             if row is not None:
                 return row.key, self._value(row)
             if self.count(name) == 0:
@@ -210,24 +192,75 @@ class StoreRepository:
         return None
 
     def clear(self, name: str) -> None:
-        self._session.execute(delete(_items).where(self._where(name)))
+        self._session.execute(_CLEAR, self._params(name))
 
     def keys_after(self, name: str, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` keys greater than ``after``, in code point order."""
-        stmt = select(_items.c.key).where(self._where(name))
-        if after is not None:
-            stmt = stmt.where(self._order_key() > after)
-        stmt = stmt.order_by(self._order_key()).limit(limit)
-        return list(self._session.execute(stmt).scalars())
+        sql = _statements(self._scope.dialect)
+        params = {**self._params(name), "after": after, "limit": limit}
+        stmt = sql.keys if after is None else sql.keys_after
+        return list(self._session.execute(stmt, params).scalars())
 
     def items_after(self, name: str, after: str | None, limit: int) -> list[tuple[str, Any]]:
         """Up to ``limit`` (key, value) pairs with keys greater than ``after``."""
-        c = _items.c
-        stmt = select(c.key, c.value, c.codec, c.checksum).where(self._where(name))
-        if after is not None:
-            stmt = stmt.where(self._order_key() > after)
-        rows = self._session.execute(stmt.order_by(self._order_key()).limit(limit)).all()
-        return [(row.key, self._value(row)) for row in rows]
+        sql = _statements(self._scope.dialect)
+        params = {**self._params(name), "after": after, "limit": limit}
+        stmt = sql.items if after is None else sql.items_after
+        return [(row.key, self._value(row)) for row in self._session.execute(stmt, params)]
+
+
+# Statements are built once, parameters bound per call: building an expression tree on
+# every operation costs more than the SQLite round trip it describes.
+_c = _items.c
+_IN_STORE = (
+    (_c.tenant_id == bindparam("tenant_id"))
+    & (_c.workspace_id == bindparam("workspace_id"))
+    & (_c.store == bindparam("store"))
+)
+_ONE_KEY = _IN_STORE & (_c.key_hash == bindparam("key_hash"))
+_ROW = (_c.key, _c.value, _c.codec, _c.checksum)
+_GET = select(*_ROW).where(_ONE_KEY)
+_CONTAINS = select(_c.key_hash).where(_ONE_KEY)
+_COUNT = select(func.count()).select_from(_items).where(_IN_STORE)
+_REMOVE = delete(_items).where(_ONE_KEY).returning(*_ROW)
+_CLEAR = delete(_items).where(_IN_STORE)
+
+
+@dataclass(frozen=True)
+class _DialectStatements:
+    upsert: Any
+    remove_first: Any
+    keys: Any
+    keys_after: Any
+    items: Any
+    items_after: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _DialectStatements:
+    # Code point order on both backends: "C" collation = UTF-8 byte order = SQLite BINARY.
+    order = _c.key.collate("C") if dialect == "postgresql" else _c.key
+    after = order > bindparam("after", type_=Text())
+    limit = bindparam("limit", type_=Integer())
+    insert = upsert(dialect, _items)
+    first = select(_c.key_hash).where(_IN_STORE).order_by(order).limit(1).scalar_subquery()
+    keys = select(_c.key).where(_IN_STORE)
+    items = select(*_ROW).where(_IN_STORE)
+    return _DialectStatements(
+        upsert=insert.on_conflict_do_update(
+            index_elements=[_c.tenant_id, _c.workspace_id, _c.store, _c.key_hash],
+            set_={
+                "value": insert.excluded.value,
+                "codec": insert.excluded.codec,
+                "checksum": insert.excluded.checksum,
+            },
+        ),
+        remove_first=delete(_items).where(_IN_STORE, _c.key_hash == first).returning(*_ROW),
+        keys=keys.order_by(order).limit(limit),
+        keys_after=keys.where(after).order_by(order).limit(limit),
+        items=items.order_by(order).limit(limit),
+        items_after=items.where(after).order_by(order).limit(limit),
+    )
 
 
 def _encode_cursor(name: str) -> str:
