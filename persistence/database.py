@@ -69,10 +69,10 @@ class Database:
         self._owner_engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._owner_session_factory: sessionmaker[Session] | None = None
-        self._redis: Redis | None = None
-        self._leases: LeaseBackend | None = None
         # Set by from_access(): units of work are confined to this (tenant, workspace).
         self._access_scope: tuple[str, str] | None = None
+        self._redis: Redis | None = None
+        self._leases: LeaseBackend | None = None
 
     @classmethod
     def from_url(
@@ -246,7 +246,10 @@ class Database:
         ConfigurationError for a scope outside the access descriptor.
         """
         if self._access_scope is not None:
-            scope = (tenant or self._access_scope[0], workspace or self._access_scope[1])
+            scope = (
+                self._access_scope[0] if tenant is None else tenant,
+                self._access_scope[1] if workspace is None else workspace,
+            )
             if scope != self._access_scope:
                 raise ConfigurationError(
                     f"this Database was opened for {'/'.join(self._access_scope)} only"
@@ -254,7 +257,8 @@ class Database:
             tenant, workspace = scope
         if tenant is None:
             raise InvalidInputError("unit_of_work() needs a tenant slug")
-        return UnitOfWork(self, tenant, workspace or "default")
+        # Only None means "default": an empty slug is refused on entering, never widened.
+        return UnitOfWork(self, tenant, "default" if workspace is None else workspace)
 
     # -- stores and leases -----------------------------------------------------------
 

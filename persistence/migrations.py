@@ -95,9 +95,14 @@ def diff(engine: Engine) -> list[object]:
     """Differences between the models and the database (empty when they match)."""
     from persistence.models import metadata
 
+    def ours(name: str | None, type_: str, parent: object) -> bool:
+        # A host application's tables may share the database: compare only ours.
+        return type_ != "table" or name in metadata.tables
+
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+            conn,
+            opts={"version_table": VERSION_TABLE, "compare_type": True, "include_name": ours},
         )
         return list(compare_metadata(context, metadata))
 
