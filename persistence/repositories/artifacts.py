@@ -25,7 +25,13 @@ from persistence.records import ArtifactKind, ArtifactRecord, Page
 from persistence.repositories._base import Scope
 from persistence.validation import validate_artifact_name
 
-__all__ = ["DEFAULT_CONTENT_TYPES", "ArtifactRepository", "decode_artifact"]
+__all__ = [
+    "DEFAULT_CONTENT_TYPES",
+    "ArtifactRepository",
+    "decode_artifact",
+    "validate_artifact_metadata",
+    "validate_content_type",
+]
 
 #: The content type recorded when the caller gives none.
 DEFAULT_CONTENT_TYPES: dict[str, str] = {
@@ -105,7 +111,7 @@ def decode_artifact(kind: str, raw: bytes, *, what: str = "artifact") -> Any:
     raise DataCorruptionError(f"{what}: unknown kind {kind!r}")
 
 
-def _content_type(value: object, kind: str) -> str:
+def validate_content_type(value: object, kind: str) -> str:
     if value is None:
         return DEFAULT_CONTENT_TYPES[kind]
     if not isinstance(value, str):
@@ -117,7 +123,7 @@ def _content_type(value: object, kind: str) -> str:
     return value
 
 
-def _metadata(value: object) -> dict[str, Any]:
+def validate_artifact_metadata(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is not dict:
@@ -165,9 +171,9 @@ class ArtifactRepository:
         type or metadata) before anything is written.
         """
         validate_artifact_name(name)
-        meta = _metadata(metadata)
+        meta = validate_artifact_metadata(metadata)
         kind, raw = _to_raw(data)
-        ctype = _content_type(content_type, kind)
+        ctype = validate_content_type(content_type, kind)
         self._check_size(name, len(raw))
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
@@ -308,8 +314,8 @@ class ArtifactRepository:
         if checksum(raw) != record.checksum or len(raw) != record.size:
             raise InvalidInputError(f"artifact {name!r}: data does not match its checksum/size")
         decode_artifact(record.kind, raw, what=f"artifact {name!r}")
-        meta = _metadata(record.metadata)
-        ctype = _content_type(record.content_type, record.kind)
+        meta = validate_artifact_metadata(record.metadata)
+        ctype = validate_content_type(record.content_type, record.kind)
         validate_codec(record.codec)
         try:
             current = self.get(name)

@@ -27,7 +27,7 @@ from persistence.records import Page, WorkflowRecord
 from persistence.repositories._base import Scope
 from persistence.validation import validate_workflow_name
 
-__all__ = ["WorkflowRepository", "score", "validate_source"]
+__all__ = ["WorkflowRepository", "score", "validate_revision", "validate_source"]
 
 _MAX_TAGS = 64
 _MAX_TAG = 100
@@ -103,6 +103,26 @@ def score(query: str, name: str, description: str, tags: Sequence[str]) -> int:
         total += 8 if word in ltags else 4 if any(word in t for t in ltags) else 0
         total += 3 if word in desc_words else 1 if word in ldesc else 0
     return total
+
+
+def validate_revision(record: WorkflowRecord) -> WorkflowRecord:
+    """Check every field of a revision given for import (name, source, description,
+    tags, revision number, checksum); return it with tags as a tuple.
+
+    Raises InvalidInputError naming the problem; touches no database.
+    """
+    name, source = validate_workflow_name(record.name), validate_source(record.source)
+    description = _text(record.description, "description", _MAX_DESCRIPTION)
+    tags = _tags(record.tags)
+    if type(record.revision) is not int or record.revision < 1:
+        raise InvalidInputError(f"revision must be a positive int, not {record.revision!r}")
+    if record.checksum != checksum(source.encode("utf-8")):
+        raise InvalidInputError(
+            f"workflow {name!r} revision {record.revision}: checksum does not match the source"
+        )
+    if record.created_at.tzinfo is None:
+        raise InvalidInputError(f"workflow {name!r}: created_at must be timezone-aware")
+    return record.model_copy(update={"description": description, "tags": tags})
 
 
 def _encode_cursor(name: str) -> str:
@@ -404,16 +424,14 @@ class WorkflowRepository:
         Idempotent: an identical revision already stored is a no-op (False); a different
         one raises ConflictError. Invalid fields raise InvalidInputError before writing.
         """
-        name, source = validate_workflow_name(record.name), validate_source(record.source)
-        description = _text(record.description, "description", _MAX_DESCRIPTION)
-        tags = _tags(record.tags)
-        if type(record.revision) is not int or record.revision < 1:
-            raise InvalidInputError(f"revision must be a positive int, not {record.revision!r}")
-        digest = checksum(source.encode("utf-8"))
-        if record.checksum != digest:
-            raise InvalidInputError(
-                f"workflow {name!r} revision {record.revision}: checksum does not match the source"
-            )
+        record = validate_revision(record)
+        name, source, description, tags = (
+            record.name,
+            record.source,
+            record.description,
+            record.tags,
+        )
+        digest = record.checksum
         try:
             existing: WorkflowRecord | None = self.get(name, record.revision)
         except NotFoundError:
