@@ -143,7 +143,7 @@ class Lease:
                 if getattr(exc, "unreachable", False) or time.monotonic() >= deadline:
                     raise
             time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.2)
 
     def __repr__(self) -> str:
         return f"<Lease {self.name!r} fence={self.fence} held={self.held}>"

@@ -27,6 +27,7 @@ from persistence.errors import (
     VersionConflictError,
     translate_errors,
 )
+from persistence.fencing import check_fence
 from persistence.models.base import new_id, utcnow
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateVersion
@@ -71,7 +72,7 @@ class StateRepository(StateMaintenance):
         metadata: dict[str, Any] | None = None,
         compression: str | None = None,
         max_versions: int | None = None,
-        fence: int | None = None,
+        fence: object | None = None,
     ) -> StateVersion:
         """Write ``state`` as the next version of ``state_id`` and return its metadata.
 
@@ -84,10 +85,10 @@ class StateRepository(StateMaintenance):
         id, tag, TTL or codec.
         """
         sid = q.state_id(state_id)
-        if fence is not None:
-            raise InvalidInputError("fencing tokens are not supported by states yet")
         raw = dump_json(state, what=f"state {sid!r}")
         encoded = encode(raw, codec=self._codec(compression), threshold=self._threshold)
+        # fence=lease: StaleFenceError (nothing written) once a newer holder has written
+        check_fence(self._scope, fence)
         now = utcnow()
         return self._write(
             sid,

@@ -1,0 +1,146 @@
+"""The Redis lease backend: fails closed, survives a flush, keys carry the tenant."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from persistence import Database
+from persistence.errors import LockNotAcquiredError, StaleFenceError
+from tests.fixtures.services import PostgresTarget
+
+
+def new_tenant(db: Database) -> str:
+    slug = f"r-{uuid.uuid4().hex[:12]}"
+    with db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_redis(postgres: PostgresTarget, url: str, **settings: object) -> Database:
+    return Database.from_url(
+        postgres.runtime_url, owner_url=postgres.owner_url, redis_url=url, **settings
+    )
+
+
+def test_closed_port_fails_closed_within_the_timeout(postgres: PostgresTarget) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with with_redis(postgres, url, redis_socket_timeout=1.0) as db:
+        tenant = new_tenant(db)
+        started = time.monotonic()
+        with pytest.raises(LockNotAcquiredError, match="unreachable"):
+            db.lease(tenant=tenant, name="job", wait=30)  # no waiting on a dead service
+        assert time.monotonic() - started < 1.0 + 5  # the timeout, plus a generous margin
+
+
+def test_silent_server_fails_closed_within_the_timeout(postgres: PostgresTarget) -> None:
+    """A server that accepts connections but never answers: the socket timeout fires."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        with with_redis(postgres, url, redis_socket_timeout=0.5) as db:
+            tenant = new_tenant(db)
+            started = time.monotonic()
+            with pytest.raises(LockNotAcquiredError):
+                db.lease(tenant=tenant, name="job")
+            assert time.monotonic() - started < 0.5 + 5
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[str]:
+    """A private redis-server, so a real FLUSHALL touches no one else's keys."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed for this test"
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                if redis.Redis.from_url(url, socket_timeout=1).ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_fences_stay_above_postgres_after_flushall(
+    postgres: PostgresTarget, throwaway_redis: str
+) -> None:
+    client = redis.Redis.from_url(throwaway_redis)
+    with with_redis(postgres, throwaway_redis) as db:
+        tenant = new_tenant(db)
+        store = db.store(tenant=tenant, name="s")
+        first = db.lease(tenant=tenant, name="job")
+        store.fenced(first)["k"] = "first"
+        first.release()
+        client.flushall()  # Redis forgets every lease and counter
+        second = db.lease(tenant=tenant, name="job")
+        assert second.fence > first.fence
+        store.fenced(second)["k"] = "second"
+        second.release()
+
+        # The database's high-water mark wins even over the clock-based restart value.
+        high = 5 * 10**15
+        with db.unit_of_work(tenant) as uow:
+            tenant_id = uow.tenant.id
+        with db.owner_engine.begin() as conn:
+            conn.execute(
+                text("UPDATE fences SET fence = :f WHERE tenant_id = :t AND resource = 'job'"),
+                {"f": high, "t": tenant_id},
+            )
+        client.flushall()
+        third = db.lease(tenant=tenant, name="job")
+        assert third.fence > high
+        with pytest.raises(StaleFenceError):
+            store.fenced(second)["k"] = "stale"
+        store.fenced(third)["k"] = "third"
+        assert store["k"] == "third"
+        third.release()
+        fourth = db.lease(tenant=tenant, name="job")  # the counter continues from there
+        assert fourth.fence == third.fence + 1
+        fourth.release()
+
+
+def test_redis_keys_carry_the_tenant(
+    postgres: PostgresTarget, redis_url: str, redis_prefix: str
+) -> None:
+    with with_redis(postgres, redis_url, redis_key_prefix=redis_prefix) as db:
+        a, b = new_tenant(db), new_tenant(db)
+        with db.unit_of_work(a) as uow:
+            a_id = uow.tenant.id
+        with db.unit_of_work(b) as uow:
+            b_id = uow.tenant.id
+        lease_a = db.lease(tenant=a, name="thread-1")
+        lease_b = db.lease(tenant=b, name="thread-1")
+        keys = sorted(k.decode() for k in db.redis.scan_iter(match=f"{redis_prefix}:*"))
+        assert f"{redis_prefix}:{{{a_id}}}:lease:thread-1" in keys
+        assert f"{redis_prefix}:{{{b_id}}}:lease:thread-1" in keys
+        assert all(f"{{{a_id}}}" in k or f"{{{b_id}}}" in k for k in keys)
+        # The value is the owner token: another holder's token cannot release it.
+        assert db.redis.get(f"{redis_prefix}:{{{a_id}}}:lease:thread-1") == lease_a.token.encode()
+        lease_a.release()
+        lease_b.release()
+        for key in keys:  # leave nothing behind in the shared Redis
+            db.redis.delete(key)
