@@ -1,0 +1,80 @@
+"""``python -m benchmarks``: ours against raw psycopg, redis-py and LangGraph; see --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks import memory, procs, report, scale
+from benchmarks.core import CASES, Bench
+from benchmarks.env import bench_env
+from benchmarks.runner import run_cases, select
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark persistence against raw psycopg, redis-py and LangGraph "
+        "on a throwaway database (PostgreSQL 127.0.0.1:5432, Redis 127.0.0.1:6379).",
+    )
+    parser.add_argument("--ops", type=int, default=None, help="operations per side per round")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (median reported)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run under a minute (small scale)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="run only the cases whose key matches (repeatable), e.g. 'state.*'",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["cases", "scale", "procs", "memory"],
+        help="leave out a section (repeatable)",
+    )
+    parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument("--list", action="store_true", help="list the case keys and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.list:
+        for c in CASES:
+            print(f"{c.key:<28} {c.label} (vs {c.baseline})")
+        return 0
+    profile = report.Profile.quick() if args.quick else report.Profile.full()
+    n = args.ops or profile.ops
+    repeat = args.repeat or profile.repeat
+    started = time.monotonic()
+    result = report.Result(profile=profile, ops=n, repeat=repeat)
+    with bench_env() as env, ExitStack() as stack:
+        bench = Bench.open(env, stack)
+        if "cases" not in args.skip:
+            print(f"cases ({n} ops x {repeat} rounds per side)", file=sys.stderr)
+            result.rows = run_cases(
+                bench, select(args.only), n=n, repeat=repeat, warmup=profile.warmup
+            )
+        if "scale" not in args.skip and not args.only:
+            result.scale = scale.run(bench, profile)
+        if "procs" not in args.skip and not args.only:
+            result.procs = procs.run(env, profile)
+        if "memory" not in args.skip and not args.only:
+            result.memory = memory.run(env, profile)
+    result.seconds = time.monotonic() - started
+    text = report.markdown(result)
+    print(text)
+    if args.output:
+        args.output.write_text(report.page(result, text))
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Run the selected cases: timings in alternating rounds, then round-trip counts."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+import traceback
+from dataclasses import dataclass
+
+# Importing the case modules registers their cases, in this order in the table.
+from benchmarks import ops_states, ops_data, ops_misc  # noqa: F401  # isort: skip
+from benchmarks.core import CASES, Bench, Case
+from benchmarks.roundtrips import Counts, count_ours, count_raw
+from benchmarks.timing import Comparison, compare
+
+
+@dataclass(frozen=True)
+class Row:
+    case: Case
+    comparison: Comparison | None = None
+    ours_counts: Counts | None = None
+    base_counts: Counts | None = None
+    error: str | None = None
+
+    @property
+    def met(self) -> bool | None:
+        if self.case.target is None or self.comparison is None or self.comparison.ratio is None:
+            return None
+        return self.comparison.ratio >= self.case.target
+
+
+def select(patterns: list[str] | None) -> list[Case]:
+    """Cases whose key matches one of the glob ``patterns`` (all when none given)."""
+    if not patterns:
+        return list(CASES)
+    return [c for c in CASES if any(fnmatch.fnmatch(c.key, p) for p in patterns)]
+
+
+def run_case(bench: Bench, case: Case, *, n: int, repeat: int, warmup: int) -> Row:
+    ops = max(5, int(n * case.n_factor))
+    try:
+        ours, baseline = case.build(bench)
+        comparison = compare(ours, baseline, n=ops, repeat=repeat, warmup=warmup)
+        k = max(5, min(20, ops // 2))
+        ours_counts = count_ours(bench.db.engine, ours, k=k)
+        base_counts = count_raw(bench.raw, baseline, k=k) if case.raw_psycopg and baseline else None
+    except Exception as exc:  # one broken case must not hide the others
+        traceback.print_exc(file=sys.stderr)
+        return Row(case, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return Row(case, comparison, ours_counts, base_counts)
+
+
+def run_cases(
+    bench: Bench, cases: list[Case], *, n: int, repeat: int, warmup: int, log: bool = True
+) -> list[Row]:
+    rows = []
+    for case in cases:
+        row = run_case(bench, case, n=n, repeat=repeat, warmup=warmup)
+        if log:
+            print(_progress(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def _progress(row: Row) -> str:
+    if row.error or row.comparison is None:
+        return f"  {row.case.key:<28} unavailable: {row.error}"
+    ratio = f"{row.comparison.ratio:.2f}x" if row.comparison.ratio is not None else "-"
+    return f"  {row.case.key:<28} {row.comparison.ours.ops_per_s:9.0f} ops/s  ratio {ratio}"

@@ -1,0 +1,95 @@
+"""The targets of issue 7, judged on one run's figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.report import Result
+
+#: Why a figure is what it is (shown next to each target, met or missed).
+NOTES: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: str
+    target: str
+    met: bool | None  # None: not measured in this run
+    figure: str
+
+
+def _ratio(result: Result, key: str, label: str, minimum: float) -> Verdict:
+    row = result.row(key)
+    if row is None or row.comparison is None or row.comparison.ratio is None:
+        why = row.error if row is not None else "not run"
+        return Verdict(key, f"{label} >= {minimum}x", None, f"not measured ({why})")
+    ratio = row.comparison.ratio
+    return Verdict(key, f"{label} >= {minimum}x", ratio >= minimum, f"{ratio:.2f}x")
+
+
+def evaluate(result: Result) -> list[Verdict]:
+    verdicts = [
+        _ratio(result, "state.save", "state save vs raw psycopg", 0.7),
+        _ratio(result, "state.load", "state load latest vs raw psycopg", 0.7),
+        _ratio(result, "store.get", "store get vs raw psycopg", 0.7),
+        _ratio(result, "store.set", "store set vs raw psycopg", 0.7),
+        _empty_uow(result),
+        _ratio(result, "state.save_vs_langgraph", "state save vs LangGraph put", 1.5),
+        _ratio(result, "state.load_vs_langgraph", "state load vs LangGraph get", 1.5),
+    ]
+    verdicts += [_versions(result), _memory(result), _procs(result)]
+    return verdicts
+
+
+def _empty_uow(result: Result) -> Verdict:
+    label = "empty unit of work <= 1 round trip more than BEGIN; COMMIT"
+    row = result.row("uow.empty")
+    if row is None or row.ours_counts is None or row.base_counts is None:
+        return Verdict("uow.empty", label, None, "not measured")
+    ours, base = row.ours_counts.round_trips, row.base_counts.round_trips
+    return Verdict("uow.empty", label, ours - base <= 1, f"{ours:g} round trips vs {base:g}")
+
+
+def _versions(result: Result) -> Verdict:
+    label = "load latest with the most versions within 1.2x of 1 version"
+    s = result.scale
+    if s is None or s.load_ratio is None:
+        return Verdict("scale.versions", label, None, "not measured")
+    many = max(s.load_latest)
+    return Verdict(
+        "scale.versions",
+        label,
+        s.load_ratio <= 1.2,
+        f"{s.load_ratio:.2f}x slower with {many:,} versions than with 1",
+    )
+
+
+def _memory(result: Result) -> Verdict:
+    m = result.memory
+    size = result.profile.memory_bytes >> 20
+    label = f"peak RSS of a {size} MiB artifact round trip < 4x its size"
+    if m is None or m.ours is None:
+        return Verdict("memory", label, None, f"not measured ({m.error if m else 'not run'})")
+    return Verdict("memory", label, m.ours < 4, f"{m.ours:.2f}x")
+
+
+def _procs(result: Result) -> Verdict:
+    label = "4 processes >= 1.5x the throughput of 1 (state saves, distinct states)"
+    p = result.procs
+    scaling = p.scaling() if p else None
+    if p is None or scaling is None:
+        return Verdict("procs", label, None, f"not measured ({p.error if p else 'not run'})")
+    raw = p.scaling("raw")
+    extra = f" (raw psycopg: {raw:.2f}x)" if raw is not None else ""
+    return Verdict("procs", label, scaling >= 1.5, f"{scaling:.2f}x{extra}")
+
+
+def targets_section(result: Result) -> list[str]:
+    lines = []
+    for v in evaluate(result):
+        status = {True: "met", False: "MISSED", None: "not measured"}[v.met]
+        note = NOTES.get(v.key)
+        lines.append(f"- {v.target}: **{status}**, {v.figure}." + (f" {note}" if note else ""))
+    return lines
