@@ -77,9 +77,11 @@ def upgrade() -> None:
         sa.Column("checksum", sa.String(64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("stored_size", sa.BigInteger(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        # Last: SQLite keeps a zeroblob at the end of a row unmaterialized, so a large
+        # payload is streamed in (blob I/O) without extra copies in memory.
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.CheckConstraint("kind IN ('bytes', 'str', 'json')", name=op.f("ck_artifacts_kind")),
         _workspace_fk("artifacts"),
         sa.PrimaryKeyConstraint("tenant_id", "workspace_id", "name", name=op.f("pk_artifacts")),

@@ -36,6 +36,7 @@ class Artifact(Base):
     checksum: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     stored_size: Mapped[int] = mapped_column(BigInteger)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Last column on purpose (see migration 0003): large payloads stream in on SQLite.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence.codecs import checksum, decode, dump_json, encode, validate_codec, validate_json
@@ -39,10 +39,18 @@ DEFAULT_CONTENT_TYPES: dict[str, str] = {
     "str": "text/plain; charset=utf-8",
     "json": "application/json",
 }
-_PG_PAYLOAD = (
-    "SELECT kind, codec, checksum, payload FROM artifacts "
-    "WHERE tenant_id = %s AND workspace_id = %s AND name = %s"
+_CHUNK = 1024 * 1024
+_PG_FIRST = (
+    "SELECT kind, codec, checksum, stored_size, substring(payload FROM 1 FOR %s) "
+    "FROM artifacts WHERE tenant_id = %s AND workspace_id = %s AND name = %s"
 )
+# Later chunks only of the same stored payload: a concurrent replace shows as no row.
+_PG_CHUNK = (
+    "SELECT substring(payload FROM %s FOR %s) FROM artifacts "
+    "WHERE tenant_id = %s AND workspace_id = %s AND name = %s "
+    "AND checksum = %s AND codec = %s AND stored_size = %s"
+)
+_PG_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class _PayloadRow(NamedTuple):
@@ -205,40 +213,74 @@ class ArtifactRepository:
         )
 
     def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
+        payload: bytes = values["payload"]
+        if not self._scope.is_postgres:
+            # Bound as a parameter, SQLite keeps two extra copies of a large payload while
+            # it builds the row; reserve the space and stream the bytes in instead.
+            values = dict(values, payload=func.zeroblob(len(payload)))
         dialect = postgresql if self._scope.is_postgres else sqlite
         stmt = dialect.insert(Artifact).values(
             tenant_id=self._t, workspace_id=self._w, name=name, created_at=created_at, **values
         )
+        # excluded.<column>: each value (the payload above all) is sent once, not twice.
         stmt = stmt.on_conflict_do_update(
             index_elements=[Artifact.tenant_id, Artifact.workspace_id, Artifact.name],
-            set_=values,
-        ).returning(Artifact.created_at)
-        return cast(datetime, self._s.execute(stmt).scalar_one())
+            set_={key: stmt.excluded[key] for key in values},
+        )
+        if self._scope.is_postgres:
+            return cast(datetime, self._s.execute(stmt.returning(Artifact.created_at)).scalar_one())
+        row = self._s.execute(stmt.returning(Artifact.created_at, literal_column("rowid"))).one()
+        if payload:
+            with self._driver().blobopen("artifacts", "payload", row[1]) as blob:
+                view = memoryview(payload)
+                for start in range(0, len(view), _CHUNK):
+                    blob.write(view[start : start + _CHUNK])
+        return cast(datetime, row[0])
+
+    def _driver(self) -> Any:
+        """The DB-API connection of this unit of work (same transaction)."""
+        return self._s.connection().connection.driver_connection
 
     def _payload_row(self, name: str) -> Any:
         validate_artifact_name(name)
         if self._scope.is_postgres:
             return self._payload_row_binary(name)
-        row = self._s.execute(
-            select(Artifact.kind, Artifact.codec, Artifact.checksum, Artifact.payload).where(
+        row: Any = self._s.execute(
+            select(literal_column("rowid"), Artifact.kind, Artifact.codec, Artifact.checksum).where(
                 self._mine(), Artifact.name == name
             )
         ).first()
         if row is None:
             raise NotFoundError(f"artifact {name!r} does not exist")
-        return row
+        # Streamed out of the row: one copy of the payload, not three.
+        with self._driver().blobopen("artifacts", "payload", row[0], readonly=True) as blob:
+            payload = blob.read()
+        return _PayloadRow(row.kind, row.codec, row.checksum, payload)
 
     def _payload_row_binary(self, name: str) -> Any:
-        # Text-format results would carry bytea as hex (2x the payload, then parsed into a
-        # third copy); a binary-format cursor on the unit of work's own connection (same
-        # transaction, same tenant setting) returns the payload as it is stored.
-        driver = self._s.connection().connection.driver_connection
-        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-            cursor.execute(_PG_PAYLOAD, (self._t, self._w, name))
-            row = cursor.fetchone()
-        if row is None:
-            raise NotFoundError(f"artifact {name!r} does not exist")
-        return _PayloadRow(*row)
+        # Binary-format results on the unit of work's own connection (same transaction,
+        # same tenant setting): text format would carry bytea as hex, twice the size.
+        # Large payloads come in chunks so that libpq never buffers the whole of it.
+        with self._driver().cursor(binary=True) as cursor:
+            for _attempt in range(3):
+                cursor.execute(_PG_FIRST, (_PG_CHUNK_BYTES, self._t, self._w, name))
+                first = cursor.fetchone()
+                if first is None:
+                    raise NotFoundError(f"artifact {name!r} does not exist")
+                kind, codec, digest, stored_size, chunk = first
+                chunks = [chunk]
+                while chunks[-1] and sum(map(len, chunks)) < stored_size:
+                    start = sum(map(len, chunks)) + 1
+                    key = (self._t, self._w, name, digest, codec, stored_size)
+                    cursor.execute(_PG_CHUNK, (start, _PG_CHUNK_BYTES, *key))
+                    row = cursor.fetchone()
+                    if row is None:  # replaced meanwhile: read the new one from the start
+                        break
+                    chunks.append(row[0])
+                else:
+                    payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    return _PayloadRow(kind, codec, digest, payload)
+        raise ConflictError(f"artifact {name!r} kept changing while it was read")
 
     def load_raw(self, name: str) -> bytes:
         """The artifact's data as bytes (UTF-8 for ``str``, JSON text for ``json``),

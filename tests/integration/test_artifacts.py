@@ -38,12 +38,15 @@ def test_kinds_round_trip(db: Database, tenant: str) -> None:
         uow.artifacts.save("reports/2026/q1.json", value, metadata={"owner": "ana"})
         uow.artifacts.save("numbers/seven", 7)
         uow.artifacts.save("text-that-looks-like-json", '{"a": 1}')
+        uow.artifacts.save("empty/bytes", b"")
+        uow.artifacts.save("empty/str", "")
     with db.unit_of_work(tenant) as uow:
         assert uow.artifacts.load("data/blob.bin") == b"\x00\xffraw"
         assert uow.artifacts.load("notes/readme.txt") == "héllo\r\n"
         assert uow.artifacts.load("reports/2026/q1.json") == value
         assert uow.artifacts.load("numbers/seven") == 7
         assert uow.artifacts.load("text-that-looks-like-json") == '{"a": 1}'
+        assert uow.artifacts.load("empty/bytes") == b"" and uow.artifacts.load("empty/str") == ""
         meta = uow.artifacts.get("reports/2026/q1.json")
         assert (meta.kind, meta.content_type, meta.metadata) == (
             "json",
@@ -118,6 +121,12 @@ def test_50_mib_round_trip_and_65_mib_refused(db: Database, tenant: str) -> None
     with db.unit_of_work(tenant) as uow:
         assert uow.artifacts.load("big.bin") == big
         assert uow.artifacts.get("big.bin").size == 50 * MIB
+        # Replacing a large artifact with a small one (and back) keeps both exact.
+        uow.artifacts.save("big.bin", b"small")
+        assert uow.artifacts.load("big.bin") == b"small"
+        uow.artifacts.save("big.bin", big)
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.load_raw("big.bin") == big
     del big
     with db.unit_of_work(tenant) as uow:
         with pytest.raises(InvalidInputError, match="over the limit"):
