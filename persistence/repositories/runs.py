@@ -14,8 +14,11 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     and_,
+    any_,
     delete,
+    func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -23,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.orm import aliased
 
 from persistence import codecs
 from persistence.errors import (
@@ -50,6 +54,7 @@ from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
 __all__ = ["ALLOWED_FROM", "FINISHED", "RunRepository"]
 
 _Value = Any  # a JSON value
+_CORE = {"synchronize_session": False}
 _HISTORY_COLUMNS = (
     RunHistory.run_id,
     RunHistory.seq,
@@ -468,12 +473,20 @@ class RunRepository:
             raise InvalidInputError(f"purge only finished runs: statuses must be in {FINISHED}")
         size = batch_size if batch_size is not None else self._scope.settings.gc_batch_size
         h.limit(size)
-        batch = (
-            select(Run.id)
-            .where(self._where(Run), Run.status.in_(wanted), Run.updated_at < cutoff)
-            .limit(size)
-        )
-        statement = delete(Run).where(self._where(Run), Run.id.in_(batch))
+        purgeable = and_(self._where(Run), Run.status.in_(wanted), Run.updated_at < cutoff)
+        if self._scope.is_postgres:
+            # Rows are addressed by ctid: ARRAY(subquery) runs once and a TID scan deletes
+            # exactly those rows, whatever the planner believes about the table (right after
+            # a bulk load, with no statistics yet, an IN (subquery) plan can go quadratic).
+            # The outer conditions are re-checked should a row have changed meanwhile.
+            b = aliased(Run, name="batch")
+            ctids = select(literal_column("batch.ctid")).select_from(b)
+            ctids = ctids.where(self._where(b), b.status.in_(wanted), b.updated_at < cutoff)
+            ctids = ctids.limit(size)
+            chosen = literal_column("runs.ctid") == any_(func.array(ctids.scalar_subquery()))
+        else:
+            chosen = Run.id.in_(select(Run.id).where(purgeable).limit(size))
+        statement = delete(Run).where(purgeable, chosen)
         total = 0
         while True:
             deleted = self._exec(statement).rowcount
@@ -530,7 +543,11 @@ class RunRepository:
 
     def _exec(self, statement: Any) -> CursorResult[Any]:
         with translate_errors():
-            return cast(CursorResult[Any], self._session.execute(statement))
+            # Plain Core semantics: no ORM session synchronisation (and no hidden RETURNING).
+            return cast(
+                CursorResult[Any],
+                self._session.execute(statement, execution_options=_CORE),
+            )
 
     def _insert(self, model: Any) -> Any:
         return (postgresql if self._scope.is_postgres else sqlite).insert(model)
