@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -12,9 +13,12 @@ from psycopg import sql
 from sqlalchemy import text
 
 from persistence import Database
+from persistence.errors import ConfigurationError, translate_errors
 from tests.fixtures.services import PostgresTarget
+from tests.integration import test_uow
 
 SETTING = "persistence.tenant_id"
+probe = test_uow.probe  # the probe-table fixture, reused here on PostgreSQL
 
 
 @pytest.fixture
@@ -206,3 +210,17 @@ def test_setting_never_leaks_across_units_of_work_on_one_connection(
                 assert row[1] in ("", None)
                 assert conn.execute(text("SELECT count(*) FROM workspaces")).scalar() == 0
         assert len(pids) == 1, "the pool of one must reuse one server backend"
+
+
+def test_a_unit_of_work_cannot_write_rows_of_another_tenant(
+    pg_db: Database, make_tenant: Callable[..., str], probe: str
+) -> None:
+    a, b = make_tenant(), make_tenant()
+    b_id = uuid.UUID(tenant_id(pg_db, b))
+    insert = text(f"INSERT INTO {probe} (tenant_id, note) VALUES (:t, 'x')")
+    refused = pytest.raises(ConfigurationError, match="row-level security")
+    with refused, pg_db.unit_of_work(tenant=a) as uow, translate_errors():
+        uow.session.execute(insert, {"t": b_id})
+    with pg_db.unit_of_work(tenant=b) as uow:
+        rows = uow.session.execute(text(f"SELECT count(*) FROM {probe}")).scalar()
+    assert rows == 0
