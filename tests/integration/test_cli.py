@@ -25,6 +25,7 @@ from persistence import Database
 from persistence.cli import main
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
+from tests.integration import test_migrations
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("persistence")
 
@@ -155,8 +156,19 @@ def test_db_commands(run: Cli, db: Database) -> None:
     assert "CURRENT" in run("db", "current").out
 
 
-def test_db_upgrade_downgrade_on_a_fresh_sqlite_file(invoke: Cli, tmp_path: Path) -> None:
-    url = ["--database-url", f"sqlite:///{tmp_path / 'fresh.sqlite3'}"]
+empty_pg = test_migrations.empty_pg  # a throwaway database owned by the owner role
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_db_upgrade_downgrade_on_an_empty_database(
+    invoke: Cli, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    target = (
+        request.getfixturevalue("empty_pg")
+        if backend == "pg"
+        else f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    )
+    url = ["--database-url", target]
     assert invoke(*url, "--json", "db", "current").json()["current"] is None
     assert "schema is at base" in invoke(*url, "db", "check").one_line_error()
     assert invoke(*url, "db", "upgrade").code == 0
