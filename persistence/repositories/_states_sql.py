@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -11,8 +12,9 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    Insert,
+    String,
     Table,
+    Uuid,
     and_,
     bindparam,
     case,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import KeyedColumnElement
@@ -227,40 +230,57 @@ def current_version() -> ColumnElement[int]:
     )
 
 
-def advance_values(expires_at: datetime | None, now: datetime) -> dict[str, Any]:
+_V_EXPIRES = bindparam("v_expires", type_=UTCDateTime())
+_V_NOW = bindparam("v_now", type_=UTCDateTime())
+
+
+def _advance_values() -> dict[str, Any]:
     """SET clause that assigns the next number (old values on the right-hand side)."""
     following = HEAD.c.last_version + 1
     return {
         "last_version": following,
         "latest_version": following,
         "parent_version": func.nullif(current_version(), 0),
-        "expires_at": expires_at,
-        "updated_at": now,
+        "expires_at": _V_EXPIRES,
+        "updated_at": _V_NOW,
     }
 
 
-def upsert_head(
-    dialect: str,
-    columns: dict[str, Any],
-    now: datetime,
-    expected: int | None,
-    expires_at: datetime | None,
-) -> Insert:
-    """Insert the head at version 1, or advance it; with ``expected`` (0) only if absent."""
+@functools.cache
+def advance_head(dialect: str, mode: str) -> Any:
+    """The one statement that takes the next version number on the head row (locking it)
+    and returns ``(last_version, parent_version)``; no row when ``expected`` fails.
+
+    ``mode`` "any": insert at 1 or advance. "absent": the same, but advance only when
+    the state has no live version (expected_version=0). "expected": advance only when
+    the live latest version equals ``v_expected`` (the row must exist). Built once per
+    dialect and mode; parameters: v_tenant, v_workspace, v_state, v_expires, v_now, now,
+    p_tenant, p_workspace, p_state, v_expected.
+    """
+    returning = (HEAD.c.last_version, HEAD.c.parent_version)
+    if mode == "expected":
+        return (
+            update(HEAD)
+            .where(head_key(), current_version() == bindparam("v_expected"))
+            .values(_advance_values())
+            .returning(*returning)
+        )
     stmt = dialect_insert(dialect, HEAD).values(
-        **columns,
+        tenant_id=bindparam("v_tenant", type_=Uuid()),
+        workspace_id=bindparam("v_workspace", type_=Uuid()),
+        state_id=bindparam("v_state", type_=String()),
         last_version=1,
         latest_version=1,
         parent_version=None,
-        expires_at=expires_at,
-        updated_at=now,
+        expires_at=_V_EXPIRES,
+        updated_at=_V_NOW,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[HEAD.c.tenant_id, HEAD.c.workspace_id, HEAD.c.state_id],
-        set_=advance_values(expires_at, now),
-        where=(current_version() == expected) if expected is not None else None,
+        set_=_advance_values(),
+        where=(current_version() == 0) if mode == "absent" else None,
     )
-    return stmt.returning(HEAD.c.last_version, HEAD.c.parent_version)  # type: ignore[no-any-return]
+    return stmt.returning(*returning)
 
 
 def head_key() -> ColumnElement[bool]:

@@ -168,21 +168,20 @@ class StateRepository(StateMaintenance):
         expires_at: datetime | None,
     ) -> tuple[int, int | None]:
         """Take the next version number on the head row (which locks it)."""
-        params = self._params(sid)
-        params["now"] = now
-        if expected is None or expected == 0:
-            stmt: Any = q.upsert_head(
-                self._scope.dialect, dict(self._cols, state_id=sid), now, expected, expires_at
-            )
-        else:
-            stmt = (
-                update(q.HEAD)
-                .where(q.head_key(), q.current_version() == expected)
-                .values(q.advance_values(expires_at, now))
-                .returning(q.HEAD.c.last_version, q.HEAD.c.parent_version)
-            )
+        mode = "any" if expected is None else "absent" if expected == 0 else "expected"
+        params = dict(
+            self._key,
+            v_tenant=self._scope.tenant_id,
+            v_workspace=self._scope.workspace_id,
+            v_state=sid,
+            v_expires=expires_at,
+            v_now=now,
+            v_expected=expected,
+            now=now,
+            p_state=sid,
+        )
         with translate_errors():
-            row = conn.execute(stmt, params).first()
+            row = conn.execute(q.advance_head(self._scope.dialect, mode), params).first()
         if row is None:
             actual = self._current(conn, sid)
             raise VersionConflictError(
