@@ -15,7 +15,7 @@ from persistence.errors import PersistenceError
 __all__ = ["cli", "main"]
 
 # Each module defines ``register(group)`` adding its commands.
-_COMMAND_MODULES = ("db", "tenants", "demo", "transfer", "states", "stores", "leases")
+_COMMAND_MODULES = ("db", "tenants", "demo", "transfer", "workflows", "states", "stores", "leases")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -211,3 +212,27 @@ def test_runtime_role_sees_no_rows_without_a_tenant(
                 "INSERT INTO workflows VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 1, "
                 "'', '[]', now(), now())"
             )
+
+
+def test_cli_list_show_search(db: Database, tenant: str) -> None:
+    from click.testing import CliRunner
+
+    from persistence.cli import cli
+
+    with db.unit_of_work(tenant) as uow:
+        uow.workflows.create("report_flow", SRC, "Weekly report", tags=("reports",))
+        uow.workflows.save("report_flow", ASYNC_SRC)
+    url = db.settings.database_url
+    base = ["--database-url", url, "--owner-url", db.settings.owner_database_url or url]
+    runner = CliRunner()
+    listed = runner.invoke(cli, [*base, "--json", "workflow", "list", "-t", tenant])
+    assert listed.exit_code == 0, listed.output
+    assert [(w["name"], w["revision"]) for w in json.loads(listed.stdout)] == [("report_flow", 2)]
+    shown = runner.invoke(
+        cli, [*base, "workflow", "show", "-t", tenant, "report_flow", "-r", "1", "--source"]
+    )
+    assert shown.exit_code == 0 and shown.stdout == SRC
+    found = runner.invoke(cli, [*base, "--json", "workflow", "search", "-t", tenant, "weekly"])
+    assert [w["name"] for w in json.loads(found.stdout)] == ["report_flow"]
+    missing = runner.invoke(cli, [*base, "workflow", "show", "-t", tenant, "nope"])
+    assert missing.exit_code != 0
