@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         result = cli.main(args=argv, prog_name="persistence", standalone_mode=False)
     except click.exceptions.Abort:
         fail("aborted")
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # `persistence` or `persistence tenant` alone asks for the help: not an error.
+        click.echo(exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
         fail(exc.format_message(), exc.exit_code or 2)
     except PersistenceError as exc:
