@@ -325,3 +325,10 @@ def test_python_m_and_the_environment_variable(clean_env: dict[str, str], tmp_pa
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == ["error: aborted"]
     with Database.from_url(f"sqlite:///{path}") as db, db.admin() as admin:
         assert admin.tenants.get(slug).slug == slug
+
+
+def test_a_bare_command_prints_its_help(invoke: Cli) -> None:
+    for args in ([], ["tenant"], ["db"]):
+        shown = invoke(*args)
+        assert shown.code == 0 and shown.out.startswith("Usage: persistence") and not shown.err
+    assert "create-runtime-role" in invoke("db", "--help").out
