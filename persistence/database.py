@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from persistence import _pool
 from persistence import migrations as _migrations
 from persistence.access import AccessDescriptor
 from persistence.errors import (
@@ -146,9 +147,9 @@ class Database:
         s = self.settings
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url, s)
-        return create_engine(
+        engine = create_engine(
             url,
-            pool_pre_ping=True,
+            pool_pre_ping=False,  # _pool.ping_when_idle instead: no round trip per checkout
             pool_size=s.pool_size,
             max_overflow=s.max_overflow,
             pool_timeout=s.pool_timeout,
@@ -160,6 +161,8 @@ class Database:
                 "application_name": "persistence",
             },
         )
+        _pool.ping_when_idle(engine, s.pool_ping_after)
+        return engine
 
     def _runtime_sessions(self) -> Session:
         if self._sessions is None:

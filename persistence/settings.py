@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     max_overflow: int = Field(default=5, ge=0)
     pool_timeout: float = Field(default=30.0, gt=0)
     pool_recycle: int = Field(default=1800, ge=-1)
+    pool_ping_after: float = Field(default=1.0, ge=0)
+    """Seconds a pooled PostgreSQL connection may sit idle before checkout pings it."""
     connect_timeout: int = Field(default=10, ge=1)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

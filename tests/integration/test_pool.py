@@ -1,0 +1,79 @@
+"""The pool pings only connections that sat idle, and replaces dead ones before use."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from persistence import Database
+from tests.conftest import unique_slug
+from tests.fixtures.services import PostgresTarget
+
+
+def _tenant(db: Database) -> str:
+    slug = unique_slug()
+    with db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
+def _backend_pid(db: Database, tenant: str) -> int:
+    with db.unit_of_work(tenant) as uow:
+        return int(uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the dialect's ping (the real one still runs) and count its calls."""
+    calls: list[int] = []
+    real = db.engine.dialect.do_ping
+
+    def ping(dbapi_connection: Any) -> bool:
+        calls.append(1)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", ping)
+    return calls
+
+
+def test_busy_connection_is_not_pinged(
+    postgres: PostgresTarget,
+    pg_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=60) as db:
+        pings = _count_pings(db, monkeypatch)
+        pid = _backend_pid(db, tenant)
+        for _ in range(5):
+            assert _backend_pid(db, tenant) == pid  # the same pooled connection
+        assert pings == []  # no round trip spent on checking a connection just used
+
+
+def test_idle_connection_is_pinged(
+    postgres: PostgresTarget,
+    pg_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0) as db:
+        pings = _count_pings(db, monkeypatch)
+        for _ in range(3):
+            _backend_pid(db, tenant)
+        assert len(pings) == 2  # every checkout but the first (a fresh connection)
+
+
+def test_idle_dead_connection_is_replaced_before_use(
+    postgres: PostgresTarget, pg_db: Database
+) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0.2) as db:
+        pid = _backend_pid(db, tenant)
+        with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.3)  # idle past pool_ping_after: the next checkout pings
+        new_pid = _backend_pid(db, tenant)  # works: the dead connection was replaced
+        assert new_pid != pid
