@@ -195,8 +195,17 @@ def test_corruption_detected(pg_db: Database, pg_tenant: str, postgres: Postgres
 def test_rls_and_tenant_cascade(pg_db: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
     with pg_db.unit_of_work(pg_tenant) as uow:
         uow.artifacts.save("secret.txt", "hidden")
+    other = unique_slug()
+    with pg_db.admin() as admin:
+        admin.tenants.create(other)
+        mine_id, other_id = admin.tenants.get(pg_tenant).id, admin.tenants.get(other).id
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
+        # Raw SQL as the runtime role: another tenant's setting shows none of our rows.
+        conn.execute("SELECT set_config('persistence.tenant_id', %s, true)", (str(other_id),))
+        assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
+        conn.execute("SELECT set_config('persistence.tenant_id', %s, true)", (str(mine_id),))
+        assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (1,)
     with pg_db.admin() as admin:
         tenant_id = admin.tenants.get(pg_tenant).id
         admin.tenants.delete(pg_tenant)
@@ -205,3 +214,26 @@ def test_rls_and_tenant_cascade(pg_db: Database, pg_tenant: str, postgres: Postg
             text("SELECT count(*) FROM artifacts WHERE tenant_id = :t"), {"t": tenant_id}
         ).scalar_one()
         assert left == 0
+
+
+def test_concurrent_saves_of_one_name(db: Database, tenant: str) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            with db.unit_of_work(tenant) as uow:
+                uow.artifacts.save("contended", f"writer {i}" * 1000)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.load("contended") in {f"writer {i}" * 1000 for i in range(4)}
+        assert len(uow.artifacts.list().items) == 1
