@@ -32,4 +32,5 @@ SECTION_MODULES: tuple[str, ...] = (
     "workflows",
     "artifacts",
     "states",
+    "stores",
 )
