@@ -188,13 +188,29 @@ def owned_rows(db: Database, tenant_id: object) -> dict[str, int]:
     return counts
 
 
+def populate(db: Database, tenant: str) -> None:
+    """One row or more of every aggregate, through the public API."""
+    with db.unit_of_work(tenant=tenant, workspace="research") as uow:
+        uow.states.save("plan", {"steps": [1, 2]}, tags=["demo"])
+        uow.states.save("plan", {"steps": [1, 2, 3]})
+        uow.workflows.create("fetch", "def run():\n    return 1\n", tags=["io"])
+        uow.artifacts.save("report", b"bytes")
+        uow.runs.start("fetch")
+        uow.store("memory")["turns"] = 1
+
+
 def test_deleting_a_tenant_removes_every_row_it_owns(
     db: Database, make_tenant: Callable[..., str]
 ) -> None:
     doomed, kept = make_tenant("research", "ops"), make_tenant("research")
     with db.admin() as admin:
         doomed_id, kept_id = admin.tenants.get(doomed).id, admin.tenants.get(kept).id
-    assert owned_rows(db, doomed_id)["workspaces"] == 3
+    for slug in (doomed, kept):
+        populate(db, slug)
+    before = owned_rows(db, doomed_id)
+    assert before["workspaces"] == 3
+    filled = {table for table, count in before.items() if count}
+    assert {"state_versions", "workflows", "artifacts", "runs", "store_items"} <= filled
     kept_before = owned_rows(db, kept_id)
     with db.admin() as admin:
         admin.tenants.delete(doomed)
