@@ -15,7 +15,17 @@ from persistence.errors import PersistenceError
 __all__ = ["cli", "main"]
 
 # Each module defines ``register(group)`` adding its commands.
-_COMMAND_MODULES = ("db", "tenants", "demo", "transfer", "workflows", "states", "stores", "leases")
+_COMMAND_MODULES = (
+    "db",
+    "tenants",
+    "demo",
+    "transfer",
+    "workflows",
+    "states",
+    "stores",
+    "leases",
+    "runs",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
