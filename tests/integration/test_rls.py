@@ -15,7 +15,7 @@ from sqlalchemy import text
 from persistence import Database
 from persistence.errors import ConfigurationError, translate_errors
 from tests.fixtures.services import PostgresTarget
-from tests.integration import test_uow
+from tests.integration import test_tenancy, test_uow
 
 SETTING = "persistence.tenant_id"
 probe = test_uow.probe  # the probe-table fixture, reused here on PostgreSQL
@@ -61,9 +61,17 @@ def test_runtime_role_sees_only_the_tenant_set(
 ) -> None:
     a, b = make_tenant("research"), make_tenant("research")
     a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+    for slug in (a, b):  # rows in every aggregate's tables for both tenants
+        test_tenancy.populate(pg_db, slug)
 
     enter(runtime, a_id)
     assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(a,)]
+    for table in ("state_versions", "workflows", "artifacts", "runs", "store_items"):
+        query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(
+            sql.Identifier(table)
+        )
+        assert runtime.execute(query, (a_id,)).fetchone() != (0,), table  # A sees its own
+        assert runtime.execute(query, (b_id,)).fetchone() == (0,), table  # never B's
     workspaces = runtime.execute("SELECT tenant_id::text, slug FROM workspaces ORDER BY slug")
     assert workspaces.fetchall() == [(a_id, "default"), (a_id, "research")]
     for table in tenant_tables(runtime):
