@@ -85,20 +85,26 @@ class StateRepository(StateMaintenance):
         id, tag, TTL or codec.
         """
         sid = q.state_id(state_id)
+        codec = self._codec(compression)
         raw = dump_json(state, what=f"state {sid!r}")
-        encoded = encode(raw, codec=self._codec(compression), threshold=self._threshold)
+        self._check_size(len(raw), sid)
+        now = utcnow()
+        # Every argument is validated before the first write (the fence check writes).
+        tag_tuple, expires_at = q.tag_list(tags), q.expiry(ttl, now)
+        info, expected = q.user_metadata(metadata), self._expected(expected_version)
+        keep = self._keep(max_versions)
+        encoded = encode(raw, codec=codec, threshold=self._threshold)
         # fence=lease: StaleFenceError (nothing written) once a newer holder has written
         check_fence(self._scope, fence)
-        now = utcnow()
         return self._write(
             sid,
             encoded,
             now=now,
-            tags=q.tag_list(tags),
-            expires_at=q.expiry(ttl, now),
-            metadata=q.user_metadata(metadata),
-            expected=self._expected(expected_version),
-            keep=self._keep(max_versions),
+            tags=tag_tuple,
+            expires_at=expires_at,
+            metadata=info,
+            expected=expected,
+            keep=keep,
         )
 
     @property

@@ -541,3 +541,17 @@ def test_rollback_of_a_unit_of_work_writes_nothing(db: Database, tenant: str) ->
 def test_settings_codec_is_validated(db: Database) -> None:
     with pytest.raises(ValueError):
         Settings(compression="brotli")  # type: ignore[arg-type]
+
+
+def test_fenced_save_with_bad_input_records_no_fence(db: Database, tenant: str) -> None:
+    lease = db.lease(tenant=tenant, name="fenced-state", ttl=30)
+    with db.unit_of_work(tenant) as uow:
+        tenant_id = uow.tenant.id
+        with pytest.raises(InvalidInputError):
+            uow.states.save("f", {"ok": 1}, tags=[3], fence=lease)  # type: ignore[list-item]
+        with pytest.raises(InvalidInputError):
+            uow.states.save("f", {"ok": 1}, ttl=-1, fence=lease)
+    assert raw_sql(db, "SELECT count(*) FROM fences WHERE tenant_id = :t", t=tenant_id) == [(0,)]
+    with db.unit_of_work(tenant) as uow:
+        assert uow.states.save("f", {"ok": 1}, fence=lease).version == 1
+    assert raw_sql(db, "SELECT count(*) FROM fences WHERE tenant_id = :t", t=tenant_id) == [(1,)]
