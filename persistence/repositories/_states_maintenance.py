@@ -188,8 +188,8 @@ class StateMaintenance:
         """Write exactly version ``meta.version`` of ``meta.state_id`` with ``meta``'s
         recorded metadata (created_at, parent, expiry, codec, tags, user metadata).
 
-        Returns True when written, False (writing nothing) when an identical version
-        (same checksum) exists; raises ConflictError when a different one exists and
+        Returns True when written, False (writing nothing at all) when an identical
+        version (same checksum) exists; raises ConflictError when a different one exists and
         InvalidInputError when ``state`` does not match ``meta.checksum``/``raw_size``.
         The head's counter becomes max(counter, version), so later saves never reuse it.
         """
@@ -212,26 +212,35 @@ class StateMaintenance:
             }
         )
         conn = self._conn
-        self._raise_head(conn, meta)  # locks the head row first: concurrent imports queue
-        existing = conn.execute(
+        if self._existing(conn, meta) is not None:  # identical: False; different: raises
+            return False
+        self._raise_head(conn, meta)  # locks the head row: concurrent imports queue here
+        row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._cols)
+        insert = q.dialect_insert(self._scope.dialect, q.VER).values(row)
+        with translate_errors():
+            if conn.execute(insert.on_conflict_do_nothing().returning(q.VER.c.version)).first():
+                if tags:
+                    conn.execute(
+                        q.INSERT_TAGS,
+                        [dict(self._cols, tag=t, state_id=sid, version=version) for t in tags],
+                    )
+                return True
+        self._existing(conn, meta)  # written meanwhile by a concurrent import
+        return False
+
+    def _existing(self, conn: Connection, meta: StateVersion) -> str | None:
+        """The checksum of the stored version ``meta`` names; ConflictError if it differs."""
+        found = conn.execute(
             select(q.VER.c.checksum).where(
-                q.scoped(q.VER), q.VER.c.state_id == sid, q.VER.c.version == version
+                q.scoped(q.VER), q.VER.c.state_id == meta.state_id, q.VER.c.version == meta.version
             ),
             self._key,
         ).scalar()
-        if existing is not None:
-            if existing == meta.checksum:
-                return False
-            raise ConflictError(f"state {sid!r} already has a different version {version}")
-        row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._cols)
-        with translate_errors():
-            conn.execute(q.INSERT_VERSION, row)
-            if tags:
-                conn.execute(
-                    q.INSERT_TAGS,
-                    [dict(self._cols, tag=t, state_id=sid, version=version) for t in tags],
-                )
-        return True
+        if found is not None and found != meta.checksum:
+            raise ConflictError(
+                f"state {meta.state_id!r} already has a different version {meta.version}"
+            )
+        return found
 
     def _raise_head(self, conn: Connection, meta: StateVersion) -> None:
         head = q.HEAD.c
