@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import (
@@ -262,3 +263,20 @@ def test_runtime_role_sees_no_other_tenants_leases(
     with pytest.raises(LockNotAcquiredError):
         pg_db.lease(tenant=a, name="secret")
     lease.release()
+
+
+def test_tenant_delete_removes_leases_and_fences(ldb: Database) -> None:
+    tenant = new_tenant(ldb)
+    with ldb.unit_of_work(tenant) as uow:
+        tenant_id = uow.tenant.id
+    lease = ldb.lease(tenant=tenant, name="gone")
+    ldb.store(tenant=tenant, name="s").fenced(lease)["k"] = 1
+    with ldb.admin() as admin:
+        admin.tenants.delete(tenant)
+    key = tenant_id if ldb.dialect == "postgresql" else tenant_id.hex
+    with ldb.owner_engine.connect() as conn:
+        for table in ("leases", "fences", "stores", "store_items"):
+            count = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": key}
+            ).scalar_one()
+            assert count == 0, table
