@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, String, Uuid, column, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -22,6 +22,7 @@ from persistence.errors import (
     NotFoundError,
     TenantSuspendedError,
 )
+from persistence.models.base import UTCDateTime
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
@@ -316,9 +317,7 @@ class Database:
         validate_slug(tenant, what="tenant slug")
         validate_slug(workspace, what="workspace slug")
         if self.dialect == "postgresql":
-            row = session.execute(
-                text("SELECT * FROM persistence_enter(:t, :w)"), {"t": tenant, "w": workspace}
-            ).first()
+            row = session.execute(_PG_ENTER, {"t": tenant, "w": workspace}).first()
         else:
             row = session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
         if row is None:
@@ -346,6 +345,27 @@ class Database:
         )
         return tenant_record, workspace_record
 
+
+# Built once, with typed result columns: SQLAlchemy then caches the compiled statement
+# and its result metadata instead of rebuilding both from the cursor on every unit of work.
+_PG_ENTER = text("SELECT * FROM persistence_enter(:t, :w)").columns(
+    *(
+        column(name, kind)
+        for name, kind in (
+            ("tenant_id", Uuid()),
+            ("tenant_slug", String()),
+            ("tenant_name", String()),
+            ("tenant_status", String()),
+            ("tenant_created_at", UTCDateTime()),
+            ("tenant_updated_at", UTCDateTime()),
+            ("workspace_id", Uuid()),
+            ("workspace_slug", String()),
+            ("workspace_name", String()),
+            ("workspace_created_at", UTCDateTime()),
+            ("workspace_updated_at", UTCDateTime()),
+        )
+    )
+)
 
 _SQLITE_ENTER = text(
     """
