@@ -41,6 +41,7 @@ from persistence.records import (
     RunRecord,
 )
 from persistence.repositories import _runs as h
+from persistence.repositories._run_export import RunTransfer
 from persistence.repositories._run_values import RunValues
 from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
 
@@ -58,7 +59,7 @@ _HISTORY_COLUMNS = (
 )
 
 
-class RunRepository(RunValues):
+class RunRepository(RunValues, RunTransfer):
     """Runs of the unit of work's tenant and workspace (``uow.runs``).
 
     Every method filters by tenant and workspace. An unknown run id raises

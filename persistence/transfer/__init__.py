@@ -33,4 +33,5 @@ SECTION_MODULES: tuple[str, ...] = (
     "artifacts",
     "states",
     "stores",
+    "runs",
 )

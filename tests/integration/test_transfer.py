@@ -74,7 +74,7 @@ def test_sqlite_to_postgres_is_lossless(
     fill(sqlite_db, source)
     export_scope(sqlite_db, source, "default", tmp_path / "a")
     report = import_scope(pg_db, target, "default", tmp_path / "a")
-    assert report.written == {"workflows": 3, "artifacts": 5, "states": 3, "stores": 0}
+    assert report.written == {"workflows": 3, "artifacts": 5, "states": 3, "stores": 0, "runs": 0}
     assert diff_scope(pg_db, target, "default", tmp_path / "a") == []
     before, after = snapshot(sqlite_db, source), snapshot(pg_db, target)
     assert len(before) == 11 and before == after  # checksums, bytes, times, tags, metadata
