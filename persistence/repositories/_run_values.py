@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, and_, literal, select
+from sqlalchemy import ColumnElement, CursorResult, and_, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -60,6 +60,35 @@ class RunBase:
         if row is None:
             raise NotFoundError(f"run {rid!r} does not exist")
         return row
+
+    def _update_logged(
+        self, statement: Any, status: str, at: datetime, worker: str | None, note: str | None
+    ) -> Row[Any] | None:
+        """Run an UPDATE of one run and append its history entry; the updated row or None.
+
+        On PostgreSQL both happen in one statement (a data-modifying CTE): one round trip
+        per status change on the hot path.
+        """
+        statement = statement.returning(*RUN_COLUMNS)
+        if not self._scope.is_postgres:
+            row = self._exec(statement).first()
+            if row is not None:
+                self._append_history(row.id, row.history_seq, status, at, worker, note)
+            return row
+        moved = statement.cte("moved")
+        entry = select(
+            literal(self._scope.tenant_id, RunHistory.tenant_id.type),
+            literal(self._scope.workspace_id, RunHistory.workspace_id.type),
+            moved.c.id,
+            moved.c.history_seq,
+            literal(status, RunHistory.status.type),
+            literal(at, RunHistory.at.type),
+            literal(worker, RunHistory.worker.type),
+            literal(note, RunHistory.note.type),
+        )
+        columns = ["tenant_id", "workspace_id", "run_id", "seq", "status", "at", "worker", "note"]
+        logged = insert(RunHistory).from_select(columns, entry).cte("logged")
+        return self._exec(select(moved).add_cte(logged)).first()
 
     def _append_history(
         self, rid: str, seq: int, status: str, at: datetime, worker: str | None, note: str | None

@@ -249,13 +249,11 @@ class RunRepository(RunValues, RunTransfer):
             update(Run)
             .where(self._where(Run), Run.id == rid, Run.status.in_(ALLOWED_FROM[target]))
             .values(values)
-            .returning(*RUN_COLUMNS)
         )
-        row = self._exec(statement).first()
+        row = self._update_logged(statement, target, now, worker, note)
         if row is None:
             current = self._row(rid)._mapping["status"]
             raise ConflictError(f"run {rid!r}: illegal transition {current} -> {target}")
-        self._append_history(rid, row._mapping["history_seq"], target, now, worker, note)
         return h.run_record(row)
 
     def claim(self, *, workflow: str | None = None, worker: str) -> RunRecord | None:
@@ -285,15 +283,9 @@ class RunRepository(RunValues, RunTransfer):
                 history_seq=Run.history_seq + 1,
                 updated_at=now,
             )
-            .returning(*RUN_COLUMNS)
         )
-        row = self._exec(statement).first()
-        if row is None:
-            return None
-        self._append_history(
-            row._mapping["id"], row._mapping["history_seq"], "running", now, name, "claimed"
-        )
-        return h.run_record(row)
+        row = self._update_logged(statement, "running", now, name, "claimed")
+        return None if row is None else h.run_record(row)
 
     # -- results and exceptions ------------------------------------------------------
 
