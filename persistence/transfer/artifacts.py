@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persistence.codecs import checksum
+from persistence.errors import InvalidInputError
 from persistence.records import ArtifactRecord
 from persistence.repositories.artifacts import (
     decode_artifact,
@@ -106,8 +107,12 @@ class ArtifactsSection:
             # Read again at write time (one artifact in memory at a time); the checksum
             # is checked again by import_artifact, so a file changed since validation
             # fails the whole import instead of writing something unvalidated.
-            raw = SectionReader(item.root.parent, item.root.name).read(item.parts)
-            written += uow.artifacts.import_artifact(item.record, raw)
+            src = SectionReader(item.root.parent, item.root.name)
+            raw = src.read(item.parts)
+            try:  # e.g. over this database's max_artifact_bytes: still name the file
+                written += uow.artifacts.import_artifact(item.record, raw)
+            except InvalidInputError as exc:
+                raise src.fail(item.parts, str(exc)) from exc
         return written
 
     def digests(self, validated: Any) -> dict[str, str]:

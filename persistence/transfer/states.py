@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persistence.codecs import checksum, decode_json, dump_json, validate_codec, validate_json
+from persistence.errors import InvalidInputError
 from persistence.records import StateVersion
 from persistence.transfer._core import all_pages
 from persistence.transfer._files import SectionReader, SectionWriter, encode_segment
@@ -106,8 +107,12 @@ class StatesSection:
     def apply(self, uow: UnitOfWork, validated: Any) -> int:
         written = 0
         for item in validated:
-            raw = SectionReader(item.root.parent, item.root.name).read(item.parts)
-            written += uow.states.import_version(item.meta, decode_json(raw))
+            src = SectionReader(item.root.parent, item.root.name)
+            raw = src.read(item.parts)
+            try:  # e.g. over this database's max_state_bytes: still name the file
+                written += uow.states.import_version(item.meta, decode_json(raw))
+            except InvalidInputError as exc:
+                raise src.fail(item.parts, str(exc)) from exc
         return written
 
     def digests(self, validated: Any) -> dict[str, str]:

@@ -253,3 +253,13 @@ def test_diff_reports_each_kind_and_cli_exit_codes(db: Database, tmp_path: Path)
     out = tmp_path / "cli-export"
     assert runner.invoke(cli, [*base, "export", "-t", target, str(out)]).exit_code == 0
     assert (out / "workflows/hello/000003.py").read_text() == V1
+
+
+def test_limits_of_the_target_database_name_the_file(sqlite_db: Database, tmp_path: Path) -> None:
+    root = _export(sqlite_db, tmp_path)
+    strict = Database.from_url(sqlite_db.settings.database_url, max_artifact_bytes=10)
+    target = new_tenant(sqlite_db)
+    with pytest.raises(TransferError, match=r"^artifacts/\S+@data: .*over the limit"):
+        import_scope(strict, target, "default", root)
+    strict.close()
+    _assert_empty(sqlite_db, target)
