@@ -248,11 +248,8 @@ class WorkflowRepository:
         stmt = select(Workflow.name).where(self._mine(Workflow), Workflow.name == name)
         return self._s.execute(stmt).first() is not None
 
-    def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[WorkflowRecord]:
-        """The latest revision of every workflow, ordered by name, one page at a time."""
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
-        stmt = (
+    def _select_latest(self) -> Any:
+        return (
             select(*_REVISION_COLUMNS)
             .join(
                 Workflow,
@@ -264,9 +261,13 @@ class WorkflowRepository:
                 ),
             )
             .where(self._mine(WorkflowRevision))
-            .order_by(WorkflowRevision.name)
-            .limit(limit + 1)
         )
+
+    def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[WorkflowRecord]:
+        """The latest revision of every workflow, ordered by name, one page at a time."""
+        if type(limit) is not int or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        stmt = self._select_latest().order_by(WorkflowRevision.name).limit(limit + 1)
         if cursor is not None:
             stmt = stmt.where(WorkflowRevision.name > _decode_cursor(cursor))
         items = [_record(row) for row in self._s.execute(stmt)]
@@ -316,7 +317,12 @@ class WorkflowRepository:
             ((score(query, r.name, r.description, r.tags), r.name) for r in self._s.execute(stmt)),
             key=lambda pair: (-pair[0], pair[1]),
         )
-        return [self.get(name) for points, name in ranked[:limit] if points > 0]
+        best = [name for points, name in ranked[:limit] if points > 0]
+        if not best:
+            return []
+        rows = self._s.execute(self._select_latest().where(WorkflowRevision.name.in_(best)))
+        by_name = {row.name: _record(row) for row in rows}
+        return [by_name[name] for name in best if name in by_name]
 
     def delete(self, name: str) -> None:
         """Delete the workflow and every revision. Raises NotFoundError."""
