@@ -77,7 +77,23 @@ def text(value: object, what: str, max_len: int) -> str | None:
         raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
     if not value or len(value) > max_len:
         raise InvalidInputError(f"{what} must be 1-{max_len} characters")
+    if "\x00" in value or _unstorable(value):
+        raise InvalidInputError(f"{what} must not contain NUL or lone surrogates")
     return value
+
+
+def _unstorable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def storable(value: str) -> str:
+    """``value`` with what no database text column can hold (NUL, lone surrogates)
+    escaped, for free text we must keep rather than refuse (exception messages)."""
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def required_text(value: object, what: str, max_len: int) -> str:

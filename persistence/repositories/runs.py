@@ -328,9 +328,9 @@ class RunRepository(RunValues, RunTransfer):
         if not isinstance(exc, BaseException):
             raise InvalidTypeError(f"exc must be an exception, not {type(exc).__name__}")
         extra = {
-            "exception_type": h.type_name(exc),
-            "exception_message": str(exc),
-            "exception_traceback": "".join(traceback.format_exception(exc)),
+            "exception_type": h.storable(h.type_name(exc)),
+            "exception_message": h.storable(str(exc)),
+            "exception_traceback": h.storable("".join(traceback.format_exception(exc))),
         }
         return self._move(h.run_id(run_id), "failed", worker, note, extra)
 

@@ -393,3 +393,20 @@ def test_models_match_migration(db: Database) -> None:
 
     run_tables = {"runs", "run_history", "run_values", "run_workers"}
     assert [d for d in diff(db.owner_engine) if any(t in repr(d) for t in run_tables)] == []
+
+
+def test_unstorable_text_is_escaped_in_exceptions_and_refused_elsewhere(
+    db: Database, ws: str
+) -> None:
+    with db.unit_of_work(ws) as uow:
+        rid = uow.runs.start("wf").id
+        uow.runs.transition(rid, "running")
+        with pytest.raises(InvalidInputError):
+            uow.runs.transition(rid, "failed", note="nul\x00byte")
+        with pytest.raises(InvalidInputError):
+            uow.runs.set_data(rid, "bad\ud800key", 1)
+        uow.runs.set_exception(rid, ValueError("nul\x00 and \ud800 surrogate"))
+    with db.unit_of_work(ws) as uow:
+        stored = uow.runs.get_exception(rid)
+        assert stored is not None
+        assert stored.message == "nul\\x00 and \\ud800 surrogate"
