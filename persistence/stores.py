@@ -104,6 +104,7 @@ class _UnitOfWorkRunner:
 
     @contextmanager
     def op(self) -> Iterator[StoreRepository]:
+        self._uow.session  # noqa: B018 (raises PersistenceError once the unit of work ended)
         with translate_errors():
             yield StoreRepository(self._uow.scope)
 
@@ -195,10 +196,9 @@ class Store(MutableMapping[str, Any]):
         return default if value is MISSING else value
 
     def __contains__(self, key: object) -> bool:
-        validate_key(key)
-        assert isinstance(key, str)
+        checked = validate_key(key)
         with self._runner.op() as repo:
-            return repo.contains(self.name, key)
+            return repo.contains(self.name, checked)
 
     def __len__(self) -> int:
         with self._runner.op() as repo:

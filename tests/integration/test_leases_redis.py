@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -134,10 +135,12 @@ def test_redis_keys_carry_the_tenant(
             b_id = uow.tenant.id
         lease_a = db.lease(tenant=a, name="thread-1")
         lease_b = db.lease(tenant=b, name="thread-1")
-        keys = sorted(k.decode() for k in db.redis.scan_iter(match=f"{redis_prefix}:*"))
+        every = sorted(k.decode() for k in db.redis.scan_iter(match=f"{redis_prefix}:*"))
+        tagged = re.compile(re.escape(redis_prefix) + r":\{[0-9a-f-]{36}\}:(lease|fence):.+")
+        assert every and all(tagged.fullmatch(k) for k in every)  # other tests' keys too
+        keys = [k for k in every if str(a_id) in k or str(b_id) in k]
         assert f"{redis_prefix}:{{{a_id}}}:lease:thread-1" in keys
         assert f"{redis_prefix}:{{{b_id}}}:lease:thread-1" in keys
-        assert all(f"{{{a_id}}}" in k or f"{{{b_id}}}" in k for k in keys)
         # The value is the owner token: another holder's token cannot release it.
         assert db.redis.get(f"{redis_prefix}:{{{a_id}}}:lease:thread-1") == lease_a.token.encode()
         lease_a.release()

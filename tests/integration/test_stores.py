@@ -15,6 +15,7 @@ from persistence.errors import (
     InvalidInputError,
     InvalidTypeError,
     NotFoundError,
+    PersistenceError,
     StaleFenceError,
 )
 from tests.fixtures.services import PostgresTarget
@@ -109,6 +110,8 @@ def test_store_in_unit_of_work_commits_with_it(db: Database, tenant: str) -> Non
         uow.store("shared")["a"] = 99
         raise ZeroDivisionError
     assert dict(db.store(tenant=tenant, name="shared")) == {"a": 1}
+    with pytest.raises(PersistenceError, match="not open"):
+        store["late"] = 1  # the unit of work has ended
 
 
 def test_list_and_delete_stores(db: Database, tenant: str) -> None:
