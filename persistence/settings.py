@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     """Seconds a Redis connect or reply may take (leases fail closed after it)."""
     lease_backend: Literal["auto", "redis", "sql"] = "auto"
     """``auto``: Redis when ``redis_url`` is set on PostgreSQL, else the database."""
+    max_store_value_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest JSON value (serialized) one store key may hold."""
 
     pool_size: int = Field(default=5, ge=1)
     max_overflow: int = Field(default=5, ge=0)

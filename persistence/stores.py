@@ -20,6 +20,7 @@ from persistence.validation import validate_slug
 
 if TYPE_CHECKING:
     from persistence.database import Database
+    from persistence.settings import Settings
     from persistence.uow import UnitOfWork
 
 __all__ = ["MAX_KEY_LENGTH", "Store", "validate_key"]
@@ -47,6 +48,9 @@ def validate_key(key: object) -> str:
 
 
 class _Runner(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
     def op(self) -> AbstractContextManager[StoreRepository]: ...
 
     def transaction(self, name: str, lock: bool) -> AbstractContextManager[None]: ...
@@ -61,6 +65,10 @@ class _DatabaseRunner:
         self._tenant = tenant
         self._workspace = workspace
         self._local = threading.local()
+
+    @property
+    def settings(self) -> Settings:
+        return self._db.settings
 
     def _open(self) -> UnitOfWork | None:
         return getattr(self._local, "uow", None)
@@ -101,6 +109,10 @@ class _UnitOfWorkRunner:
 
     def __init__(self, uow: UnitOfWork):
         self._uow = uow
+
+    @property
+    def settings(self) -> Settings:
+        return self._uow.scope.settings
 
     @contextmanager
     def op(self) -> Iterator[StoreRepository]:
@@ -179,7 +191,13 @@ class Store(MutableMapping[str, Any]):
 
     def _encode(self, key: object, value: object) -> tuple[str, bytes]:
         key = validate_key(key)
-        return key, dump_json(value, what=f"store value for key {key!r}")
+        raw = dump_json(value, what=f"store value for key {key!r}")
+        limit = self._runner.settings.max_store_value_bytes
+        if len(raw) > limit:
+            raise InvalidInputError(
+                f"the value for key {key!r} is {len(raw)} bytes of JSON; the limit is {limit}"
+            )
+        return key, raw
 
     # -- reads -----------------------------------------------------------------------
 

@@ -276,3 +276,17 @@ def _tenants(db: Database, n: int) -> list[str]:
         for slug in slugs:
             admin.tenants.create(slug)
     return slugs
+
+
+def test_oversize_values_are_refused(db: Database, tenant: str) -> None:
+    small = Database(db.settings.model_copy(update={"max_store_value_bytes": 100}))
+    try:
+        store = small.store(tenant=tenant, name="sized")
+        store["fits"] = "x" * 98  # 100 bytes of JSON with the quotes
+        with pytest.raises(InvalidInputError, match="limit is 100"):
+            store["big"] = "x" * 99
+        with pytest.raises(InvalidInputError, match="limit"):
+            store.update({"ok": 1, "big": ["y"] * 50})
+        assert dict(store) == {"fits": "x" * 98}
+    finally:
+        small.close()
