@@ -23,13 +23,18 @@ from tests.conftest import unique_slug
 BAD_SLUGS = ["", "-a", "a-", "Acme", "a_b", "a b", "é", "x" * 64, "a\n"]
 
 
-def snapshot(db: Database) -> list[tuple[str, str, list[str]]]:
-    """Every tenant with its status and workspaces: compared before and after a failure."""
-    with db.admin() as admin:
-        return [
-            (t.slug, t.status, [w.slug for w in admin.workspaces.list(t.slug)])
-            for t in admin.tenants.list()
-        ]
+def snapshot(db: Database) -> list[tuple[object, ...]]:
+    """Every tenant and workspace row (one query as the owner): compared before and after
+    a failure to show nothing was written."""
+    with db.owner_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT t.slug, t.name, t.status, t.updated_at, w.slug, w.name "
+                "FROM tenants t LEFT JOIN workspaces w ON w.tenant_id = t.id "
+                "ORDER BY t.slug, w.slug"
+            )
+        )
+        return [tuple(row) for row in rows]
 
 
 def test_unit_of_work_binds_tenant_and_workspace(db: Database, tenant: str) -> None:
