@@ -161,7 +161,11 @@ class StoreRepository:
         """Insert or replace ``items`` (key, raw JSON) in one statement."""
         if not items:
             return
-        self.ensure(name)
+        sql = _statements(self._scope.dialect)
+        # PostgreSQL: one statement creates the store row (CTE) and writes the item.
+        single_pg = len(items) == 1 and self._pg and name not in self._known
+        if not single_pg:
+            self.ensure(name)
         s = self._scope.settings
         rows = []
         for key, raw in items:
@@ -169,11 +173,12 @@ class StoreRepository:
             row = self._params(name, key)
             row.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
             rows.append(row)
-        stmt = _statements(self._scope.dialect).upsert
-        if len(rows) == 1:
-            self._session.execute(stmt.values(rows[0]))
+        if single_pg:
+            self._session.execute(sql.upsert_ensuring, {**rows[0], "created_at": utcnow()})
+        elif len(rows) == 1:
+            self._session.execute(sql.upsert.values(rows[0]))
         else:
-            self._session.execute(stmt, rows)
+            self._session.execute(sql.upsert, rows)
 
     def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
@@ -229,6 +234,7 @@ _CLEAR = delete(_items).where(_IN_STORE)
 @dataclass(frozen=True)
 class _DialectStatements:
     upsert: Any
+    upsert_ensuring: Any
     remove_first: Any
     keys: Any
     keys_after: Any
@@ -246,21 +252,50 @@ def _statements(dialect: str) -> _DialectStatements:
     first = select(_c.key_hash).where(_IN_STORE).order_by(order).limit(1).scalar_subquery()
     keys = select(_c.key).where(_IN_STORE)
     items = select(*_ROW).where(_IN_STORE)
+    item_upsert = insert.on_conflict_do_update(
+        index_elements=[_c.tenant_id, _c.workspace_id, _c.store, _c.key_hash],
+        set_={
+            "value": insert.excluded.value,
+            "codec": insert.excluded.codec,
+            "checksum": insert.excluded.checksum,
+        },
+    )
     return _DialectStatements(
-        upsert=insert.on_conflict_do_update(
-            index_elements=[_c.tenant_id, _c.workspace_id, _c.store, _c.key_hash],
-            set_={
-                "value": insert.excluded.value,
-                "codec": insert.excluded.codec,
-                "checksum": insert.excluded.checksum,
-            },
-        ),
+        upsert=item_upsert,
+        upsert_ensuring=_upsert_ensuring(item_upsert) if dialect == "postgresql" else None,
         remove_first=delete(_items).where(_IN_STORE, _c.key_hash == first).returning(*_ROW),
         keys=keys.order_by(order).limit(limit),
         keys_after=keys.where(after).order_by(order).limit(limit),
         items=items.order_by(order).limit(limit),
         items_after=items.where(after).order_by(order).limit(limit),
     )
+
+
+def _upsert_ensuring(upsert: Any) -> Any:
+    """The item upsert with a CTE that first creates the store row if missing (the
+    foreign key is checked at the end of the statement, after the CTE ran)."""
+    ensure = (
+        postgresql.insert(_stores)
+        .values(
+            tenant_id=bindparam("tenant_id"),
+            workspace_id=bindparam("workspace_id"),
+            name=bindparam("store"),
+            created_at=bindparam("created_at"),
+        )
+        .on_conflict_do_nothing()
+        .cte("ensure_store")
+    )
+    columns = (
+        "tenant_id",
+        "workspace_id",
+        "store",
+        "key_hash",
+        "key",
+        "value",
+        "codec",
+        "checksum",
+    )
+    return upsert.values({c: bindparam(c) for c in columns}).add_cte(ensure)
 
 
 def _encode_cursor(name: str) -> str:

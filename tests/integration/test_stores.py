@@ -131,6 +131,9 @@ def test_list_and_delete_stores(db: Database, tenant: str) -> None:
     with db.unit_of_work(tenant=tenant) as uow:
         assert [s.name for s in uow.list_stores().items] == ["a-store", "c-store"]
     assert len(db.store(tenant=tenant, name="b-store")) == 0
+    db.store(tenant=tenant, name="b-store")["k"] = "again"  # a write creates it again
+    with db.unit_of_work(tenant=tenant) as uow:
+        assert [s.name for s in uow.list_stores().items] == ["a-store", "b-store", "c-store"]
 
 
 @pytest.mark.parametrize(
