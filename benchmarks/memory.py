@@ -84,8 +84,9 @@ def _raw_functions(env: BenchEnv) -> tuple[Any, Any]:
             )
 
     def load(name: str) -> bytes:
-        with conn.transaction():
-            row = conn.execute("SELECT data FROM raw_blobs WHERE name = %s", (name,)).fetchone()
+        # A binary cursor: in text format the bytea would arrive hex-encoded (2x).
+        with conn.transaction(), conn.cursor(binary=True) as cursor:
+            row = cursor.execute("SELECT data FROM raw_blobs WHERE name = %s", (name,)).fetchone()
         assert row is not None
         return bytes(row[0])
 

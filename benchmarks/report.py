@@ -150,7 +150,7 @@ def memory_section(m: MemoryResult) -> list[str]:
         "copy of the data is included, so 1x is the floor.",
         "",
         f"- ours (`uow.artifacts.save` / `load`): {fig(m.ours)}",
-        f"- raw psycopg (`INSERT` / `SELECT` of a bytea): {fig(m.raw)}",
+        f"- raw psycopg (`INSERT` / binary-cursor `SELECT` of a bytea): {fig(m.raw)}",
     ]
     if m.error:
         lines.append(f"- error: {m.error}")

@@ -14,7 +14,7 @@ import psycopg
 
 from benchmarks.bulk import clone
 from benchmarks.core import Bench
-from benchmarks.timing import Sample, Summary, run_side
+from benchmarks.timing import Summary, percentile
 
 if TYPE_CHECKING:
     from benchmarks.report import Profile
@@ -29,11 +29,11 @@ class ScaleResult:
 
     @property
     def load_ratio(self) -> float | None:
-        """ops/s with 1 version over ops/s with the most versions (1.0 = no slowdown)."""
+        """Median latency with the most versions over that with 1 (1.0 = no slowdown)."""
         if len(self.load_latest) < 2:
             return None
         few, many = min(self.load_latest), max(self.load_latest)
-        return self.load_latest[few].ops_per_s / self.load_latest[many].ops_per_s
+        return self.load_latest[many].p50_ms / self.load_latest[few].p50_ms
 
 
 def _guard(result: ScaleResult, name: str, fn: Callable[[], None]) -> None:
@@ -102,15 +102,26 @@ def _load_latest(bench: Bench, profile: Profile, result: ScaleResult) -> None:
                     {**params, "s": state_id, "n": versions},
                 )
         conn.execute("ANALYZE state_heads, state_versions")
-    ops = {v: (lambda i, v=v: ours_load(bench, f"versions-{v}")) for v in profile.versions}
-    samples: dict[int, list[Sample]] = {v: [] for v in profile.versions}
-    order = list(profile.versions)
-    for v in order:
-        run_side(ops[v], profile.warmup)
-    for round_ in range(profile.repeat):
-        for v in order if round_ % 2 == 0 else reversed(order):
-            samples[v].append(run_side(ops[v], profile.ops))
-    result.load_latest = {v: Summary.of(s) for v, s in samples.items()}
+    # One load of each state in turn, so machine noise hits every version count alike.
+    latencies: dict[int, list[float]] = {v: [] for v in profile.versions}
+    for i in range(profile.warmup + profile.ops * profile.repeat):
+        for versions in profile.versions:
+            t0 = time.perf_counter_ns()
+            ours_load(bench, f"versions-{versions}")
+            if i >= profile.warmup:
+                latencies[versions].append((time.perf_counter_ns() - t0) / 1e6)
+    result.load_latest = {v: _summary(ms) for v, ms in latencies.items()}
+
+
+def _summary(latencies_ms: list[float]) -> Summary:
+    ordered = sorted(latencies_ms)
+    mean = statistics.fmean(ordered)
+    return Summary(
+        ops_per_s=1000 / mean,
+        p50_ms=percentile(ordered, 0.5),
+        p99_ms=percentile(ordered, 0.99),
+        cpu_us=0.0,
+    )
 
 
 # -- search_by_tags over 10,000 and 100,000 states -------------------------------------

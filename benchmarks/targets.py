@@ -62,7 +62,7 @@ def _versions(result: Result) -> Verdict:
         "scale.versions",
         label,
         s.load_ratio <= 1.2,
-        f"{s.load_ratio:.2f}x slower with {many:,} versions than with 1",
+        f"median latency with {many:,} versions is {s.load_ratio:.2f}x that with 1",
     )
 
 
