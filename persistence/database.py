@@ -8,12 +8,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import Engine, String, Uuid, column, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from persistence import _pool
+from persistence import _enter, _pool
 from persistence import migrations as _migrations
 from persistence.access import AccessDescriptor
 from persistence.errors import (
@@ -22,7 +22,6 @@ from persistence.errors import (
     NotFoundError,
     TenantSuspendedError,
 )
-from persistence.models.base import UTCDateTime
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
@@ -163,6 +162,7 @@ class Database:
             },
         )
         _pool.ping_when_idle(engine, s.pool_ping_after)
+        _enter.restore_on_checkin(engine)  # enter() leaves connections in autocommit
         return engine
 
     def _runtime_sessions(self) -> Session:
@@ -317,12 +317,12 @@ class Database:
         validate_slug(tenant, what="tenant slug")
         validate_slug(workspace, what="workspace slug")
         if self.dialect == "postgresql":
-            row = session.execute(_PG_ENTER, {"t": tenant, "w": workspace}).first()
+            m: Mapping[Any, Any] | None = _enter.enter(session, tenant, workspace)
         else:
             row = session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
-        if row is None:
+            m = None if row is None else row._mapping
+        if m is None:
             raise NotFoundError(f"tenant {tenant!r} does not exist")
-        m = row._mapping
         if m["tenant_status"] != "active":
             raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
         if m["workspace_id"] is None:
@@ -345,27 +345,6 @@ class Database:
         )
         return tenant_record, workspace_record
 
-
-# Built once, with typed result columns: SQLAlchemy then caches the compiled statement
-# and its result metadata instead of rebuilding both from the cursor on every unit of work.
-_PG_ENTER = text("SELECT * FROM persistence_enter(:t, :w)").columns(
-    *(
-        column(name, kind)
-        for name, kind in (
-            ("tenant_id", Uuid()),
-            ("tenant_slug", String()),
-            ("tenant_name", String()),
-            ("tenant_status", String()),
-            ("tenant_created_at", UTCDateTime()),
-            ("tenant_updated_at", UTCDateTime()),
-            ("workspace_id", Uuid()),
-            ("workspace_slug", String()),
-            ("workspace_name", String()),
-            ("workspace_created_at", UTCDateTime()),
-            ("workspace_updated_at", UTCDateTime()),
-        )
-    )
-)
 
 _SQLITE_ENTER = text(
     """

@@ -1,0 +1,120 @@
+"""Entering a unit of work on PostgreSQL: BEGIN and the tenant entry share one round trip."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+
+from persistence import Database
+from persistence.errors import NotFoundError, TenantSuspendedError
+from tests.conftest import unique_slug
+from tests.fixtures.services import PostgresTarget
+
+
+def _tenant(db: Database) -> str:
+    slug = unique_slug()
+    with db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
+@contextmanager
+def _round_trips(db: Database) -> Iterator[list[int]]:
+    """Count client-to-server turns on the wire (libpq's protocol trace)."""
+    fd, path = tempfile.mkstemp()
+    traced: list[Any] = []
+
+    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
+        if not traced:
+            dbapi_conn.pgconn.trace(fd)
+            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            traced.append(dbapi_conn.pgconn)
+
+    event.listen(db.engine.pool, "checkout", on_checkout)
+    result: list[int] = []
+    try:
+        yield result
+    finally:
+        event.remove(db.engine.pool, "checkout", on_checkout)
+        for pgconn in traced:
+            pgconn.untrace()  # flushes libpq's buffered trace
+        with open(path, "rb") as f:
+            directions = [line[:1] for line in f if line[:2] in (b"F\t", b"B\t")]
+        os.close(fd)
+        os.unlink(path)
+        turns = itertools.pairwise(directions)
+        result.append(sum(1 for a, b in turns if (a, b) == (b"F", b"B")))
+
+
+def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: PostgresTarget) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+        with db.unit_of_work(tenant):  # connect and prepare outside the count
+            pass
+        with _round_trips(db) as trips, db.unit_of_work(tenant):
+            pass
+    assert trips == [2]  # BEGIN + persistence_enter(), then COMMIT: like BEGIN; COMMIT
+
+
+def test_connections_go_back_to_the_pool_without_autocommit(
+    pg_db: Database, postgres: PostgresTarget
+) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+        with db.unit_of_work(tenant) as uow:
+            assert uow.session.execute(text("SELECT 1")).scalar_one() == 1
+        with db.engine.connect() as conn:  # plain SQLAlchemy use of the same connection
+            driver = conn.connection.driver_connection
+            assert driver is not None and driver.autocommit is False
+            conn.execute(text("CREATE TEMP TABLE t_enter (x int)"))
+            conn.rollback()  # a real transaction: the table is gone
+            assert conn.execute(text("SELECT to_regclass('pg_temp.t_enter')")).scalar() is None
+
+
+def test_rollback_and_savepoints_still_work(pg_db: Database, postgres: PostgresTarget) -> None:
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+        with pytest.raises(RuntimeError), db.unit_of_work(tenant) as uow:
+            uow.session.execute(text("SET LOCAL application_name = 'inside'"))
+            raise RuntimeError
+        with db.unit_of_work(tenant) as uow:
+            name = uow.session.execute(text("SHOW application_name")).scalar_one()
+            assert name == "persistence"  # the failed unit of work was rolled back
+            with pytest.raises(RuntimeError), uow.savepoint():
+                raise RuntimeError
+            assert uow.session.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_unknown_and_suspended_tenants_are_refused(pg_db: Database) -> None:
+    with pytest.raises(NotFoundError), pg_db.unit_of_work(unique_slug()):
+        pass
+    tenant = _tenant(pg_db)
+    with pg_db.admin() as admin:
+        admin.tenants.suspend(tenant)
+    with pytest.raises(TenantSuspendedError), pg_db.unit_of_work(tenant):
+        pass
+
+
+def test_a_dead_connection_fails_cleanly_and_is_replaced(
+    pg_db: Database, postgres: PostgresTarget
+) -> None:
+    tenant = _tenant(pg_db)
+    settings: dict[str, Any] = {"pool_size": 1, "pool_ping_after": 3600}  # no ping: enter sees it
+    with Database.from_url(postgres.runtime_url, **settings) as db:
+        with db.unit_of_work(tenant) as uow:
+            pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DBAPIError), db.unit_of_work(tenant):  # as any statement would
+            pass
+        with db.unit_of_work(tenant) as uow:  # the pool replaced the broken connection
+            assert uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
