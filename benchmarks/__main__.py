@@ -39,6 +39,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="leave out a section (repeatable)",
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument("--save", type=Path, help="also keep the figures in this file")
+    parser.add_argument(
+        "--render", type=Path, metavar="SAVED", help="render a --save file again, run nothing"
+    )
     parser.add_argument("--list", action="store_true", help="list the case keys and exit")
     return parser.parse_args(argv)
 
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         for c in CASES:
             print(f"{c.key:<28} {c.label} (vs {c.baseline})")
         return 0
+    if args.render:
+        return _emit(report.load(args.render), args.output)
     profile = report.Profile.quick() if args.quick else report.Profile.full()
     n = args.ops or profile.ops
     repeat = args.repeat or profile.repeat
@@ -68,11 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" not in args.skip and not args.only:
             result.memory = memory.run(env, profile)
     result.seconds = time.monotonic() - started
+    result.finished_at = report.now_utc()
+    if args.save:
+        report.save(result, args.save)
+    return _emit(result, args.output)
+
+
+def _emit(result: report.Result, output: Path | None) -> int:
     text = report.markdown(result)
     print(text)
-    if args.output:
-        args.output.write_text(report.page(result, text))
-        print(f"wrote {args.output}", file=sys.stderr)
+    if output:
+        output.write_text(report.page(result, text))
+        print(f"wrote {output}", file=sys.stderr)
     return 0
 
 

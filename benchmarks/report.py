@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import os
+import pickle
 import platform
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import MemoryResult
@@ -55,6 +57,7 @@ class Result:
     procs: ProcsResult | None = None
     memory: MemoryResult | None = None
     seconds: float = 0.0
+    finished_at: str = ""  # UTC, set when the run ends
 
     def row(self, key: str) -> Row | None:
         return next((r for r in self.rows if r.case.key == key), None)
@@ -268,13 +271,32 @@ METHOD = """## Method
 """
 
 
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def save(result: Result, path: Path) -> None:
+    """Keep a run's figures (cases without their builders) to render it again later."""
+    rows = [replace(r, case=replace(r.case, build=_no_build)) for r in result.rows]
+    path.write_bytes(pickle.dumps(replace(result, rows=rows)))
+
+
+def load(path: Path) -> Result:
+    result = pickle.loads(path.read_bytes())
+    assert isinstance(result, Result)
+    return result
+
+
+def _no_build(bench: Any) -> Any:
+    raise RuntimeError("a saved case cannot run")
+
+
 def page(result: Result, body: str) -> str:
-    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
             PAGE_HEAD,
             METHOD,
-            f"## Results ({today})",
+            f"## Results ({result.finished_at or now_utc()})",
             "",
             *machine(),
             "",

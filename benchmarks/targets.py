@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from benchmarks.report import Result
 
-#: Why a figure is what it is (shown next to each target, met or missed).
-NOTES: dict[str, str] = {}
+#: Why a figure is what it is: (note when met, note when missed), per target key.
+NOTES: dict[str, tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def targets_section(result: Result) -> list[str]:
     lines = []
     for v in evaluate(result):
         status = {True: "met", False: "MISSED", None: "not measured"}[v.met]
-        note = NOTES.get(v.key)
+        met_note, missed_note = NOTES.get(v.key, ("", ""))
+        note = met_note if v.met else missed_note if v.met is False else ""
         lines.append(f"- {v.target}: **{status}**, {v.figure}." + (f" {note}" if note else ""))
     return lines
