@@ -234,11 +234,14 @@ payloads; ours runs as production does, as the runtime role under row-level secu
 ## Reproduce
 
 ```bash
-.venv/bin/pip install -e '.[bench]'     # langgraph-checkpoint-postgres, psutil
+.venv/bin/pip install -e '.[bench]'     # langgraph-checkpoint-postgres (LangGraph baseline)
 .venv/bin/python -m benchmarks --output docs/performance.md   # full run, ~10 minutes
 .venv/bin/python -m benchmarks --quick                        # smoke run, under a minute
 .venv/bin/python -m benchmarks --only 'state.*' --ops 1000    # some cases, more operations
 .venv/bin/python -m benchmarks --list                         # the case keys
+.venv/bin/python -m benchmarks --save run.pkl                 # keep the figures ...
+.venv/bin/python -m benchmarks --render run.pkl --output docs/performance.md  # ... render later
+.venv/bin/python -m benchmarks.profile state.save 1000        # cProfile (CPU time) of ours
 ```
 
 It needs PostgreSQL on 127.0.0.1:5432 (the `postgres` superuser creates a throwaway
@@ -264,7 +267,9 @@ METHOD = """## Method
 - Round trips: libpq's protocol trace on both sides, counting each turn from
   client messages to server replies (one wait for the server; pipelined statements
   share one); `stmt` is what SQLAlchemy's events see (`before_cursor_execute` plus
-  BEGIN and COMMIT). Client CPU is the benchmark process's CPU time per operation
+  BEGIN and COMMIT; the tenant entry, pipelined with BEGIN on the driver connection,
+  is not among them, so an empty unit of work shows 2 statements for 3 sent in 2
+  round trips). Client CPU is the benchmark process's CPU time per operation
   (the driver's and ours; the server's is not included).
 - LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
   database on the same server; it keeps one value per key, we keep every version.

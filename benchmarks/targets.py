@@ -19,12 +19,14 @@ _CPU = (
     "round trips."
 )
 
+_SAME = "Same reason as for state saves: equal or fewer round trips, more client CPU."
+
 #: Why a figure is what it is: (note when met, note when missed), per target key.
 NOTES: dict[str, tuple[str, str]] = {
     "state.save": ("", _CPU),
-    "state.load": ("", _CPU),
-    "store.get": ("", _CPU),
-    "store.set": ("", _CPU),
+    "state.load": ("", _SAME),
+    "store.get": ("", _SAME),
+    "store.set": ("", _SAME),
     "uow.empty": (
         "BEGIN is pipelined with `persistence_enter()` (one round trip), and the pool "
         "pings a connection only after it sat idle for `pool_ping_after` (1 s) instead "
