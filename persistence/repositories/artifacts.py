@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import and_, delete, func, literal_column, select
+from sqlalchemy import Table, and_, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence.codecs import checksum, decode, dump_json, encode, validate_codec, validate_json
@@ -74,6 +74,25 @@ _META_COLUMNS = (
     Artifact.created_at,
     Artifact.updated_at,
 )
+
+
+def _pg_upsert() -> Any:
+    """Insert or replace an artifact, built once: its VALUES come from the parameters.
+
+    On the table rather than the ORM class, so SQLAlchemy reuses the compiled statement
+    instead of rebuilding it (and running the ORM's bulk-insert path) on every save.
+    ``excluded.<column>``: each value, the payload above all, is sent once, not twice.
+    """
+    table = cast(Table, Artifact.__table__)
+    stmt = postgresql.insert(table)
+    keys = ("tenant_id", "workspace_id", "name", "created_at")
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.tenant_id, table.c.workspace_id, table.c.name],
+        set_={c.key: stmt.excluded[c.key] for c in table.c if c.key not in keys},
+    ).returning(table.c.created_at)
+
+
+_PG_UPSERT = _pg_upsert()
 
 
 def _record(row: Any) -> ArtifactRecord:
@@ -218,18 +237,19 @@ class ArtifactRepository:
             # Bound as a parameter, SQLite keeps two extra copies of a large payload while
             # it builds the row; reserve the space and stream the bytes in instead.
             values = dict(values, payload=func.zeroblob(len(payload)))
-        dialect = postgresql if self._scope.is_postgres else sqlite
-        stmt = dialect.insert(Artifact).values(
-            tenant_id=self._t, workspace_id=self._w, name=name, created_at=created_at, **values
-        )
+        params = dict(values, tenant_id=self._t, workspace_id=self._w, name=name)
+        params["created_at"] = created_at
+        if self._scope.is_postgres:
+            return cast(datetime, self._s.execute(_PG_UPSERT, params).scalar_one())
+        stmt = sqlite.insert(Artifact).values(params)
         # excluded.<column>: each value (the payload above all) is sent once, not twice.
         stmt = stmt.on_conflict_do_update(
             index_elements=[Artifact.tenant_id, Artifact.workspace_id, Artifact.name],
             set_={key: stmt.excluded[key] for key in values},
         )
-        if self._scope.is_postgres:
-            return cast(datetime, self._s.execute(stmt.returning(Artifact.created_at)).scalar_one())
-        row = self._s.execute(stmt.returning(Artifact.created_at, literal_column("rowid"))).one()
+        row: Any = self._s.execute(
+            stmt.returning(Artifact.created_at, literal_column("rowid"))
+        ).one()
         if payload:
             with self._driver().blobopen("artifacts", "payload", row[1]) as blob:
                 view = memoryview(payload)

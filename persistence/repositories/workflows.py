@@ -8,7 +8,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence.codecs import checksum
@@ -56,6 +68,38 @@ _REVISION_COLUMNS = (
     WorkflowRevision.checksum,
     WorkflowRevision.created_at,
 )
+
+
+def _revision_query(*, latest: bool) -> Select[Any]:
+    """One revision of a workspace's workflow (the latest, or ``:revision``).
+
+    Built once with bound parameters (``:t``, ``:w``, ``:name``) on the tables, not the
+    ORM classes: SQLAlchemy reuses the compiled statement instead of rebuilding the
+    expression and running the ORM's compile step on every ``get()``.
+    """
+    rev, head = WorkflowRevision.__table__.c, Workflow.__table__.c
+    return (
+        select(*(rev[c.key] for c in _REVISION_COLUMNS))
+        .join(
+            Workflow.__table__,
+            and_(
+                head.tenant_id == rev.tenant_id,
+                head.workspace_id == rev.workspace_id,
+                head.name == rev.name,
+            ),
+        )
+        .where(
+            rev.tenant_id == bindparam("t"),
+            rev.workspace_id == bindparam("w"),
+            rev.name == bindparam("name"),
+            rev.revision == (head.latest_revision if latest else bindparam("revision")),
+        )
+    )
+
+
+_LATEST = _revision_query(latest=True)
+_LATEST_FOR_UPDATE = _LATEST.with_for_update(of=Workflow.__table__)
+_BY_REVISION = _revision_query(latest=False)
 
 
 def _record(row: Any) -> WorkflowRecord:
@@ -209,35 +253,18 @@ class WorkflowRepository:
         )
 
     def _latest_for_update(self, name: str) -> WorkflowRecord | None:
-        stmt = self._select_revision(name, None)
-        if self._scope.is_postgres:  # serialize concurrent revisions of one workflow
-            stmt = stmt.with_for_update(of=Workflow)
-        row = self._s.execute(stmt).first()
+        # FOR UPDATE on PostgreSQL serializes concurrent revisions of one workflow.
+        stmt = _LATEST_FOR_UPDATE if self._scope.is_postgres else _LATEST
+        row = self._s.execute(stmt, {"t": self._t, "w": self._w, "name": name}).first()
         return _record(row) if row is not None else None
-
-    def _select_revision(self, name: str, revision: int | None) -> Any:
-        stmt = (
-            select(*_REVISION_COLUMNS)
-            .join(
-                Workflow,
-                and_(
-                    Workflow.tenant_id == WorkflowRevision.tenant_id,
-                    Workflow.workspace_id == WorkflowRevision.workspace_id,
-                    Workflow.name == WorkflowRevision.name,
-                ),
-            )
-            .where(self._mine(WorkflowRevision), WorkflowRevision.name == name)
-        )
-        if revision is None:
-            return stmt.where(WorkflowRevision.revision == Workflow.latest_revision)
-        return stmt.where(WorkflowRevision.revision == revision)
 
     def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
         """The latest revision (or ``revision``). Raises NotFoundError."""
         validate_workflow_name(name)
         if revision is not None and (type(revision) is not int or revision < 1):
             raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
-        row = self._s.execute(self._select_revision(name, revision)).first()
+        params = {"t": self._t, "w": self._w, "name": name, "revision": revision}
+        row = self._s.execute(_LATEST if revision is None else _BY_REVISION, params).first()
         if row is None:
             which = f" revision {revision}" if revision is not None else ""
             raise NotFoundError(f"workflow {name!r}{which} does not exist")
