@@ -276,6 +276,30 @@ METHOD = """## Method
 """
 
 
+TUNING = """## What was tuned (issue 7)
+
+- **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`, default
+  1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a connection
+  idle for longer is pinged (and replaced if dead).
+- **BEGIN pipelined with the tenant entry** (`persistence/_enter.py`): psycopg sends its
+  own `BEGIN` round trip before the first statement; the unit of work now sends `BEGIN`
+  and `persistence_enter()` together. Together with the ping, an empty unit of work went
+  from 4 round trips to 2 (raw `BEGIN; COMMIT`: 2).
+- **Prebuilt Core statements** for workflow `get` and artifact `save` (bound parameters,
+  tables rather than ORM classes, so SQLAlchemy reuses the compiled statement): client
+  CPU per call 3.3 → 0.9 ms and 4.3 → 1.7 ms; ratio to raw 0.38x → 0.53x and
+  0.33x → 0.58x. The state, store and run repositories were tuned the same way by their
+  authors during the same session (stores: the store row created in a CTE of the item
+  upsert; runs: status change and history entry in one statement).
+- Not done: the remaining gap is SQLAlchemy's session and execution machinery (about
+  0.45 ms of client CPU per unit of work on this machine, see the empty unit of work) and
+  per-call expression building in the run repository (16 ms of client CPU per
+  start + claim + set_result cycle, against 2.4 ms raw). Running the hot statements on the
+  driver connection with prepared statements (as the tenant entry and artifact loads do)
+  is the next step if the 0.7x targets matter more than the uniform SQLAlchemy layer.
+"""
+
+
 def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -301,6 +325,7 @@ def page(result: Result, body: str) -> str:
         [
             PAGE_HEAD,
             METHOD,
+            TUNING,
             f"## Results ({result.finished_at or now_utc()})",
             "",
             *machine(),
