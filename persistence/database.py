@@ -22,7 +22,6 @@ from persistence.errors import (
     NotFoundError,
     TenantSuspendedError,
 )
-from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
 
@@ -309,9 +308,13 @@ class Database:
                     )
         return self._redis
 
-    def _enter_scope(
-        self, session: Session, tenant: str, workspace: str
-    ) -> tuple[TenantRecord, WorkspaceRecord]:
+    def _enter_scope(self, session: Session, tenant: str, workspace: str) -> Mapping[Any, Any]:
+        """Begin the transaction inside ``tenant``/``workspace``; the entry row.
+
+        Raises NotFoundError for an unknown tenant or workspace and TenantSuspendedError
+        for a suspended tenant. :func:`tenant_record` and :func:`workspace_record` turn
+        the row into records (built only when asked for).
+        """
         from persistence.validation import validate_slug
 
         validate_slug(tenant, what="tenant slug")
@@ -327,23 +330,7 @@ class Database:
             raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
         if m["workspace_id"] is None:
             raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
-        tenant_record = TenantRecord.model_construct(
-            id=_uuid(m["tenant_id"]),
-            slug=m["tenant_slug"],
-            name=m["tenant_name"],
-            status=m["tenant_status"],
-            created_at=_utc(m["tenant_created_at"]),
-            updated_at=_utc(m["tenant_updated_at"]),
-        )
-        workspace_record = WorkspaceRecord.model_construct(
-            tenant_id=tenant_record.id,
-            id=_uuid(m["workspace_id"]),
-            slug=m["workspace_slug"],
-            name=m["workspace_name"],
-            created_at=_utc(m["workspace_created_at"]),
-            updated_at=_utc(m["workspace_updated_at"]),
-        )
-        return tenant_record, workspace_record
+        return m
 
 
 _SQLITE_ENTER = text(
@@ -357,20 +344,6 @@ _SQLITE_ENTER = text(
     WHERE t.slug = :t
     """
 )
-
-
-def _uuid(value: Any) -> Any:
-    import uuid
-
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _utc(value: Any) -> Any:
-    from datetime import UTC, datetime
-
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.orm import Session
 
+from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
@@ -84,32 +85,32 @@ class UnitOfWork:
     everything back. Repositories are reached as attributes (``uow.states`` ...).
     """
 
-    tenant: TenantRecord
-    workspace: WorkspaceRecord
-
     def __init__(self, db: Database, tenant: str, workspace: str):
         self._db = db
         self._tenant_slug = tenant
         self._workspace_slug = workspace
         self._tx: _Transaction | None = None
         self._repos: dict[str, object] = {}
+        self._entry: Mapping[Any, Any] | None = None
+        self._tenant: TenantRecord | None = None
+        self._workspace: WorkspaceRecord | None = None
 
     def __enter__(self) -> Self:
         session = self._db._runtime_sessions()
         self._tx = _Transaction(session)
         try:
             with translate_errors():
-                self.tenant, self.workspace = self._db._enter_scope(
-                    session, self._tenant_slug, self._workspace_slug
-                )
+                entry = self._db._enter_scope(session, self._tenant_slug, self._workspace_slug)
         except BaseException:
             self._tx.finish(failed=True)
             self._tx = None
             raise
+        self._entry, self._tenant, self._workspace = entry, None, None
+        tenant_id, workspace_id = entry_ids(entry)
         self.scope = Scope(
             session=session,
-            tenant_id=self.tenant.id,
-            workspace_id=self.workspace.id,
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
             settings=self._db.settings,
             dialect=self._db.dialect,
             on_commit=self._tx.on_commit,
@@ -125,6 +126,25 @@ class UnitOfWork:
         tx, self._tx = self._require(), None
         self._repos.clear()
         tx.finish(failed=exc_type is not None)
+
+    @property
+    def tenant(self) -> TenantRecord:
+        """The tenant this unit of work is bound to (as it was when it began)."""
+        if self._tenant is None:
+            self._tenant = tenant_record(self._entered())
+        return self._tenant
+
+    @property
+    def workspace(self) -> WorkspaceRecord:
+        """The workspace this unit of work is bound to (as it was when it began)."""
+        if self._workspace is None:
+            self._workspace = workspace_record(self._entered())
+        return self._workspace
+
+    def _entered(self) -> Mapping[Any, Any]:
+        if self._entry is None:
+            raise PersistenceError("the unit of work has not begun: use it in a `with` block")
+        return self._entry
 
     def _require(self) -> _Transaction:
         if self._tx is None:
