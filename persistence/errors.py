@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,7 @@ __all__ = [
     "NotFoundError",
     "PersistenceError",
     "StaleFenceError",
+    "TenantIsolationError",
     "TenantSuspendedError",
     "VersionConflictError",
     "translate_errors",
@@ -58,6 +60,17 @@ class TenantSuspendedError(PersistenceError):
     """The tenant is suspended; its data cannot be used until it is resumed."""
 
 
+class TenantIsolationError(PersistenceError):
+    """PostgreSQL row-level security refused a row: it belongs to another tenant than
+    the unit of work's, or no tenant is set (a connection used outside a unit of work).
+
+    ``table`` names the table the row was refused for."""
+
+    def __init__(self, message: str, *, table: str | None = None):
+        super().__init__(message)
+        self.table = table
+
+
 class LockNotAcquiredError(PersistenceError):
     """A lease could not be acquired (held elsewhere, or the lock service is unreachable)."""
 
@@ -91,6 +104,12 @@ _SERIALIZATION_FAILURE = "40001"
 _DEADLOCK = "40P01"
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
+# 42501 is also what a row-level security WITH CHECK failure raises, as
+# 'new row violates row-level security policy [("name"|(USING expression))] for table "t"'
+# (other 42501 messages, such as a missing GRANT or row_security = off, stay configuration).
+_RLS_VIOLATION = re.compile(
+    r'new row violates row-level security policy\b.*?\bfor table "(?P<table>[^"]+)"'
+)
 
 
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
@@ -123,6 +142,12 @@ def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
         return InvalidInputError(f"refused by the database: {detail}")
     if state == _LOCK_NOT_AVAILABLE:
         return LockNotAcquiredError(f"lock not available: {detail}")
+    if state == _INSUFFICIENT_PRIVILEGE and (rls := _RLS_VIOLATION.search(detail)):
+        return TenantIsolationError(
+            f"row-level security refused a row for table {rls['table']!r}: it belongs to "
+            f"another tenant than the unit of work's, or no tenant is set ({detail})",
+            table=rls["table"],
+        )
     if state == _INSUFFICIENT_PRIVILEGE:
         return ConfigurationError(f"permission denied (check the database role): {detail}")
     return None

@@ -13,7 +13,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from persistence import Database
-from persistence.errors import ConfigurationError, translate_errors
+from persistence.errors import ConfigurationError, TenantIsolationError, translate_errors
 from tests.fixtures.services import PostgresTarget
 from tests.integration import test_tenancy, test_uow
 
@@ -229,9 +229,34 @@ def test_a_unit_of_work_cannot_write_rows_of_another_tenant(
     a, b = make_tenant(), make_tenant()
     b_id = uuid.UUID(tenant_id(pg_db, b))
     insert = text(f"INSERT INTO {probe} (tenant_id, note) VALUES (:t, 'x')")
-    refused = pytest.raises(ConfigurationError, match="row-level security")
-    with refused, pg_db.unit_of_work(tenant=a) as uow, translate_errors():
+    refused = pytest.raises(TenantIsolationError, match="another tenant")
+    with refused as info, pg_db.unit_of_work(tenant=a) as uow, translate_errors():
         uow.session.execute(insert, {"t": b_id})
+    assert info.value.table == probe and repr(probe) in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(getattr(cause, "orig", None), psycopg.errors.InsufficientPrivilege)
     with pg_db.unit_of_work(tenant=b) as uow:
         rows = uow.session.execute(text(f"SELECT count(*) FROM {probe}")).scalar()
     assert rows == 0
+
+
+def test_refusals_of_the_runtime_role_are_told_apart(
+    pg_db: Database, make_tenant: Callable[..., str], probe: str
+) -> None:
+    """Both are SQLSTATE 42501: a row refused by RLS (here: no tenant set, a connection
+    outside any unit of work) is a TenantIsolationError; a missing GRANT stays a
+    ConfigurationError."""
+    a_id = uuid.UUID(tenant_id(pg_db, make_tenant()))
+    insert = text(f"INSERT INTO {probe} (tenant_id, note) VALUES (:t, 'x')")
+    update = text("UPDATE tenants SET name = 'evil' WHERE id = :t")  # no UPDATE grant
+    with pg_db.engine.connect() as conn:  # the runtime role, no tenant setting
+        refused = pytest.raises(TenantIsolationError, match="no tenant is set")
+        with refused as info, translate_errors():
+            conn.execute(insert, {"t": a_id})
+        assert info.value.table == probe
+        conn.rollback()
+        denied = pytest.raises(ConfigurationError, match="permission denied")
+        with denied as configuration, translate_errors():
+            conn.execute(update, {"t": a_id})
+        assert not isinstance(configuration.value, TenantIsolationError)
+        conn.rollback()

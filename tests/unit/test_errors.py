@@ -1,10 +1,12 @@
-"""The error tree and the translation of driver errors (real SQLite errors, no mocks)."""
+"""The error tree and the translation of driver errors (real SQLite errors, and real
+psycopg exception objects for the PostgreSQL-only SQLSTATEs; no mocks)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
@@ -12,10 +14,13 @@ from sqlalchemy.exc import DBAPIError
 from persistence import errors
 from persistence.errors import (
     AlreadyExistsError,
+    ConfigurationError,
     ConflictError,
     InvalidInputError,
     PersistenceError,
+    TenantIsolationError,
     VersionConflictError,
+    translate,
     translate_errors,
 )
 
@@ -29,6 +34,7 @@ def test_every_error_derives_from_persistence_error() -> None:
     assert issubclass(errors.InvalidInputError, ValueError)
     assert issubclass(errors.InvalidTypeError, TypeError)
     assert issubclass(errors.StaleFenceError, ConflictError)
+    assert not issubclass(errors.TenantIsolationError, ConfigurationError)
 
 
 def test_version_conflict_carries_both_numbers() -> None:
@@ -75,3 +81,44 @@ def test_driver_errors_are_translated_with_the_cause_kept(
 def test_untranslatable_errors_pass_through(conn: object) -> None:
     with pytest.raises(DBAPIError), translate_errors():
         conn.execute(text("SELECT * FROM missing_table"))  # type: ignore[attr-defined]
+
+
+def _postgres_error(cls: type[psycopg.Error], message: str) -> DBAPIError:
+    """What SQLAlchemy raises for a psycopg error (its SQLSTATE comes from ``cls``)."""
+    return DBAPIError.instance("INSERT ...", {}, cls(message), psycopg.Error)
+
+
+@pytest.mark.parametrize(
+    "message, table",
+    [
+        ('new row violates row-level security policy for table "state_versions"', "state_versions"),
+        ('new row violates row-level security policy "p" for table "runs"', "runs"),
+        (
+            'new row violates row-level security policy (USING expression) for table "store_items"',
+            "store_items",
+        ),
+    ],
+)
+def test_row_level_security_refusal_is_a_tenant_isolation_error(message: str, table: str) -> None:
+    exc = _postgres_error(psycopg.errors.InsufficientPrivilege, message)
+    with pytest.raises(TenantIsolationError) as info, translate_errors():
+        raise exc
+    assert info.value.__cause__ is exc
+    assert info.value.table == table
+    shown = str(info.value)
+    assert repr(table) in shown
+    assert "another tenant" in shown and "no tenant is set" in shown
+    assert not isinstance(info.value, ConfigurationError)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "permission denied for table workspaces",
+        'query would be affected by row-level security policy for table "runs"',
+    ],
+)
+def test_other_insufficient_privilege_errors_stay_configuration_errors(message: str) -> None:
+    mapped = translate(_postgres_error(psycopg.errors.InsufficientPrivilege, message))
+    assert isinstance(mapped, ConfigurationError)
+    assert "permission denied" in str(mapped) and message in str(mapped)
