@@ -7,38 +7,57 @@ version, get or set a key. Those statements are written in SQL here and executed
 the driver connection the session's transaction already holds, as server-side
 prepared statements. They share the transaction, the tenant setting and row-level
 security with everything else in the unit of work; errors are re-raised as
-SQLAlchemy's so :func:`persistence.errors.translate_errors` maps them as usual.
+SQLAlchemy's so :func:`persistence.errors.translate_errors` maps them as usual, and
+the engine's ``before_cursor_execute`` / ``after_cursor_execute`` listeners, when
+there are any, see them like any other statement (the context argument is a plain
+object, not an ``ExecutionContext``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import orjson
 import psycopg
 from psycopg.types.json import Json
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 __all__ = ["fetch", "json_param", "json_value", "utc"]
 
 
-def fetch(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Execute ``sql`` (positional ``%s`` / ``%b`` placeholders) prepared; its rows.
+def fetch(
+    bind: Connection | Session, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Execute ``sql`` (``%s`` or ``%(name)s`` placeholders) prepared; its rows.
 
     The sessions of a unit of work do not autoflush, so nothing is flushed here either.
     """
-    connection = session.connection()
+    connection = bind.connection() if isinstance(bind, Session) else bind
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    dispatch = connection.dispatch
+    observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
     try:
-        cursor = driver.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
+        with driver.cursor() as cursor:
+            if observed:  # statement listeners (tracing, statement counts) see these too
+                context = _Context()
+                dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
+            cursor.execute(sql, params, prepare=True)
+            if observed:
+                dispatch.after_cursor_execute(connection, cursor, sql, params, context, False)
+            return cursor.fetchall() if cursor.description is not None else []
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
             connection.invalidate(exc)
         raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+class _Context:
+    """Stands in for SQLAlchemy's execution context in statement events: listeners
+    (OpenTelemetry's, for one) keep per-statement attributes on it."""
 
 
 def _dumps(value: Any) -> str:
@@ -57,6 +76,10 @@ def json_value(value: Any) -> Any:
     return value
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """A ``timestamptz`` in UTC, like :class:`persistence.models.base.UTCDateTime`."""
     if value is None:

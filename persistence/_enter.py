@@ -19,9 +19,8 @@ import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence.records import TenantRecord, WorkspaceRecord
@@ -44,16 +43,15 @@ def restore_on_checkin(engine: Engine) -> None:
         dbapi_conn.autocommit = False
 
 
-def enter(session: Session, tenant: str, workspace: str) -> dict[str, Any] | None:
+def enter(connection: Connection, tenant: str, workspace: str) -> dict[str, Any] | None:
     """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row.
 
     Both go in one simple-protocol query, the slugs bound client-side by psycopg's
     ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway):
     cheaper on the client than a pipeline of two extended-protocol statements. Runs on
-    the session's own driver connection. A driver error is re-raised as SQLAlchemy's
+    the unit of work's own driver connection. A driver error is re-raised as SQLAlchemy's
     so ``translate_errors`` maps it, and a broken connection is invalidated, not pooled.
     """
-    connection = session.connection()
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     try:
         if driver.pgconn.transaction_status == TransactionStatus.IDLE:

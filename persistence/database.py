@@ -308,21 +308,22 @@ class Database:
                     )
         return self._redis
 
-    def _enter_scope(self, session: Session, tenant: str, workspace: str) -> Mapping[Any, Any]:
-        """Begin the transaction inside ``tenant``/``workspace``; the entry row.
+    def _enter_scope(self, tx: Any, tenant: str, workspace: str) -> Mapping[Any, Any]:
+        """Begin the transaction ``tx`` (a unit of work's) inside ``tenant``/``workspace``;
+        the entry row.
 
         Raises NotFoundError for an unknown tenant or workspace and TenantSuspendedError
-        for a suspended tenant. :func:`tenant_record` and :func:`workspace_record` turn
-        the row into records (built only when asked for).
+        for a suspended tenant. ``persistence._enter.tenant_record`` and
+        ``workspace_record`` turn the row into records (built only when asked for).
         """
         from persistence.validation import validate_slug
 
         validate_slug(tenant, what="tenant slug")
         validate_slug(workspace, what="workspace slug")
         if self.dialect == "postgresql":
-            m: Mapping[Any, Any] | None = _enter.enter(session, tenant, workspace)
+            m: Mapping[Any, Any] | None = _enter.enter(tx.connection, tenant, workspace)
         else:
-            row = session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
+            row = tx.session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
             m = None if row is None else row._mapping
         if m is None:
             raise NotFoundError(f"tenant {tenant!r} does not exist")

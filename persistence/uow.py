@@ -8,6 +8,10 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from persistence._enter import entry_ids, tenant_record, workspace_record
@@ -33,13 +37,29 @@ Callback = Callable[[], Any]
 
 
 class _Transaction:
-    """Owns a session's transaction, its savepoints and the after-commit queue."""
+    """Owns a unit of work's transaction, its savepoints and the after-commit queue.
 
-    def __init__(self, session: Session):
-        self.session = session
+    Administration and SQLite run on a session from the start. A PostgreSQL unit of
+    work begins on a pooled ``Connection`` (``BEGIN`` and the tenant entry go straight
+    to the driver) and builds its ``Session``, bound to that connection, only when a
+    repository first asks for one: the hot paths (load or save a state, get or set a
+    key) run prepared statements on the driver and never need it, so they skip the
+    session's own begin, commit and close.
+    """
+
+    def __init__(self, session: Session | None = None, connection: Connection | None = None):
+        if (session is None) == (connection is None):
+            raise TypeError("give a session or a connection")
+        self._session = session
+        self.connection = connection
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
-        self._active = False
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = Session(bind=self.connection, expire_on_commit=False, autoflush=False)
+        return self._session
 
     def on_commit(self, fn: Callback) -> None:
         """Run ``fn`` after the root transaction commits; never if it rolls back."""
@@ -65,17 +85,43 @@ class _Transaction:
     def finish(self, failed: bool) -> None:
         try:
             if failed:
-                self.session.rollback()
+                if self._session is not None:
+                    self._session.rollback()
+                if self.connection is not None:
+                    self._end_on_driver(commit=False)
                 return
             with translate_errors():
-                self.session.commit()
+                if self._session is not None:
+                    self._session.commit()
+                if self.connection is not None:  # what the session did not commit
+                    self._end_on_driver(commit=True)
         finally:
-            self.session.close()
+            if self._session is not None:
+                self._session.close()
+            if self.connection is not None:
+                self.connection.close()
         for fn in self._callbacks[0]:
             try:
                 fn()
             except Exception:  # the data is committed; a failing callback must not hide that
                 log.exception("on_commit callback %r failed", fn)
+
+    def _end_on_driver(self, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK the server's transaction if it is still open."""
+        connection = self.connection
+        assert connection is not None
+        if connection.invalidated or connection.closed:
+            return
+        driver: Any = connection.connection.driver_connection
+        if driver.closed or driver.pgconn.transaction_status == TransactionStatus.IDLE:
+            return
+        try:
+            driver.commit() if commit else driver.rollback()
+        except psycopg.Error as exc:
+            if driver.broken or driver.closed:
+                connection.invalidate(exc)
+            statement = "COMMIT" if commit else "ROLLBACK"
+            raise sa_exc.DBAPIError.instance(statement, (), exc, psycopg.Error) from exc
 
 
 class UnitOfWork:
@@ -96,19 +142,22 @@ class UnitOfWork:
         self._workspace: WorkspaceRecord | None = None
 
     def __enter__(self) -> Self:
-        session = self._db._runtime_sessions()
-        self._tx = _Transaction(session)
+        db = self._db
+        if db.dialect == "postgresql":
+            tx = self._tx = _Transaction(connection=db.engine.connect())
+        else:
+            tx = self._tx = _Transaction(session=db._runtime_sessions())
         try:
             with translate_errors():
-                entry = self._db._enter_scope(session, self._tenant_slug, self._workspace_slug)
+                entry = db._enter_scope(tx, self._tenant_slug, self._workspace_slug)
         except BaseException:
-            self._tx.finish(failed=True)
+            tx.finish(failed=True)
             self._tx = None
             raise
         self._entry, self._tenant, self._workspace = entry, None, None
         tenant_id, workspace_id = entry_ids(entry)
         self.scope = Scope(
-            session=session,
+            transaction=tx,
             tenant_id=tenant_id,
             workspace_id=workspace_id,
             settings=self._db.settings,
@@ -239,7 +288,7 @@ class AdminUnitOfWork:
 
     def __enter__(self) -> Self:
         session = self._db._owner_sessions()
-        self._tx = _Transaction(session)
+        self._tx = _Transaction(session=session)
         self.tenants = TenantRepository(session)
         self.workspaces = WorkspaceRepository(session)
         return self

@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from persistence.settings import Settings
 
 __all__ = ["Scope"]
+
+
+class _Transaction(Protocol):
+    @property
+    def session(self) -> Session: ...
+
+    connection: Connection | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,14 +28,26 @@ class Scope:
 
     Repositories filter every query by ``tenant_id`` (and ``workspace_id`` where the
     table has it) and never commit: the unit of work owns the transaction.
+    ``session`` is built on first use; PostgreSQL hot paths run on ``connection``
+    through :mod:`persistence._driver` without it.
     """
 
-    session: Session
+    transaction: _Transaction
     tenant_id: uuid.UUID
     workspace_id: uuid.UUID
     settings: Settings
     dialect: str
     on_commit: Callable[[Callable[[], None]], None]
+
+    @property
+    def session(self) -> Session:
+        return self.transaction.session
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection (PostgreSQL), or the session's (SQLite)."""
+        connection = self.transaction.connection
+        return self.session.connection() if connection is None else connection
 
     @property
     def is_postgres(self) -> bool:

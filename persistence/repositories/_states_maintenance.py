@@ -25,7 +25,7 @@ class StateMaintenance:
 
     @property
     def _conn(self) -> Connection:
-        return self._scope.session.connection()
+        return self._scope.connection
 
     def _check_size(self, size: int, sid: str) -> None:
         raise NotImplementedError  # provided by StateRepository

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
+from persistence._driver import fetch, json_param
 from persistence.codecs import (
     Encoded,
     decode,
@@ -27,6 +28,7 @@ from persistence.fencing import check_fence
 from persistence.models.base import utcnow
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateVersion
+from persistence.repositories import _states_pg as pg
 from persistence.repositories import _states_sql as q
 from persistence.repositories._base import Scope
 from persistence.repositories._states_checkpoints import StateCheckpoints
@@ -137,11 +139,10 @@ class StateRepository(StateCheckpoints):
         keep: int | None,
     ) -> StateVersion:
         self._check_size(encoded.raw_size, sid)
-        conn = self._conn
-        version, parent = self._advance(conn, sid, now, expected, expires_at)
-        if parent is None and version > 1:
-            # The previous history expired or was deleted: this version starts afresh.
-            self._drop_history(conn, sid, before=version)
+        if self._scope.is_postgres:
+            version, parent = self._save_pg(sid, encoded, now, expected, expires_at, tags, metadata)
+        else:
+            version, parent = self._advance(self._conn, sid, now, expected, expires_at)
         meta = StateVersion.model_construct(
             state_id=sid,
             version=version,
@@ -155,11 +156,60 @@ class StateRepository(StateCheckpoints):
             tags=tags,
             metadata=metadata,
         )
+        conn = self._conn
         with translate_errors():
-            self._insert_version(conn, meta, encoded.payload)
+            if not self._scope.is_postgres:  # PostgreSQL: written by the save statement
+                self._insert_version(conn, meta, encoded.payload)
+            if parent is None and version > 1:
+                # The previous history expired or was deleted: this version starts afresh.
+                self._drop_history(conn, sid, before=version)
             if keep is not None:
                 conn.execute(q.prune(keep), self._params(sid))
         return meta
+
+    def _save_pg(
+        self,
+        sid: str,
+        encoded: Encoded,
+        now: datetime,
+        expected: int | None,
+        expires_at: datetime | None,
+        tags: tuple[str, ...],
+        metadata: dict[str, Any],
+    ) -> tuple[int, int | None]:
+        """PostgreSQL: head, version and tags in one prepared statement."""
+        mode = "any" if expected is None else "absent" if expected == 0 else "expected"
+        params = {
+            "t": self._scope.tenant_id,
+            "w": self._scope.workspace_id,
+            "s": sid,
+            "now": now,
+            "expires": expires_at,
+            "expected": expected,
+            "raw_size": encoded.raw_size,
+            "stored_size": encoded.stored_size,
+            "codec": encoded.codec,
+            "checksum": encoded.checksum,
+            "tags": json_param(list(tags)),
+            "metadata": json_param(metadata),
+            "payload": encoded.payload,
+            "tag_list": list(tags),
+        }
+        if mode != "expected":
+            del params["expected"]
+        with translate_errors():
+            rows = fetch(self._scope.connection, pg.save_sql(mode), params)
+        if not rows:
+            self._conflict(sid, expected)
+        return int(rows[0][0]), rows[0][1]
+
+    def _conflict(self, sid: str, expected: int | None) -> NoReturn:
+        actual = self._current(self._conn, sid)
+        raise VersionConflictError(
+            f"state {sid!r}: expected version {expected}, but the latest is {actual}",
+            expected=expected,
+            actual=actual,
+        )
 
     def _advance(
         self,
@@ -185,12 +235,7 @@ class StateRepository(StateCheckpoints):
         with translate_errors():
             row = conn.execute(q.advance_head(self._scope.dialect, mode), params).first()
         if row is None:
-            actual = self._current(conn, sid)
-            raise VersionConflictError(
-                f"state {sid!r}: expected version {expected}, but the latest is {actual}",
-                expected=expected,
-                actual=actual,
-            )
+            self._conflict(sid, expected)
         return int(row[0]), row[1]
 
     def _current(self, conn: Connection, sid: str) -> int:
@@ -225,6 +270,8 @@ class StateRepository(StateCheckpoints):
         does not match its checksum or does not decode.
         """
         sid = q.state_id(state_id)
+        if self._scope.is_postgres:
+            return self._load_pg(sid, version)
         if version is None:
             row = self._conn.execute(q.LOAD_LATEST, self._params(sid)).first()
         else:
@@ -234,6 +281,25 @@ class StateRepository(StateCheckpoints):
             return None
         meta = q.version_record(row)
         return LoadedState(self._decode(meta, row.payload), meta)
+
+    def _load_pg(self, sid: str, version: int | None) -> LoadedState | None:
+        """PostgreSQL: the same lookup as a prepared statement on the driver."""
+        params: dict[str, Any] = {
+            "t": self._scope.tenant_id,
+            "w": self._scope.workspace_id,
+            "s": sid,
+            "now": utcnow(),
+        }
+        if version is None:
+            sql = pg.LOAD_LATEST
+        else:
+            sql, params["version"] = pg.LOAD_VERSION, q.count(version, "version", minimum=1)
+        with translate_errors():
+            rows = fetch(self._scope.connection, sql, params)
+        if not rows:
+            return None
+        meta = pg.version_record(rows[0])
+        return LoadedState(self._decode(meta, rows[0][11]), meta)
 
     @staticmethod
     def _decode(meta: StateVersion | Checkpoint, payload: bytes) -> Any:
