@@ -21,10 +21,13 @@ from typing import Any, overload
 
 import orjson
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.types.json import Json
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 __all__ = ["fetch", "json_param", "json_value", "utc"]
 
@@ -48,7 +51,8 @@ def fetch(
             cursor.execute(sql, params, prepare=True)
             if observed:
                 dispatch.after_cursor_execute(connection, cursor, sql, params, context, False)
-            return cursor.fetchall() if cursor.description is not None else []
+            result = cursor.pgresult  # (cursor.description would build column objects)
+            return cursor.fetchall() if result and result.status == TUPLES_OK else []
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
             connection.invalidate(exc)

@@ -18,7 +18,6 @@ from typing import Any
 import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -29,6 +28,20 @@ __all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspa
 
 _ENTER = "SELECT * FROM persistence_enter(%s, %s)"
 _BEGIN_ENTER = "BEGIN; " + _ENTER
+# The columns persistence_enter() returns (migration 0001), in order.
+_ENTRY_COLUMNS = (
+    "tenant_id",
+    "tenant_slug",
+    "tenant_name",
+    "tenant_status",
+    "tenant_created_at",
+    "tenant_updated_at",
+    "workspace_id",
+    "workspace_slug",
+    "workspace_name",
+    "workspace_created_at",
+    "workspace_updated_at",
+)
 
 
 def restore_on_checkin(engine: Engine) -> None:
@@ -57,11 +70,12 @@ def enter(connection: Connection, tenant: str, workspace: str) -> dict[str, Any]
         if driver.pgconn.transaction_status == TransactionStatus.IDLE:
             driver.autocommit = True
         query = _BEGIN_ENTER if driver.autocommit else _ENTER
-        with ClientCursor(driver, row_factory=dict_row) as cursor:
+        with ClientCursor(driver) as cursor:
             cursor.execute(query, (tenant, workspace))
             if query is _BEGIN_ENTER:
                 cursor.nextset()  # past BEGIN's result
-            return cursor.fetchone()
+            row = cursor.fetchone()
+        return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
             connection.invalidate(exc)
