@@ -69,6 +69,9 @@ class _Transaction:
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside rolls back only this block."""
         nested = self.session.begin_nested()
+        # The session emits SAVEPOINT lazily, on its first statement; statements on the
+        # driver connection (the PostgreSQL fast paths) do not go through it, so emit it now.
+        self.session.connection()
         self._callbacks.append([])
         try:
             yield

@@ -172,3 +172,45 @@ def test_admin_unit_of_work_is_one_transaction(
         assert admin.tenants.get(slug).name != "Renamed"
         admin.on_commit(lambda: ran.append("committed"))
     assert ran == ["committed"]
+
+
+def _versions(db: Database, tenant: str, state_id: str) -> list[int]:
+    with db.unit_of_work(tenant=tenant) as uow:
+        return [v.version for v in uow.states.list_versions(state_id).items]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_fast_path_core_and_session_share_one_transaction(
+    db: Database, probe: str, tenant: str, fails: bool
+) -> None:
+    """State saves (prepared statements on the driver on PostgreSQL), Core statements
+    and ORM-session work, in any order and around savepoints, commit or roll back as
+    one transaction."""
+    with pytest.raises(RuntimeError) if fails else _nothing(), db.unit_of_work(tenant) as uow:
+        uow.states.save("mixed", {"n": 1})  # before any session exists
+        uow.states.list_versions("mixed")  # Core on the connection
+        with pytest.raises(ValueError), uow.savepoint():  # the session starts here
+            uow.states.save("mixed", {"n": 2})
+            write(uow, "inner")
+            raise ValueError("undo the savepoint only")
+        write(uow, "outer")
+        uow.states.save("mixed", {"n": 3})
+        if fails:
+            raise RuntimeError("roll everything back")
+    if fails:
+        assert notes(db, tenant) == [] and _versions(db, tenant, "mixed") == []
+    else:
+        assert notes(db, tenant) == ["outer"]
+        # version 2 was rolled back with its savepoint; its number is taken again
+        assert _versions(db, tenant, "mixed") == [2, 1]
+        with db.unit_of_work(tenant) as uow:
+            loaded = uow.states.load("mixed")
+        assert loaded is not None and loaded.state == {"n": 3}
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
