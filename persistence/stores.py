@@ -87,7 +87,7 @@ class _DatabaseRunner:
     def transaction(self, name: str, lock: bool) -> Iterator[None]:
         uow = self._open()
         if uow is not None:  # nested: a savepoint inside the open transaction
-            with uow.savepoint():
+            with _savepoint(uow):
                 if lock:
                     with translate_errors():
                         StoreRepository(uow.scope).lock(name)
@@ -104,6 +104,17 @@ class _DatabaseRunner:
                 self._local.uow = self._local.known = None
 
 
+@contextmanager
+def _savepoint(uow: UnitOfWork) -> Iterator[None]:
+    """``uow.savepoint()``, with the ``SAVEPOINT`` sent now: SQLAlchemy sends it when the
+    session next uses its connection, and the PostgreSQL item paths do not go through
+    the session (they run on the same connection, so they must follow the savepoint)."""
+    with uow.savepoint():
+        with translate_errors():
+            uow.session.connection()
+        yield
+
+
 class _UnitOfWorkRunner:
     """Every operation in the unit of work's transaction; ``transaction()`` is a savepoint."""
 
@@ -116,13 +127,15 @@ class _UnitOfWorkRunner:
 
     @contextmanager
     def op(self) -> Iterator[StoreRepository]:
-        self._uow.session  # noqa: B018 (raises PersistenceError once the unit of work ended)
+        # Raises PersistenceError once the unit of work ended. Not ``uow.session``: that
+        # would build the session, which the PostgreSQL item paths do not need.
+        self._uow._require()
         with translate_errors():
             yield StoreRepository(self._uow.scope)
 
     @contextmanager
     def transaction(self, name: str, lock: bool) -> Iterator[None]:
-        with self._uow.savepoint():
+        with _savepoint(self._uow):
             if lock:
                 with translate_errors():
                     StoreRepository(self._uow.scope).lock(name)

@@ -12,7 +12,9 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, Table, Text, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
+from persistence._driver import fetch
 from persistence.codecs import decode, decode_json, encode
 from persistence.errors import InvalidInputError, NotFoundError
 from persistence.fencing import upsert
@@ -41,12 +43,16 @@ class StoreRepository:
         self._scope = scope
         # names whose row this transaction has locked, so exists until it ends
         self._known = known if known is not None else set()
-        self._session = scope.session
         self._pg = scope.is_postgres
 
     @property
     def scope(self) -> Scope:
         return self._scope
+
+    @property
+    def _session(self) -> Session:
+        # Built on first use: the PostgreSQL item paths below run on scope.connection.
+        return self._scope.session
 
     # -- stores ----------------------------------------------------------------------
 
@@ -138,20 +144,25 @@ class StoreRepository:
         return params
 
     def _value(self, row: Any) -> Any:
-        raw = decode(
-            row.value,
-            codec=row.codec,
-            expected_checksum=row.checksum,
-            what=f"store item {row.key!r}",
-        )
-        return decode_json(raw)
+        return _decoded(row.key, row.value, row.codec, row.checksum)
+
+    def _pg_key(self, sql: str, name: str, key: str, *more: Any) -> list[tuple[Any, ...]]:
+        """PostgreSQL: run a single-key statement (``_PG_*`` below) prepared on the
+        driver; SQLAlchemy's execution path costs more client CPU than the round trip."""
+        s = self._scope
+        return fetch(s.connection, sql, (s.tenant_id, s.workspace_id, name, key_hash(key), *more))
 
     def get(self, name: str, key: str) -> Any:
         """The value, or MISSING."""
+        if self._pg:
+            rows = self._pg_key(_PG_GET, name, key)
+            return _decoded(key, *rows[0]) if rows else MISSING
         row = self._session.execute(_GET, self._params(name, key)).first()
         return MISSING if row is None else self._value(row)
 
     def contains(self, name: str, key: str) -> bool:
+        if self._pg:
+            return bool(self._pg_key(_PG_CONTAINS, name, key))
         return self._session.execute(_CONTAINS, self._params(name, key)).first() is not None
 
     def count(self, name: str) -> int:
@@ -161,27 +172,38 @@ class StoreRepository:
         """Insert or replace ``items`` (key, raw JSON) in one statement."""
         if not items:
             return
-        sql = _statements(self._scope.dialect)
-        # PostgreSQL: one statement creates the store row (CTE) and writes the item.
-        single_pg = len(items) == 1 and self._pg and name not in self._known
-        if not single_pg:
-            self.ensure(name)
         s = self._scope.settings
+        if len(items) == 1 and self._pg:
+            # One statement; unless this transaction holds the store's row, its CTE
+            # creates the row if missing.
+            key, raw = items[0]
+            enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
+            item = (key, enc.payload, enc.codec, enc.checksum)
+            if name in self._known:
+                self._pg_key(_PG_PUT, name, key, *item)
+            else:
+                ids = (self._scope.tenant_id, self._scope.workspace_id, name)
+                params = (*ids, utcnow(), *ids, key_hash(key), *item)
+                fetch(self._scope.connection, _PG_PUT_ENSURING, params)
+            return
+        self.ensure(name)
         rows = []
         for key, raw in items:
             enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
             row = self._params(name, key)
             row.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
             rows.append(row)
-        if single_pg:
-            self._session.execute(sql.upsert_ensuring, {**rows[0], "created_at": utcnow()})
-        elif len(rows) == 1:
-            self._session.execute(sql.upsert.values(rows[0]))
+        upsert = _statements(self._scope.dialect).upsert
+        if len(rows) == 1:
+            self._session.execute(upsert.values(rows[0]))
         else:
-            self._session.execute(sql.upsert, rows)
+            self._session.execute(upsert, rows)
 
     def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
+        if self._pg:
+            rows = self._pg_key(_PG_REMOVE, name, key)
+            return _decoded(key, *rows[0]) if rows else MISSING
         row = self._session.execute(_REMOVE, self._params(name, key)).first()
         return MISSING if row is None else self._value(row)
 
@@ -230,11 +252,33 @@ _COUNT = select(func.count()).select_from(_items).where(_IN_STORE)
 _REMOVE = delete(_items).where(_ONE_KEY).returning(*_ROW)
 _CLEAR = delete(_items).where(_IN_STORE)
 
+# The single-key statements in PostgreSQL SQL, run prepared by persistence._driver.
+# Parameters: tenant_id, workspace_id, store, key_hash, then those named. Rows are
+# (value, codec, checksum): the caller knows the key.
+_PG_ONE_KEY = "tenant_id = %s::uuid AND workspace_id = %s::uuid AND store = %s AND key_hash = %s"
+_PG_GET = f"SELECT value, codec, checksum FROM store_items WHERE {_PG_ONE_KEY}"
+_PG_CONTAINS = f"SELECT 1 FROM store_items WHERE {_PG_ONE_KEY}"
+_PG_REMOVE = f"DELETE FROM store_items WHERE {_PG_ONE_KEY} RETURNING value, codec, checksum"
+# + key, value, codec, checksum
+_PG_PUT = """INSERT INTO store_items
+    (tenant_id, workspace_id, store, key_hash, key, value, codec, checksum)
+VALUES (%s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (tenant_id, workspace_id, store, key_hash) DO UPDATE SET
+    value = excluded.value, codec = excluded.codec, checksum = excluded.checksum"""
+# Parameters: tenant_id, workspace_id, store, created_at, then those of _PG_PUT. The
+# CTE creates the store row if missing; the item's foreign key is checked at the end
+# of the statement, after the CTE ran.
+_PG_PUT_ENSURING = f"""WITH ensure_store AS (
+    INSERT INTO stores (tenant_id, workspace_id, name, created_at)
+    VALUES (%s::uuid, %s::uuid, %s, %s::timestamptz)
+    ON CONFLICT DO NOTHING
+)
+{_PG_PUT}"""
+
 
 @dataclass(frozen=True)
 class _DialectStatements:
     upsert: Any
-    upsert_ensuring: Any
     remove_first: Any
     keys: Any
     keys_after: Any
@@ -262,7 +306,6 @@ def _statements(dialect: str) -> _DialectStatements:
     )
     return _DialectStatements(
         upsert=item_upsert,
-        upsert_ensuring=_upsert_ensuring(item_upsert) if dialect == "postgresql" else None,
         remove_first=delete(_items).where(_IN_STORE, _c.key_hash == first).returning(*_ROW),
         keys=keys.order_by(order).limit(limit),
         keys_after=keys.where(after).order_by(order).limit(limit),
@@ -271,31 +314,10 @@ def _statements(dialect: str) -> _DialectStatements:
     )
 
 
-def _upsert_ensuring(upsert: Any) -> Any:
-    """The item upsert with a CTE that first creates the store row if missing (the
-    foreign key is checked at the end of the statement, after the CTE ran)."""
-    ensure = (
-        postgresql.insert(_stores)
-        .values(
-            tenant_id=bindparam("tenant_id"),
-            workspace_id=bindparam("workspace_id"),
-            name=bindparam("store"),
-            created_at=bindparam("created_at"),
-        )
-        .on_conflict_do_nothing()
-        .cte("ensure_store")
-    )
-    columns = (
-        "tenant_id",
-        "workspace_id",
-        "store",
-        "key_hash",
-        "key",
-        "value",
-        "codec",
-        "checksum",
-    )
-    return upsert.values({c: bindparam(c) for c in columns}).add_cte(ensure)
+def _decoded(key: str, value: bytes, codec: str, checksum: str) -> Any:
+    """An item's JSON value from its stored columns; DataCorruptionError if altered."""
+    raw = decode(value, codec=codec, expected_checksum=checksum, what=f"store item {key!r}")
+    return decode_json(raw)
 
 
 def _encode_cursor(name: str) -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Uuid, bindparam, text
 
 from persistence import Database
 from persistence.errors import (
+    DataCorruptionError,
     InvalidInputError,
     InvalidTypeError,
     NotFoundError,
@@ -293,3 +295,93 @@ def test_oversize_values_are_refused(db: Database, tenant: str) -> None:
         assert dict(store) == {"fits": "x" * 98}
     finally:
         small.close()
+
+
+def _owner_sql(db: Database, sql: str, **params: Any) -> Any:
+    """Run SQL as the table owner, outside the library."""
+    statement = text(sql).bindparams(bindparam("t", type_=Uuid()))
+    with db.owner_engine.begin() as conn:
+        result = conn.execute(statement, params)
+        return result.all() if result.returns_rows else result.rowcount
+
+
+@pytest.mark.parametrize("codec", ["none", "zlib", "lz4", "zstd"])
+def test_single_key_and_bulk_paths_agree(db: Database, tenant: str, codec: str) -> None:
+    """Single-key reads and writes (prepared driver statements on PostgreSQL) and the
+    paged and bulk statements see the same rows, values and codecs."""
+    update = {"compression": codec, "compression_threshold": 0}
+    compressing = Database(db.settings.model_copy(update=update))
+    try:
+        store = compressing.store(tenant=tenant, name="paths")  # created by the first set
+        values = {"a": {"x": [1, 2.5, None, "ü"], "": {}}, "b": "text", "c": 2**63 - 1, "d": 1.0}
+        for key, value in values.items():
+            store[key] = value
+        assert dict(store.items()) == values and list(store.values()) == list(values.values())
+        store.update({"e": [True, -0.0], "f": {"n": None}})
+        assert store["e"] == [True, -0.0] and store.get("f") == {"n": None} and "f" in store
+        assert type(store["d"]) is float and store.get("nope", 5) == 5 and "nope" not in store
+        assert store.pop("a") == values["a"] and "a" not in store
+        assert store.pop("a", None) is None
+        assert store.popitem() == ("b", "text")
+        with store.transaction(lock=True):  # the store's row is held: a plain upsert
+            store["g"] = 7
+            assert store["g"] == 7
+        with compressing.unit_of_work(tenant) as uow:
+            in_uow = uow.store("paths")
+            in_uow["h"] = {"in": "uow"}
+            assert in_uow["h"] == {"in": "uow"} and in_uow.pop("g") == 7
+            uow.store("fresh")["k"] = "new store in a unit of work"
+        expected = {
+            "c": 2**63 - 1,
+            "d": 1.0,
+            "e": [True, -0.0],
+            "f": {"n": None},
+            "h": {"in": "uow"},
+        }
+        assert dict(store) == expected and list(db.store(tenant=tenant, name="paths")) == list(
+            expected
+        )
+        assert db.store(tenant=tenant, name="fresh")["k"] == "new store in a unit of work"
+        with db.unit_of_work(tenant) as uow:
+            tenant_id = uow.tenant.id
+        rows = _owner_sql(
+            db,
+            "SELECT codec FROM store_items WHERE tenant_id = :t AND store = 'paths'",
+            t=tenant_id,
+        )
+        assert {codec} == {row.codec for row in rows}
+    finally:
+        compressing.close()
+
+
+def test_altered_items_raise_data_corruption(db: Database, tenant: str) -> None:
+    store = db.store(tenant=tenant, name="altered")
+    store.update(payload={"secret": "original"}, checksum=1, zlib="z", fine="ok")
+    with db.unit_of_work(tenant) as uow:
+        tenant_id = uow.tenant.id
+    where = "WHERE tenant_id = :t AND store = 'altered' AND key = :k"
+    _owner_sql(
+        db, f"UPDATE store_items SET value = :v {where}", v=b'"altered"', k="payload", t=tenant_id
+    )
+    _owner_sql(
+        db, f"UPDATE store_items SET checksum = :c {where}", c="0" * 64, k="checksum", t=tenant_id
+    )
+    bogus = zlib.compress(b'"z"')[:-1]
+    _owner_sql(
+        db,
+        f"UPDATE store_items SET value = :v, codec = 'zlib' {where}",
+        v=bogus,
+        k="zlib",
+        t=tenant_id,
+    )
+    for key in ("payload", "checksum", "zlib"):
+        with pytest.raises(DataCorruptionError, match=f"store item '{key}'"):
+            store.get(key)
+        with pytest.raises(DataCorruptionError, match=f"store item '{key}'"):
+            store[key]
+        with pytest.raises(DataCorruptionError, match=f"store item '{key}'"):
+            store.pop(key)
+        assert key in store  # the failed pop rolled back
+    with pytest.raises(DataCorruptionError):
+        dict(store.items())
+    assert store["fine"] == "ok"
