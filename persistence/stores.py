@@ -87,7 +87,7 @@ class _DatabaseRunner:
     def transaction(self, name: str, lock: bool) -> Iterator[None]:
         uow = self._open()
         if uow is not None:  # nested: a savepoint inside the open transaction
-            with _savepoint(uow):
+            with uow.savepoint():
                 if lock:
                     with translate_errors():
                         StoreRepository(uow.scope).lock(name)
@@ -102,17 +102,6 @@ class _DatabaseRunner:
                 yield
             finally:
                 self._local.uow = self._local.known = None
-
-
-@contextmanager
-def _savepoint(uow: UnitOfWork) -> Iterator[None]:
-    """``uow.savepoint()``, with the ``SAVEPOINT`` sent now: SQLAlchemy sends it when the
-    session next uses its connection, and the PostgreSQL item paths do not go through
-    the session (they run on the same connection, so they must follow the savepoint)."""
-    with uow.savepoint():
-        with translate_errors():
-            uow.session.connection()
-        yield
 
 
 class _UnitOfWorkRunner:
@@ -135,7 +124,7 @@ class _UnitOfWorkRunner:
 
     @contextmanager
     def transaction(self, name: str, lock: bool) -> Iterator[None]:
-        with _savepoint(self._uow):
+        with self._uow.savepoint():
             if lock:
                 with translate_errors():
                     StoreRepository(self._uow.scope).lock(name)
