@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 TUPLES_OK = ExecStatus.TUPLES_OK
+_CURSOR = "persistence_driver_cursor"
 
 __all__ = ["fetch", "json_param", "json_value", "utc"]
 
@@ -40,23 +41,42 @@ def fetch(
     The sessions of a unit of work do not autoflush, so nothing is flushed here either.
     """
     connection = bind.connection() if isinstance(bind, Session) else bind
-    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    pooled = connection.connection
+    driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
     dispatch = connection.dispatch
     observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
     try:
-        with driver.cursor() as cursor:
-            if observed:  # statement listeners (tracing, statement counts) see these too
-                context = _Context()
-                dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
-            cursor.execute(sql, params, prepare=True)
-            if observed:
-                dispatch.after_cursor_execute(connection, cursor, sql, params, context, False)
-            result = cursor.pgresult  # (cursor.description would build column objects)
-            return cursor.fetchall() if result and result.status == TUPLES_OK else []
+        # One cursor per pooled connection, reused: creating one costs more than the
+        # execution of a short prepared statement. ``info`` lives as long as the driver
+        # connection (a replaced connection starts with a new cursor).
+        cursor: psycopg.Cursor[Any] | None = pooled.info.get(_CURSOR)
+        if cursor is None or cursor.closed:
+            cursor = pooled.info[_CURSOR] = driver.cursor()
+        if observed:  # statement listeners (tracing, statement counts) see these too
+            context = _Context()
+            dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
+        cursor.execute(sql, params, prepare=True)
+        if observed:
+            dispatch.after_cursor_execute(connection, cursor, sql, params, context, False)
+        result = cursor.pgresult  # (cursor.description would build column objects)
+        rows = cursor.fetchall() if result and result.status == TUPLES_OK else []
+        _release(pooled.info, cursor)
+        return rows
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
             connection.invalidate(exc)
         raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+def _release(info: dict[Any, Any], cursor: psycopg.Cursor[Any]) -> None:
+    """Drop the cursor's result (libpq's copy of the rows, a large payload's included)
+    so a pooled connection does not hold it until its next statement."""
+    reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
+    if reset is not None:
+        reset()
+    else:
+        info.pop(_CURSOR, None)
+        cursor.close()
 
 
 class _Context:
