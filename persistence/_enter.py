@@ -28,6 +28,7 @@ __all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspa
 
 _ENTER = "SELECT * FROM persistence_enter(%s, %s)"
 _BEGIN_ENTER = "BEGIN; " + _ENTER
+_CURSOR = "persistence_enter_cursor"
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
@@ -65,16 +66,21 @@ def enter(connection: Connection, tenant: str, workspace: str) -> dict[str, Any]
     the unit of work's own driver connection. A driver error is re-raised as SQLAlchemy's
     so ``translate_errors`` maps it, and a broken connection is invalidated, not pooled.
     """
-    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    pooled = connection.connection
+    driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
     try:
         if driver.pgconn.transaction_status == TransactionStatus.IDLE:
             driver.autocommit = True
         query = _BEGIN_ENTER if driver.autocommit else _ENTER
-        with ClientCursor(driver) as cursor:
-            cursor.execute(query, (tenant, workspace))
-            if query is _BEGIN_ENTER:
-                cursor.nextset()  # past BEGIN's result
-            row = cursor.fetchone()
+        # One cursor per pooled connection (``info`` lives as long as the driver
+        # connection): building a cursor costs as much as parsing the entry row.
+        cursor: ClientCursor[Any] | None = pooled.info.get(_CURSOR)
+        if cursor is None or cursor.closed:
+            cursor = pooled.info[_CURSOR] = ClientCursor(driver)
+        cursor.execute(query, (tenant, workspace))
+        if query is _BEGIN_ENTER:
+            cursor.nextset()  # past BEGIN's result
+        row = cursor.fetchone()
         return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
