@@ -22,7 +22,6 @@ from typing import Any, overload
 import orjson
 import psycopg
 from psycopg.pq import ExecStatus
-from psycopg.types.json import Json
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
@@ -84,13 +83,10 @@ class _Context:
     (OpenTelemetry's, for one) keep per-statement attributes on it."""
 
 
-def _dumps(value: Any) -> str:
+def json_param(value: Any) -> str:
+    """A value for a ``json`` column: its text, serialized with orjson (the statement
+    casts the parameter, ``%(name)s::json``)."""
     return orjson.dumps(value).decode()
-
-
-def json_param(value: Any) -> Json:
-    """A value for a ``json`` column (serialized with orjson)."""
-    return Json(value, dumps=_dumps)
 
 
 def json_value(value: Any) -> Any:

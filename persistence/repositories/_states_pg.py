@@ -78,8 +78,9 @@ def save_sql(mode: str) -> str:
     return _SAVE_SQL[mode]
 
 
+# json columns are read as text and parsed with orjson (faster than the driver's loader).
 _SELECT_VERSION = """SELECT v.state_id, v.version, v.parent_version, v.created_at, v.expires_at,
-       v.raw_size, v.stored_size, v.codec, v.checksum, v.tags, v.metadata, v.payload
+       v.raw_size, v.stored_size, v.codec, v.checksum, v.tags::text, v.metadata::text, v.payload
 FROM state_heads h JOIN state_versions v
   ON v.tenant_id = h.tenant_id AND v.workspace_id = h.workspace_id AND v.state_id = h.state_id"""
 
