@@ -266,11 +266,13 @@ METHOD = """## Method
   and version inserted in one statement).
 - Round trips: libpq's protocol trace on both sides, counting each turn from
   client messages to server replies (one wait for the server; pipelined statements
-  share one); `stmt` is what SQLAlchemy's events see (`before_cursor_execute` plus
-  BEGIN and COMMIT; the tenant entry, pipelined with BEGIN on the driver connection,
-  is not among them, so an empty unit of work shows 2 statements for 3 sent in 2
-  round trips). Client CPU is the benchmark process's CPU time per operation
-  (the driver's and ours; the server's is not included).
+  share one); `stmt` is what SQLAlchemy's events see: `before_cursor_execute` (our
+  prepared statements on the driver connection report there too) plus the `begin` /
+  `commit` events of transactions SQLAlchemy manages. A unit of work on PostgreSQL
+  begins (`BEGIN` and the tenant entry in one query) and commits on the driver
+  connection, so an empty one shows 0 statements for its 2 round trips. Client CPU is
+  the benchmark process's CPU time per operation (the driver's and ours; the server's
+  is not included).
 - LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
   database on the same server; it keeps one value per key, we keep every version.
 """
@@ -281,22 +283,34 @@ TUNING = """## What was tuned (issue 7)
 - **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`, default
   1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a connection
   idle for longer is pinged (and replaced if dead).
-- **BEGIN pipelined with the tenant entry** (`persistence/_enter.py`): psycopg sends its
-  own `BEGIN` round trip before the first statement; the unit of work now sends `BEGIN`
-  and `persistence_enter()` together. Together with the ping, an empty unit of work went
-  from 4 round trips to 2 (raw `BEGIN; COMMIT`: 2).
-- **Prebuilt Core statements** for workflow `get` and artifact `save` (bound parameters,
-  tables rather than ORM classes, so SQLAlchemy reuses the compiled statement): client
-  CPU per call 3.3 → 0.9 ms and 4.3 → 1.7 ms; ratio to raw 0.38x → 0.53x and
-  0.33x → 0.58x. The state, store and run repositories were tuned the same way by their
-  authors during the same session (stores: the store row created in a CTE of the item
-  upsert; runs: status change and history entry in one statement).
-- Not done: the remaining gap is SQLAlchemy's session and execution machinery (about
-  0.45 ms of client CPU per unit of work on this machine, see the empty unit of work) and
-  per-call expression building in the run repository (16 ms of client CPU per
-  start + claim + set_result cycle, against 2.4 ms raw). Running the hot statements on the
-  driver connection with prepared statements (as the tenant entry and artifact loads do)
-  is the next step if the 0.7x targets matter more than the uniform SQLAlchemy layer.
+- **BEGIN sent with the tenant entry** (`persistence/_enter.py`): psycopg sends its own
+  `BEGIN` round trip before the first statement; the unit of work sends `BEGIN;
+  SELECT * FROM persistence_enter(...)` as one simple-protocol query on a cursor kept
+  per pooled connection. Together with the ping, an empty unit of work went from 4
+  round trips to 2 (raw `BEGIN; COMMIT`: 2).
+- **No ORM session unless asked for** (`persistence/uow.py`): a PostgreSQL unit of work
+  runs on a pooled `Connection`, commits on the driver, and builds its `Session` (bound
+  to that connection, same transaction) only when a repository or `uow.session` needs
+  one; savepoints emit `SAVEPOINT` at once so statements that bypass the session are
+  covered by them. Client CPU of an empty unit of work: about 490 → 190-250 µs.
+- **Hot statements prepared on the driver** (`persistence/_driver.py`): state save (head
+  row, version and tags in one data-modifying CTE: 3 round trips per saving unit of
+  work, raw psycopg uses 4), state load, store get / contains / remove / set (the store
+  row created in a CTE of the item upsert) are hand-written SQL executed as server-side
+  prepared statements on the transaction's psycopg connection, with a cursor reused per
+  pooled connection; `json` columns travel as text parsed by orjson. They share the
+  transaction, the tenant setting and row-level security with everything else, errors
+  are translated the same way, and SQLAlchemy's `before_cursor_execute` /
+  `after_cursor_execute` listeners (tracing, statement counts) still see them. SQLite
+  keeps the SQLAlchemy path.
+- **Prebuilt Core statements** elsewhere (workflow `get`, artifact `save`, runs: bound
+  parameters, tables rather than ORM classes, so SQLAlchemy reuses the compiled
+  statement).
+- Where the remaining gap is: client CPU per unit of work (pool checkout and checkin,
+  the entry row, COMMIT through psycopg: about 190-250 µs against about 110 µs for a raw
+  `BEGIN; COMMIT`), the tenant entry's own server time (`persistence_enter()` resolves
+  both slugs and checks suspension; the raw baselines set a tenant id they already
+  know), and exact-JSON validation of every saved value.
 """
 
 
