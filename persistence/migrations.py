@@ -26,9 +26,16 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script_location() -> Path:
-    for candidate in (_ROOT / "migrations", Path(__file__).resolve().parent / "_migrations"):
-        if (candidate / "env.py").exists():
-            return candidate
+    """The migrations of this installation: those a wheel ships inside the package, or
+    in a source checkout (editable install) the repository's ``migrations/`` next to
+    its ``alembic.ini`` -- never another ``migrations/`` that happens to sit beside the
+    package (site-packages may hold one of some other project's)."""
+    bundled = Path(__file__).resolve().parent / "_migrations"
+    if (bundled / "env.py").exists():
+        return bundled
+    checkout = _ROOT / "migrations"
+    if (_ROOT / "alembic.ini").exists() and (checkout / "env.py").exists():
+        return checkout
     raise ConfigurationError("the migrations directory is missing from this installation")
 
 
