@@ -22,13 +22,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
+from persistence._driver import fetch, json_value, utc
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    translate_errors,
 )
 from persistence.models.base import utcnow
 from persistence.models.workflows import Workflow, WorkflowRevision
@@ -101,6 +104,19 @@ _LATEST = _revision_query(latest=True)
 _LATEST_FOR_UPDATE = _LATEST.with_for_update(of=Workflow.__table__)
 _BY_REVISION = _revision_query(latest=False)
 
+# The same two lookups in PostgreSQL SQL, run prepared on the driver by ``get``
+# (persistence._driver.fetch): SQLAlchemy's execution path and the session cost several
+# times the round trip. tags (json) come as text, parsed with orjson.
+_PG_REVISION = """SELECT r.name, r.revision, r.source, r.description, r.tags::text, r.checksum,
+       r.created_at
+FROM workflow_revisions r JOIN workflows w
+  ON w.tenant_id = r.tenant_id AND w.workspace_id = r.workspace_id AND w.name = r.name
+WHERE r.tenant_id = %(t)s::uuid AND r.workspace_id = %(w)s::uuid AND r.name = %(name)s::text
+  AND r.revision = {revision}"""
+_PG_LATEST = _PG_REVISION.format(revision="w.latest_revision")
+_PG_BY_REVISION = _PG_REVISION.format(revision="%(revision)s::integer")
+_MAX_REVISION = 2**31 - 1  # the column is an integer: no revision above this exists
+
 
 def _record(row: Any) -> WorkflowRecord:
     return WorkflowRecord.model_construct(
@@ -114,6 +130,19 @@ def _record(row: Any) -> WorkflowRecord:
     )
 
 
+def _pg_record(row: tuple[Any, ...]) -> WorkflowRecord:
+    """A row of ``_PG_LATEST`` / ``_PG_BY_REVISION``."""
+    return WorkflowRecord.model_construct(
+        name=row[0],
+        revision=row[1],
+        source=row[2],
+        description=row[3],
+        tags=tuple(json_value(row[4])),
+        checksum=row[5],
+        created_at=utc(row[6]),
+    )
+
+
 class WorkflowRepository:
     """Create, revise, read, search and delete the workflows of one workspace.
 
@@ -123,8 +152,12 @@ class WorkflowRepository:
 
     def __init__(self, scope: Scope):
         self._scope = scope
-        self._s = scope.session
         self._t, self._w = scope.tenant_id, scope.workspace_id
+
+    @property
+    def _s(self) -> Session:
+        # Built on first use: ``get`` on PostgreSQL runs on scope.connection without it.
+        return self._scope.session
 
     def _mine(self, model: Any) -> Any:
         return and_(model.tenant_id == self._t, model.workspace_id == self._w)
@@ -263,12 +296,29 @@ class WorkflowRepository:
         validate_workflow_name(name)
         if revision is not None and (type(revision) is not int or revision < 1):
             raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
-        params = {"t": self._t, "w": self._w, "name": name, "revision": revision}
-        row = self._s.execute(_LATEST if revision is None else _BY_REVISION, params).first()
-        if row is None:
+        if self._scope.is_postgres:
+            record = self._get_pg(name, revision)
+        else:
+            params = {"t": self._t, "w": self._w, "name": name, "revision": revision}
+            row = self._s.execute(_LATEST if revision is None else _BY_REVISION, params).first()
+            record = None if row is None else _record(row)
+        if record is None:
             which = f" revision {revision}" if revision is not None else ""
             raise NotFoundError(f"workflow {name!r}{which} does not exist")
-        return _record(row)
+        return record
+
+    def _get_pg(self, name: str, revision: int | None) -> WorkflowRecord | None:
+        """PostgreSQL: the same lookup as a prepared statement on the driver."""
+        params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
+        if revision is None:
+            sql = _PG_LATEST
+        elif revision > _MAX_REVISION:
+            return None
+        else:
+            sql, params["revision"] = _PG_BY_REVISION, revision
+        with translate_errors():
+            rows = fetch(self._scope.connection, sql, params)
+        return _pg_record(rows[0]) if rows else None
 
     def exists(self, name: str) -> bool:
         validate_workflow_name(name)

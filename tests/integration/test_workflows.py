@@ -172,6 +172,65 @@ def test_import_revision_is_idempotent_and_detects_conflicts(db: Database, tenan
             )
 
 
+def test_get_reads_what_the_same_transaction_wrote(db: Database, tenant: str) -> None:
+    # On PostgreSQL ``get`` runs on the driver connection, the writes on the session:
+    # both are the one transaction, savepoints included.
+    with db.unit_of_work(tenant) as uow:
+        made = uow.workflows.create("in_tx", SRC, "first", tags=("x", "y"))
+        assert uow.workflows.get("in_tx") == made
+        with uow.savepoint():
+            second = uow.workflows.save("in_tx", ASYNC_SRC, tags=())
+            assert uow.workflows.get("in_tx") == second and second.tags == ()
+        try:
+            with uow.savepoint():
+                uow.workflows.save("in_tx", "def run():\n    return 3\n")
+                assert uow.workflows.get("in_tx").revision == 3
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        assert uow.workflows.get("in_tx") == second
+        assert uow.workflows.get("in_tx", revision=1) == made
+    with db.unit_of_work(tenant) as uow:
+        latest = uow.workflows.get("in_tx")
+        assert latest == uow.workflows.revisions("in_tx")[-1] == second
+        assert latest.created_at.utcoffset() is not None and latest.created_at.tzinfo == UTC
+        assert isinstance(latest.tags, tuple)
+        for revision in (3, 2**31, 2**40):  # beyond the integer column: none either
+            with pytest.raises(NotFoundError, match=f"revision {revision}"):
+                uow.workflows.get("in_tx", revision=revision)
+        for bad in (0, -1, 1.0, True, "1"):
+            with pytest.raises(InvalidInputError):
+                uow.workflows.get("in_tx", revision=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            uow.workflows.get("not a name")
+    with db.unit_of_work(tenant, "research") as uow, pytest.raises(NotFoundError):
+        uow.workflows.get("in_tx")
+
+
+def test_pg_get_is_one_prepared_statement_without_a_session(
+    pg_db: Database, pg_tenant: str
+) -> None:
+    from sqlalchemy import event
+
+    with pg_db.unit_of_work(pg_tenant) as uow:
+        uow.workflows.create("fast", SRC)
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(pg_db.engine, "before_cursor_execute", record)
+    try:
+        with pg_db.unit_of_work(pg_tenant) as uow:
+            statements.clear()  # the tenant entry
+            assert uow.workflows.get("fast").revision == 1
+            assert uow.workflows.get("fast", revision=1).source == SRC
+            assert uow._require()._session is None  # the session was never built
+    finally:
+        event.remove(pg_db.engine, "before_cursor_execute", record)
+    assert len(statements) == 2 and all("workflow_revisions" in s for s in statements)
+
+
 def test_schema_matches_models_and_tenant_delete_cascades(pg_db: Database, pg_tenant: str) -> None:
     tenant = pg_tenant
     mine = {"workflows", "workflow_revisions", "artifacts"}
