@@ -28,6 +28,9 @@ __all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspa
 
 _ENTER = "SELECT * FROM persistence_enter(%s, %s)"
 _BEGIN_ENTER = "BEGIN; " + _ENTER
+# A read-only unit of work: one snapshot for all its reads, writes refused.
+_BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+_SET_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 _CURSOR = "persistence_enter_cursor"
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
@@ -57,7 +60,9 @@ def restore_on_checkin(engine: Engine) -> None:
         dbapi_conn.autocommit = False
 
 
-def enter(connection: Connection, tenant: str, workspace: str) -> dict[str, Any] | None:
+def enter(
+    connection: Connection, tenant: str, workspace: str, *, read_only: bool = False
+) -> dict[str, Any] | None:
     """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row.
 
     Both go in one simple-protocol query, the slugs bound client-side by psycopg's
@@ -71,15 +76,18 @@ def enter(connection: Connection, tenant: str, workspace: str) -> dict[str, Any]
     try:
         if driver.pgconn.transaction_status == TransactionStatus.IDLE:
             driver.autocommit = True
-        query = _BEGIN_ENTER if driver.autocommit else _ENTER
+        if not driver.autocommit:  # (a transaction already open: not from our pool)
+            query = _SET_READ_ONLY + _ENTER if read_only else _ENTER
+        else:
+            query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
         # One cursor per pooled connection (``info`` lives as long as the driver
         # connection): building a cursor costs as much as parsing the entry row.
         cursor: ClientCursor[Any] | None = pooled.info.get(_CURSOR)
         if cursor is None or cursor.closed:
             cursor = pooled.info[_CURSOR] = ClientCursor(driver)
         cursor.execute(query, (tenant, workspace))
-        if query is _BEGIN_ENTER:
-            cursor.nextset()  # past BEGIN's result
+        while cursor.nextset():  # the entry row comes with the last result
+            pass
         row = cursor.fetchone()
         return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:

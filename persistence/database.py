@@ -241,9 +241,15 @@ class Database:
             raise ConfigurationError("a Database from an access descriptor cannot administer")
         return AdminUnitOfWork(self)
 
-    def unit_of_work(self, tenant: str | None = None, workspace: str | None = None) -> UnitOfWork:
+    def unit_of_work(
+        self, tenant: str | None = None, workspace: str | None = None, *, read_only: bool = False
+    ) -> UnitOfWork:
         """One transaction bound to ``tenant`` and ``workspace`` (slugs; workspace defaults
         to ``default``, both to the descriptor's on a Database from ``from_access``).
+
+        ``read_only=True``: every read sees one snapshot of the committed data, taken when
+        the unit of work begins (PostgreSQL ``REPEATABLE READ, READ ONLY``; SQLite's
+        transaction already is one), and any write raises ReadOnlyError.
 
         Raises NotFoundError (unknown slug) or TenantSuspendedError on entering;
         ConfigurationError for a scope outside the access descriptor.
@@ -261,7 +267,8 @@ class Database:
         if tenant is None:
             raise InvalidInputError("unit_of_work() needs a tenant slug")
         # Only None means "default": an empty slug is refused on entering, never widened.
-        return UnitOfWork(self, tenant, "default" if workspace is None else workspace)
+        workspace = "default" if workspace is None else workspace
+        return UnitOfWork(self, tenant, workspace, read_only=read_only)
 
     # -- stores and leases -----------------------------------------------------------
 
@@ -308,7 +315,9 @@ class Database:
                     )
         return self._redis
 
-    def _enter_scope(self, tx: Any, tenant: str, workspace: str) -> Mapping[Any, Any]:
+    def _enter_scope(
+        self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False
+    ) -> Mapping[Any, Any]:
         """Begin the transaction ``tx`` (a unit of work's) inside ``tenant``/``workspace``;
         the entry row.
 
@@ -321,10 +330,15 @@ class Database:
         validate_slug(tenant, what="tenant slug")
         validate_slug(workspace, what="workspace slug")
         if self.dialect == "postgresql":
-            m: Mapping[Any, Any] | None = _enter.enter(tx.connection, tenant, workspace)
+            m: Mapping[Any, Any] | None = _enter.enter(
+                tx.connection, tenant, workspace, read_only=read_only
+            )
         else:
             row = tx.session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
             m = None if row is None else row._mapping
+            if read_only:  # undone when the connection goes back to the pool
+                tx.session.connection().connection.info[_QUERY_ONLY] = True
+                tx.session.execute(text("PRAGMA query_only = ON"))
         if m is None:
             raise NotFoundError(f"tenant {tenant!r} does not exist")
         if m["tenant_status"] != "active":
@@ -334,6 +348,7 @@ class Database:
         return m
 
 
+_QUERY_ONLY = "persistence_query_only"
 _SQLITE_ENTER = text(
     """
     SELECT t.id AS tenant_id, t.slug AS tenant_slug, t.name AS tenant_name,
@@ -366,6 +381,11 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        if dbapi_conn is not None and record.info.pop(_QUERY_ONLY, False):
+            dbapi_conn.execute("PRAGMA query_only = OFF")  # after a read-only unit of work
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "LockNotAcquiredError",
     "NotFoundError",
     "PersistenceError",
+    "ReadOnlyError",
     "StaleFenceError",
     "TenantIsolationError",
     "TenantSuspendedError",
@@ -71,6 +72,10 @@ class TenantIsolationError(PersistenceError):
         self.table = table
 
 
+class ReadOnlyError(PersistenceError):
+    """A write inside a read-only unit of work (``db.unit_of_work(..., read_only=True)``)."""
+
+
 class LockNotAcquiredError(PersistenceError):
     """A lease could not be acquired (held elsewhere, or the lock service is unreachable)."""
 
@@ -104,6 +109,7 @@ _SERIALIZATION_FAILURE = "40001"
 _DEADLOCK = "40P01"
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
+_READ_ONLY_TRANSACTION = "25006"
 # 42501 is also what a row-level security WITH CHECK failure raises, as
 # 'new row violates row-level security policy [("name"|(USING expression))] for table "t"'
 # (other 42501 messages, such as a missing GRANT or row_security = off, stay configuration).
@@ -127,6 +133,8 @@ def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
         return _CHECK_VIOLATION
     if "NOT NULL constraint failed" in message:
         return _NOT_NULL_VIOLATION
+    if "attempt to write a readonly database" in message:  # PRAGMA query_only
+        return _READ_ONLY_TRANSACTION
     return None
 
 
@@ -140,6 +148,8 @@ def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
         return ConflictError(f"conflicting write: {detail}")
     if state in (_CHECK_VIOLATION, _NOT_NULL_VIOLATION):
         return InvalidInputError(f"refused by the database: {detail}")
+    if state == _READ_ONLY_TRANSACTION:
+        return ReadOnlyError(f"this unit of work is read-only: {detail}")
     if state == _LOCK_NOT_AVAILABLE:
         return LockNotAcquiredError(f"lock not available: {detail}")
     if state == _INSUFFICIENT_PRIVILEGE and (rls := _RLS_VIOLATION.search(detail)):

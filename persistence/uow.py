@@ -134,10 +134,11 @@ class UnitOfWork:
     everything back. Repositories are reached as attributes (``uow.states`` ...).
     """
 
-    def __init__(self, db: Database, tenant: str, workspace: str):
+    def __init__(self, db: Database, tenant: str, workspace: str, *, read_only: bool = False):
         self._db = db
         self._tenant_slug = tenant
         self._workspace_slug = workspace
+        self.read_only = read_only
         self._tx: _Transaction | None = None
         self._repos: dict[str, object] = {}
         self._entry: Mapping[Any, Any] | None = None
@@ -152,7 +153,9 @@ class UnitOfWork:
             tx = self._tx = _Transaction(session=db._runtime_sessions())
         try:
             with translate_errors():
-                entry = db._enter_scope(tx, self._tenant_slug, self._workspace_slug)
+                entry = db._enter_scope(
+                    tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
+                )
         except BaseException:
             tx.finish(failed=True)
             self._tx = None

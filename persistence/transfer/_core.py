@@ -95,7 +95,9 @@ def export_scope(db: Database, tenant: str, workspace: str, dest: str | os.PathL
     root = Path(dest)
     _prepare_destination(root)
     root = root.resolve()
-    with db.unit_of_work(tenant, workspace) as uow:
+    # One snapshot for every section: a concurrent writer cannot leave the export with a
+    # run whose workflow, or a checkpoint whose version, is missing from it.
+    with db.unit_of_work(tenant, workspace, read_only=True) as uow:
         names = []
         for section in sections():
             section.export(uow, SectionWriter(root, section.name))
@@ -183,7 +185,7 @@ def diff_scope(
     (content checksum and metadata), sorted by section and key. Empty when equal."""
     validated = _read_directory(src)
     entries: list[DiffEntry] = []
-    with db.unit_of_work(tenant, workspace) as uow:
+    with db.unit_of_work(tenant, workspace, read_only=True) as uow:
         for section, data in validated:
             entries += _compare(section.name, section.digests(data), section.database_digests(uow))
     return entries

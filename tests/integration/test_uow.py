@@ -14,9 +14,15 @@ import pytest
 from sqlalchemy import text
 
 from persistence import Database
-from persistence.errors import AlreadyExistsError, PersistenceError, translate_errors
+from persistence.errors import (
+    AlreadyExistsError,
+    PersistenceError,
+    ReadOnlyError,
+    translate_errors,
+)
 from persistence.rls import enable_tenant_rls
 from persistence.uow import UnitOfWork
+from tests.conftest import unique_slug
 
 PROBE = "test_uow_probe"
 
@@ -214,3 +220,50 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_read_only_unit_of_work_refuses_writes_and_leaves_the_connection_writable(
+    db: Database, probe: str, tenant: str
+) -> None:
+    with db.unit_of_work(tenant) as uow:
+        uow.states.save("ro", {"n": 1})
+    with pytest.raises(ReadOnlyError), db.unit_of_work(tenant, read_only=True) as uow:
+        loaded = uow.states.load("ro")
+        assert loaded is not None and loaded.state == {"n": 1}
+        uow.states.save("ro", {"n": 2})
+    with pytest.raises(ReadOnlyError), db.unit_of_work(tenant, read_only=True) as uow:
+        uow.store("s")["k"] = 1
+    with (
+        pytest.raises(ReadOnlyError),
+        db.unit_of_work(tenant, read_only=True) as uow,
+        translate_errors(),
+    ):
+        write(uow, "refused")
+    assert notes(db, tenant) == []
+    # the pooled connections are writable again for the next units of work
+    for n in range(3):
+        with db.unit_of_work(tenant) as uow:
+            uow.states.save("ro", {"n": 10 + n})
+    with db.unit_of_work(tenant) as uow:
+        loaded = uow.states.load("ro")
+        assert loaded is not None and loaded.state == {"n": 12} and loaded.meta.version == 4
+
+
+def test_read_only_unit_of_work_reads_one_snapshot(pg_db: Database) -> None:
+    tenant = unique_slug()
+    with pg_db.admin() as admin:
+        admin.tenants.create(tenant)
+    with pg_db.unit_of_work(tenant) as uow:
+        uow.states.save("snap", {"n": 1})
+    with pg_db.unit_of_work(tenant, read_only=True) as reader:
+        first = reader.states.load("snap")
+        with pg_db.unit_of_work(tenant) as writer:  # commits while the reader is open
+            writer.states.save("snap", {"n": 2})
+            writer.states.save("other", {"n": 1})
+        again = reader.states.load("snap")
+        assert reader.states.load("other") is None
+    assert first is not None and again is not None
+    assert again.meta.version == first.meta.version == 1 and again.state == {"n": 1}
+    with pg_db.unit_of_work(tenant) as uow:  # an ordinary unit of work sees both
+        latest = uow.states.load("snap")
+        assert latest is not None and latest.meta.version == 2
