@@ -31,7 +31,6 @@ from persistence.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    translate_errors,
 )
 from persistence.models.base import utcnow
 from persistence.models.workflows import Workflow, WorkflowRevision
@@ -316,8 +315,8 @@ class WorkflowRepository:
             return None
         else:
             sql, params["revision"] = _PG_BY_REVISION, revision
-        with translate_errors():
-            rows = fetch(self._scope.connection, sql, params)
+        # Errors as on the SQLAlchemy path: fetch raises SQLAlchemy's DBAPIError.
+        rows = fetch(self._scope.connection, sql, params)
         return _pg_record(rows[0]) if rows else None
 
     def exists(self, name: str) -> bool:
