@@ -10,8 +10,18 @@ from typing import Any, NamedTuple, cast
 import orjson
 from sqlalchemy import Table, and_, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
-from persistence.codecs import checksum, decode, dump_json, encode, validate_codec, validate_json
+from persistence._driver import fetch, json_param, utc
+from persistence.codecs import (
+    Encoded,
+    checksum,
+    decode,
+    dump_json,
+    encode,
+    validate_codec,
+    validate_json,
+)
 from persistence.errors import (
     ConflictError,
     DataCorruptionError,
@@ -40,11 +50,31 @@ DEFAULT_CONTENT_TYPES: dict[str, str] = {
     "json": "application/json",
 }
 _CHUNK = 1024 * 1024
-_PG_FIRST = (
-    "SELECT kind, codec, checksum, stored_size, substring(payload FROM 1 FOR %s) "
-    "FROM artifacts WHERE tenant_id = %s AND workspace_id = %s AND name = %s"
-)
-# Later chunks only of the same stored payload: a concurrent replace shows as no row.
+
+# PostgreSQL: save and the first read of load are prepared statements on the unit of
+# work's driver connection (persistence._driver.fetch), without SQLAlchemy or the
+# session. The payload comes with the first read only when it is small: that cursor
+# reads text format, which carries bytea as hex (twice the size). A larger payload is
+# then read in binary format, in chunks so that libpq never buffers the whole of it.
+_PG_SMALL = 64 * 1024
+_PG_LOAD = f"""SELECT kind, codec, checksum, stored_size,
+       CASE WHEN stored_size <= {_PG_SMALL} THEN payload END
+FROM artifacts WHERE tenant_id = %s::uuid AND workspace_id = %s::uuid AND name = %s::text"""
+# Insert or replace; the same statement as _PG_UPSERT below (used by imports).
+_PG_SAVE = """INSERT INTO artifacts
+    (tenant_id, workspace_id, name, kind, content_type, user_metadata, codec, checksum,
+     size, stored_size, created_at, updated_at, payload)
+VALUES (%(t)s::uuid, %(w)s::uuid, %(name)s::text, %(kind)s::text, %(content_type)s::text,
+        %(metadata)s::json, %(codec)s::text, %(checksum)s::text, %(size)s::bigint,
+        %(stored_size)s::bigint, %(now)s::timestamptz, %(now)s::timestamptz,
+        %(payload)s::bytea)
+ON CONFLICT (tenant_id, workspace_id, name) DO UPDATE SET
+    kind = excluded.kind, content_type = excluded.content_type,
+    user_metadata = excluded.user_metadata, codec = excluded.codec,
+    checksum = excluded.checksum, size = excluded.size, stored_size = excluded.stored_size,
+    updated_at = excluded.updated_at, payload = excluded.payload
+RETURNING created_at"""
+# Chunks of one stored payload only: a concurrent replace shows as no row.
 _PG_CHUNK = (
     "SELECT substring(payload FROM %s FOR %s) FROM artifacts "
     "WHERE tenant_id = %s AND workspace_id = %s AND name = %s "
@@ -170,8 +200,12 @@ class ArtifactRepository:
 
     def __init__(self, scope: Scope):
         self._scope = scope
-        self._s = scope.session
         self._t, self._w = scope.tenant_id, scope.workspace_id
+
+    @property
+    def _s(self) -> Session:
+        # Built on first use: save and load on PostgreSQL run on scope.connection.
+        return self._scope.session
 
     def _mine(self) -> Any:
         return and_(Artifact.tenant_id == self._t, Artifact.workspace_id == self._w)
@@ -206,18 +240,26 @@ class ArtifactRepository:
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         del raw  # keep at most the caller's data and the stored payload alive
         now = utcnow()
-        values = dict(
-            kind=kind,
-            content_type=ctype,
-            user_metadata=meta,
-            codec=encoded.codec,
-            checksum=encoded.checksum,
-            size=encoded.raw_size,
-            stored_size=encoded.stored_size,
-            payload=encoded.payload,
-            updated_at=now,
-        )
-        created = self._upsert(name, values, created_at=now)
+        if self._scope.is_postgres:
+            params = {
+                "t": self._t,
+                "w": self._w,
+                "name": name,
+                "kind": kind,
+                "content_type": ctype,
+                "metadata": json_param(meta),
+                "codec": encoded.codec,
+                "checksum": encoded.checksum,
+                "size": encoded.raw_size,
+                "stored_size": encoded.stored_size,
+                "now": now,
+                "payload": encoded.payload,
+            }
+            created = utc(fetch(self._scope.connection, _PG_SAVE, params)[0][0])
+        else:
+            created = self._upsert(
+                name, self._values(kind, ctype, meta, encoded, now), created_at=now
+            )
         return ArtifactRecord.model_construct(
             name=name,
             kind=kind,
@@ -229,6 +271,23 @@ class ArtifactRepository:
             metadata=meta,
             created_at=created,
             updated_at=now,
+        )
+
+    @staticmethod
+    def _values(
+        kind: str, ctype: str, meta: dict[str, Any], encoded: Encoded, updated_at: datetime
+    ) -> dict[str, Any]:
+        """The columns written besides the key and ``created_at``."""
+        return dict(
+            kind=kind,
+            content_type=ctype,
+            user_metadata=meta,
+            codec=encoded.codec,
+            checksum=encoded.checksum,
+            size=encoded.raw_size,
+            stored_size=encoded.stored_size,
+            payload=encoded.payload,
+            updated_at=updated_at,
         )
 
     def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
@@ -278,29 +337,41 @@ class ArtifactRepository:
         return _PayloadRow(row.kind, row.codec, row.checksum, payload)
 
     def _payload_row_binary(self, name: str) -> Any:
-        # Binary-format results on the unit of work's own connection (same transaction,
-        # same tenant setting): text format would carry bytea as hex, twice the size.
-        # Large payloads come in chunks so that libpq never buffers the whole of it.
-        with self._driver().cursor(binary=True) as cursor:
-            for _attempt in range(3):
-                cursor.execute(_PG_FIRST, (_PG_CHUNK_BYTES, self._t, self._w, name))
-                first = cursor.fetchone()
-                if first is None:
-                    raise NotFoundError(f"artifact {name!r} does not exist")
-                kind, codec, digest, stored_size, chunk = first
-                chunks = [chunk]
-                while chunks[-1] and sum(map(len, chunks)) < stored_size:
-                    start = sum(map(len, chunks)) + 1
-                    key = (self._t, self._w, name, digest, codec, stored_size)
-                    cursor.execute(_PG_CHUNK, (start, _PG_CHUNK_BYTES, *key))
-                    row = cursor.fetchone()
-                    if row is None:  # replaced meanwhile: read the new one from the start
-                        break
-                    chunks.append(row[0])
-                else:
-                    payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                    return _PayloadRow(kind, codec, digest, payload)
+        # On the unit of work's own connection (same transaction, same tenant setting).
+        # A small payload comes with the first, prepared read; a larger one in chunks.
+        s = self._scope
+        for _attempt in range(3):
+            rows = fetch(s.connection, _PG_LOAD, (self._t, self._w, name))
+            if not rows:
+                raise NotFoundError(f"artifact {name!r} does not exist")
+            kind, codec, digest, stored_size, payload = rows[0]
+            del rows
+            if stored_size > _PG_SMALL:
+                payload = self._read_chunks(name, codec, digest, stored_size)
+            if payload is not None:
+                return _PayloadRow(kind, codec, digest, payload)
         raise ConflictError(f"artifact {name!r} kept changing while it was read")
+
+    def _read_chunks(self, name: str, codec: str, digest: str, stored_size: int) -> bytes | None:
+        """The payload in binary format (text format would carry bytea as hex, twice the
+        size), in chunks so that libpq never buffers the whole of it; None when it was
+        replaced meanwhile."""
+        driver: Any = self._scope.connection.connection.driver_connection
+        key = (self._t, self._w, name, digest, codec, stored_size)
+        chunks: list[bytes] = []
+        read = 0
+        with driver.cursor(binary=True) as cursor:
+            while read < stored_size:
+                cursor.execute(_PG_CHUNK, (read + 1, _PG_CHUNK_BYTES, *key))
+                row = cursor.fetchone()
+                if row is None:  # replaced meanwhile: read the new one from the start
+                    return None
+                if not row[0]:
+                    break
+                chunks.append(row[0])
+                read += len(row[0])
+                del row
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def load_raw(self, name: str) -> bytes:
         """The artifact's data as bytes (UTF-8 for ``str``, JSON text for ``json``),
@@ -390,17 +461,8 @@ class ArtifactRepository:
             return False
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
-        values = dict(
-            kind=record.kind,
-            content_type=ctype,
-            user_metadata=meta,
-            codec=encoded.codec,
-            checksum=encoded.checksum,
-            size=encoded.raw_size,
-            stored_size=encoded.stored_size,
-            payload=encoded.payload,
-            updated_at=record.updated_at,
-        )
+        values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
+        # Through SQLAlchemy on both backends: its UTCDateTime refuses naive timestamps.
         self._upsert(name, values, created_at=record.created_at)
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC
 
 import psycopg
 import pytest
@@ -237,3 +238,129 @@ def test_concurrent_saves_of_one_name(db: Database, tenant: str) -> None:
     with db.unit_of_work(tenant) as uow:
         assert uow.artifacts.load("contended") in {f"writer {i}" * 1000 for i in range(4)}
         assert len(uow.artifacts.list().items) == 1
+
+
+# -- the PostgreSQL fast path: save and the first read of load on the driver -----------
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 8 * MIB + 3])
+def test_sizes_around_the_small_and_chunk_limits(db: Database, tenant: str, size: int) -> None:
+    # Up to 64 KiB stored, PostgreSQL returns the payload with the first read; above,
+    # it reads it in 8 MiB chunks (8 MiB + 3 is two of them).
+    data = os.urandom(size)
+    with db.unit_of_work(tenant) as uow:
+        saved = uow.artifacts.save("sized.bin", data)
+        assert uow.artifacts.load("sized.bin") == data
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.load("sized.bin") == data
+        assert uow.artifacts.load_raw("sized.bin") == data
+        assert uow.artifacts.get("sized.bin") == saved
+        assert (saved.size, saved.stored_size, saved.codec) == (size, size, "none")
+
+
+def test_save_returns_what_get_reads_and_savepoints_hold(db: Database, tenant: str) -> None:
+    meta = {"owner": "ána", "n": 1.5e16, "tags": ["x", None]}
+    with db.unit_of_work(tenant) as uow:
+        first = uow.artifacts.save("rec.json", {"v": 1}, metadata=meta)
+        assert uow.artifacts.get("rec.json") == first and first.metadata == meta
+        assert first.created_at.tzinfo == UTC and first.updated_at == first.created_at
+        try:
+            with uow.savepoint():
+                uow.artifacts.save("rec.json", "replaced", content_type="text/x-custom")
+                assert uow.artifacts.load("rec.json") == "replaced"
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        assert uow.artifacts.load("rec.json") == {"v": 1}
+        with uow.savepoint():
+            second = uow.artifacts.save("rec.json", b"\x00bytes")
+    with db.unit_of_work(tenant) as uow:
+        assert uow.artifacts.get("rec.json") == second
+        assert second.created_at == first.created_at and second.updated_at > first.updated_at
+        assert (second.kind, second.content_type, second.metadata) == (
+            "bytes",
+            "application/octet-stream",
+            {},
+        )
+        assert uow.artifacts.load("rec.json") == b"\x00bytes"
+    with db.unit_of_work(tenant, "research") as uow, pytest.raises(NotFoundError):
+        uow.artifacts.load("rec.json")
+
+
+def test_compressed_artifacts_on_postgres(postgres: PostgresTarget) -> None:
+    with Database.from_url(
+        postgres.runtime_url, owner_url=postgres.owner_url, compression="zstd"
+    ) as db:
+        tenant = unique_slug()
+        with db.admin() as admin:
+            admin.tenants.create(tenant)
+        noise = os.urandom(200 * 1024)  # does not compress: read in chunks
+        with db.unit_of_work(tenant) as uow:
+            text_record = uow.artifacts.save("a.txt", "a" * 200_000)
+            noise_record = uow.artifacts.save("noise.bin", noise)
+            uow.artifacts.save("small.json", {"k": [1, 2]})  # under the threshold
+        assert text_record.codec == "zstd" and text_record.stored_size < 1000
+        assert noise_record.codec == "zstd" and noise_record.stored_size > 64 * 1024
+        with db.unit_of_work(tenant) as uow:
+            assert uow.artifacts.load("a.txt") == "a" * 200_000
+            assert uow.artifacts.load("noise.bin") == noise
+            assert uow.artifacts.load("small.json") == {"k": [1, 2]}
+            assert uow.artifacts.get("small.json").codec == "none"
+            assert uow.artifacts.load_raw("a.txt") == b"a" * 200_000
+
+
+def test_pg_save_and_load_run_one_statement_each_without_a_session(
+    pg_db: Database, pg_tenant: str
+) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(pg_db.engine, "before_cursor_execute", record)
+    try:
+        with pg_db.unit_of_work(pg_tenant) as uow:
+            statements.clear()  # the tenant entry
+            uow.artifacts.save("fast.bin", b"fast")
+            assert uow.artifacts.load("fast.bin") == b"fast"
+            assert uow._require()._session is None  # the session was never built
+    finally:
+        event.remove(pg_db.engine, "before_cursor_execute", record)
+    assert len(statements) == 2 and all("artifacts" in s for s in statements)
+
+
+def _replacing_while_read(
+    monkeypatch: pytest.MonkeyPatch, pg_db: Database, tenant: str, times: int
+) -> list[bytes]:
+    """Make every chunked read (up to ``times``) first replace the artifact from another
+    transaction, committed; return the payloads written."""
+    from persistence.repositories.artifacts import ArtifactRepository
+
+    original = ArtifactRepository._read_chunks
+    written: list[bytes] = []
+
+    def replacing(self: ArtifactRepository, *args: object) -> bytes | None:
+        if len(written) < times:
+            written.append(os.urandom(100 * 1024))
+            with pg_db.unit_of_work(tenant) as other:
+                other.artifacts.save("moving.bin", written[-1])
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ArtifactRepository, "_read_chunks", replacing)
+    return written
+
+
+def test_load_starts_again_when_replaced_between_reads(
+    pg_db: Database, pg_tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pg_db.unit_of_work(pg_tenant) as uow:
+        uow.artifacts.save("moving.bin", os.urandom(100 * 1024))
+    written = _replacing_while_read(monkeypatch, pg_db, pg_tenant, times=1)
+    with pg_db.unit_of_work(pg_tenant) as uow:
+        assert uow.artifacts.load("moving.bin") == written[0]
+    written = _replacing_while_read(monkeypatch, pg_db, pg_tenant, times=3)
+    with pg_db.unit_of_work(pg_tenant) as uow, pytest.raises(ConflictError, match="kept"):
+        uow.artifacts.load("moving.bin")
+    assert len(written) == 3
