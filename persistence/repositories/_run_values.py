@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, and_, insert, literal, select
+from sqlalchemy import ColumnElement, CursorResult, and_, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from persistence import codecs
+from persistence._driver import fetch
 from persistence.errors import InvalidTypeError, NotFoundError, translate_errors
 from persistence.models.base import utcnow
 from persistence.models.runs import Run, RunHistory, RunValue, Worker
@@ -25,15 +26,20 @@ from persistence.repositories._runs import RUN_COLUMNS
 __all__ = ["RunValues"]
 
 _Value = Any  # a JSON value
-_CORE = {"synchronize_session": False}
 
 
 class RunBase:
-    """Scope, session and the statements every run operation is built from."""
+    """Scope and the statements every run operation is built from.
+
+    Statements run on the transaction's connection (``scope.connection``), never
+    through the ORM session; the PostgreSQL hot paths run prepared on the driver
+    (:meth:`_fetch`).
+    """
 
     def __init__(self, scope: Scope):
         self._scope = scope
-        self._session = scope.session
+        # The parameters of the PostgreSQL statements in :mod:`._runs_pg`.
+        self._pg_ids = {"t": scope.tenant_id, "w": scope.workspace_id}
 
     def _ids(self) -> dict[str, Any]:
         return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
@@ -46,11 +52,14 @@ class RunBase:
 
     def _exec(self, statement: Any) -> CursorResult[Any]:
         with translate_errors():
-            # Plain Core semantics: no ORM session synchronisation (and no hidden RETURNING).
-            return cast(
-                CursorResult[Any],
-                self._session.execute(statement, execution_options=_CORE),
-            )
+            # Core on the connection: no ORM session (its begin/commit, its synchronisation).
+            return cast(CursorResult[Any], self._scope.connection.execute(statement))
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """PostgreSQL: the first row of a prepared statement of :mod:`._runs_pg`, or None."""
+        with translate_errors():
+            rows = fetch(self._scope.connection, sql, params)
+        return rows[0] if rows else None
 
     def _insert(self, model: Any) -> Any:
         return (postgresql if self._scope.is_postgres else sqlite).insert(model)
@@ -64,31 +73,12 @@ class RunBase:
     def _update_logged(
         self, statement: Any, status: str, at: datetime, worker: str | None, note: str | None
     ) -> Row[Any] | None:
-        """Run an UPDATE of one run and append its history entry; the updated row or None.
-
-        On PostgreSQL both happen in one statement (a data-modifying CTE): one round trip
-        per status change on the hot path.
-        """
-        statement = statement.returning(*RUN_COLUMNS)
-        if not self._scope.is_postgres:
-            row = self._exec(statement).first()
-            if row is not None:
-                self._append_history(row.id, row.history_seq, status, at, worker, note)
-            return row
-        moved = statement.cte("moved")
-        entry = select(
-            literal(self._scope.tenant_id, RunHistory.tenant_id.type),
-            literal(self._scope.workspace_id, RunHistory.workspace_id.type),
-            moved.c.id,
-            moved.c.history_seq,
-            literal(status, RunHistory.status.type),
-            literal(at, RunHistory.at.type),
-            literal(worker, RunHistory.worker.type),
-            literal(note, RunHistory.note.type),
-        )
-        columns = ["tenant_id", "workspace_id", "run_id", "seq", "status", "at", "worker", "note"]
-        logged = insert(RunHistory).from_select(columns, entry).cte("logged")
-        return self._exec(select(moved).add_cte(logged)).first()
+        """SQLite: run an UPDATE of one run and append its history entry; the updated row
+        or None. (PostgreSQL does both in one statement of :mod:`._runs_pg`.)"""
+        row = self._exec(statement.returning(*RUN_COLUMNS)).first()
+        if row is not None:
+            self._append_history(row.id, row.history_seq, status, at, worker, note)
+        return row
 
     def _append_history(
         self, rid: str, seq: int, status: str, at: datetime, worker: str | None, note: str | None

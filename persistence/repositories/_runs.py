@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy.engine import Row
 
 from persistence import codecs
+from persistence._driver import utc
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
@@ -152,20 +153,22 @@ def canonical(value: object) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def run_record(row: Row[Any]) -> RunRecord:
-    m = row._mapping
+def run_record(row: Sequence[Any]) -> RunRecord:
+    """The record of a row of :data:`RUN_COLUMNS` (a SQLAlchemy row or a driver tuple,
+    whose timestamps may be in another time zone)."""
+    rid = row[0]
     return RunRecord.model_construct(
-        id=m["id"],
-        workflow=m["workflow"],
-        status=m["status"],
-        args=unpack(m["args"], m["args_codec"], m["args_checksum"], f"args of run {m['id']!r}"),
-        tags=tuple(orjson.loads(m["tags"])),
-        parent_run_id=m["parent_run_id"],
-        worker=m["worker"],
-        attempts=m["attempts"],
-        not_before=m["not_before"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
+        id=rid,
+        workflow=row[1],
+        status=row[2],
+        args=unpack(row[3], row[4], row[5], f"args of run {rid!r}"),
+        tags=tuple(orjson.loads(row[6])),
+        parent_run_id=row[7],
+        worker=row[8],
+        attempts=row[9],
+        not_before=utc(row[10]),
+        created_at=utc(row[11]),
+        updated_at=utc(row[12]),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 
+from persistence.codecs import Encoded
 from persistence.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -41,6 +43,7 @@ from persistence.records import (
     RunRecord,
 )
 from persistence.repositories import _runs as h
+from persistence.repositories import _runs_pg as pg
 from persistence.repositories._run_export import RunTransfer
 from persistence.repositories._run_values import RunValues
 from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
@@ -48,7 +51,6 @@ from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
 __all__ = ["ALLOWED_FROM", "FINISHED", "RunRepository"]
 
 _Value = Any  # a JSON value
-_CORE = {"synchronize_session": False}
 _HISTORY_COLUMNS = (
     RunHistory.run_id,
     RunHistory.seq,
@@ -88,9 +90,14 @@ class RunRepository(RunValues, RunTransfer):
         rid = h.run_id(run_id) if run_id is not None else new_id().hex
         parent = h.run_id(parent_run_id, "parent run id") if parent_run_id is not None else None
         encoded = h.pack(args, "run args", self._scope.settings)
-        tag_list = h.tags(tags)
-        self._check_references(name, parent)
+        tags_json = orjson.dumps(h.tags(tags)).decode()
         now = utcnow()
+        if self._scope.is_postgres:
+            started = self._start_pg(rid, name, parent, encoded, tags_json, now)
+            if started is None:
+                return self._same_run(rid, name, args, parent)
+            return h.run_record(started)
+        self._check_references(name, parent)
         statement = (
             self._insert(Run)
             .values(
@@ -101,7 +108,7 @@ class RunRepository(RunValues, RunTransfer):
                 args=encoded.payload,
                 args_codec=encoded.codec,
                 args_checksum=encoded.checksum,
-                tags=orjson.dumps(tag_list).decode(),
+                tags=tags_json,
                 parent_run_id=parent,
                 worker=None,
                 attempts=0,
@@ -119,6 +126,33 @@ class RunRepository(RunValues, RunTransfer):
         self._append_history(rid, 1, "pending", now, None, None)
         return h.run_record(row)
 
+    def _start_pg(
+        self,
+        rid: str,
+        workflow: str,
+        parent: str | None,
+        encoded: Encoded,
+        tags_json: str,
+        now: datetime,
+    ) -> tuple[Any, ...] | None:
+        """PostgreSQL: check the references, insert the run and its history entry in one
+        prepared statement; the new run's columns, or None when the id is taken."""
+        params = {
+            **self._pg_ids,
+            "id": rid,
+            "workflow": workflow,
+            "parent": parent,
+            "args": encoded.payload,
+            "codec": encoded.codec,
+            "checksum": encoded.checksum,
+            "tags": tags_json,
+            "now": now,
+        }
+        row = self._fetch(pg.START, params)
+        assert row is not None  # the statement returns one row whatever happens
+        self._require_references(workflow, parent, row[0], row[1])
+        return None if row[2] is None else row[2:]
+
     def _check_references(self, workflow: str, parent: str | None) -> None:
         # One round trip for both checks. Runs keep the workflow's name without a foreign
         # key: a run is a historical fact and outlives the deletion of its workflow.
@@ -128,9 +162,15 @@ class RunRepository(RunValues, RunTransfer):
             pr = select(Run.id).where(self._where(Run), Run.id == parent)
             checks.append(pr.exists().label("parent"))
         found: tuple[Any, ...] = tuple(self._exec(select(*checks)).one())
-        if not found[0]:
+        self._require_references(workflow, parent, found[0], parent is None or found[1])
+
+    @staticmethod
+    def _require_references(
+        workflow: str, parent: str | None, workflow_found: bool, parent_found: bool
+    ) -> None:
+        if not workflow_found:
             raise NotFoundError(f"workflow {workflow!r} does not exist in this workspace")
-        if parent is not None and not found[1]:
+        if not parent_found:
             raise NotFoundError(f"parent run {parent!r} does not exist")
 
     def _same_run(self, rid: str, workflow: str, args: _Value, parent: str | None) -> RunRecord:
@@ -235,6 +275,26 @@ class RunRepository(RunValues, RunTransfer):
         worker = h.text(worker, "worker", 200)
         note = h.text(note, "note", 10_000)
         now = utcnow()
+        if self._scope.is_postgres:
+            sql = pg.move_sql(target, frozenset(extra))
+            params = {**self._pg_ids, "id": rid, "now": now, "worker": worker, "note": note}
+            row: Sequence[Any] | None = self._fetch(sql, {**params, **extra})
+        else:
+            row = self._move_sqlite(rid, target, worker, note, now, extra)
+        if row is None:
+            current = self._row(rid)._mapping["status"]
+            raise ConflictError(f"run {rid!r}: illegal transition {current} -> {target}")
+        return h.run_record(row)
+
+    def _move_sqlite(
+        self,
+        rid: str,
+        target: str,
+        worker: str | None,
+        note: str | None,
+        now: datetime,
+        extra: dict[str, Any],
+    ) -> Row[Any] | None:
         values: dict[str, Any] = {
             "status": target,
             "updated_at": now,
@@ -250,11 +310,7 @@ class RunRepository(RunValues, RunTransfer):
             .where(self._where(Run), Run.id == rid, Run.status.in_(ALLOWED_FROM[target]))
             .values(values)
         )
-        row = self._update_logged(statement, target, now, worker, note)
-        if row is None:
-            current = self._row(rid)._mapping["status"]
-            raise ConflictError(f"run {rid!r}: illegal transition {current} -> {target}")
-        return h.run_record(row)
+        return self._update_logged(statement, target, now, worker, note)
 
     def claim(self, *, workflow: str | None = None, worker: str) -> RunRecord | None:
         """Atomically take the oldest due run and mark it ``running`` for ``worker``.
@@ -265,14 +321,19 @@ class RunRepository(RunValues, RunTransfer):
         other; SQLite: the unit of work's immediate transaction serializes claimers.
         """
         name = h.required_text(worker, "worker", 200)
+        wanted = None if workflow is None else h.required_text(workflow, "workflow name", 100)
         now = utcnow()
+        if self._scope.is_postgres:
+            params = {**self._pg_ids, "now": now, "worker": name, "note": "claimed"}
+            if wanted is not None:
+                params["workflow"] = wanted
+            row = self._fetch(pg.claim_sql(wanted is not None), params)
+            return None if row is None else h.run_record(row)
         # The literal status predicate matches the partial claim index even in generic plans.
         due = select(Run.id).where(self._where(Run), text(CLAIMABLE_WHERE), Run.not_before <= now)
-        if workflow is not None:
-            due = due.where(Run.workflow == h.required_text(workflow, "workflow name", 100))
+        if wanted is not None:
+            due = due.where(Run.workflow == wanted)
         due = due.order_by(Run.not_before, Run.id).limit(1)
-        if self._scope.is_postgres:
-            due = due.with_for_update(skip_locked=True)
         statement = (
             update(Run)
             .where(self._where(Run), Run.id == due.scalar_subquery(), text(CLAIMABLE_WHERE))
