@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, Table, Text, bindparam, delete, func, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from persistence._driver import fetch
@@ -86,19 +85,9 @@ class StoreRepository:
         """
         if not self._pg:
             self.ensure(name)
-        else:
-            stmt = postgresql.insert(_stores).values(
-                tenant_id=self._scope.tenant_id,
-                workspace_id=self._scope.workspace_id,
-                name=name,
-                created_at=utcnow(),
-            )
-            self._session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[_stores.c.tenant_id, _stores.c.workspace_id, _stores.c.name],
-                    set_={"created_at": _stores.c.created_at},
-                )
-            )
+        else:  # prepared on the driver (persistence._driver), not through the session
+            s = self._scope
+            fetch(s.connection, _PG_LOCK, (s.tenant_id, s.workspace_id, name, utcnow()))
         self._known.add(name)
 
     def list_stores(self, *, limit: int = 100, cursor: str | None = None) -> Page[StoreRecord]:
@@ -265,6 +254,11 @@ _PG_PUT = """INSERT INTO store_items
 VALUES (%s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (tenant_id, workspace_id, store, key_hash) DO UPDATE SET
     value = excluded.value, codec = excluded.codec, checksum = excluded.checksum"""
+# Create the store row if missing and lock it (see StoreRepository.lock). Parameters:
+# tenant_id, workspace_id, store, created_at.
+_PG_LOCK = """INSERT INTO stores AS s (tenant_id, workspace_id, name, created_at)
+VALUES (%s::uuid, %s::uuid, %s, %s::timestamptz)
+ON CONFLICT (tenant_id, workspace_id, name) DO UPDATE SET created_at = s.created_at"""
 # Parameters: tenant_id, workspace_id, store, created_at, then those of _PG_PUT. The
 # CTE creates the store row if missing; the item's foreign key is checked at the end
 # of the statement, after the CTE ran.

@@ -385,3 +385,75 @@ def test_altered_items_raise_data_corruption(db: Database, tenant: str) -> None:
     with pytest.raises(DataCorruptionError):
         dict(store.items())
     assert store["fine"] == "ok"
+
+
+def test_locked_transaction_creates_the_store_row_and_rolls_it_back(
+    db: Database, tenant: str
+) -> None:
+    """``transaction(lock=True)`` creates the store's row if missing (a prepared driver
+    statement on PostgreSQL), keeps its created_at, and a rollback undoes it."""
+    with db.store(tenant=tenant, name="locked-empty").transaction(lock=True):
+        pass  # nothing written: the row exists all the same
+    with pytest.raises(RuntimeError), db.store(tenant=tenant, name="undone").transaction(lock=True):
+        raise RuntimeError
+    with db.unit_of_work(tenant) as uow:
+        store = uow.store("nested-undone")
+        with pytest.raises(RuntimeError), store.transaction(lock=True):
+            raise RuntimeError  # the savepoint drops the row it created
+        with store.transaction(lock=True):
+            store["k"] = 1
+        with store.transaction(lock=True), store.transaction(lock=True):
+            store["k"] = 2
+    with db.unit_of_work(tenant) as uow:
+        stores = {s.name: s for s in uow.list_stores().items}
+    assert sorted(stores) == ["locked-empty", "nested-undone"]
+    assert db.store(tenant=tenant, name="nested-undone")["k"] == 2
+    created = stores["locked-empty"].created_at
+    counter = db.store(tenant=tenant, name="locked-empty")
+    with counter.transaction(lock=True):
+        counter["n"] = counter.get("n", 0) + 1
+    with db.unit_of_work(tenant) as uow:
+        again = {s.name: s for s in uow.list_stores().items}["locked-empty"]
+    assert again.created_at == created and counter["n"] == 1
+
+
+def test_pg_lock_excludes_lockers_not_readers(pg_db: Database, postgres: PostgresTarget) -> None:
+    import threading
+
+    from sqlalchemy import event
+
+    (tenant,) = _tenants(pg_db, 1)
+    store = pg_db.store(tenant=tenant, name="held")
+    store["n"] = 0
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(pg_db.engine, "before_cursor_execute", record)
+    try:
+        with store.transaction():
+            pass
+        entry = len(statements)
+        statements.clear()
+        with store.transaction(lock=True):
+            store["n"] = store.get("n", 0) + 1
+            uow = store._runner._local.uow  # type: ignore[attr-defined]
+            assert uow._require()._session is None  # no session on this path
+            locked = statements[entry:]
+            # Another locker waits; a reader in another transaction does not.
+            seen: list[Any] = []
+            reader = threading.Thread(target=lambda: seen.append(store.get("n")))
+            reader.start()
+            reader.join(30)
+            assert seen == [0]
+            with (
+                psycopg.connect(postgres.psycopg_url("owner")) as conn,
+                pytest.raises(psycopg.errors.LockNotAvailable),
+            ):
+                conn.execute("SELECT 1 FROM stores WHERE name = 'held' FOR NO KEY UPDATE NOWAIT")
+    finally:
+        event.remove(pg_db.engine, "before_cursor_execute", record)
+    assert len(locked) == 3 and "INSERT INTO stores" in locked[0]
+    assert not any("SAVEPOINT" in s for s in statements)
+    assert dict(store) == {"n": 1}
