@@ -21,6 +21,7 @@ __all__ = [
     "PersistenceError",
     "ReadOnlyError",
     "StaleFenceError",
+    "StatementTimeoutError",
     "TenantIsolationError",
     "TenantSuspendedError",
     "VersionConflictError",
@@ -72,6 +73,11 @@ class TenantIsolationError(PersistenceError):
         self.table = table
 
 
+class StatementTimeoutError(PersistenceError, TimeoutError):
+    """The database cancelled a statement that ran (or waited for a lock) longer than
+    ``statement_timeout_ms``; the unit of work rolls back."""
+
+
 class ReadOnlyError(PersistenceError):
     """A write inside a read-only unit of work (``db.unit_of_work(..., read_only=True)``)."""
 
@@ -110,6 +116,7 @@ _DEADLOCK = "40P01"
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _READ_ONLY_TRANSACTION = "25006"
+_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
 # 42501 is also what a row-level security WITH CHECK failure raises, as
 # 'new row violates row-level security policy [("name"|(USING expression))] for table "t"'
 # (other 42501 messages, such as a missing GRANT or row_security = off, stay configuration).
@@ -148,6 +155,8 @@ def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
         return ConflictError(f"conflicting write: {detail}")
     if state in (_CHECK_VIOLATION, _NOT_NULL_VIOLATION):
         return InvalidInputError(f"refused by the database: {detail}")
+    if state == _QUERY_CANCELED:
+        return StatementTimeoutError(f"statement cancelled: {detail}")
     if state == _READ_ONLY_TRANSACTION:
         return ReadOnlyError(f"this unit of work is read-only: {detail}")
     if state == _LOCK_NOT_AVAILABLE:

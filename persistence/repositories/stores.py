@@ -67,6 +67,11 @@ class StoreRepository:
         """Create the store row if it is missing (items reference it)."""
         if name in self._known:
             return
+        if self._pg:  # without waiting on a locked store row (see _ENSURE_CTE)
+            scope = self._scope
+            params = (scope.tenant_id, scope.workspace_id, name, utcnow())
+            fetch(scope.connection, _PG_ENSURE, params)
+            return
         stmt = upsert(self._scope.dialect, _stores).values(
             tenant_id=self._scope.tenant_id,
             workspace_id=self._scope.workspace_id,
@@ -80,7 +85,8 @@ class StoreRepository:
 
         One statement creates the row if needed and locks it: ``DO UPDATE`` of a non-key
         column takes ``FOR NO KEY UPDATE``, which excludes other lockers but not plain
-        writers, whose foreign-key checks only take ``KEY SHARE``. On SQLite every
+        writers: their foreign-key checks only take ``KEY SHARE``, and they look for the
+        store row with a plain read before creating it (``_ENSURE_CTE``). On SQLite every
         transaction is already ``BEGIN IMMEDIATE``: creating the row is enough.
         """
         if not self._pg:
@@ -259,15 +265,26 @@ ON CONFLICT (tenant_id, workspace_id, store, key_hash) DO UPDATE SET
 _PG_LOCK = """INSERT INTO stores AS s (tenant_id, workspace_id, name, created_at)
 VALUES (%s::uuid, %s::uuid, %s, %s::timestamptz)
 ON CONFLICT (tenant_id, workspace_id, name) DO UPDATE SET created_at = s.created_at"""
-# Parameters: tenant_id, workspace_id, store, created_at, then those of _PG_PUT. The
-# CTE creates the store row if missing; the item's foreign key is checked at the end
-# of the statement, after the CTE ran.
-_PG_PUT_ENSURING = f"""WITH ensure_store AS (
+# Create the store row if it is missing. An existing row is found by a plain read, so a
+# writer never waits on a row another transaction holds locked (``transaction(lock=True)``
+# takes FOR NO KEY UPDATE on it; ``INSERT ... ON CONFLICT DO NOTHING`` alone would wait
+# for that transaction to end). Only a store created concurrently is left to ON CONFLICT.
+# Parameters: tenant_id, workspace_id, store, created_at.
+_ENSURE_CTE = """wanted (tenant_id, workspace_id, name, created_at) AS (
+    VALUES (%s::uuid, %s::uuid, %s::text, %s::timestamptz)
+), ensure_store AS (
     INSERT INTO stores (tenant_id, workspace_id, name, created_at)
-    VALUES (%s::uuid, %s::uuid, %s, %s::timestamptz)
+    SELECT w.tenant_id, w.workspace_id, w.name, w.created_at FROM wanted w
+    WHERE NOT EXISTS (
+        SELECT 1 FROM stores s
+        WHERE s.tenant_id = w.tenant_id AND s.workspace_id = w.workspace_id AND s.name = w.name
+    )
     ON CONFLICT DO NOTHING
-)
-{_PG_PUT}"""
+)"""
+_PG_ENSURE = f"WITH {_ENSURE_CTE}\nSELECT 1"
+# Parameters: those of _ENSURE_CTE, then those of _PG_PUT. The item's foreign key is
+# checked at the end of the statement, after the CTE ran.
+_PG_PUT_ENSURING = f"WITH {_ENSURE_CTE}\n{_PG_PUT}"
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from persistence import Database
+from persistence.errors import StatementTimeoutError
+from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
 
 PROCESSES = 4
@@ -73,3 +76,41 @@ def test_four_processes_count_to_a_thousand(
     run_workers(*target, tenant, root)
     assert store["run"] == PROCESSES * INCREMENTS == 1000
     assert dict(store) == {"run": 1000, "other": "untouched"}
+
+
+def test_a_locked_store_blocks_other_lockers_but_not_plain_writers(
+    postgres: PostgresTarget,
+) -> None:
+    """PostgreSQL: while one transaction holds ``transaction(lock=True)``, a plain write
+    and a read of the same store go through at once; a second locker waits (here it runs
+    into a 1 s statement timeout instead of waiting the holder out)."""
+    with Database.from_url(
+        postgres.runtime_url, owner_url=postgres.owner_url, statement_timeout_ms=1000
+    ) as db:
+        tenant = unique_slug()
+        with db.admin() as admin:
+            admin.tenants.create(tenant)
+        store = db.store(tenant=tenant, name="shared")
+        store["a"] = 1  # the store row exists and is committed
+        holding, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with store.transaction(lock=True):
+                store["a"] = 2
+                holding.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            assert holding.wait(10)
+            other = db.store(tenant=tenant, name="shared")
+            other["b"] = 1  # would raise (statement timeout) if it waited on the lock
+            assert other.get("a") == 1  # the holder's write is not committed yet
+            with pytest.raises(StatementTimeoutError), other.transaction(lock=True):
+                pass
+            assert thread.is_alive() and not release.is_set()  # still holding throughout
+        finally:
+            release.set()
+            thread.join(10)
+        assert dict(store) == {"a": 2, "b": 1}

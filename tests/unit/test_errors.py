@@ -17,7 +17,10 @@ from persistence.errors import (
     ConfigurationError,
     ConflictError,
     InvalidInputError,
+    LockNotAcquiredError,
     PersistenceError,
+    ReadOnlyError,
+    StatementTimeoutError,
     TenantIsolationError,
     VersionConflictError,
     translate,
@@ -122,3 +125,22 @@ def test_other_insufficient_privilege_errors_stay_configuration_errors(message: 
     mapped = translate(_postgres_error(psycopg.errors.InsufficientPrivilege, message))
     assert isinstance(mapped, ConfigurationError)
     assert "permission denied" in str(mapped) and message in str(mapped)
+
+
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (psycopg.errors.QueryCanceled, StatementTimeoutError),
+        (psycopg.errors.ReadOnlySqlTransaction, ReadOnlyError),
+        (psycopg.errors.LockNotAvailable, LockNotAcquiredError),
+    ],
+)
+def test_timeouts_and_read_only_refusals_are_translated(
+    cls: type[psycopg.Error], expected: type[PersistenceError]
+) -> None:
+    error = _postgres_error(cls, "canceling statement due to statement timeout")
+    mapped = translate(error)
+    assert type(mapped) is expected
+    assert isinstance(mapped, PersistenceError)
+    if expected is StatementTimeoutError:
+        assert isinstance(mapped, TimeoutError)
