@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import Connection, bindparam, func, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -87,16 +87,28 @@ def check_fence(scope: Scope, fence: object | None) -> None:
         where=(current.fence < stmt.excluded.fence)
         | ((current.fence == stmt.excluded.fence) & (current.holder == stmt.excluded.holder)),
     ).returning(current.fence)
-    if scope.session.execute(stmt).first() is None:
+    if scope.connection.execute(stmt).first() is None:
         raise StaleFenceError(
             f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
             "written; nothing was written"
         )
 
 
-def fence_floor(session: Session, tenant_id: uuid.UUID, name: str) -> int:
-    """The highest fence the database knows for ``name`` (written or issued), else 0."""
-    fences = select(Fence.fence).where(Fence.tenant_id == tenant_id, Fence.resource == name)
-    leases = select(Lease.fence).where(Lease.tenant_id == tenant_id, Lease.name == name)
+def _floor_statement() -> Any:
+    fences = select(Fence.fence).where(
+        Fence.tenant_id == bindparam("tenant_id"), Fence.resource == bindparam("name")
+    )
+    leases = select(Lease.fence).where(
+        Lease.tenant_id == bindparam("tenant_id"), Lease.name == bindparam("name")
+    )
     both = union_all(fences, leases).subquery()
-    return int(session.execute(select(func.coalesce(func.max(both.c.fence), 0))).scalar_one())
+    return select(func.coalesce(func.max(both.c.fence), 0))
+
+
+_FLOOR = _floor_statement()  # built once; parameters bound per call
+
+
+def fence_floor(bind: Session | Connection, tenant_id: uuid.UUID, name: str) -> int:
+    """The highest fence the database knows for ``name`` (written or issued), else 0."""
+    params = {"tenant_id": tenant_id, "name": name}
+    return int(bind.execute(_FLOOR, params).scalar_one())

@@ -17,7 +17,7 @@ import time
 import uuid
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from persistence.errors import (
     ConfigurationError,
@@ -227,7 +227,7 @@ class SqlLeaseBackend:
     def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
         with self._db.unit_of_work(tenant) as uow, translate_errors():
             fence = LeaseRepository(uow.scope).acquire(name, token, ttl)
-            tenant_id = uow.tenant.id
+            tenant_id = uow.scope.tenant_id
         if fence is None:
             raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
         return tenant_id, fence
@@ -280,6 +280,15 @@ class RedisLeaseBackend:
     def __init__(self, db: Database):
         self._db = db
         self._prefix = db.settings.redis_key_prefix
+        self._scripts: dict[str, Any] = {}  # Script objects, bound to the current client
+
+    def _script(self, source: str) -> Any:
+        """The script for ``source`` on the current Redis client (EVALSHA, loaded once)."""
+        client = self._redis
+        script = self._scripts.get(source)
+        if script is None or script.registered_client is not client:
+            script = self._scripts[source] = client.register_script(source)
+        return script
 
     @property
     def _redis(self) -> Redis:
@@ -293,10 +302,10 @@ class RedisLeaseBackend:
         from redis.exceptions import RedisError
 
         with self._db.unit_of_work(tenant) as uow, translate_errors():
-            tenant_id = uow.tenant.id
-            floor = fence_floor(uow.session, tenant_id, name)
+            tenant_id = uow.scope.tenant_id
+            floor = fence_floor(uow.scope.connection, tenant_id, name)
         try:
-            script = self._redis.register_script(_ACQUIRE)
+            script = self._script(_ACQUIRE)
             fence = script(keys=self._keys(tenant_id, name), args=[token, _ms(ttl), floor])
         except RedisError as exc:
             raise unreachable(
@@ -310,7 +319,7 @@ class RedisLeaseBackend:
         from redis.exceptions import RedisError
 
         try:
-            return bool(self._redis.register_script(source)(keys=keys, args=args))
+            return bool(self._script(source)(keys=keys, args=args))
         except RedisError as exc:  # cannot confirm we still hold it: treat it as lost
             raise LeaseLostError(f"lock service unreachable: {exc}") from exc
 
@@ -324,7 +333,7 @@ class RedisLeaseBackend:
         from redis.exceptions import RedisError
 
         with self._db.unit_of_work(tenant) as uow:
-            tenant_id = uow.tenant.id
+            tenant_id = uow.scope.tenant_id
         lease_key, _ = self._keys(tenant_id, "")
         try:
             keys = sorted(self._redis.scan_iter(match=_GLOB.sub(r"\\\1", lease_key) + "*"))

@@ -57,7 +57,7 @@ class LeaseRepository:
         fenced write (so switching from Redis to this backend keeps fences growing).
         """
         c = _leases.c
-        floor = fence_floor(self._scope.session, self._scope.tenant_id, name)
+        floor = fence_floor(self._scope.connection, self._scope.tenant_id, name)
         stmt = upsert(self._scope.dialect, _leases).values(
             tenant_id=self._scope.tenant_id,
             name=name,
@@ -78,7 +78,7 @@ class LeaseRepository:
             },
             where=c.holder.is_(None) | (c.expires_at <= self._now()),
         ).returning(c.fence)
-        fence = self._scope.session.execute(stmt).scalar()
+        fence = self._scope.connection.execute(stmt).scalar()
         return None if fence is None else int(fence)
 
     def extend(self, name: str, token: str, ttl: float) -> bool:
@@ -88,7 +88,7 @@ class LeaseRepository:
             .values(expires_at=self._later(ttl))
             .returning(_leases.c.fence)
         )
-        return self._scope.session.execute(stmt).first() is not None
+        return self._scope.connection.execute(stmt).first() is not None
 
     def release(self, name: str, token: str) -> bool:
         stmt = (
@@ -97,13 +97,13 @@ class LeaseRepository:
             .values(holder=None, acquired_at=None, expires_at=None)
             .returning(_leases.c.fence)
         )
-        return self._scope.session.execute(stmt).first() is not None
+        return self._scope.connection.execute(stmt).first() is not None
 
     def held(self) -> list[LeaseRecord]:
         """Leases held now, by name."""
         c = _leases.c
         now = utcnow()
-        rows = self._scope.session.execute(
+        rows = self._scope.connection.execute(
             select(c.name, c.holder, c.fence, c.expires_at)
             .where(
                 c.tenant_id == self._scope.tenant_id,
