@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -178,14 +179,106 @@ def test_db_upgrade_downgrade_on_an_empty_database(
     assert invoke(*url, "db", "upgrade").code == 0
 
 
+#: What every run of the demo tour shows (on SQLite and PostgreSQL, first run or not).
+DEMO_TOUR_LINES = (
+    "demo-acme: cannot see the other tenant's workspace 'support'",
+    "demo-globex: cannot see the other tenant's workspace 'research'",
+    "demo-acme: cannot load the other tenant's state 'demo-globex-plan'",
+    "demo-globex: cannot load the other tenant's state 'demo-acme-plan'",
+    "VersionConflictError (latest is ",
+    "demo-acme: history of 'demo-acme-plan' (newest first): ",
+    "demo-acme: saved workflow 'summarize_notes': revision ",
+    "demo-acme: fetched 'summarize_notes' by name: revision ",
+    "demo-acme: artifact 'demo/logo.bin' saved and loaded: b'\\x89PNG demo'",
+    "demo-acme: artifact 'demo/report.json' saved and loaded as json",
+    "demo-acme: store 'demo-memory': set and got 'greeting' = 'hello from demo-acme'",
+    "demo-acme: store 'demo-memory': transaction(lock=True) incremented 'tour-count' to ",
+    "demo-acme: demo-worker claimed run 'tour-",
+    ": succeeded, result 'plan / act'",
+    ": pending -> running -> succeeded",
+    "demo-acme: a second acquire of 'demo-tour' is refused while it is held",
+    "demo-acme: fenced store write with fence ",
+    "demo-globex: holds its own lease 'demo-tour' at the same time",
+    "demo-globex: cannot see demo-acme's state 'demo-acme-plan'",
+    "demo-globex: cannot see demo-acme's workflow 'summarize_notes'",
+    "demo-globex: cannot see demo-acme's artifact 'demo/report.json'",
+    "demo-globex: cannot see demo-acme's run 'tour-",
+    "demo-globex: cannot see demo-acme's store key demo-memory/greeting",
+)
+
+
+def _demo_numbers(text: str) -> dict[str, int]:
+    """The numbers that move between two runs of the demo tour."""
+    patterns = {
+        "version": r"demo-acme: saved 'demo-acme-plan' again .*: version (\d+) \(parent (\d+)\)",
+        "revision": r"saved workflow 'summarize_notes': revision (\d+)",
+        "tour": r"incremented 'tour-count' to (\d+)",
+        "run": r"demo-worker claimed run 'tour-(\d+)': running",
+        "fence": r"acquired lease 'demo-tour' \((?:sql|redis) lease backend\): fence (\d+)",
+    }
+    found = {}
+    for key, pattern in patterns.items():
+        match = re.search(pattern, text)
+        assert match, (key, text)
+        found[key] = int(match.group(1))
+        if key == "version":
+            assert int(match.group(2)) == found[key] - 1  # a version's parent is the one before
+    return found
+
+
+def _assert_demo_tour(text: str) -> dict[str, int]:
+    missing = [line for line in DEMO_TOUR_LINES if line not in text]
+    assert not missing, text
+    assert "UNEXPECTED" not in text and "skipped" not in text, text
+    numbers = _demo_numbers(text)
+    assert numbers["run"] == numbers["tour"]
+    return numbers
+
+
 def test_demo_runs_twice(run: Cli) -> None:
+    seen = []
     for _ in range(2):
         tour = run("demo", json_output=True).json()
-        assert any("cannot see the other tenant" in step for step in tour["steps"])
-        assert sum("cannot load the other tenant's state" in s for s in tour["steps"]) == 2
-        assert not any("UNEXPECTED" in step for step in tour["steps"])
+        seen.append(_assert_demo_tour("\n".join(tour["steps"])))
         assert {t["slug"] for t in tour["tenants"]} == {"demo-acme", "demo-globex"}
-    assert "demo-acme" in run("demo").out
+    first, second = seen
+    # Two saves per run; same workflow source, same revision; one more tour, a newer fence.
+    assert second["version"] == first["version"] + 2
+    assert second["revision"] == first["revision"]
+    assert second["tour"] == first["tour"] + 1
+    assert second["fence"] > first["fence"]
+    third = run("demo")
+    assert third.code == 0, third.err
+    assert _assert_demo_tour(third.out)["tour"] == second["tour"] + 1
+    assert "demo-acme" in third.out
+
+
+def _pg_urls(pg_db: Database) -> list[str]:
+    return [
+        "--database-url",
+        pg_db.settings.database_url,
+        "--owner-url",
+        str(pg_db.settings.owner_database_url),
+    ]
+
+
+def test_demo_lease_on_redis(pg_db: Database, redis_url: str, invoke: Cli) -> None:
+    """On PostgreSQL with a Redis URL the lease step runs on Redis, fenced write included."""
+    done = invoke(*_pg_urls(pg_db), "--redis-url", redis_url, "demo")
+    assert done.code == 0, done.err
+    assert "demo-acme: acquired lease 'demo-tour' (redis lease backend): fence " in done.out
+    _assert_demo_tour(done.out)
+
+
+def test_demo_skips_the_lease_when_redis_is_down(pg_db: Database, invoke: Cli) -> None:
+    """An unreachable Redis costs the lease step only, with a line saying so."""
+    done = invoke(*_pg_urls(pg_db), "--redis-url", "redis://127.0.0.1:1/0", "demo")
+    assert done.code == 0, done.err
+    assert "demo-acme: skipped the lease step (redis lease backend, Redis unreachable?)" in (
+        done.out
+    )
+    assert "demo-globex: cannot see demo-acme's run 'tour-" in done.out
+    assert "UNEXPECTED" not in done.out
 
 
 @pytest.fixture
@@ -296,11 +389,14 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 
 def test_console_script_demo_on_the_default_sqlite_file(clean_env: dict[str, str]) -> None:
     assert CONSOLE_SCRIPT.exists()
-    for _ in range(2):
+    for tour in (1, 2):
         done = subprocess_cli([str(CONSOLE_SCRIPT)], clean_env, "demo")
         assert done.returncode == 0, done.stderr
         assert "cannot see the other tenant" in done.stdout
         assert "cannot load the other tenant's state" in done.stdout
+        numbers = _assert_demo_tour(done.stdout)
+        assert numbers["tour"] == numbers["run"] == tour  # a fresh HOME: tours 1 and 2
+        assert numbers["version"] == 2 * tour and numbers["revision"] == 1
     default = Path(clean_env["HOME"]) / ".local/share/persistence/persistence.sqlite3"
     assert default.exists()
     assert f"database sqlite:///{default}" in done.stdout
