@@ -245,9 +245,11 @@ class SqlLeaseBackend:
             return LeaseRepository(uow.scope).held()
 
 
-# KEYS: lease key, fence counter. ARGV: token, ttl ms, floor (highest fence in the database).
-# A missing counter (flushed, restarted, never used) restarts above both the database's
-# floor and the current time in ms, so it also clears fences handed out but never written.
+# KEYS: lease key, fence counter. ARGV: token, ttl ms, floor (highest fence in the database),
+# counter retention ms. A missing counter (flushed, restarted, never used, or expired after
+# the retention without an acquire) restarts above both the database's floor and the
+# current time in ms, so it also clears fences handed out but never written; the counter
+# expires so that names no longer used do not stay in Redis for ever.
 _ACQUIRE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 local floor = tonumber(ARGV[3])
@@ -260,8 +262,12 @@ if not current then
 elseif tonumber(current) < floor then
     redis.call('SET', KEYS[2], string.format('%d', floor))
 end
-return redis.call('INCR', KEYS[2])
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return fence
 """
+#: A fence counter not used for this long is dropped (and restarts safely, see above).
+FENCE_COUNTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -306,7 +312,10 @@ class RedisLeaseBackend:
             floor = fence_floor(uow.scope.connection, tenant_id, name)
         try:
             script = self._script(_ACQUIRE)
-            fence = script(keys=self._keys(tenant_id, name), args=[token, _ms(ttl), floor])
+            fence = script(
+                keys=self._keys(tenant_id, name),
+                args=[token, _ms(ttl), floor, FENCE_COUNTER_RETENTION_MS],
+            )
         except RedisError as exc:
             raise unreachable(
                 f"lock service unreachable, lease {name!r} not acquired: {exc}"

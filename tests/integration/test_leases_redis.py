@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import LockNotAcquiredError, StaleFenceError
+from persistence.locks import FENCE_COUNTER_RETENTION_MS
 from tests.fixtures.services import PostgresTarget
 
 
@@ -147,3 +148,30 @@ def test_redis_keys_carry_the_tenant(
         lease_b.release()
         for key in keys:  # leave nothing behind in the shared Redis
             db.redis.delete(key)
+
+
+def test_fence_counters_expire_and_restart_above_every_fence(
+    postgres: PostgresTarget, throwaway_redis: str
+) -> None:
+    """A fence counter is not kept for ever (names no longer used leave Redis), and one
+    that expired restarts above every fence handed out before."""
+    client = redis.Redis.from_url(throwaway_redis)
+    with with_redis(postgres, throwaway_redis) as db:
+        tenant = new_tenant(db)
+        with db.unit_of_work(tenant) as uow:
+            tenant_id = uow.tenant.id
+        counter = f"{db.settings.redis_key_prefix}:{{{tenant_id}}}:fence:job"
+        fences = []
+        for _ in range(3):
+            lease = db.lease(tenant=tenant, name="job")
+            fences.append(lease.fence)
+            lease.release()
+        ttl = client.pttl(counter)
+        assert 0 < ttl <= FENCE_COUNTER_RETENTION_MS
+        assert ttl > FENCE_COUNTER_RETENTION_MS - 60_000  # refreshed by the last acquire
+        client.pexpire(counter, 1)  # as if the retention had passed without an acquire
+        time.sleep(0.05)
+        assert client.exists(counter) == 0
+        again = db.lease(tenant=tenant, name="job")
+        assert again.fence > max(fences)
+        again.release()
