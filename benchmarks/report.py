@@ -302,7 +302,8 @@ TUNING = """## What was tuned (issue 7)
   transaction, the tenant setting and row-level security with everything else, errors
   are translated the same way, and SQLAlchemy's `before_cursor_execute` /
   `after_cursor_execute` listeners (tracing, statement counts) still see them. SQLite
-  keeps the SQLAlchemy path.
+  keeps the SQLAlchemy path. `prepared_statements=False` turns server-side preparing
+  off (for PgBouncer in transaction mode before 1.21).
 - **Prebuilt Core statements** elsewhere (workflow `get`, artifact `save`, runs: bound
   parameters, tables rather than ORM classes, so SQLAlchemy reuses the compiled
   statement).

@@ -158,6 +158,8 @@ class Database:
                 "connect_timeout": s.connect_timeout,
                 "options": f"-c statement_timeout={s.statement_timeout_ms}",
                 "application_name": "persistence",
+                # None: psycopg prepares nothing, even where the code asks it to
+                **({} if s.prepared_statements else {"prepare_threshold": None}),
             },
         )
         _pool.ping_when_idle(engine, s.pool_ping_after)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     """Seconds a pooled PostgreSQL connection may sit idle before checkout pings it."""
     connect_timeout: int = Field(default=10, ge=1)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    prepared_statements: bool = True
+    """PostgreSQL: run hot statements as server-side prepared statements. Turn off behind
+    a pooler that cannot carry them across server connections (PgBouncer in transaction
+    mode before 1.21, or without ``max_prepared_statements``)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
     compression: Codec = "none"

@@ -118,3 +118,24 @@ def test_a_dead_connection_fails_cleanly_and_is_replaced(
             pass
         with db.unit_of_work(tenant) as uow:  # the pool replaced the broken connection
             assert uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_prepared_statements_can_be_turned_off(postgres: PostgresTarget, prepared: bool) -> None:
+    """``prepared_statements=False`` (for PgBouncer in transaction mode): the hot paths
+    work and leave no prepared statement in the server session; on, they are prepared."""
+    with Database.from_url(
+        postgres.runtime_url, owner_url=postgres.owner_url, prepared_statements=prepared
+    ) as db:
+        tenant = _tenant(db)
+        for n in range(3):
+            with db.unit_of_work(tenant) as uow:
+                uow.states.save("doc", {"n": n})
+                loaded = uow.states.load("doc")
+                uow.store("s")["k"] = n
+                assert loaded is not None and loaded.state == {"n": n}
+                assert uow.store("s")["k"] == n
+                names = uow.session.execute(
+                    text("SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql")
+                ).scalar_one()
+        assert (names > 0) is prepared
