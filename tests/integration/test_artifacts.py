@@ -19,6 +19,7 @@ from persistence.errors import (
 )
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import recorded
 
 MIB = 1024 * 1024
 
@@ -312,22 +313,11 @@ def test_compressed_artifacts_on_postgres(postgres: PostgresTarget) -> None:
 def test_pg_save_and_load_run_one_statement_each_without_a_session(
     pg_db: Database, pg_tenant: str
 ) -> None:
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(pg_db.engine, "before_cursor_execute", record)
-    try:
-        with pg_db.unit_of_work(pg_tenant) as uow:
-            statements.clear()  # the tenant entry
-            uow.artifacts.save("fast.bin", b"fast")
-            assert uow.artifacts.load("fast.bin") == b"fast"
-            assert uow._require()._session is None  # the session was never built
-    finally:
-        event.remove(pg_db.engine, "before_cursor_execute", record)
+    with pg_db.unit_of_work(pg_tenant) as uow, recorded(pg_db) as sent:
+        uow.artifacts.save("fast.bin", b"fast")
+        assert uow.artifacts.load("fast.bin") == b"fast"
+        assert uow._require()._session is None  # the session was never built
+    statements = [statement for statement, _ in sent]
     assert len(statements) == 2 and all("artifacts" in s for s in statements)
 
 

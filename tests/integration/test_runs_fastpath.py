@@ -8,11 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from persistence import Database
 from persistence.errors import AlreadyExistsError, ConflictError, NotFoundError
 from tests.conftest import unique_slug
+from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x=None):\n    return x\n"
 
@@ -144,20 +144,11 @@ def test_postgres_hot_path_is_one_statement_each_without_a_session(pg_db: Databa
         admin.tenants.create(slug)
     with pg_db.unit_of_work(slug) as uow:
         uow.workflows.create("wf", SOURCE)
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(pg_db.engine, "before_cursor_execute", record)
-    try:
-        with pg_db.unit_of_work(slug) as uow:
-            statements.clear()  # the tenant entry
-            run = uow.runs.start("wf", args={"a": 1})
-            claimed = uow.runs.claim(worker="w")
-            assert claimed is not None and claimed.id == run.id
-            uow.runs.set_result(run.id, 2)
-            assert uow._require()._session is None  # the session was never built
-    finally:
-        event.remove(pg_db.engine, "before_cursor_execute", record)
+    with pg_db.unit_of_work(slug) as uow, recorded(pg_db) as sent:
+        run = uow.runs.start("wf", args={"a": 1})
+        claimed = uow.runs.claim(worker="w")
+        assert claimed is not None and claimed.id == run.id
+        uow.runs.set_result(run.id, 2)
+        assert uow._require()._session is None  # the session was never built
+    statements = [statement for statement, _ in sent]
     assert len(statements) == 3 and all("run_history" in s for s in statements)

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Uuid, bindparam, event, text
+from sqlalchemy import Uuid, bindparam, text
 
 from persistence import Database
 from persistence.migrations import diff
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import recorded
 
 STATE_TABLES = ("state_heads", "state_versions", "state_tags", "state_checkpoints")
-
-
-@contextmanager
-def recorded(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement sent to the database while the block runs."""
-    statements: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        statements.append((statement, params))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def _grow_to(pg_db: Database, tenant_id: Any, state_id: str, versions: int) -> None:

@@ -22,6 +22,7 @@ from persistence.migrations import diff
 from persistence.records import WorkflowRecord
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import recorded
 
 
 @pytest.fixture
@@ -210,24 +211,13 @@ def test_get_reads_what_the_same_transaction_wrote(db: Database, tenant: str) ->
 def test_pg_get_is_one_prepared_statement_without_a_session(
     pg_db: Database, pg_tenant: str
 ) -> None:
-    from sqlalchemy import event
-
     with pg_db.unit_of_work(pg_tenant) as uow:
         uow.workflows.create("fast", SRC)
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(pg_db.engine, "before_cursor_execute", record)
-    try:
-        with pg_db.unit_of_work(pg_tenant) as uow:
-            statements.clear()  # the tenant entry
-            assert uow.workflows.get("fast").revision == 1
-            assert uow.workflows.get("fast", revision=1).source == SRC
-            assert uow._require()._session is None  # the session was never built
-    finally:
-        event.remove(pg_db.engine, "before_cursor_execute", record)
+    with pg_db.unit_of_work(pg_tenant) as uow, recorded(pg_db) as sent:
+        assert uow.workflows.get("fast").revision == 1
+        assert uow.workflows.get("fast", revision=1).source == SRC
+        assert uow._require()._session is None  # the session was never built
+    statements = [statement for statement, _ in sent]
     assert len(statements) == 2 and all("workflow_revisions" in s for s in statements)
 
 
