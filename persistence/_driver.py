@@ -15,9 +15,9 @@ object, not an ``ExecutionContext``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 import orjson
 import psycopg
@@ -26,10 +26,18 @@ from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+CursorT = TypeVar("CursorT", bound=psycopg.Cursor[Any])
 TUPLES_OK = ExecStatus.TUPLES_OK
 _CURSOR = "persistence_driver_cursor"
 
-__all__ = ["fetch", "json_param", "json_value", "utc"]
+__all__ = [
+    "fetch",
+    "json_param",
+    "json_value",
+    "pooled_cursor",
+    "raise_driver_error",
+    "utc",
+]
 
 
 def fetch(
@@ -41,16 +49,10 @@ def fetch(
     """
     connection = bind.connection() if isinstance(bind, Session) else bind
     pooled = connection.connection
-    driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
     dispatch = connection.dispatch
     observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
     try:
-        # One cursor per pooled connection, reused: creating one costs more than the
-        # execution of a short prepared statement. ``info`` lives as long as the driver
-        # connection (a replaced connection starts with a new cursor).
-        cursor: psycopg.Cursor[Any] | None = pooled.info.get(_CURSOR)
-        if cursor is None or cursor.closed:
-            cursor = pooled.info[_CURSOR] = driver.cursor()
+        cursor: psycopg.Cursor[Any] = pooled_cursor(connection, _CURSOR, psycopg.Cursor)
         if observed:  # statement listeners (tracing, statement counts) see these too
             context = _Context()
             dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
@@ -62,9 +64,30 @@ def fetch(
         _release(pooled.info, cursor)
         return rows
     except psycopg.Error as exc:
-        if driver.broken or driver.closed:
-            connection.invalidate(exc)
-        raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise_driver_error(connection, sql, params, exc)
+
+
+def pooled_cursor(connection: Connection, key: str, factory: Callable[[Any], CursorT]) -> CursorT:
+    """The cursor ``factory(driver connection)`` kept under ``key`` for the pooled
+    connection, made on first use: creating a cursor costs more than executing a short
+    prepared statement. The pool entry's ``info`` lives as long as the driver connection,
+    so a replaced connection starts with new cursors."""
+    info = connection.connection.info
+    cursor: CursorT | None = info.get(key)
+    if cursor is None or cursor.closed:
+        cursor = info[key] = factory(connection.connection.driver_connection)
+    return cursor
+
+
+def raise_driver_error(
+    connection: Connection, statement: str, params: Any, exc: psycopg.Error
+) -> NoReturn:
+    """Re-raise a psycopg error of ``connection`` as SQLAlchemy's (so
+    ``translate_errors`` maps it), invalidating the connection if the error broke it."""
+    driver: Any = connection.connection.driver_connection
+    if driver.broken or driver.closed:
+        connection.invalidate(exc)
+    raise sa_exc.DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
 
 
 def _release(info: dict[Any, Any], cursor: psycopg.Cursor[Any]) -> None:

@@ -19,9 +19,9 @@ import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from persistence._driver import pooled_cursor, raise_driver_error, utc
 from persistence.records import TenantRecord, WorkspaceRecord
 
 __all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspace_record"]
@@ -71,8 +71,7 @@ def enter(
     the unit of work's own driver connection. A driver error is re-raised as SQLAlchemy's
     so ``translate_errors`` maps it, and a broken connection is invalidated, not pooled.
     """
-    pooled = connection.connection
-    driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     try:
         if driver.pgconn.transaction_status == TransactionStatus.IDLE:
             driver.autocommit = True
@@ -80,20 +79,14 @@ def enter(
             query = _SET_READ_ONLY + _ENTER if read_only else _ENTER
         else:
             query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
-        # One cursor per pooled connection (``info`` lives as long as the driver
-        # connection): building a cursor costs as much as parsing the entry row.
-        cursor: ClientCursor[Any] | None = pooled.info.get(_CURSOR)
-        if cursor is None or cursor.closed:
-            cursor = pooled.info[_CURSOR] = ClientCursor(driver)
+        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
         cursor.execute(query, (tenant, workspace))
         while cursor.nextset():  # the entry row comes with the last result
             pass
         row = cursor.fetchone()
         return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:
-        if driver.broken or driver.closed:
-            connection.invalidate(exc)
-        raise sa_exc.DBAPIError.instance(_ENTER, (tenant, workspace), exc, psycopg.Error) from exc
+        raise_driver_error(connection, _ENTER, (tenant, workspace), exc)
 
 
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:
@@ -132,8 +125,7 @@ def _uuid(value: Any) -> Any:
 
 
 def _utc(value: Any) -> Any:
-    from datetime import UTC, datetime
+    """A timestamp of the entry row in UTC (SQLite returns it as ISO text)."""
+    from datetime import datetime
 
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Self
 import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from persistence._driver import raise_driver_error
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
@@ -121,10 +121,7 @@ class _Transaction:
         try:
             driver.commit() if commit else driver.rollback()
         except psycopg.Error as exc:
-            if driver.broken or driver.closed:
-                connection.invalidate(exc)
-            statement = "COMMIT" if commit else "ROLLBACK"
-            raise sa_exc.DBAPIError.instance(statement, (), exc, psycopg.Error) from exc
+            raise_driver_error(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
 
 
 class UnitOfWork:
