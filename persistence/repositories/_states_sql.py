@@ -246,6 +246,12 @@ def _advance_values() -> dict[str, Any]:
     }
 
 
+def advance_mode(expected: int | None) -> str:
+    """How a save takes its version number: "any" (no ``expected_version``), "absent"
+    (``expected_version=0``) or "expected" (the latest must be ``expected_version``)."""
+    return "any" if expected is None else "absent" if expected == 0 else "expected"
+
+
 @functools.cache
 def advance_head(dialect: str, mode: str) -> Any:
     """The one statement that takes the next version number on the head row (locking it)

@@ -178,14 +178,13 @@ class StateRepository(StateCheckpoints):
         metadata: dict[str, Any],
     ) -> tuple[int, int | None]:
         """PostgreSQL: head, version and tags in one prepared statement."""
-        mode = "any" if expected is None else "absent" if expected == 0 else "expected"
+        mode = q.advance_mode(expected)
         params = {
             "t": self._scope.tenant_id,
             "w": self._scope.workspace_id,
             "s": sid,
             "now": now,
             "expires": expires_at,
-            "expected": expected,
             "raw_size": encoded.raw_size,
             "stored_size": encoded.stored_size,
             "codec": encoded.codec,
@@ -195,8 +194,8 @@ class StateRepository(StateCheckpoints):
             "payload": encoded.payload,
             "tag_list": list(tags),
         }
-        if mode != "expected":
-            del params["expected"]
+        if mode == "expected":
+            params["expected"] = expected
         with translate_errors():
             rows = fetch(self._scope.connection, pg.save_sql(mode), params)
         if not rows:
@@ -220,7 +219,7 @@ class StateRepository(StateCheckpoints):
         expires_at: datetime | None,
     ) -> tuple[int, int | None]:
         """Take the next version number on the head row (which locks it)."""
-        mode = "any" if expected is None else "absent" if expected == 0 else "expected"
+        mode = q.advance_mode(expected)
         params = dict(
             self._key,
             v_tenant=self._scope.tenant_id,
