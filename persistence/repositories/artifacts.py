@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import Table, and_, delete, func, literal_column, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, literal_column, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from persistence._driver import fetch, json_param, utc
@@ -60,14 +60,15 @@ _PG_SMALL = 64 * 1024
 _PG_LOAD = f"""SELECT kind, codec, checksum, stored_size,
        CASE WHEN stored_size <= {_PG_SMALL} THEN payload END
 FROM artifacts WHERE tenant_id = %s::uuid AND workspace_id = %s::uuid AND name = %s::text"""
-# Insert or replace; the same statement as _PG_UPSERT below (used by imports).
+# Insert or replace (saves and imports). Parameters: those of ArtifactRepository._values
+# (user_metadata as JSON text), tenant_id, workspace_id, name and created_at.
 _PG_SAVE = """INSERT INTO artifacts
     (tenant_id, workspace_id, name, kind, content_type, user_metadata, codec, checksum,
      size, stored_size, created_at, updated_at, payload)
-VALUES (%(t)s::uuid, %(w)s::uuid, %(name)s::text, %(kind)s::text, %(content_type)s::text,
-        %(metadata)s::json, %(codec)s::text, %(checksum)s::text, %(size)s::bigint,
-        %(stored_size)s::bigint, %(now)s::timestamptz, %(now)s::timestamptz,
-        %(payload)s::bytea)
+VALUES (%(tenant_id)s::uuid, %(workspace_id)s::uuid, %(name)s::text, %(kind)s::text,
+        %(content_type)s::text, %(user_metadata)s::json, %(codec)s::text,
+        %(checksum)s::text, %(size)s::bigint, %(stored_size)s::bigint,
+        %(created_at)s::timestamptz, %(updated_at)s::timestamptz, %(payload)s::bytea)
 ON CONFLICT (tenant_id, workspace_id, name) DO UPDATE SET
     kind = excluded.kind, content_type = excluded.content_type,
     user_metadata = excluded.user_metadata, codec = excluded.codec,
@@ -104,25 +105,6 @@ _META_COLUMNS = (
     Artifact.created_at,
     Artifact.updated_at,
 )
-
-
-def _pg_upsert() -> Any:
-    """Insert or replace an artifact, built once: its VALUES come from the parameters.
-
-    On the table rather than the ORM class, so SQLAlchemy reuses the compiled statement
-    instead of rebuilding it (and running the ORM's bulk-insert path) on every save.
-    ``excluded.<column>``: each value, the payload above all, is sent once, not twice.
-    """
-    table = cast(Table, Artifact.__table__)
-    stmt = postgresql.insert(table)
-    keys = ("tenant_id", "workspace_id", "name", "created_at")
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.tenant_id, table.c.workspace_id, table.c.name],
-        set_={c.key: stmt.excluded[c.key] for c in table.c if c.key not in keys},
-    ).returning(table.c.created_at)
-
-
-_PG_UPSERT = _pg_upsert()
 
 
 def _record(row: Any) -> ArtifactRecord:
@@ -240,26 +222,7 @@ class ArtifactRepository:
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         del raw  # keep at most the caller's data and the stored payload alive
         now = utcnow()
-        if self._scope.is_postgres:
-            params = {
-                "t": self._t,
-                "w": self._w,
-                "name": name,
-                "kind": kind,
-                "content_type": ctype,
-                "metadata": json_param(meta),
-                "codec": encoded.codec,
-                "checksum": encoded.checksum,
-                "size": encoded.raw_size,
-                "stored_size": encoded.stored_size,
-                "now": now,
-                "payload": encoded.payload,
-            }
-            created = utc(fetch(self._scope.connection, _PG_SAVE, params)[0][0])
-        else:
-            created = self._upsert(
-                name, self._values(kind, ctype, meta, encoded, now), created_at=now
-            )
+        created = self._upsert(name, self._values(kind, ctype, meta, encoded, now), created_at=now)
         return ArtifactRecord.model_construct(
             name=name,
             kind=kind,
@@ -291,15 +254,22 @@ class ArtifactRepository:
         )
 
     def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
-        payload: bytes = values["payload"]
-        if not self._scope.is_postgres:
-            # Bound as a parameter, SQLite keeps two extra copies of a large payload while
-            # it builds the row; reserve the space and stream the bytes in instead.
-            values = dict(values, payload=func.zeroblob(len(payload)))
+        """Insert or replace the row; its ``created_at`` (the first save's)."""
         params = dict(values, tenant_id=self._t, workspace_id=self._w, name=name)
         params["created_at"] = created_at
-        if self._scope.is_postgres:
-            return cast(datetime, self._s.execute(_PG_UPSERT, params).scalar_one())
+        if self._scope.is_postgres:  # one prepared statement on the driver (_PG_SAVE)
+            if created_at.tzinfo is None or values["updated_at"].tzinfo is None:
+                # as UTCDateTime refuses them on the SQLAlchemy path
+                raise InvalidInputError(
+                    "naive datetime given; persistence stores UTC-aware timestamps"
+                )
+            params["user_metadata"] = json_param(values["user_metadata"])
+            created: datetime = utc(fetch(self._scope.connection, _PG_SAVE, params)[0][0])
+            return created
+        payload: bytes = values["payload"]
+        # Bound as a parameter, SQLite keeps two extra copies of a large payload while it
+        # builds the row; reserve the space and stream the bytes in instead.
+        params["payload"] = func.zeroblob(len(payload))
         stmt = sqlite.insert(Artifact).values(params)
         # excluded.<column>: each value (the payload above all) is sent once, not twice.
         stmt = stmt.on_conflict_do_update(
@@ -462,7 +432,6 @@ class ArtifactRepository:
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
-        # Through SQLAlchemy on both backends: its UTCDateTime refuses naive timestamps.
         self._upsert(name, values, created_at=record.created_at)
         return True
 
