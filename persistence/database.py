@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -148,6 +149,8 @@ class Database:
             return _sqlite_engine(url, s)
         engine = create_engine(
             url,
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
             pool_pre_ping=False,  # _pool.ping_when_idle instead: no round trip per checkout
             pool_size=s.pool_size,
             max_overflow=s.max_overflow,
@@ -364,12 +367,22 @@ _SQLITE_ENTER = text(
 )
 
 
+def _json_text(value: Any) -> str:
+    """JSON columns are written with orjson (values were validated as exact JSON first)."""
+    return orjson.dumps(value).decode()
+
+
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         url = url.set(database=str(Path(database).expanduser()))
-    engine = create_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
+    engine = create_engine(
+        url,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:

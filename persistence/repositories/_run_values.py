@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, and_, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.engine import Row
 
 from persistence import codecs
-from persistence._driver import fetch
-from persistence.errors import InvalidTypeError, NotFoundError, translate_errors
+from persistence._executor import Statement, execute, run_one
+from persistence.errors import InvalidTypeError, NotFoundError
 from persistence.models.base import utcnow
-from persistence.models.runs import Run, RunHistory, RunValue, Worker
+from persistence.models.runs import Run, RunValue, Worker
 from persistence.records import WorkerRecord
+from persistence.repositories import _run_statements as statements
 from persistence.repositories import _runs as h
 from persistence.repositories._base import Scope
 from persistence.repositories._runs import RUN_COLUMNS
+from persistence.repositories._sql import upsert
 
 __all__ = ["RunValues"]
 
@@ -31,15 +31,13 @@ _Value = Any  # a JSON value
 class RunBase:
     """Scope and the statements every run operation is built from.
 
-    Statements run on the transaction's connection (``scope.connection``), never
-    through the ORM session; the PostgreSQL hot paths run prepared on the driver
-    (:meth:`_fetch`).
+    Statements run on the transaction's connection (``scope.connection``) through
+    :mod:`persistence._executor`: the hot ones prebuilt (:mod:`._run_statements`), the
+    others built per call.
     """
 
     def __init__(self, scope: Scope):
         self._scope = scope
-        # The parameters of the PostgreSQL statements in :mod:`._runs_pg`.
-        self._pg_ids = {"t": scope.tenant_id, "w": scope.workspace_id}
 
     def _ids(self) -> dict[str, Any]:
         return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
@@ -50,50 +48,48 @@ class RunBase:
             model.workspace_id == self._scope.workspace_id,
         )
 
-    def _exec(self, statement: Any) -> CursorResult[Any]:
-        with translate_errors():
-            # Core on the connection: no ORM session (its begin/commit, its synchronisation).
-            return cast(CursorResult[Any], self._scope.connection.execute(statement))
+    def _exec(self, statement: Any) -> _Rows:
+        """Run a statement built per call (errors translated); its rows."""
+        return _Rows(execute(self._scope.connection, statement))
 
-    def _fetch(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """PostgreSQL: the first row of a prepared statement of :mod:`._runs_pg`, or None."""
-        with translate_errors():
-            rows = fetch(self._scope.connection, sql, params)
-        return rows[0] if rows else None
+    def _run(self, statement: Statement, params: dict[str, Any]) -> Any:
+        """The first row of a prebuilt statement (:mod:`._run_statements`), or None."""
+        return run_one(self._scope.connection, statement, params)
 
     def _insert(self, model: Any) -> Any:
-        return (postgresql if self._scope.is_postgres else sqlite).insert(model)
+        return upsert(model)
 
-    def _row(self, rid: str) -> Row[Any]:
+    def _row(self, rid: str) -> Any:
         row = self._exec(select(*RUN_COLUMNS).where(self._where(Run), Run.id == rid)).first()
         if row is None:
             raise NotFoundError(f"run {rid!r} does not exist")
         return row
 
-    def _update_logged(
-        self, statement: Any, status: str, at: datetime, worker: str | None, note: str | None
-    ) -> Row[Any] | None:
-        """SQLite: run an UPDATE of one run and append its history entry; the updated row
-        or None. (PostgreSQL does both in one statement of :mod:`._runs_pg`.)"""
-        row = self._exec(statement.returning(*RUN_COLUMNS)).first()
-        if row is not None:
-            self._append_history(row.id, row.history_seq, status, at, worker, note)
+    def _logged(self, change: Statement, status: str, params: dict[str, Any]) -> Any:
+        """Run ``change`` (of one run) and its history entry; the changed run or None.
+
+        One statement on PostgreSQL; on SQLite the entry follows the change.
+        """
+        row = self._run(change, params)
+        if row is not None and not self._scope.is_postgres:
+            entry = dict(params, id=row.id, history_seq=row.history_seq)
+            self._run(statements.logger(status), entry)
         return row
 
-    def _append_history(
-        self, rid: str, seq: int, status: str, at: datetime, worker: str | None, note: str | None
-    ) -> None:
-        self._exec(
-            self._insert(RunHistory).values(
-                **self._ids(),
-                run_id=rid,
-                seq=seq,
-                status=status,
-                at=at,
-                worker=worker,
-                note=note,
-            )
-        )
+
+class _Rows(list[Any]):
+    """Rows of :func:`persistence._executor.execute` with the two accessors used here."""
+
+    def first(self) -> Any:
+        return self[0] if self else None
+
+    def one(self) -> Any:
+        if len(self) != 1:
+            raise NotFoundError(f"expected one row, got {len(self)}")
+        return self[0]
+
+    def all(self) -> list[Any]:
+        return list(self)
 
 
 class RunValues(RunBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -13,7 +13,6 @@ import orjson
 from sqlalchemy.engine import Row
 
 from persistence import codecs
-from persistence._driver import utc
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
@@ -153,22 +152,21 @@ def canonical(value: object) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def run_record(row: Sequence[Any]) -> RunRecord:
-    """The record of a row of :data:`RUN_COLUMNS` (a SQLAlchemy row or a driver tuple,
-    whose timestamps may be in another time zone)."""
-    rid = row[0]
+def run_record(row: Any) -> RunRecord:
+    """The record of a row with the columns of :data:`RUN_COLUMNS` (by name)."""
+    rid = row.id
     return RunRecord.model_construct(
         id=rid,
-        workflow=row[1],
-        status=row[2],
-        args=unpack(row[3], row[4], row[5], f"args of run {rid!r}"),
-        tags=tuple(orjson.loads(row[6])),
-        parent_run_id=row[7],
-        worker=row[8],
-        attempts=row[9],
-        not_before=utc(row[10]),
-        created_at=utc(row[11]),
-        updated_at=utc(row[12]),
+        workflow=row.workflow,
+        status=row.status,
+        args=unpack(row.args, row.args_codec, row.args_checksum, f"args of run {rid!r}"),
+        tags=tuple(orjson.loads(row.tags)),
+        parent_run_id=row.parent_run_id,
+        worker=row.worker,
+        attempts=row.attempts,
+        not_before=row.not_before,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

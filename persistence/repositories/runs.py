@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,13 +19,9 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
-    update,
 )
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 
-from persistence.codecs import Encoded
 from persistence.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,16 +30,15 @@ from persistence.errors import (
     NotFoundError,
 )
 from persistence.models.base import new_id, utcnow
-from persistence.models.runs import CLAIMABLE_WHERE, Run, RunHistory
-from persistence.models.workflows import Workflow
+from persistence.models.runs import Run, RunHistory
 from persistence.records import (
     Page,
     RunExceptionRecord,
     RunHistoryRecord,
     RunRecord,
 )
+from persistence.repositories import _run_statements as statements
 from persistence.repositories import _runs as h
-from persistence.repositories import _runs_pg as pg
 from persistence.repositories._run_export import RunTransfer
 from persistence.repositories._run_values import RunValues
 from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
@@ -92,55 +87,10 @@ class RunRepository(RunValues, RunTransfer):
         encoded = h.pack(args, "run args", self._scope.settings)
         tags_json = orjson.dumps(h.tags(tags)).decode()
         now = utcnow()
-        if self._scope.is_postgres:
-            started = self._start_pg(rid, name, parent, encoded, tags_json, now)
-            if started is None:
-                return self._same_run(rid, name, args, parent)
-            return h.run_record(started)
-        self._check_references(name, parent)
-        statement = (
-            self._insert(Run)
-            .values(
-                **self._ids(),
-                id=rid,
-                workflow=name,
-                status="pending",
-                args=encoded.payload,
-                args_codec=encoded.codec,
-                args_checksum=encoded.checksum,
-                tags=tags_json,
-                parent_run_id=parent,
-                worker=None,
-                attempts=0,
-                history_seq=1,
-                not_before=now,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "workspace_id", "id"])
-            .returning(*RUN_COLUMNS)
-        )
-        row = self._exec(statement).first()
-        if row is None:
-            return self._same_run(rid, name, args, parent)
-        self._append_history(rid, 1, "pending", now, None, None)
-        return h.run_record(row)
-
-    def _start_pg(
-        self,
-        rid: str,
-        workflow: str,
-        parent: str | None,
-        encoded: Encoded,
-        tags_json: str,
-        now: datetime,
-    ) -> tuple[Any, ...] | None:
-        """PostgreSQL: check the references, insert the run and its history entry in one
-        prepared statement; the new run's columns, or None when the id is taken."""
         params = {
-            **self._pg_ids,
+            **self._ids(),
             "id": rid,
-            "workflow": workflow,
+            "workflow": name,
             "parent": parent,
             "args": encoded.payload,
             "codec": encoded.codec,
@@ -148,21 +98,19 @@ class RunRepository(RunValues, RunTransfer):
             "tags": tags_json,
             "now": now,
         }
-        row = self._fetch(pg.START, params)
-        assert row is not None  # the statement returns one row whatever happens
-        self._require_references(workflow, parent, row[0], row[1])
-        return None if row[2] is None else row[2:]
-
-    def _check_references(self, workflow: str, parent: str | None) -> None:
-        # One round trip for both checks. Runs keep the workflow's name without a foreign
-        # key: a run is a historical fact and outlives the deletion of its workflow.
-        wf = select(Workflow.name).where(self._where(Workflow), Workflow.name == workflow)
-        checks = [wf.exists().label("workflow")]
-        if parent is not None:
-            pr = select(Run.id).where(self._where(Run), Run.id == parent)
-            checks.append(pr.exists().label("parent"))
-        found: tuple[Any, ...] = tuple(self._exec(select(*checks)).one())
-        self._require_references(workflow, parent, found[0], parent is None or found[1])
+        if self._scope.is_postgres:  # checks, run and history in one statement
+            row = self._run(statements.START, params)
+            self._require_references(name, parent, row.workflow_found, row.parent_found)
+            started = None if row.id is None else row
+        else:
+            refs = self._run(statements.REFERENCES, params)
+            self._require_references(name, parent, refs.workflow_found, refs.parent_found)
+            started = self._run(statements.START_RUN, params)
+            if started is not None:
+                self._run(statements.LOG_STARTED, dict(params, history_seq=1))
+        if started is None:
+            return self._same_run(rid, name, args, parent)
+        return h.run_record(started)
 
     @staticmethod
     def _require_references(
@@ -274,43 +222,13 @@ class RunRepository(RunValues, RunTransfer):
     ) -> RunRecord:
         worker = h.text(worker, "worker", 200)
         note = h.text(note, "note", 10_000)
-        now = utcnow()
-        if self._scope.is_postgres:
-            sql = pg.move_sql(target, frozenset(extra))
-            params = {**self._pg_ids, "id": rid, "now": now, "worker": worker, "note": note}
-            row: Sequence[Any] | None = self._fetch(sql, {**params, **extra})
-        else:
-            row = self._move_sqlite(rid, target, worker, note, now, extra)
+        params = {**self._ids(), "id": rid, "now": utcnow(), "worker": worker, "note": note}
+        change = statements.move(target, frozenset(extra), self._scope.is_postgres)
+        row = self._logged(change, target, {**params, **extra})
         if row is None:
-            current = self._row(rid)._mapping["status"]
+            current = self._row(rid).status
             raise ConflictError(f"run {rid!r}: illegal transition {current} -> {target}")
         return h.run_record(row)
-
-    def _move_sqlite(
-        self,
-        rid: str,
-        target: str,
-        worker: str | None,
-        note: str | None,
-        now: datetime,
-        extra: dict[str, Any],
-    ) -> Row[Any] | None:
-        values: dict[str, Any] = {
-            "status": target,
-            "updated_at": now,
-            "history_seq": Run.history_seq + 1,
-            **extra,
-        }
-        if target == "running":
-            values.update(attempts=Run.attempts + 1, worker=worker)
-        elif worker is not None:
-            values["worker"] = worker
-        statement = (
-            update(Run)
-            .where(self._where(Run), Run.id == rid, Run.status.in_(ALLOWED_FROM[target]))
-            .values(values)
-        )
-        return self._update_logged(statement, target, now, worker, note)
 
     def claim(self, *, workflow: str | None = None, worker: str) -> RunRecord | None:
         """Atomically take the oldest due run and mark it ``running`` for ``worker``.
@@ -322,30 +240,11 @@ class RunRepository(RunValues, RunTransfer):
         """
         name = h.required_text(worker, "worker", 200)
         wanted = None if workflow is None else h.required_text(workflow, "workflow name", 100)
-        now = utcnow()
-        if self._scope.is_postgres:
-            params = {**self._pg_ids, "now": now, "worker": name, "note": "claimed"}
-            if wanted is not None:
-                params["workflow"] = wanted
-            row = self._fetch(pg.claim_sql(wanted is not None), params)
-            return None if row is None else h.run_record(row)
-        # The literal status predicate matches the partial claim index even in generic plans.
-        due = select(Run.id).where(self._where(Run), text(CLAIMABLE_WHERE), Run.not_before <= now)
+        params = {**self._ids(), "now": utcnow(), "worker": name, "note": "claimed"}
         if wanted is not None:
-            due = due.where(Run.workflow == wanted)
-        due = due.order_by(Run.not_before, Run.id).limit(1)
-        statement = (
-            update(Run)
-            .where(self._where(Run), Run.id == due.scalar_subquery(), text(CLAIMABLE_WHERE))
-            .values(
-                status="running",
-                worker=name,
-                attempts=Run.attempts + 1,
-                history_seq=Run.history_seq + 1,
-                updated_at=now,
-            )
-        )
-        row = self._update_logged(statement, "running", now, name, "claimed")
+            params["workflow"] = wanted
+        change = statements.claim(wanted is not None, self._scope.is_postgres)
+        row = self._logged(change, "running", params)
         return None if row is None else h.run_record(row)
 
     # -- results and exceptions ------------------------------------------------------
@@ -449,7 +348,7 @@ class RunRepository(RunValues, RunTransfer):
         statement = delete(Run).where(purgeable, chosen)
         total = 0
         while True:
-            deleted = self._exec(statement).rowcount
+            deleted = len(self._exec(statement.returning(Run.id)))
             total += deleted
             if deleted < size:
                 return total

@@ -21,10 +21,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
-from persistence._driver import fetch, json_value, utc
+from persistence._executor import Statement, execute, run_one
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -36,6 +34,7 @@ from persistence.models.base import utcnow
 from persistence.models.workflows import Workflow, WorkflowRevision
 from persistence.records import Page, WorkflowRecord
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
 from persistence.repositories._workflow_rules import (
     WORD,
     check_description,
@@ -99,22 +98,13 @@ def _revision_query(*, latest: bool) -> Select[Any]:
     )
 
 
-_LATEST = _revision_query(latest=True)
-_LATEST_FOR_UPDATE = _LATEST.with_for_update(of=Workflow.__table__)
-_BY_REVISION = _revision_query(latest=False)
-
-# The same two lookups in PostgreSQL SQL, run prepared on the driver by ``get``
-# (persistence._driver.fetch): SQLAlchemy's execution path and the session cost several
-# times the round trip. tags (json) come as text, parsed with orjson.
-_PG_REVISION = """SELECT r.name, r.revision, r.source, r.description, r.tags::text, r.checksum,
-       r.created_at
-FROM workflow_revisions r JOIN workflows w
-  ON w.tenant_id = r.tenant_id AND w.workspace_id = r.workspace_id AND w.name = r.name
-WHERE r.tenant_id = %(t)s::uuid AND r.workspace_id = %(w)s::uuid AND r.name = %(name)s::text
-  AND r.revision = {revision}"""
-_PG_LATEST = _PG_REVISION.format(revision="w.latest_revision")
-_PG_BY_REVISION = _PG_REVISION.format(revision="%(revision)s::integer")
-_MAX_REVISION = 2**31 - 1  # the column is an integer: no revision above this exists
+_LATEST = Statement(_revision_query(latest=True), "workflows_latest")
+# FOR UPDATE (PostgreSQL; SQLite's writers are serialized already) orders concurrent revisions.
+_LATEST_FOR_UPDATE = Statement(
+    _revision_query(latest=True).with_for_update(of=Workflow.__table__), "workflows_latest_lock"
+)
+_BY_REVISION = Statement(_revision_query(latest=False), "workflows_by_revision")
+_MAX_REVISION = 2**31 - 1  # the column is an INTEGER: no revision above this exists
 
 
 def _record(row: Any) -> WorkflowRecord:
@@ -129,19 +119,6 @@ def _record(row: Any) -> WorkflowRecord:
     )
 
 
-def _pg_record(row: tuple[Any, ...]) -> WorkflowRecord:
-    """A row of ``_PG_LATEST`` / ``_PG_BY_REVISION``."""
-    return WorkflowRecord.model_construct(
-        name=row[0],
-        revision=row[1],
-        source=row[2],
-        description=row[3],
-        tags=tuple(json_value(row[4])),
-        checksum=row[5],
-        created_at=utc(row[6]),
-    )
-
-
 class WorkflowRepository:
     """Create, revise, read, search and delete the workflows of one workspace.
 
@@ -153,24 +130,21 @@ class WorkflowRepository:
         self._scope = scope
         self._t, self._w = scope.tenant_id, scope.workspace_id
 
-    @property
-    def _s(self) -> Session:
-        # Built on first use: ``get`` on PostgreSQL runs on scope.connection without it.
-        return self._scope.session
+    def _run(self, clause: Any) -> list[Any]:
+        return execute(self._scope.connection, clause)
 
     def _mine(self, model: Any) -> Any:
         return and_(model.tenant_id == self._t, model.workspace_id == self._w)
 
     def _insert_head(self, values: dict[str, Any]) -> bool:
         """Insert the workflow head unless the name exists; True when inserted."""
-        dialect = postgresql if self._scope.is_postgres else sqlite
         stmt = (
-            dialect.insert(Workflow)
+            upsert(Workflow.__table__)
             .values(tenant_id=self._t, workspace_id=self._w, **values)
             .on_conflict_do_nothing()
             .returning(Workflow.name)
         )
-        return self._s.execute(stmt).first() is not None
+        return bool(self._run(stmt))
 
     def _insert_revision(
         self,
@@ -182,7 +156,7 @@ class WorkflowRepository:
         created_at: datetime,
         digest: str,
     ) -> None:
-        self._s.execute(
+        self._run(
             insert(WorkflowRevision).values(
                 tenant_id=self._t,
                 workspace_id=self._w,
@@ -250,7 +224,7 @@ class WorkflowRepository:
         latest = self._latest_for_update(name)
         if latest is None:
             try:
-                with self._s.begin_nested():
+                with self._scope.connection.begin_nested():
                     return self.create(name, source, description or "", tag_tuple or ())
             except AlreadyExistsError:  # a concurrent first save won; revise it
                 latest = self._latest_for_update(name)
@@ -265,7 +239,7 @@ class WorkflowRepository:
         self, name: str, revision: int, source: str, description: str, tags: tuple[str, ...]
     ) -> WorkflowRecord:
         now = utcnow()
-        self._s.execute(
+        self._run(
             update(Workflow)
             .where(self._mine(Workflow), Workflow.name == name)
             .values(
@@ -285,9 +259,8 @@ class WorkflowRepository:
         )
 
     def _latest_for_update(self, name: str) -> WorkflowRecord | None:
-        # FOR UPDATE on PostgreSQL serializes concurrent revisions of one workflow.
-        stmt = _LATEST_FOR_UPDATE if self._scope.is_postgres else _LATEST
-        row = self._s.execute(stmt, {"t": self._t, "w": self._w, "name": name}).first()
+        params = {"t": self._t, "w": self._w, "name": name}
+        row = run_one(self._scope.connection, _LATEST_FOR_UPDATE, params)
         return _record(row) if row is not None else None
 
     def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
@@ -295,34 +268,22 @@ class WorkflowRepository:
         validate_workflow_name(name)
         if revision is not None and (type(revision) is not int or revision < 1):
             raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
-        if self._scope.is_postgres:
-            record = self._get_pg(name, revision)
-        else:
-            params = {"t": self._t, "w": self._w, "name": name, "revision": revision}
-            row = self._s.execute(_LATEST if revision is None else _BY_REVISION, params).first()
-            record = None if row is None else _record(row)
-        if record is None:
-            which = f" revision {revision}" if revision is not None else ""
-            raise NotFoundError(f"workflow {name!r}{which} does not exist")
-        return record
-
-    def _get_pg(self, name: str, revision: int | None) -> WorkflowRecord | None:
-        """PostgreSQL: the same lookup as a prepared statement on the driver."""
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
-            sql = _PG_LATEST
-        elif revision > _MAX_REVISION:
-            return None
+            row = run_one(self._scope.connection, _LATEST, params)
+        elif revision <= _MAX_REVISION:
+            row = run_one(self._scope.connection, _BY_REVISION, dict(params, revision=revision))
         else:
-            sql, params["revision"] = _PG_BY_REVISION, revision
-        # Errors as on the SQLAlchemy path: fetch raises SQLAlchemy's DBAPIError.
-        rows = fetch(self._scope.connection, sql, params)
-        return _pg_record(rows[0]) if rows else None
+            row = None
+        if row is None:
+            which = f" revision {revision}" if revision is not None else ""
+            raise NotFoundError(f"workflow {name!r}{which} does not exist")
+        return _record(row)
 
     def exists(self, name: str) -> bool:
         validate_workflow_name(name)
         stmt = select(Workflow.name).where(self._mine(Workflow), Workflow.name == name)
-        return self._s.execute(stmt).first() is not None
+        return bool(self._run(stmt))
 
     def _select_latest(self) -> Any:
         return (
@@ -346,7 +307,7 @@ class WorkflowRepository:
         stmt = self._select_latest().order_by(WorkflowRevision.name).limit(limit + 1)
         if cursor is not None:
             stmt = stmt.where(WorkflowRevision.name > _decode_cursor(cursor))
-        items = [_record(row) for row in self._s.execute(stmt)]
+        items = [_record(row) for row in self._run(stmt)]
         more = len(items) > limit
         items = items[:limit]
         return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
@@ -359,7 +320,7 @@ class WorkflowRepository:
             .where(self._mine(WorkflowRevision), WorkflowRevision.name == name)
             .order_by(WorkflowRevision.revision)
         )
-        items = [_record(row) for row in self._s.execute(stmt)]
+        items = [_record(row) for row in self._run(stmt)]
         if not items:
             raise NotFoundError(f"workflow {name!r} does not exist")
         return items
@@ -390,25 +351,25 @@ class WorkflowRepository:
                 )
             )
         ranked = sorted(
-            ((score(query, r.name, r.description, r.tags), r.name) for r in self._s.execute(stmt)),
+            ((score(query, r.name, r.description, r.tags), r.name) for r in self._run(stmt)),
             key=lambda pair: (-pair[0], pair[1]),
         )
         best = [name for points, name in ranked[:limit] if points > 0]
         if not best:
             return []
-        rows = self._s.execute(self._select_latest().where(WorkflowRevision.name.in_(best)))
+        rows = self._run(self._select_latest().where(WorkflowRevision.name.in_(best)))
         by_name = {row.name: _record(row) for row in rows}
         return [by_name[name] for name in best if name in by_name]
 
     def delete(self, name: str) -> None:
         """Delete the workflow and every revision. Raises NotFoundError."""
         validate_workflow_name(name)
-        result = self._s.execute(
+        deleted = self._run(
             delete(Workflow)
             .where(self._mine(Workflow), Workflow.name == name)
             .returning(Workflow.name)
         )
-        if result.first() is None:
+        if not deleted:
             raise NotFoundError(f"workflow {name!r} does not exist")
 
     def import_revision(self, record: WorkflowRecord) -> bool:
@@ -464,11 +425,11 @@ class WorkflowRepository:
         )
         if self._insert_head(head):
             return
-        row = self._s.execute(
+        row = self._run(
             select(Workflow.latest_revision, Workflow.created_at).where(
                 self._mine(Workflow), Workflow.name == name
             )
-        ).one()
+        )[0]
         values: dict[str, Any] = {"created_at": min(row.created_at, created_at)}
         if revision > row.latest_revision:
             values.update(
@@ -477,6 +438,6 @@ class WorkflowRepository:
                 tags=list(tags),
                 updated_at=created_at,
             )
-        self._s.execute(
+        self._run(
             update(Workflow).where(self._mine(Workflow), Workflow.name == name).values(**values)
         )

@@ -6,63 +6,62 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, literal, or_, select, tuple_
+from sqlalchemy import case, delete, exists, func, insert, literal, or_, select, tuple_
 
+from persistence._executor import execute
 from persistence.codecs import checksum, compress, dump_json, validate_codec
-from persistence.errors import ConflictError, InvalidInputError, translate_errors
+from persistence.errors import ConflictError, InvalidInputError
 from persistence.models.base import UTCDateTime, utcnow
 from persistence.records.states import LoadedState, StateStats, StateVersion
-from persistence.repositories import _states_sql as q
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
+from persistence.repositories.states import inputs as q
+from persistence.repositories.states import statements as sql
+from persistence.repositories.states.checkpoints import decode_payload
+from persistence.repositories.states.writer import StateWriter
+
+__all__ = ["StateRetention"]
 
 
-class StateMaintenance:
-    """Mixed into StateRepository: work that is not on the per-request hot path."""
+class StateRetention:
+    """Statistics, expiry purge and version-exact export/import of one scope's states:
+    work that is not on the per-request hot path."""
 
-    _scope: Scope
-    _key: dict[str, Any]
-    _cols: dict[str, Any]
+    def __init__(self, scope: Scope, writer: StateWriter):
+        self._scope = scope
+        self._writer = writer
+        self._key = {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
 
-    @property
-    def _conn(self) -> Connection:
-        return self._scope.connection
-
-    def _check_size(self, size: int, sid: str) -> None:
-        raise NotImplementedError  # provided by StateRepository
-
-    def _decode(self, meta: Any, payload: bytes) -> Any:
-        raise NotImplementedError  # provided by StateRepository
+    def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        return execute(self._scope.connection, clause, self._key if params is None else params)
 
     # -- statistics -----------------------------------------------------------------
 
     def stats(self) -> StateStats:
         """Counts and sizes of this workspace's states (expired ones included until purged)."""
-        conn, now = self._conn, utcnow()
-        versions, raw, stored = conn.execute(
+        now = utcnow()
+        ver, head = sql.VER.c, sql.HEAD.c
+        versions, raw, stored = self._run(
             select(
                 func.count(),
-                func.coalesce(func.sum(q.VER.c.raw_size), 0),
-                func.coalesce(func.sum(q.VER.c.stored_size), 0),
-            ).where(q.scoped(q.VER)),
-            self._key,
-        ).one()
-        live, dead = conn.execute(
+                func.coalesce(func.sum(ver.raw_size), 0),
+                func.coalesce(func.sum(ver.stored_size), 0),
+            ).where(sql.scoped(sql.VER))
+        )[0]
+        live, dead = self._run(
             select(
-                func.coalesce(func.sum(case((q.alive(q.HEAD, now), 1), else_=0)), 0),
-                func.coalesce(func.sum(case((q.alive(q.HEAD, now), 0), else_=1)), 0),
-            ).where(q.scoped(q.HEAD), q.HEAD.c.latest_version.is_not(None)),
-            self._key,
-        ).one()
+                func.coalesce(func.sum(case((sql.alive(sql.HEAD, now), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((sql.alive(sql.HEAD, now), 0), else_=1)), 0),
+            ).where(sql.scoped(sql.HEAD), head.latest_version.is_not(None))
+        )[0]
         per_state = (
             select(func.count().label("n"))
-            .where(q.scoped(q.VER))
-            .group_by(q.VER.c.state_id)
+            .where(sql.scoped(sql.VER))
+            .group_by(ver.state_id)
             .subquery()
         )
-        widest = conn.execute(select(func.max(per_state.c.n)), self._key).scalar()
-        checkpoints = conn.execute(
-            select(func.count()).where(q.scoped(q.CKPT)), self._key
-        ).scalar_one()
+        widest = self._run(select(func.max(per_state.c.n)))[0][0]
+        checkpoints = self._run(select(func.count()).where(sql.scoped(sql.CKPT)))[0][0]
         holders = int(live) + int(dead)
         return StateStats(
             states=int(live),
@@ -109,48 +108,54 @@ class StateMaintenance:
                     break
         return deleted
 
+    _VERSION_KEY = (
+        sql.VER.c.tenant_id,
+        sql.VER.c.workspace_id,
+        sql.VER.c.state_id,
+        sql.VER.c.version,
+    )
+
     def _delete_versions(self, keys: Any) -> int:
-        pk = tuple_(q.VER.c.tenant_id, q.VER.c.workspace_id, q.VER.c.state_id, q.VER.c.version)
-        with translate_errors():
-            return int(self._conn.execute(delete(q.VER).where(pk.in_(keys)), self._key).rowcount)
+        stmt = delete(sql.VER).where(tuple_(*self._VERSION_KEY).in_(keys))
+        return len(self._run(stmt.returning(sql.VER.c.version)))
 
     def _purge_versions_of_expired_states(self, size: int, now: datetime) -> int:
         keys = (
-            select(q.VER.c.tenant_id, q.VER.c.workspace_id, q.VER.c.state_id, q.VER.c.version)
-            .select_from(q.HEAD.join(q.VER, q.head_join_state()))
-            .where(q.scoped(q.HEAD), q.HEAD.c.expires_at <= now)
+            select(*self._VERSION_KEY)
+            .select_from(sql.HEAD.join(sql.VER, sql.head_join_state()))
+            .where(sql.scoped(sql.HEAD), sql.HEAD.c.expires_at <= now)
             .limit(size)
         )
         return self._delete_versions(keys)
 
     def _purge_expired_versions(self, size: int, now: datetime) -> int:
         keys = (
-            select(q.VER.c.tenant_id, q.VER.c.workspace_id, q.VER.c.state_id, q.VER.c.version)
-            .where(q.scoped(q.VER), q.VER.c.expires_at <= now)
+            select(*self._VERSION_KEY)
+            .where(sql.scoped(sql.VER), sql.VER.c.expires_at <= now)
             .limit(size)
         )
         return self._delete_versions(keys)
 
     def _purge_expired_heads(self, size: int, now: datetime) -> int:
         """Drop the heads (and checkpoints) of expired states whose versions are gone."""
-        conn = self._conn
-        no_versions = ~exists().where(q.head_join_state())
-        ids = conn.scalars(
-            select(q.HEAD.c.state_id)
-            .where(q.scoped(q.HEAD), q.HEAD.c.expires_at <= now, no_versions)
-            .order_by(q.HEAD.c.state_id)
-            .limit(size),
-            self._key,
-        ).all()
-        if ids:
-            conn.execute(
-                delete(q.CKPT).where(q.scoped(q.CKPT), q.CKPT.c.state_id.in_(ids)), self._key
+        head = sql.HEAD.c
+        no_versions = ~exists().where(sql.head_join_state())
+        ids = [
+            row.state_id
+            for row in self._run(
+                select(head.state_id)
+                .where(sql.scoped(sql.HEAD), head.expires_at <= now, no_versions)
+                .order_by(head.state_id)
+                .limit(size)
             )
-            conn.execute(
-                delete(q.HEAD).where(
-                    q.scoped(q.HEAD), q.HEAD.c.state_id.in_(ids), q.HEAD.c.expires_at <= now
-                ),
-                self._key,
+        ]
+        if ids:
+            ckpt = sql.CKPT.c
+            self._run(delete(sql.CKPT).where(sql.scoped(sql.CKPT), ckpt.state_id.in_(ids)))
+            self._run(
+                delete(sql.HEAD).where(
+                    sql.scoped(sql.HEAD), head.state_id.in_(ids), head.expires_at <= now
+                )
             )
         return len(ids)
 
@@ -166,20 +171,21 @@ class StateMaintenance:
         :meth:`import_version` to rebuild the history elsewhere.
         """
         size = q.count(batch_size, "batch_size", minimum=1, maximum=q.MAX_LIMIT)
+        ver = sql.VER.c
         after: tuple[str, int] | None = None
         while True:
             stmt = (
-                select(*q.META_COLUMNS, q.VER.c.payload)
-                .where(q.scoped(q.VER))
-                .order_by(q.VER.c.state_id, q.VER.c.version)
+                select(*sql.META_COLUMNS, ver.payload)
+                .where(sql.scoped(sql.VER))
+                .order_by(ver.state_id, ver.version)
                 .limit(size)
             )
             if after is not None:
-                stmt = stmt.where(tuple_(q.VER.c.state_id, q.VER.c.version) > after)
-            rows = self._conn.execute(stmt, self._key).all()
+                stmt = stmt.where(tuple_(ver.state_id, ver.version) > after)
+            rows = self._run(stmt)
             for row in rows:
                 meta = q.version_record(row)
-                yield LoadedState(self._decode(meta, row.payload), meta)
+                yield LoadedState(decode_payload(meta, row.payload), meta)
             if len(rows) < size:
                 return
             after = (rows[-1].state_id, rows[-1].version)
@@ -196,7 +202,7 @@ class StateMaintenance:
         sid = q.state_id(meta.state_id)
         version = q.count(meta.version, "version", minimum=1)
         raw = dump_json(state, what=f"state {sid!r} version {version}")
-        self._check_size(len(raw), sid)
+        self._writer.check_size(len(raw), sid)
         if checksum(raw) != meta.checksum or len(raw) != meta.raw_size:
             raise InvalidInputError(
                 f"state {sid!r} version {version}: the value does not match its recorded checksum"
@@ -211,44 +217,41 @@ class StateMaintenance:
                 "metadata": q.user_metadata(meta.metadata),
             }
         )
-        conn = self._conn
-        if self._existing(conn, meta) is not None:  # identical: False; different: raises
+        if self._existing(meta) is not None:  # identical: False; different: raises
             return False
-        self._raise_head(conn, meta)  # locks the head row: concurrent imports queue here
-        row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._cols)
-        insert = q.dialect_insert(self._scope.dialect, q.VER).values(row)
-        with translate_errors():
-            if conn.execute(insert.on_conflict_do_nothing().returning(q.VER.c.version)).first():
-                if tags:
-                    conn.execute(
-                        q.INSERT_TAGS,
-                        [dict(self._cols, tag=t, state_id=sid, version=version) for t in tags],
-                    )
-                return True
-        self._existing(conn, meta)  # written meanwhile by a concurrent import
+        self._raise_head(meta)  # locks the head row: concurrent imports queue here
+        row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._key)
+        stmt = upsert(sql.VER).values(row).on_conflict_do_nothing()
+        if self._run(stmt.returning(sql.VER.c.version)):
+            if tags:
+                rows = [dict(self._key, tag=t, state_id=sid, version=version) for t in tags]
+                self._run(insert(sql.TAG).values(rows))
+            return True
+        self._existing(meta)  # written meanwhile by a concurrent import
         return False
 
-    def _existing(self, conn: Connection, meta: StateVersion) -> str | None:
+    def _existing(self, meta: StateVersion) -> str | None:
         """The checksum of the stored version ``meta`` names; ConflictError if it differs."""
-        found = conn.execute(
-            select(q.VER.c.checksum).where(
-                q.scoped(q.VER), q.VER.c.state_id == meta.state_id, q.VER.c.version == meta.version
-            ),
-            self._key,
-        ).scalar()
+        ver = sql.VER.c
+        rows = self._run(
+            select(ver.checksum).where(
+                sql.scoped(sql.VER), ver.state_id == meta.state_id, ver.version == meta.version
+            )
+        )
+        found = rows[0].checksum if rows else None
         if found is not None and found != meta.checksum:
             raise ConflictError(
                 f"state {meta.state_id!r} already has a different version {meta.version}"
             )
         return found
 
-    def _raise_head(self, conn: Connection, meta: StateVersion) -> None:
-        head = q.HEAD.c
+    def _raise_head(self, meta: StateVersion) -> None:
+        head = sql.HEAD.c
         newer = or_(head.latest_version.is_(None), head.latest_version < meta.version)
         expires_at = literal(meta.expires_at, UTCDateTime())
-        stmt = q.dialect_insert(self._scope.dialect, q.HEAD).values(
+        stmt = upsert(sql.HEAD).values(
             dict(
-                self._cols,
+                self._key,
                 state_id=meta.state_id,
                 last_version=meta.version,
                 latest_version=meta.version,
@@ -269,5 +272,4 @@ class StateMaintenance:
                 "updated_at": utcnow(),
             },
         )
-        with translate_errors():
-            conn.execute(stmt)
+        self._run(stmt)

@@ -1,0 +1,160 @@
+"""Named checkpoints of states: snapshots with their own payload copy, restorable."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from persistence._executor import execute, run_one
+from persistence.codecs import Encoded, decode, decode_json
+from persistence.errors import (
+    AlreadyExistsError,
+    DataCorruptionError,
+    InvalidInputError,
+    NotFoundError,
+)
+from persistence.models.base import new_id, utcnow
+from persistence.records.states import Checkpoint, StateVersion
+from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
+from persistence.repositories.states import inputs
+from persistence.repositories.states import statements as sql
+from persistence.repositories.states.writer import StateWriter
+
+__all__ = ["StateCheckpoints", "decode_payload"]
+
+
+def decode_payload(meta: StateVersion | Checkpoint, payload: bytes) -> Any:
+    """The value of a stored payload, verified against ``meta``'s checksum.
+
+    DataCorruptionError naming the state and version when it does not match or parse.
+    """
+    what = f"state {meta.state_id!r} version {meta.version}"
+    raw = decode(payload, codec=meta.codec, expected_checksum=meta.checksum, what=what)
+    try:
+        return decode_json(raw)
+    except Exception as exc:  # the checksum matched, yet the bytes are not JSON
+        raise DataCorruptionError(f"{what}: stored JSON does not parse: {exc}") from exc
+
+
+class StateCheckpoints:
+    """Create, list, restore and delete the checkpoints of one scope's states."""
+
+    def __init__(self, scope: Scope, writer: StateWriter):
+        self._scope = scope
+        self._writer = writer
+
+    def _key(self) -> dict[str, Any]:
+        return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
+
+    def create(
+        self,
+        state_id: str,
+        name: str,
+        *,
+        version: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Checkpoint:
+        """Snapshot a version (default: the latest) under ``name``.
+
+        The checkpoint keeps its own copy of the payload, so pruning or deleting the
+        version does not affect it; it is deleted with the state. NotFoundError if the
+        version does not exist; AlreadyExistsError if the state has a checkpoint ``name``.
+        """
+        sid = inputs.state_id(state_id)
+        label = inputs.checkpoint_name(name)
+        info = inputs.user_metadata(metadata)
+        source = self._source(sid, version)
+        meta = inputs.version_record(source)
+        decode_payload(meta, source.payload)
+        values = dict(
+            self._key(),
+            id=new_id(),
+            state_id=sid,
+            name=label,
+            version=meta.version,
+            created_at=utcnow(),
+            raw_size=meta.raw_size,
+            stored_size=meta.stored_size,
+            codec=meta.codec,
+            checksum=meta.checksum,
+            tags=list(meta.tags),
+            metadata=info,
+            payload=source.payload,
+        )
+        stmt = upsert(sql.CKPT).values(values)
+        created = execute(
+            self._scope.connection, stmt.on_conflict_do_nothing().returning(sql.CKPT.c.id)
+        )
+        if not created:
+            raise AlreadyExistsError(f"state {sid!r} already has a checkpoint named {label!r}")
+        return inputs.checkpoint_record(SimpleNamespace(**values))
+
+    def _source(self, sid: str, version: int | None) -> Any:
+        connection = self._scope.connection
+        if version is None:
+            found = run_one(connection, sql.LOAD_LATEST, self._writer.params(sid))
+            if found is None:
+                raise NotFoundError(f"state {sid!r} does not exist")
+            return found
+        number = inputs.count(version, "version", minimum=1)
+        found = run_one(connection, sql.LOAD_VERSION, self._writer.params(sid, version=number))
+        if found is None:
+            raise NotFoundError(f"state {sid!r} has no version {number}")
+        return found
+
+    def list(self, state_id: str) -> list[Checkpoint]:
+        """The checkpoints of a state, oldest first."""
+        sid = inputs.state_id(state_id)
+        stmt = (
+            select(*[c for c in sql.CKPT.c if c.name != "payload"])
+            .where(sql.scoped(sql.CKPT), sql.CKPT.c.state_id == sid)
+            .order_by(sql.CKPT.c.created_at, sql.CKPT.c.name)
+        )
+        rows = execute(self._scope.connection, stmt, self._key())
+        return [inputs.checkpoint_record(row) for row in rows]
+
+    def _row(self, checkpoint_id: uuid.UUID | str) -> Any:
+        try:
+            cid = (
+                checkpoint_id if isinstance(checkpoint_id, uuid.UUID) else uuid.UUID(checkpoint_id)
+            )
+        except (TypeError, ValueError, AttributeError):
+            raise InvalidInputError(f"invalid checkpoint id {checkpoint_id!r}") from None
+        stmt = select(sql.CKPT).where(sql.scoped(sql.CKPT), sql.CKPT.c.id == cid)
+        rows = execute(self._scope.connection, stmt, self._key())
+        if not rows:
+            raise NotFoundError(f"checkpoint {cid} does not exist")
+        return rows[0]
+
+    def restore(
+        self, checkpoint_id: uuid.UUID | str, *, expected: int | None, ttl: Any, keep: int | None
+    ) -> StateVersion:
+        """Write the checkpoint's content (and tags) as a new version of its state."""
+        row = self._row(checkpoint_id)
+        checkpoint = inputs.checkpoint_record(row)
+        decode_payload(checkpoint, row.payload)
+        now = utcnow()
+        encoded = Encoded(row.payload, checkpoint.codec, checkpoint.checksum, checkpoint.raw_size)  # type: ignore[arg-type]
+        return self._writer.write(
+            checkpoint.state_id,
+            encoded,
+            now=now,
+            tags=checkpoint.tags,
+            expires_at=inputs.expiry(ttl, now),
+            metadata={
+                "restored_from_checkpoint": str(checkpoint.id),
+                "checkpoint": checkpoint.name,
+            },
+            expected=expected,
+            keep=keep,
+        )
+
+    def delete(self, checkpoint_id: uuid.UUID | str) -> None:
+        """Delete a checkpoint; NotFoundError if it does not exist."""
+        row = self._row(checkpoint_id)
+        stmt = delete(sql.CKPT).where(sql.scoped(sql.CKPT), sql.CKPT.c.id == row.id)
+        execute(self._scope.connection, stmt, self._key())
