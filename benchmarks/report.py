@@ -293,7 +293,7 @@ TUNING = """## What was tuned (issue 7)
   to that connection, same transaction) only when a repository or `uow.session` needs
   one; savepoints emit `SAVEPOINT` at once so statements that bypass the session are
   covered by them. Client CPU of an empty unit of work: about 490 → 190-250 µs.
-- **Hot statements prepared on the driver** (`persistence/_driver.py`): state save (head
+- **Hot statements prepared on the driver** (`persistence/_executor.py`): state save (head
   row, version and tags in one data-modifying CTE: 3 round trips per saving unit of
   work, raw psycopg uses 4), state load, store get / contains / remove / set (the store
   row created in a CTE of the item upsert) are hand-written SQL executed as server-side

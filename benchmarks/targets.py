@@ -23,7 +23,7 @@ _SAME = "Same reason as for state saves: fewer round trips, more client CPU."
 
 _MET = (
     "The statement runs prepared on the transaction's psycopg connection "
-    "(`persistence/_driver.py`), in fewer round trips than the baseline; the rest is "
+    "(`persistence/_executor.py`), in fewer round trips than the baseline; the rest is "
     "the unit of work's own cost."
 )
 

@@ -21,7 +21,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from persistence._driver import pooled_cursor, raise_driver_error, utc
+from persistence._executor import pooled_cursor, raise_translated
 from persistence.records import TenantRecord, WorkspaceRecord
 
 __all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspace_record"]
@@ -68,8 +68,9 @@ def enter(
     Both go in one simple-protocol query, the slugs bound client-side by psycopg's
     ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway):
     cheaper on the client than a pipeline of two extended-protocol statements. Runs on
-    the unit of work's own driver connection. A driver error is re-raised as SQLAlchemy's
-    so ``translate_errors`` maps it, and a broken connection is invalidated, not pooled.
+    the unit of work's own driver connection. A driver error is translated by
+    :func:`persistence._executor.raise_translated`, and a broken connection is
+    invalidated, not pooled.
     """
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     try:
@@ -86,7 +87,7 @@ def enter(
         row = cursor.fetchone()
         return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:
-        raise_driver_error(connection, _ENTER, (tenant, workspace), exc)
+        raise_translated(connection, _ENTER, (tenant, workspace), exc)
 
 
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:
@@ -126,6 +127,8 @@ def _uuid(value: Any) -> Any:
 
 def _utc(value: Any) -> Any:
     """A timestamp of the entry row in UTC (SQLite returns it as ISO text)."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
-    return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -32,7 +32,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus
@@ -43,10 +43,20 @@ from sqlalchemy.sql import ClauseElement
 
 from persistence.errors import translate
 
-__all__ = ["Row", "Statement", "execute", "run", "run_one", "run_scalar"]
+__all__ = [
+    "Row",
+    "Statement",
+    "execute",
+    "pooled_cursor",
+    "raise_translated",
+    "run",
+    "run_one",
+    "run_scalar",
+]
 
 Row = Any  # a named tuple of the statement's result columns
 _Processor = Callable[[Any], Any]
+CursorT = TypeVar("CursorT", bound=psycopg.Cursor[Any])
 _TUPLES_OK = ExecStatus.TUPLES_OK
 _CURSOR = "persistence_executor_cursor"
 
@@ -216,13 +226,18 @@ def _run_through_sqlalchemy(
 
 
 def _cursor(connection: Connection, driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
-    """The cursor kept for the pooled connection: creating one costs more than running a
-    short prepared statement. The pool entry's ``info`` lives as long as the driver
-    connection, so a replaced connection starts with a new cursor."""
+    return pooled_cursor(connection, _CURSOR, psycopg.Cursor)
+
+
+def pooled_cursor(connection: Connection, key: str, factory: Callable[[Any], CursorT]) -> CursorT:
+    """The cursor ``factory(driver connection)`` kept under ``key`` for the pooled
+    connection, made on first use: creating a cursor costs more than executing a short
+    prepared statement. The pool entry's ``info`` lives as long as the driver connection,
+    so a replaced connection starts with new cursors."""
     info = connection.connection.info
-    cursor: psycopg.Cursor[Any] | None = info.get(_CURSOR)
+    cursor: CursorT | None = info.get(key)
     if cursor is None or cursor.closed:
-        cursor = info[_CURSOR] = psycopg.Cursor(driver)
+        cursor = info[key] = factory(connection.connection.driver_connection)
     return cursor
 
 

@@ -12,16 +12,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import Connection, bindparam, func, select, union_all
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, Connection, bindparam, func, select, union_all
 
+from persistence._executor import Statement, run_one, run_scalar
 from persistence.errors import InvalidInputError, InvalidTypeError, StaleFenceError
 from persistence.models.base import utcnow
 from persistence.models.leases import Fence, Lease
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
 
-__all__ = ["FenceToken", "Fenced", "as_fence_token", "check_fence", "fence_floor", "upsert"]
+__all__ = ["FenceToken", "Fenced", "as_fence_token", "check_fence", "fence_floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +51,32 @@ def as_fence_token(value: object) -> FenceToken:
     raise InvalidTypeError(f"fence must be a Lease or FenceToken, not {type(value).__name__}")
 
 
-def upsert(dialect: str, table: Any) -> Any:
-    """``INSERT`` that supports ``on_conflict_do_update`` on either backend."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+def _record_fence() -> Statement:
+    """Record a fence for its resource unless a newer one (or the same one from another
+    holder) is recorded; returns the fence, no row when refused."""
+    table = Fence.__table__
+    stmt = upsert(table).values(
+        tenant_id=bindparam("tenant_id"),
+        resource=bindparam("resource"),
+        fence=bindparam("fence", type_=BigInteger()),
+        holder=bindparam("holder"),
+        updated_at=bindparam("now"),
+    )
+    current = table.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[current.tenant_id, current.resource],
+        set_={
+            "fence": stmt.excluded.fence,
+            "holder": stmt.excluded.holder,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=(current.fence < stmt.excluded.fence)
+        | ((current.fence == stmt.excluded.fence) & (current.holder == stmt.excluded.holder)),
+    ).returning(current.fence)
+    return Statement(stmt, "fences_record")
+
+
+_RECORD = _record_fence()
 
 
 def check_fence(scope: Scope, fence: object | None) -> None:
@@ -68,26 +91,14 @@ def check_fence(scope: Scope, fence: object | None) -> None:
     token = as_fence_token(fence)
     if token.tenant_id != scope.tenant_id:
         raise InvalidInputError("the lease belongs to another tenant than this unit of work")
-    table = Fence.__table__
-    stmt = upsert(scope.dialect, table).values(
-        tenant_id=token.tenant_id,
-        resource=token.resource,
-        fence=token.fence,
-        holder=token.holder,
-        updated_at=utcnow(),
-    )
-    current = table.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[current.tenant_id, current.resource],
-        set_={
-            "fence": stmt.excluded.fence,
-            "holder": stmt.excluded.holder,
-            "updated_at": stmt.excluded.updated_at,
-        },
-        where=(current.fence < stmt.excluded.fence)
-        | ((current.fence == stmt.excluded.fence) & (current.holder == stmt.excluded.holder)),
-    ).returning(current.fence)
-    if scope.connection.execute(stmt).first() is None:
+    params = {
+        "tenant_id": token.tenant_id,
+        "resource": token.resource,
+        "fence": token.fence,
+        "holder": token.holder,
+        "now": utcnow(),
+    }
+    if run_one(scope.connection, _RECORD, params) is None:
         raise StaleFenceError(
             f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
             "written; nothing was written"
@@ -105,10 +116,10 @@ def _floor_statement() -> Any:
     return select(func.coalesce(func.max(both.c.fence), 0))
 
 
-_FLOOR = _floor_statement()  # built once; parameters bound per call
+_FLOOR = Statement(_floor_statement(), "fences_floor")
 
 
-def fence_floor(bind: Session | Connection, tenant_id: uuid.UUID, name: str) -> int:
+def fence_floor(connection: Connection, tenant_id: uuid.UUID, name: str) -> int:
     """The highest fence the database knows for ``name`` (written or issued), else 0."""
     params = {"tenant_id": tenant_id, "name": name}
-    return int(bind.execute(_FLOOR, params).scalar_one())
+    return int(run_scalar(connection, _FLOOR, params))

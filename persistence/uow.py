@@ -13,8 +13,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from persistence._driver import raise_driver_error
 from persistence._enter import entry_ids, tenant_record, workspace_record
+from persistence._executor import raise_translated
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
@@ -121,7 +121,7 @@ class _Transaction:
         try:
             driver.commit() if commit else driver.rollback()
         except psycopg.Error as exc:
-            raise_driver_error(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
+            raise_translated(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
 
 
 class UnitOfWork:

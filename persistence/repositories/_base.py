@@ -29,7 +29,7 @@ class Scope:
     Repositories filter every query by ``tenant_id`` (and ``workspace_id`` where the
     table has it) and never commit: the unit of work owns the transaction.
     ``session`` is built on first use; PostgreSQL hot paths run on ``connection``
-    through :mod:`persistence._driver` without it.
+    through :mod:`persistence._executor` without it.
     """
 
     transaction: _Transaction

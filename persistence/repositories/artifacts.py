@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import and_, delete, func, literal_column, select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import Session
+import psycopg
+from sqlalchemy import Table, and_, bindparam, case, delete, func, literal_column, select
 
-from persistence._driver import fetch, json_param, utc
+from persistence._executor import Statement, execute, raise_translated, run, run_one
 from persistence.codecs import (
     Encoded,
     checksum,
@@ -33,6 +32,7 @@ from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.records import ArtifactKind, ArtifactRecord, Page
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
 from persistence.validation import validate_artifact_name
 
 __all__ = [
@@ -49,37 +49,78 @@ DEFAULT_CONTENT_TYPES: dict[str, str] = {
     "str": "text/plain; charset=utf-8",
     "json": "application/json",
 }
-_CHUNK = 1024 * 1024
+_CHUNK_WRITE = 1024 * 1024  # bytes per write into a SQLite blob
 
-# PostgreSQL: save and the first read of load are prepared statements on the unit of
-# work's driver connection (persistence._driver.fetch), without SQLAlchemy or the
-# session. The payload comes with the first read only when it is small: that cursor
-# reads text format, which carries bytea as hex (twice the size). A larger payload is
-# then read in binary format, in chunks so that libpq never buffers the whole of it.
+_ART = cast(Table, Artifact.__table__)
+_KEY = and_(
+    _ART.c.tenant_id == bindparam("tenant_id"),
+    _ART.c.workspace_id == bindparam("workspace_id"),
+    _ART.c.name == bindparam("name"),
+)
+_WRITTEN = (
+    "kind",
+    "content_type",
+    "user_metadata",
+    "codec",
+    "checksum",
+    "size",
+    "stored_size",
+    "updated_at",
+    "payload",
+)
+
+
+def _save(payload: Any, *returning: Any) -> Statement:
+    """Insert or replace one artifact (saves and imports); returns ``created_at`` (the
+    first save's) and ``returning``. ``excluded.<column>``: each value, the payload above
+    all, is sent once."""
+    values = {column.key: bindparam(column.key, type_=column.type) for column in _ART.c}
+    values["payload"] = payload
+    stmt = upsert(_ART).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_ART.c.tenant_id, _ART.c.workspace_id, _ART.c.name],
+        set_={key: stmt.excluded[key] for key in _WRITTEN},
+    )
+    return Statement(stmt.returning(_ART.c.created_at, *returning), "artifacts_save")
+
+
+# The two real differences between the backends are how a payload travels:
+# * SQLite keeps two extra copies of a large payload bound as a parameter while it builds
+#   the row: the save reserves the space (zeroblob) and streams the bytes in through the
+#   row's blob handle, and the load streams them out the same way (by rowid).
+# * PostgreSQL's text format carries bytea as hex (twice the size): the first, prepared
+#   read brings the payload only when it is small; a larger one is read in binary format,
+#   in chunks, so that libpq never buffers the whole of it.
+_SAVE = _save(bindparam("payload", type_=_ART.c.payload.type))
+_SAVE_RESERVING = _save(func.zeroblob(bindparam("payload_size")), literal_column("rowid"))
 _PG_SMALL = 64 * 1024
-_PG_LOAD = f"""SELECT kind, codec, checksum, stored_size,
-       CASE WHEN stored_size <= {_PG_SMALL} THEN payload END
-FROM artifacts WHERE tenant_id = %s::uuid AND workspace_id = %s::uuid AND name = %s::text"""
-# Insert or replace (saves and imports). Parameters: those of ArtifactRepository._values
-# (user_metadata as JSON text), tenant_id, workspace_id, name and created_at.
-_PG_SAVE = """INSERT INTO artifacts
-    (tenant_id, workspace_id, name, kind, content_type, user_metadata, codec, checksum,
-     size, stored_size, created_at, updated_at, payload)
-VALUES (%(tenant_id)s::uuid, %(workspace_id)s::uuid, %(name)s::text, %(kind)s::text,
-        %(content_type)s::text, %(user_metadata)s::json, %(codec)s::text,
-        %(checksum)s::text, %(size)s::bigint, %(stored_size)s::bigint,
-        %(created_at)s::timestamptz, %(updated_at)s::timestamptz, %(payload)s::bytea)
-ON CONFLICT (tenant_id, workspace_id, name) DO UPDATE SET
-    kind = excluded.kind, content_type = excluded.content_type,
-    user_metadata = excluded.user_metadata, codec = excluded.codec,
-    checksum = excluded.checksum, size = excluded.size, stored_size = excluded.stored_size,
-    updated_at = excluded.updated_at, payload = excluded.payload
-RETURNING created_at"""
+_LOAD = Statement(
+    select(
+        _ART.c.kind,
+        _ART.c.codec,
+        _ART.c.checksum,
+        _ART.c.stored_size,
+        case((_ART.c.stored_size <= literal_column(str(_PG_SMALL)), _ART.c.payload)).label(
+            "payload"
+        ),
+    ).where(_KEY),
+    "artifacts_load",
+)
+_LOAD_BLOB = Statement(
+    select(
+        literal_column("rowid").label("rowid"), _ART.c.kind, _ART.c.codec, _ART.c.checksum
+    ).where(_KEY),
+    "artifacts_load_blob",
+)
 # Chunks of one stored payload only: a concurrent replace shows as no row.
-_PG_CHUNK = (
-    "SELECT substring(payload FROM %s FOR %s) FROM artifacts "
-    "WHERE tenant_id = %s AND workspace_id = %s AND name = %s "
-    "AND checksum = %s AND codec = %s AND stored_size = %s"
+_CHUNK = Statement(
+    select(func.substring(_ART.c.payload, bindparam("start"), bindparam("count"))).where(
+        _KEY,
+        _ART.c.checksum == bindparam("checksum"),
+        _ART.c.codec == bindparam("codec"),
+        _ART.c.stored_size == bindparam("stored_size"),
+    ),
+    "artifacts_chunk",
 )
 _PG_CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -184,11 +225,6 @@ class ArtifactRepository:
         self._scope = scope
         self._t, self._w = scope.tenant_id, scope.workspace_id
 
-    @property
-    def _s(self) -> Session:
-        # Built on first use: save and load on PostgreSQL run on scope.connection.
-        return self._scope.session
-
     def _mine(self) -> Any:
         return and_(Artifact.tenant_id == self._t, Artifact.workspace_id == self._w)
 
@@ -253,69 +289,49 @@ class ArtifactRepository:
             updated_at=updated_at,
         )
 
+    def _key(self, name: str) -> dict[str, Any]:
+        return {"tenant_id": self._t, "workspace_id": self._w, "name": name}
+
     def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
         """Insert or replace the row; its ``created_at`` (the first save's)."""
-        params = dict(values, tenant_id=self._t, workspace_id=self._w, name=name)
-        params["created_at"] = created_at
-        if self._scope.is_postgres:  # one prepared statement on the driver (_PG_SAVE)
-            if created_at.tzinfo is None or values["updated_at"].tzinfo is None:
-                # as UTCDateTime refuses them on the SQLAlchemy path
-                raise InvalidInputError(
-                    "naive datetime given; persistence stores UTC-aware timestamps"
-                )
-            params["user_metadata"] = json_param(values["user_metadata"])
-            created: datetime = utc(fetch(self._scope.connection, _PG_SAVE, params)[0][0])
+        params = dict(values, **self._key(name), created_at=created_at)
+        connection = self._scope.connection
+        if self._scope.is_postgres:
+            created: datetime = run(connection, _SAVE, params)[0].created_at
             return created
-        payload: bytes = values["payload"]
-        # Bound as a parameter, SQLite keeps two extra copies of a large payload while it
-        # builds the row; reserve the space and stream the bytes in instead.
-        params["payload"] = func.zeroblob(len(payload))
-        stmt = sqlite.insert(Artifact).values(params)
-        # excluded.<column>: each value (the payload above all) is sent once, not twice.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Artifact.tenant_id, Artifact.workspace_id, Artifact.name],
-            set_={key: stmt.excluded[key] for key in values},
-        )
-        row: Any = self._s.execute(
-            stmt.returning(Artifact.created_at, literal_column("rowid"))
-        ).one()
+        payload: bytes = params.pop("payload")
+        row = run(connection, _SAVE_RESERVING, dict(params, payload_size=len(payload)))[0]
         if payload:
-            with self._driver().blobopen("artifacts", "payload", row[1]) as blob:
+            with self._driver().blobopen("artifacts", "payload", row.rowid) as blob:
                 view = memoryview(payload)
-                for start in range(0, len(view), _CHUNK):
-                    blob.write(view[start : start + _CHUNK])
-        return cast(datetime, row[0])
+                for start in range(0, len(view), _CHUNK_WRITE):
+                    blob.write(view[start : start + _CHUNK_WRITE])
+        return cast(datetime, row.created_at)
 
     def _driver(self) -> Any:
         """The DB-API connection of this unit of work (same transaction)."""
-        return self._s.connection().connection.driver_connection
+        return self._scope.connection.connection.driver_connection
 
     def _payload_row(self, name: str) -> Any:
         validate_artifact_name(name)
         if self._scope.is_postgres:
             return self._payload_row_binary(name)
-        row: Any = self._s.execute(
-            select(literal_column("rowid"), Artifact.kind, Artifact.codec, Artifact.checksum).where(
-                self._mine(), Artifact.name == name
-            )
-        ).first()
+        row = run_one(self._scope.connection, _LOAD_BLOB, self._key(name))
         if row is None:
             raise NotFoundError(f"artifact {name!r} does not exist")
         # Streamed out of the row: one copy of the payload, not three.
-        with self._driver().blobopen("artifacts", "payload", row[0], readonly=True) as blob:
+        with self._driver().blobopen("artifacts", "payload", row.rowid, readonly=True) as blob:
             payload = blob.read()
         return _PayloadRow(row.kind, row.codec, row.checksum, payload)
 
     def _payload_row_binary(self, name: str) -> Any:
-        # On the unit of work's own connection (same transaction, same tenant setting).
         # A small payload comes with the first, prepared read; a larger one in chunks.
-        s = self._scope
         for _attempt in range(3):
-            rows = fetch(s.connection, _PG_LOAD, (self._t, self._w, name))
-            if not rows:
+            row = run_one(self._scope.connection, _LOAD, self._key(name))
+            if row is None:
                 raise NotFoundError(f"artifact {name!r} does not exist")
-            kind, codec, digest, stored_size, payload = rows[0]
-            del rows
+            kind, codec, digest, stored_size, payload = row
+            del row
             if stored_size > _PG_SMALL:
                 payload = self._read_chunks(name, codec, digest, stored_size)
             if payload is not None:
@@ -323,24 +339,27 @@ class ArtifactRepository:
         raise ConflictError(f"artifact {name!r} kept changing while it was read")
 
     def _read_chunks(self, name: str, codec: str, digest: str, stored_size: int) -> bytes | None:
-        """The payload in binary format (text format would carry bytea as hex, twice the
-        size), in chunks so that libpq never buffers the whole of it; None when it was
+        """The payload in binary format, in chunks (see ``_CHUNK``); None when it was
         replaced meanwhile."""
-        driver: Any = self._scope.connection.connection.driver_connection
-        key = (self._t, self._w, name, digest, codec, stored_size)
+        connection = self._scope.connection
+        sql = _CHUNK.sql(connection.dialect)
+        key = dict(self._key(name), checksum=digest, codec=codec, stored_size=stored_size)
         chunks: list[bytes] = []
         read = 0
-        with driver.cursor(binary=True) as cursor:
-            while read < stored_size:
-                cursor.execute(_PG_CHUNK, (read + 1, _PG_CHUNK_BYTES, *key))
-                row = cursor.fetchone()
-                if row is None:  # replaced meanwhile: read the new one from the start
-                    return None
-                if not row[0]:
-                    break
-                chunks.append(row[0])
-                read += len(row[0])
-                del row
+        try:
+            with self._driver().cursor(binary=True) as cursor:
+                while read < stored_size:
+                    cursor.execute(sql, dict(key, start=read + 1, count=_PG_CHUNK_BYTES))
+                    chunk = cursor.fetchone()
+                    if chunk is None:  # replaced meanwhile: read the new one from the start
+                        return None
+                    if not chunk[0]:
+                        break
+                    chunks.append(chunk[0])
+                    read += len(chunk[0])
+                    del chunk
+        except psycopg.Error as exc:
+            raise_translated(connection, sql, key, exc)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def load_raw(self, name: str) -> bytes:
@@ -365,9 +384,11 @@ class ArtifactRepository:
     def get(self, name: str) -> ArtifactRecord:
         """Metadata only (no data). Raises NotFoundError."""
         validate_artifact_name(name)
-        row = self._s.execute(
-            select(*_META_COLUMNS).where(self._mine(), Artifact.name == name)
-        ).first()
+        rows = execute(
+            self._scope.connection,
+            select(*_META_COLUMNS).where(self._mine(), Artifact.name == name),
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise NotFoundError(f"artifact {name!r} does not exist")
         return _record(row)
@@ -375,7 +396,7 @@ class ArtifactRepository:
     def exists(self, name: str) -> bool:
         validate_artifact_name(name)
         stmt = select(Artifact.name).where(self._mine(), Artifact.name == name)
-        return self._s.execute(stmt).first() is not None
+        return bool(execute(self._scope.connection, stmt))
 
     def list(
         self, prefix: str | None = None, *, limit: int = 100, cursor: str | None = None
@@ -391,7 +412,7 @@ class ArtifactRepository:
             stmt = stmt.where(func.substr(Artifact.name, 1, len(prefix)) == prefix)
         if cursor is not None:
             stmt = stmt.where(Artifact.name > _decode_cursor(cursor))
-        items = [_record(row) for row in self._s.execute(stmt)]
+        items = [_record(row) for row in execute(self._scope.connection, stmt)]
         more = len(items) > limit
         items = items[:limit]
         return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
@@ -399,10 +420,11 @@ class ArtifactRepository:
     def delete(self, name: str) -> None:
         """Delete the artifact. Raises NotFoundError."""
         validate_artifact_name(name)
-        result = self._s.execute(
-            delete(Artifact).where(self._mine(), Artifact.name == name).returning(Artifact.name)
+        deleted = execute(
+            self._scope.connection,
+            delete(Artifact).where(self._mine(), Artifact.name == name).returning(Artifact.name),
         )
-        if result.first() is None:
+        if not deleted:
             raise NotFoundError(f"artifact {name!r} does not exist")
 
     def import_artifact(self, record: ArtifactRecord, raw: bytes) -> bool:

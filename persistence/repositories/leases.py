@@ -7,11 +7,13 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Interval, Table, func, literal, select, update
 
-from persistence.fencing import fence_floor, upsert
+from persistence._executor import execute
+from persistence.fencing import fence_floor
 from persistence.models.base import UTCDateTime, utcnow
 from persistence.models.leases import Lease
 from persistence.records import LeaseRecord
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import upsert
 
 __all__ = ["LeaseRepository"]
 
@@ -58,7 +60,7 @@ class LeaseRepository:
         """
         c = _leases.c
         floor = fence_floor(self._scope.connection, self._scope.tenant_id, name)
-        stmt = upsert(self._scope.dialect, _leases).values(
+        stmt = upsert(_leases).values(
             tenant_id=self._scope.tenant_id,
             name=name,
             holder=token,
@@ -66,7 +68,7 @@ class LeaseRepository:
             acquired_at=self._now(),
             expires_at=self._later(ttl),
         )
-        greatest = func.greatest if self._pg else func.max
+        greatest = func.greatest if self._pg else func.max  # SQLite's two-argument max()
         stmt = stmt.on_conflict_do_update(
             index_elements=[c.tenant_id, c.name],
             set_={
@@ -78,8 +80,8 @@ class LeaseRepository:
             },
             where=c.holder.is_(None) | (c.expires_at <= self._now()),
         ).returning(c.fence)
-        fence = self._scope.connection.execute(stmt).scalar()
-        return None if fence is None else int(fence)
+        rows = execute(self._scope.connection, stmt)
+        return int(rows[0].fence) if rows else None
 
     def extend(self, name: str, token: str, ttl: float) -> bool:
         stmt = (
@@ -88,7 +90,7 @@ class LeaseRepository:
             .values(expires_at=self._later(ttl))
             .returning(_leases.c.fence)
         )
-        return self._scope.connection.execute(stmt).first() is not None
+        return bool(execute(self._scope.connection, stmt))
 
     def release(self, name: str, token: str) -> bool:
         stmt = (
@@ -97,21 +99,22 @@ class LeaseRepository:
             .values(holder=None, acquired_at=None, expires_at=None)
             .returning(_leases.c.fence)
         )
-        return self._scope.connection.execute(stmt).first() is not None
+        return bool(execute(self._scope.connection, stmt))
 
     def held(self) -> list[LeaseRecord]:
         """Leases held now, by name."""
         c = _leases.c
         now = utcnow()
-        rows = self._scope.connection.execute(
+        rows = execute(
+            self._scope.connection,
             select(c.name, c.holder, c.fence, c.expires_at)
             .where(
                 c.tenant_id == self._scope.tenant_id,
                 c.holder.is_not(None),
                 c.expires_at > self._now(),
             )
-            .order_by(c.name)
-        ).all()
+            .order_by(c.name),
+        )
         return [
             LeaseRecord.model_construct(
                 tenant_id=self._scope.tenant_id,
