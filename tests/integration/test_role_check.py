@@ -176,5 +176,6 @@ def test_the_cli_refuses_them_and_administers_with_only_the_owner_url(
     slug = unique_slug()
     assert invoke(*owner, "--json", "tenant", "create", slug).json()["slug"] == slug
     assert slug in [t["slug"] for t in invoke(*owner, "--json", "tenant", "list").json()]
-    error = invoke(*owner, "state", "list", "--tenant", slug).one_line_error()
-    assert "owns the tenant tables" in error and "create-runtime-role" in error
+    for command in (["state", "list", "--tenant", slug], ["demo"]):  # tenant units of work
+        error = invoke(*owner, *command).one_line_error()
+        assert "owns the tenant tables" in error and "create-runtime-role" in error
