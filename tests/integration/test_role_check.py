@@ -158,6 +158,25 @@ def test_the_runtime_role_set_up_refuses_roles_rls_does_not_bind(
     assert pg_db.grant_runtime_role(postgres.runtime_role, create=False)  # still fine
 
 
+def test_an_owner_without_createrole_is_told_the_fix(
+    postgres: PostgresTarget, empty_pg: str
+) -> None:
+    """The owner of ``empty_pg`` may create roles; a plain owner may not."""
+    owner = f"ptest_plain_owner_{uuid.uuid4().hex[:8]}"
+    database = make_url(empty_pg).database
+    _admin(postgres, f'CREATE ROLE "{owner}" LOGIN NOCREATEROLE')
+    try:
+        _admin(postgres, f'ALTER DATABASE "{database}" OWNER TO "{owner}"')
+        url = make_url(empty_pg).set(username=owner).render_as_string(False)
+        with Database.from_url(url) as db:  # no tables: the role is created first
+            with pytest.raises(ConfigurationError, match="CREATEROLE") as info:
+                db.grant_runtime_role(f"ptest_app_{uuid.uuid4().hex[:8]}")
+            assert "--no-create" in str(info.value)
+    finally:
+        _admin(postgres, f'ALTER DATABASE "{database}" OWNER TO "{postgres.owner_role}"')
+        _admin(postgres, f'DROP ROLE IF EXISTS "{owner}"')
+
+
 def test_the_cli_refuses_them_and_administers_with_only_the_owner_url(
     invoke: test_cli.Cli, postgres: PostgresTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
