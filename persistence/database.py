@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from persistence import _enter, _pool
+from persistence import _enter, _pool, _role_check, _session_reset
 from persistence import migrations as _migrations
 from persistence.access import AccessDescriptor
 from persistence.errors import (
@@ -129,7 +129,10 @@ class Database:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = self._build_engine(self._url)
+                    engine = self._build_engine(self._url)
+                    if self.dialect == "postgresql" and not self.settings.allow_rls_bypass:
+                        _role_check.check_on_connect(engine)
+                    self._engine = engine
         return self._engine
 
     @property
@@ -159,7 +162,8 @@ class Database:
             pool_reset_on_return="rollback",
             connect_args={
                 "connect_timeout": s.connect_timeout,
-                "options": f"-c statement_timeout={s.statement_timeout_ms}",
+                "options": f"-c statement_timeout={s.statement_timeout_ms} "
+                f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms}",
                 "application_name": "persistence",
                 # None: psycopg prepares nothing, even where the code asks it to
                 **({} if s.prepared_statements else {"prepare_threshold": None}),
@@ -167,6 +171,7 @@ class Database:
         )
         _pool.ping_when_idle(engine, s.pool_ping_after)
         _enter.restore_on_checkin(engine)  # enter() leaves connections in autocommit
+        _session_reset.reset_on_checkin(engine)  # no session state for the next user
         return engine
 
     def _runtime_sessions(self) -> Session:
@@ -179,6 +184,8 @@ class Database:
             self._owner_session_factory = sessionmaker(
                 self.owner_engine, expire_on_commit=False, autoflush=False
             )
+            if self.dialect == "postgresql":  # administration leaves no session state
+                _session_reset.clean_when_begun(self._owner_session_factory)
         return self._owner_session_factory()
 
     def close(self) -> None:
@@ -335,6 +342,9 @@ class Database:
         validate_slug(tenant, what="tenant slug")
         validate_slug(workspace, what="workspace slug")
         if self.dialect == "postgresql":
+            _session_reset.mark_clean(tx.connection)  # until uow.session is handed out
+            if not self.settings.allow_rls_bypass:
+                _role_check.require_rls(tx.connection)
             m: Mapping[Any, Any] | None = _enter.enter(
                 tx.connection, tenant, workspace, read_only=read_only
             )

@@ -75,7 +75,8 @@ class TenantIsolationError(PersistenceError):
 
 class StatementTimeoutError(PersistenceError, TimeoutError):
     """The database cancelled a statement that ran (or waited for a lock) longer than
-    ``statement_timeout_ms``; the unit of work rolls back."""
+    ``statement_timeout_ms``, or ended a transaction that sat idle longer than
+    ``idle_in_transaction_timeout_ms``; the unit of work rolls back."""
 
 
 class ReadOnlyError(PersistenceError):
@@ -117,6 +118,7 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _READ_ONLY_TRANSACTION = "25006"
 _QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
+_IDLE_IN_TRANSACTION_TIMEOUT = "25P03"  # idle_in_transaction_session_timeout
 # 42501 is also what a row-level security WITH CHECK failure raises, as
 # 'new row violates row-level security policy [("name"|(USING expression))] for table "t"'
 # (other 42501 messages, such as a missing GRANT or row_security = off, stay configuration).
@@ -157,6 +159,11 @@ def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
         return InvalidInputError(f"refused by the database: {detail}")
     if state == _QUERY_CANCELED:
         return StatementTimeoutError(f"statement cancelled: {detail}")
+    if state == _IDLE_IN_TRANSACTION_TIMEOUT:
+        return StatementTimeoutError(
+            "the transaction sat idle longer than idle_in_transaction_timeout_ms: the "
+            f"database ended its connection and rolled it back ({detail})"
+        )
     if state == _READ_ONLY_TRANSACTION:
         return ReadOnlyError(f"this unit of work is read-only: {detail}")
     if state == _LOCK_NOT_AVAILABLE:

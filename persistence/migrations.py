@@ -13,8 +13,9 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
-from persistence.errors import ConfigurationError
+from persistence.errors import ConfigurationError, translate
 from persistence.rls import runtime_role_sql
 
 __all__ = ["VERSION_TABLE", "current", "diff", "downgrade", "grant_runtime_role", "head", "upgrade"]
@@ -139,8 +140,12 @@ def grant_runtime_role(
     """Run :func:`persistence.rls.runtime_role_sql` as the owner; return it, password masked.
 
     With ``execute=False`` nothing runs: the SQL is only returned (for review by a DBA).
+    Raises ConfigurationError for a role row-level security would not bind (the owner
+    or a member of it, a superuser, a ``BYPASSRLS`` role) and, when executing without
+    ``create``, for a role that does not exist.
     """
     with engine.connect() as conn:
+        _refuse_unbound_role(conn, role, must_exist=execute and not create)
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
         admin, data = _tenant_tables(set(inspect(conn).get_table_names()))
         statements = [
@@ -151,20 +156,64 @@ def grant_runtime_role(
         ]
         if not execute:
             return _masked(statements, role, password)
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-        flags = conn.execute(
-            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}
-        ).first()
-        if flags is None:
-            raise ConfigurationError(f"role {role!r} does not exist (pass create=True)")
-        if flags.rolsuper or flags.rolbypassrls:
-            raise ConfigurationError(
-                f"role {role!r} is a superuser or BYPASSRLS: row-level security would not "
-                "apply to it; use a plain role"
-            )
+        try:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+        except DBAPIError as exc:
+            raise _grant_error(exc, create) from exc
         conn.commit()
     return _masked(statements, role, password)
+
+
+# The role by name, and the owner of the tables (the connected owner before migrating).
+_ROLE_FLAGS = text(
+    """
+    SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, o.owner, 'MEMBER') AS owner,
+           pg_get_userbyid(o.owner) AS owner_name
+    FROM pg_roles r,
+         (SELECT coalesce((SELECT relowner FROM pg_class WHERE oid = to_regclass('tenants')),
+                          (SELECT oid FROM pg_roles WHERE rolname = current_user)) AS owner) o
+    WHERE r.rolname = :role
+    """
+)
+
+
+def _refuse_unbound_role(conn: Connection, role: str, *, must_exist: bool) -> None:
+    """Refuse, before anything runs, a runtime role that RLS would not bind."""
+    flags = conn.execute(_ROLE_FLAGS, {"role": role}).first()
+    conn.rollback()
+    if flags is None:
+        if must_exist:
+            raise ConfigurationError(
+                f"role {role!r} does not exist: create it (or let the command create it, "
+                "without --no-create)"
+            )
+        return
+    if flags.rolsuper:
+        why = "a superuser"
+    elif flags.rolbypassrls:
+        why = "BYPASSRLS"
+    elif flags.owner:
+        why = f"the owner of the tables ({flags.owner_name!r}) or a member of it"
+    else:
+        return
+    raise ConfigurationError(
+        f"role {role!r} is {why}: row-level security would not apply to it. The runtime "
+        "role must be a separate plain role: pick a new name (the command creates it "
+        "NOSUPERUSER NOBYPASSRLS), and keep the owner URL for migrations and administration"
+    )
+
+
+def _grant_error(exc: DBAPIError, create: bool) -> Exception:
+    """What a failed set-up statement means: a missing CREATEROLE says the fix."""
+    mapped = translate(exc)
+    if create and isinstance(mapped, ConfigurationError) and "create role" in str(mapped):
+        return ConfigurationError(
+            "the owner role may not create roles: grant it CREATEROLE, or have a DBA create "
+            "the runtime role (LOGIN NOSUPERUSER NOBYPASSRLS) and run the command with "
+            f"--no-create (create=False) ({mapped})"
+        )
+    return exc if mapped is None else mapped
 
 
 def _masked(statements: list[str], role: str, password: str | None) -> list[str]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -41,9 +41,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERSISTENCE_", frozen=True, extra="forbid")
 
     database_url: str = Field(default_factory=_default_database_url)
-    """Runtime URL services connect with (on PostgreSQL: the runtime role)."""
+    """Runtime URL services connect with (on PostgreSQL: the runtime role). Default: the
+    owner URL when only that is set (administration), else the embedded SQLite file."""
     owner_database_url: str | None = None
     """URL of the role that owns the tables: migrations and tenant administration."""
+    allow_rls_bypass: bool = False
+    """PostgreSQL, for development only: let tenant units of work run on a role that
+    row-level security does not bind (a superuser, ``BYPASSRLS``, the owner of the
+    tables). Off, such a role is refused with ConfigurationError (docs/tenancy.md)."""
     redis_url: str | None = None
     database_password: SecretStr | None = None
     """Password for a database URL that carries none (``Database.from_access``)."""
@@ -65,6 +70,10 @@ class Settings(BaseSettings):
     """Seconds a pooled PostgreSQL connection may sit idle before checkout pings it."""
     connect_timeout: int = Field(default=10, ge=1)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    """PostgreSQL ``idle_in_transaction_session_timeout``: the server ends a connection
+    whose transaction waits this long for its client (a stalled lock holder), rolling
+    it back and releasing its locks; 0 turns it off."""
     prepared_statements: bool = True
     """PostgreSQL: run hot statements as server-side prepared statements. Turn off behind
     a pooler that cannot carry them across server connections (PgBouncer in transaction
@@ -77,6 +86,15 @@ class Settings(BaseSettings):
     max_versions: int | None = Field(default=None, ge=1)
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     gc_batch_size: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runtime_defaults_to_owner(cls, data: Any) -> Any:
+        # Only an owner URL (an operator's CLI, a migration job): one database, not two.
+        owner_only = isinstance(data, dict) and data.get("database_url") is None
+        if owner_only and data.get("owner_database_url"):
+            return {**data, "database_url": data["owner_database_url"]}
+        return data
 
     @field_validator("database_url", "owner_database_url", "redis_url")
     @classmethod

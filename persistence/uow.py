@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor import raise_translated
+from persistence._session_reset import mark_dirty
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
@@ -205,7 +206,12 @@ class UnitOfWork:
 
     @property
     def session(self) -> Session:
-        return self._require().session
+        """The ORM session of this unit of work, for SQL of your own. Session state it
+        leaves (``SET``, temporary tables, ...) is reset before the connection is reused."""
+        tx = self._require()
+        if tx.connection is not None:
+            mark_dirty(tx.connection)
+        return tx.session
 
     def savepoint(self) -> Any:
         """``with uow.savepoint():`` a nested transaction inside this unit of work."""

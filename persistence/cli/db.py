@@ -76,9 +76,11 @@ def create_runtime_role(
 ) -> None:
     """Create the runtime role NAME (if missing) and grant it what services need.
 
-    Runs as the owner (--owner-url). The role may log in but is not a superuser,
-    cannot bypass row-level security and owns nothing. Idempotent: run it again
-    after every upgrade. Prints the SQL (passwords masked).
+    Runs as the owner (--owner-url), which needs CREATEROLE to create the role; else a
+    DBA creates it and you pass --no-create. The role may log in but is not a
+    superuser, cannot bypass row-level security and owns nothing: the owner, a member
+    of it, a superuser or a BYPASSRLS role is refused. Idempotent: run it again after
+    every upgrade. Prints the SQL (passwords masked).
     """
     password = None
     if password_env is not None:

@@ -263,6 +263,8 @@ def demo(cli: CliContext) -> None:
     leases, showing that each tenant sees only its own data.
 
     Uses the configured database (default: the embedded SQLite file); safe to re-run.
+    On PostgreSQL it needs the runtime role (--database-url) for the tour and the owner
+    (--owner-url) to migrate and create the tenants.
     """
     db = cli.db
     lines = [f"database {mask_url(db.settings.database_url)}"]

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from persistence import Database
 from persistence.errors import NotFoundError, TenantSuspendedError
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import wire
 
 
 def _tenant(db: Database) -> str:
@@ -30,29 +29,11 @@ def _tenant(db: Database) -> str:
 @contextmanager
 def _round_trips(db: Database) -> Iterator[list[int]]:
     """Count client-to-server turns on the wire (libpq's protocol trace)."""
-    fd, path = tempfile.mkstemp()
-    traced: list[Any] = []
-
-    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
-        if not traced:
-            dbapi_conn.pgconn.trace(fd)
-            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-            traced.append(dbapi_conn.pgconn)
-
-    event.listen(db.engine.pool, "checkout", on_checkout)
     result: list[int] = []
-    try:
+    with wire(db) as messages:
         yield result
-    finally:
-        event.remove(db.engine.pool, "checkout", on_checkout)
-        for pgconn in traced:
-            pgconn.untrace()  # flushes libpq's buffered trace
-        with open(path, "rb") as f:
-            directions = [line[:1] for line in f if line[:2] in (b"F\t", b"B\t")]
-        os.close(fd)
-        os.unlink(path)
-        turns = itertools.pairwise(directions)
-        result.append(sum(1 for a, b in turns if (a, b) == (b"F", b"B")))
+    turns = itertools.pairwise(direction for direction, _, _ in messages)
+    result.append(sum(1 for a, b in turns if (a, b) == ("F", "B")))
 
 
 def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: PostgresTarget) -> None:

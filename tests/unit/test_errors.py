@@ -131,6 +131,7 @@ def test_other_insufficient_privilege_errors_stay_configuration_errors(message: 
     "cls, expected",
     [
         (psycopg.errors.QueryCanceled, StatementTimeoutError),
+        (psycopg.errors.IdleInTransactionSessionTimeout, StatementTimeoutError),
         (psycopg.errors.ReadOnlySqlTransaction, ReadOnlyError),
         (psycopg.errors.LockNotAvailable, LockNotAcquiredError),
     ],

@@ -41,6 +41,27 @@ def test_environment_variables_are_read_when_built(monkeypatch: pytest.MonkeyPat
     assert (settings.pool_size, settings.statement_timeout_ms) == (3, 500)
 
 
+def test_isolation_settings_default_to_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.allow_rls_bypass is False  # roles RLS does not bind are refused
+    assert settings.idle_in_transaction_timeout_ms == 60_000
+    monkeypatch.setenv("PERSISTENCE_ALLOW_RLS_BYPASS", "true")
+    monkeypatch.setenv("PERSISTENCE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "0")
+    opted_in = Settings()
+    assert (opted_in.allow_rls_bypass, opted_in.idle_in_transaction_timeout_ms) == (True, 0)
+    with pytest.raises(ValidationError):
+        Settings(idle_in_transaction_timeout_ms=-1)
+
+
+def test_only_an_owner_url_is_the_runtime_url_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(owner_database_url=SECRET_URL).database_url == SECRET_URL
+    monkeypatch.setenv("PERSISTENCE_OWNER_DATABASE_URL", SECRET_URL)
+    assert Settings().database_url == SECRET_URL  # an operator's shell: administration
+    runtime = "postgresql+psycopg://app@db.example:5432/prod"
+    monkeypatch.setenv("PERSISTENCE_DATABASE_URL", runtime)
+    assert (Settings().database_url, Settings().owner_database_url) == (runtime, SECRET_URL)
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("pool_size", 0), ("max_overflow", -1), ("connect_timeout", 0), ("database_url", " ")],

@@ -1,0 +1,90 @@
+"""A pooled PostgreSQL connection goes back to the pool with no session state left.
+
+Session state outlives a transaction: a session-level ``SET`` or ``set_config(...,
+false)`` (a tenant setting among them), ``search_path``, ``SET ROLE``, temporary
+tables, session advisory locks, ``LISTEN``, cursors ``WITH HOLD``, statements
+``PREPARE``d in SQL. Left on a pooled connection, the next unit of work (another
+tenant's) would inherit it. ``DISCARD ALL`` would clear it but also drops the
+server-side prepared statements the hot paths run on (psycopg would prepare each one
+again), and costs a round trip on every checkin.
+
+So a connection is reset only when something could have left state on it: it is
+marked dirty when it is checked out, a tenant or admin unit of work marks it clean
+as it begins (the library's own statements set nothing beyond the transaction), and
+handing ``uow.session`` to the caller marks it dirty again. On checkin a dirty
+connection gets :data:`RESET`, one round trip: ``DISCARD ALL`` without ``DEALLOCATE
+ALL`` (psycopg's own statements, ``_pg3_*``, are kept) and ``DISCARD PLANS``.
+``RESET ALL`` returns every setting to its value at connection start, so the startup
+options (``statement_timeout``, ``idle_in_transaction_session_timeout``) stay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+__all__ = ["RESET", "clean_when_begun", "mark_clean", "mark_dirty", "reset_on_checkin"]
+
+_DIRTY = "persistence_session_dirty"
+RESET = (
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; "
+    "DO $$DECLARE stmt text; BEGIN FOR stmt IN SELECT p.name FROM pg_prepared_statements p "
+    "WHERE p.from_sql LOOP EXECUTE 'DEALLOCATE ' || quote_ident(stmt); END LOOP; END $$"
+)
+
+
+def mark_dirty(connection: Connection) -> None:
+    """Reset ``connection``'s session when it goes back to the pool."""
+    connection.connection.info[_DIRTY] = True
+
+
+def mark_clean(connection: Connection) -> None:
+    """Only the library's own statements run on ``connection`` until marked dirty."""
+    connection.connection.info[_DIRTY] = False
+
+
+def clean_when_begun(sessions: sessionmaker[Session]) -> None:
+    """Mark clean the connection of every session of ``sessions`` as it begins: for
+    sessions that run only the library's statements (administration)."""
+
+    @event.listens_for(sessions, "after_begin")
+    def _begun(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+        mark_clean(connection)
+
+
+def reset_on_checkin(engine: Engine) -> None:
+    """Install the checkout mark and the checkin reset on ``engine``'s pool."""
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(
+        dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        record.info[_DIRTY] = True  # raw engine.connect() use may leave anything
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        if dbapi_conn is None or not record.info.get(_DIRTY):
+            return
+        try:
+            _reset(dbapi_conn)
+        except psycopg.Error as exc:
+            record.invalidate(exc)  # never pool a connection in an unknown state
+            return
+        record.info[_DIRTY] = False
+
+
+def _reset(driver: psycopg.Connection[Any]) -> None:
+    if driver.pgconn.transaction_status != TransactionStatus.IDLE:
+        driver.rollback()  # the pool's reset normally did this already
+    autocommit = driver.autocommit
+    driver.autocommit = True  # DISCARD TEMP and friends outside a transaction block
+    try:
+        driver.execute(RESET)
+    finally:
+        driver.autocommit = autocommit
