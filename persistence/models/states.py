@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +25,7 @@ __all__ = ["StateCheckpoint", "StateHead", "StateTag", "StateVersionRow"]
 STATE_ID_LENGTH = 255
 TAG_LENGTH = 100
 CHECKPOINT_NAME_LENGTH = 200
+_EXPIRING = text("expires_at IS NOT NULL")
 
 
 class StateHead(Base):
@@ -41,7 +43,15 @@ class StateHead(Base):
     __table_args__ = (
         workspace_fk(),
         CheckConstraint("last_version >= 0", name="last_version"),
-        Index("ix_state_heads_expires_at", "tenant_id", "workspace_id", "expires_at"),
+        # Partial: only the purge may use it, never a load (see migration 0006).
+        Index(
+            "ix_state_heads_expires_at",
+            "tenant_id",
+            "workspace_id",
+            "expires_at",
+            postgresql_where=_EXPIRING,
+            sqlite_where=_EXPIRING,
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -61,7 +71,14 @@ class StateVersionRow(Base):
     __table_args__ = (
         workspace_fk(),
         CheckConstraint("version >= 1", name="version"),
-        Index("ix_state_versions_expires_at", "tenant_id", "workspace_id", "expires_at"),
+        Index(
+            "ix_state_versions_expires_at",
+            "tenant_id",
+            "workspace_id",
+            "expires_at",
+            postgresql_where=_EXPIRING,
+            sqlite_where=_EXPIRING,
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -71,39 +71,37 @@ _REVISION_COLUMNS = (
 )
 
 
-def _revision_query(*, latest: bool) -> Select[Any]:
-    """One revision of a workspace's workflow (the latest, or ``:revision``).
-
-    Built once with bound parameters (``:t``, ``:w``, ``:name``) on the tables, not the
-    ORM classes: SQLAlchemy reuses the compiled statement instead of rebuilding the
-    expression and running the ORM's compile step on every ``get()``.
-    """
-    rev, head = WorkflowRevision.__table__.c, Workflow.__table__.c
-    return (
-        select(*(rev[c.key] for c in _REVISION_COLUMNS))
-        .join(
-            Workflow.__table__,
-            and_(
-                head.tenant_id == rev.tenant_id,
-                head.workspace_id == rev.workspace_id,
-                head.name == rev.name,
-            ),
-        )
-        .where(
-            rev.tenant_id == bindparam("t"),
-            rev.workspace_id == bindparam("w"),
-            rev.name == bindparam("name"),
-            rev.revision == (head.latest_revision if latest else bindparam("revision")),
-        )
+def _revision_query(revision: Any) -> Select[Any]:
+    """One revision of a workspace's workflow (parameters ``t``, ``w``, ``name``), the one
+    ``revision`` selects: a parameter, or the head's latest revision in a scalar subquery
+    over its primary key, so the revision is always an index condition on the revisions'
+    primary key, whatever the planner's statistics."""
+    rev = WorkflowRevision.__table__.c
+    return select(*(rev[c.key] for c in _REVISION_COLUMNS)).where(
+        rev.tenant_id == bindparam("t"),
+        rev.workspace_id == bindparam("w"),
+        rev.name == bindparam("name"),
+        rev.revision == revision,
     )
 
 
-_LATEST = Statement(_revision_query(latest=True), "workflows_latest")
-# FOR UPDATE (PostgreSQL; SQLite's writers are serialized already) orders concurrent revisions.
+def _latest_revision(*, lock: bool) -> Any:
+    head = Workflow.__table__.c
+    latest = select(head.latest_revision).where(
+        head.tenant_id == bindparam("t"),
+        head.workspace_id == bindparam("w"),
+        head.name == bindparam("name"),
+    )
+    # FOR UPDATE (PostgreSQL; SQLite's writers are serialized already) orders concurrent
+    # revisions of one workflow on its head row.
+    return (latest.with_for_update() if lock else latest).scalar_subquery()
+
+
+_LATEST = Statement(_revision_query(_latest_revision(lock=False)), "workflows_latest")
 _LATEST_FOR_UPDATE = Statement(
-    _revision_query(latest=True).with_for_update(of=Workflow.__table__), "workflows_latest_lock"
+    _revision_query(_latest_revision(lock=True)), "workflows_latest_lock"
 )
-_BY_REVISION = Statement(_revision_query(latest=False), "workflows_by_revision")
+_BY_REVISION = Statement(_revision_query(bindparam("revision")), "workflows_by_revision")
 _MAX_REVISION = 2**31 - 1  # the column is an INTEGER: no revision above this exists
 
 

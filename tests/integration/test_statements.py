@@ -1,0 +1,154 @@
+"""Each hot path sends the statement compiled from its Core definition, and the plans of
+the hot reads hold on a database the planner has no statistics for."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from persistence import Database
+from persistence._executor import Statement
+from persistence.repositories import _run_statements as runs
+from persistence.repositories import artifacts, stores, workflows
+from persistence.repositories.states import statements as states
+from tests.conftest import unique_slug
+from tests.fixtures.statements import recorded
+
+SOURCE = "def run(x):\n    return x\n"
+RESULT = frozenset({"result", "result_codec", "result_checksum"})
+
+
+def _tenant(db: Database) -> str:
+    slug = unique_slug()
+    with db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
+def _sent(db: Database, tenant: str, operation: Any) -> list[str]:
+    with db.unit_of_work(tenant) as uow, recorded(db) as statements:
+        operation(uow)
+    return [sql for sql, _params in statements]
+
+
+def _compiled(db: Database, statement: Statement) -> str:
+    return statement.sql(db.engine.dialect)
+
+
+def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> None:
+    tenant = _tenant(pg_db)
+    with pg_db.unit_of_work(tenant) as uow:
+        uow.workflows.create("flow", SOURCE)
+        uow.states.save("s", {"v": 0})
+    cases: list[tuple[Any, list[Statement]]] = [
+        (lambda uow: uow.states.save("s", {"v": 1}), [states.SAVE["any"]]),
+        (lambda uow: uow.states.save("s", 2, expected_version=2), [states.SAVE["expected"]]),
+        (lambda uow: uow.states.load("s"), [states.LOAD_LATEST]),
+        (lambda uow: uow.states.load("s", version=1), [states.LOAD_VERSION]),
+        (lambda uow: uow.store("kv").__setitem__("k", 1), [stores._PUT_ENSURING]),
+        (lambda uow: uow.store("kv")["k"], [stores._GET]),
+        (lambda uow: "k" in uow.store("kv"), [stores._CONTAINS]),
+        (lambda uow: uow.workflows.get("flow"), [workflows._LATEST]),
+        (lambda uow: uow.workflows.get("flow", revision=1), [workflows._BY_REVISION]),
+        (lambda uow: uow.artifacts.save("a.bin", b"x" * 1024), [artifacts._SAVE]),
+        (lambda uow: uow.artifacts.load("a.bin"), [artifacts._LOAD]),
+        (lambda uow: uow.runs.start("flow", run_id="r1"), [runs.START]),
+        (lambda uow: uow.runs.claim(worker="w"), [runs.claim(False, True)]),
+        (
+            lambda uow: uow.runs.set_result("r1", 3),
+            [runs.move("succeeded", RESULT, True)],
+        ),
+    ]
+    for operation, expected in cases:
+        sent = _sent(pg_db, tenant, operation)
+        assert sent == [_compiled(pg_db, statement) for statement in expected]
+
+
+def test_sqlite_runs_the_same_definitions(sqlite_db: Database) -> None:
+    tenant = _tenant(sqlite_db)
+    with sqlite_db.unit_of_work(tenant) as uow:
+        uow.states.save("s", {"v": 0}, tags=["a"])
+    sent = _sent(sqlite_db, tenant, lambda uow: uow.states.save("s", {"v": 1}, tags=["a"]))
+    pieces = [states.ADVANCE["any"], states.INSERT_VERSION, states.INSERT_TAGS]
+    assert [sql for sql in sent if not sql.startswith("BEGIN")][:3] == [
+        _compiled(sqlite_db, statement) for statement in pieces
+    ]
+    sent = _sent(sqlite_db, tenant, lambda uow: uow.states.load("s"))
+    assert _compiled(sqlite_db, states.LOAD_LATEST) in sent
+
+
+# -- plans on a database without statistics -------------------------------------------------
+
+
+@pytest.fixture
+def fresh_db(postgres_server: str) -> Iterator[Database]:
+    """A newly migrated database (no ANALYZE ever ran, autovacuum off for its tables),
+    used as a runtime role."""
+    suffix = uuid.uuid4().hex[:10]
+    name, owner, runtime = f"pplan_{suffix}", f"pplan_owner_{suffix}", f"pplan_rt_{suffix}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER CREATEROLE')
+        conn.execute(f'CREATE ROLE "{runtime}" LOGIN NOSUPERUSER NOBYPASSRLS')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    base = make_url(postgres_server).set(drivername="postgresql+psycopg", database=name)
+    owner_url = base.set(username=owner).render_as_string(False)
+    runtime_url = base.set(username=runtime).render_as_string(False)
+    try:
+        with Database.from_url(owner_url) as owner_db:
+            owner_db.migrate()
+            owner_db.grant_runtime_role(runtime)
+            with owner_db.owner_engine.begin() as conn:
+                for table in ("state_heads", "state_versions", "workflows", "workflow_revisions"):
+                    conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        with Database.from_url(runtime_url, owner_url=owner_url) as db:
+            yield db
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{runtime}"')
+            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
+
+
+def _plan(db: Database, tenant: str, operation: Any) -> str:
+    """EXPLAIN (ANALYZE) of the one statement ``operation`` sends, as the runtime role."""
+    with db.unit_of_work(tenant) as uow:
+        with recorded(db) as statements:
+            operation(uow)
+        assert len(statements) == 1, statements
+        sql, params = statements[0]
+        driver: Any = uow.session.connection().connection.driver_connection
+        rows = driver.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_hot_reads_read_one_row_whatever_the_statistics(fresh_db: Database) -> None:
+    tenant = _tenant(fresh_db)
+    with fresh_db.unit_of_work(tenant) as uow:
+        for step in range(2000):
+            uow.states.save("busy", {"step": step})
+        uow.workflows.create("flow", SOURCE)
+        for revision in range(2, 200):
+            uow.workflows.save("flow", SOURCE + f"# {revision}\n")
+    reads = {
+        "state latest": lambda uow: uow.states.load("busy"),
+        "state by version": lambda uow: uow.states.load("busy", version=1000),
+        "workflow latest": lambda uow: uow.workflows.get("flow"),
+        "workflow by revision": lambda uow: uow.workflows.get("flow", revision=100),
+    }
+    for what, read in reads.items():
+        plan = _plan(fresh_db, tenant, read)
+        assert "Rows Removed by Join Filter" not in plan, (what, plan)
+        assert "Rows Removed by Filter" not in plan, (what, plan)
+        assert "Seq Scan" not in plan, (what, plan)
+        index_lines = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert any(("version = " in line or "revision = " in line) for line in index_lines), (
+            what,
+            plan,
+        )
+        scans = [line for line in plan.splitlines() if "Index Scan using pk_" in line]
+        assert scans and all("rows=1 " in line for line in scans), (what, plan)
