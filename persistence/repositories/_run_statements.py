@@ -23,8 +23,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Uuid,
-    and_,
     bindparam,
     exists,
     false,
@@ -43,15 +41,12 @@ from persistence.models.base import UTCDateTime
 from persistence.models.runs import CLAIMABLE_WHERE, Run, RunHistory
 from persistence.models.workflows import Workflow
 from persistence.repositories._runs import ALLOWED_FROM, RUN_COLUMNS
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import NOW, TENANT, WORKSPACE, scoped, upsert
 
 __all__ = ["LOG_STARTED", "REFERENCES", "START", "START_RUN", "claim", "logger", "move"]
 
 RUNS = cast(Table, Run.__table__)
 HISTORY = cast(Table, RunHistory.__table__)
-TENANT = bindparam("tenant_id", type_=Uuid())
-WORKSPACE = bindparam("workspace_id", type_=Uuid())
-NOW = bindparam("now", type_=UTCDateTime())
 ID = bindparam("id", type_=String())
 WORKFLOW = bindparam("workflow", type_=String())
 PARENT = bindparam("parent", type_=String())
@@ -60,17 +55,13 @@ NOTE = bindparam("note", type_=String())
 _COLUMNS = [RUNS.c[column.key] for column in RUN_COLUMNS]
 
 
-def _scoped(table: Any) -> Any:
-    return and_(table.c.tenant_id == TENANT, table.c.workspace_id == WORKSPACE)
-
-
 def _status(name: str) -> Any:
     return literal_column(f"'{name}'")  # a literal: it matches the partial claim index
 
 
 def _references() -> Any:
-    workflow = exists().where(_scoped(Workflow.__table__), Workflow.__table__.c.name == WORKFLOW)
-    parent = exists().where(_scoped(RUNS), RUNS.c.id == PARENT)
+    workflow = exists().where(scoped(Workflow.__table__), Workflow.__table__.c.name == WORKFLOW)
+    parent = exists().where(scoped(RUNS), RUNS.c.id == PARENT)
     return select(
         workflow.label("workflow_found"), or_(PARENT.is_(None), parent).label("parent_found")
     )
@@ -165,14 +156,14 @@ def logger(status: str) -> Statement:
 @functools.cache
 def claim(of_workflow: bool, postgres: bool) -> Statement:
     """Take the oldest due run (of any workflow or, with ``workflow``, of one)."""
-    due = select(RUNS.c.id).where(_scoped(RUNS), text(CLAIMABLE_WHERE), RUNS.c.not_before <= NOW)
+    due = select(RUNS.c.id).where(scoped(RUNS), text(CLAIMABLE_WHERE), RUNS.c.not_before <= NOW)
     if of_workflow:
         due = due.where(RUNS.c.workflow == WORKFLOW)
     due = due.order_by(RUNS.c.not_before, RUNS.c.id).limit(literal_column("1"))
     due = due.with_for_update(skip_locked=True)
     change = (
         update(RUNS)
-        .where(_scoped(RUNS), text(CLAIMABLE_WHERE), RUNS.c.id == due.scalar_subquery())
+        .where(scoped(RUNS), text(CLAIMABLE_WHERE), RUNS.c.id == due.scalar_subquery())
         .values(
             status=_status("running"),
             worker=WORKER,
@@ -212,5 +203,5 @@ def move(target: str, extra: frozenset[str], postgres: bool) -> Statement:
         values[column] = bindparam(column, type_=EXTRA_TYPES[column])
     allowed = ALLOWED_FROM[target]
     permitted = RUNS.c.status.in_([_status(s) for s in allowed]) if allowed else false()
-    change = update(RUNS).where(_scoped(RUNS), RUNS.c.id == ID, permitted).values(values)
+    change = update(RUNS).where(scoped(RUNS), RUNS.c.id == ID, permitted).values(values)
     return _logged(change, target, f"runs_move_{target}_{'_'.join(sorted(extra))}", postgres)

@@ -1,12 +1,27 @@
-"""Building blocks every repository's statements share."""
+"""Building blocks every repository's statements share: the scope's parameters, the one
+tenant (and workspace) filter, and the upsert construct."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import ColumnElement, Uuid, and_, bindparam
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["upsert"]
+from persistence.models.base import UTCDateTime
+
+__all__ = ["NOW", "TENANT", "WORKSPACE", "scoped", "upsert"]
+
+#: The parameters every statement of one scope takes (``Scope.params()`` gives them).
+TENANT = bindparam("tenant_id", type_=Uuid())
+WORKSPACE = bindparam("workspace_id", type_=Uuid())
+#: The client's UTC time, like every timestamp a repository writes.
+NOW = bindparam("now", type_=UTCDateTime())
+
+
+def scoped(table: Any) -> ColumnElement[bool]:
+    """The tenant and workspace filter of a workspace-scoped table."""
+    return and_(table.c.tenant_id == TENANT, table.c.workspace_id == WORKSPACE)
 
 
 def upsert(table: Any) -> Any:

@@ -19,7 +19,7 @@ from persistence.errors import (
 from persistence.models.base import new_id, utcnow
 from persistence.records.states import Checkpoint, StateVersion
 from persistence.repositories._base import Scope
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import scoped, upsert
 from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.writer import StateWriter
@@ -111,7 +111,7 @@ class StateCheckpoints:
         sid = inputs.state_id(state_id)
         stmt = (
             select(*[c for c in sql.CKPT.c if c.name != "payload"])
-            .where(sql.scoped(sql.CKPT), sql.CKPT.c.state_id == sid)
+            .where(scoped(sql.CKPT), sql.CKPT.c.state_id == sid)
             .order_by(sql.CKPT.c.created_at, sql.CKPT.c.name)
         )
         rows = execute(self._scope.connection, stmt, self._key())
@@ -124,7 +124,7 @@ class StateCheckpoints:
             )
         except (TypeError, ValueError, AttributeError):
             raise InvalidInputError(f"invalid checkpoint id {checkpoint_id!r}") from None
-        stmt = select(sql.CKPT).where(sql.scoped(sql.CKPT), sql.CKPT.c.id == cid)
+        stmt = select(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == cid)
         rows = execute(self._scope.connection, stmt, self._key())
         if not rows:
             raise NotFoundError(f"checkpoint {cid} does not exist")
@@ -156,5 +156,5 @@ class StateCheckpoints:
     def delete(self, checkpoint_id: uuid.UUID | str) -> None:
         """Delete a checkpoint; NotFoundError if it does not exist."""
         row = self._row(checkpoint_id)
-        stmt = delete(sql.CKPT).where(sql.scoped(sql.CKPT), sql.CKPT.c.id == row.id)
+        stmt = delete(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == row.id)
         execute(self._scope.connection, stmt, self._key())

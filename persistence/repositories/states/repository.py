@@ -17,6 +17,7 @@ from persistence.models.base import utcnow
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
 from persistence.repositories._base import Scope
+from persistence.repositories._sql import scoped
 from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints import StateCheckpoints, decode_payload
@@ -158,7 +159,7 @@ class StateRepository:
         stmt = (
             select(*sql.META_COLUMNS)
             .select_from(sql.HEAD.join(sql.VER, sql.head_join_latest()))
-            .where(sql.scoped(sql.HEAD), sql.alive(sql.HEAD))
+            .where(scoped(sql.HEAD), sql.alive(sql.HEAD))
             .order_by(head.state_id)
             .limit(limit + 1)
         )
@@ -201,7 +202,7 @@ class StateRepository:
         matching = (
             select(tag.state_id)
             .select_from(sql.TAG.join(sql.HEAD, same_version))
-            .where(sql.scoped(sql.TAG), tag.tag.in_(wanted), sql.alive(sql.HEAD))
+            .where(scoped(sql.TAG), tag.tag.in_(wanted), sql.alive(sql.HEAD))
             .group_by(tag.state_id)
         )
         if match == "all":
@@ -213,7 +214,7 @@ class StateRepository:
             select(*sql.META_COLUMNS)
             .select_from(sql.VER.join(sql.HEAD, sql.head_join_latest()))
             .join(found, found.c.state_id == head.state_id)
-            .where(sql.scoped(sql.HEAD))
+            .where(scoped(sql.HEAD))
             .order_by(head.state_id)
         )
         rows = execute(self._scope.connection, stmt, self._scope_params())

@@ -14,7 +14,7 @@ from persistence.errors import ConflictError, InvalidInputError
 from persistence.models.base import UTCDateTime, utcnow
 from persistence.records.states import LoadedState, StateStats, StateVersion
 from persistence.repositories._base import Scope
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import scoped, upsert
 from persistence.repositories.states import inputs as q
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints import decode_payload
@@ -46,22 +46,19 @@ class StateRetention:
                 func.count(),
                 func.coalesce(func.sum(ver.raw_size), 0),
                 func.coalesce(func.sum(ver.stored_size), 0),
-            ).where(sql.scoped(sql.VER))
+            ).where(scoped(sql.VER))
         )[0]
         live, dead = self._run(
             select(
                 func.coalesce(func.sum(case((sql.alive(sql.HEAD, now), 1), else_=0)), 0),
                 func.coalesce(func.sum(case((sql.alive(sql.HEAD, now), 0), else_=1)), 0),
-            ).where(sql.scoped(sql.HEAD), head.latest_version.is_not(None))
+            ).where(scoped(sql.HEAD), head.latest_version.is_not(None))
         )[0]
         per_state = (
-            select(func.count().label("n"))
-            .where(sql.scoped(sql.VER))
-            .group_by(ver.state_id)
-            .subquery()
+            select(func.count().label("n")).where(scoped(sql.VER)).group_by(ver.state_id).subquery()
         )
         widest = self._run(select(func.max(per_state.c.n)))[0][0]
-        checkpoints = self._run(select(func.count()).where(sql.scoped(sql.CKPT)))[0][0]
+        checkpoints = self._run(select(func.count()).where(scoped(sql.CKPT)))[0][0]
         holders = int(live) + int(dead)
         return StateStats(
             states=int(live),
@@ -123,7 +120,7 @@ class StateRetention:
         keys = (
             select(*self._VERSION_KEY)
             .select_from(sql.HEAD.join(sql.VER, sql.head_join_state()))
-            .where(sql.scoped(sql.HEAD), sql.HEAD.c.expires_at <= now)
+            .where(scoped(sql.HEAD), sql.HEAD.c.expires_at <= now)
             .limit(size)
         )
         return self._delete_versions(keys)
@@ -131,7 +128,7 @@ class StateRetention:
     def _purge_expired_versions(self, size: int, now: datetime) -> int:
         keys = (
             select(*self._VERSION_KEY)
-            .where(sql.scoped(sql.VER), sql.VER.c.expires_at <= now)
+            .where(scoped(sql.VER), sql.VER.c.expires_at <= now)
             .limit(size)
         )
         return self._delete_versions(keys)
@@ -144,17 +141,17 @@ class StateRetention:
             row.state_id
             for row in self._run(
                 select(head.state_id)
-                .where(sql.scoped(sql.HEAD), head.expires_at <= now, no_versions)
+                .where(scoped(sql.HEAD), head.expires_at <= now, no_versions)
                 .order_by(head.state_id)
                 .limit(size)
             )
         ]
         if ids:
             ckpt = sql.CKPT.c
-            self._run(delete(sql.CKPT).where(sql.scoped(sql.CKPT), ckpt.state_id.in_(ids)))
+            self._run(delete(sql.CKPT).where(scoped(sql.CKPT), ckpt.state_id.in_(ids)))
             self._run(
                 delete(sql.HEAD).where(
-                    sql.scoped(sql.HEAD), head.state_id.in_(ids), head.expires_at <= now
+                    scoped(sql.HEAD), head.state_id.in_(ids), head.expires_at <= now
                 )
             )
         return len(ids)
@@ -176,7 +173,7 @@ class StateRetention:
         while True:
             stmt = (
                 select(*sql.META_COLUMNS, ver.payload)
-                .where(sql.scoped(sql.VER))
+                .where(scoped(sql.VER))
                 .order_by(ver.state_id, ver.version)
                 .limit(size)
             )
@@ -235,7 +232,7 @@ class StateRetention:
         ver = sql.VER.c
         rows = self._run(
             select(ver.checksum).where(
-                sql.scoped(sql.VER), ver.state_id == meta.state_id, ver.version == meta.version
+                scoped(sql.VER), ver.state_id == meta.state_id, ver.version == meta.version
             )
         )
         found = rows[0].checksum if rows else None

@@ -28,7 +28,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    Uuid,
     and_,
     bindparam,
     case,
@@ -46,18 +45,15 @@ from sqlalchemy.sql import ClauseElement
 from persistence._executor import Statement
 from persistence.models.base import UTCDateTime
 from persistence.models.states import StateCheckpoint, StateHead, StateTag, StateVersionRow
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import NOW, TENANT, WORKSPACE, scoped, upsert
 
 HEAD = cast(Table, StateHead.__table__)
 VER = cast(Table, StateVersionRow.__table__)
 TAG = cast(Table, StateTag.__table__)
 CKPT = cast(Table, StateCheckpoint.__table__)
 
-# Parameters every statement of one scope takes: tenant, workspace, and most a state id.
-TENANT = bindparam("tenant_id", type_=Uuid())
-WORKSPACE = bindparam("workspace_id", type_=Uuid())
+# Besides the scope's parameters (persistence.repositories._sql), most take a state id.
 STATE = bindparam("state_id", type_=String())
-NOW = bindparam("now", type_=UTCDateTime())
 EXPIRES = bindparam("expires_at", type_=UTCDateTime())
 VERSION = bindparam("version", type_=Integer())
 
@@ -74,10 +70,6 @@ META_COLUMNS = (
     VER.c.tags,
     VER.c.metadata,
 )
-
-
-def scoped(table: Any) -> ColumnElement[bool]:
-    return and_(table.c.tenant_id == TENANT, table.c.workspace_id == WORKSPACE)
 
 
 def of_state(table: Any) -> ColumnElement[bool]:
