@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from persistence._driver import raise_driver_error
 from persistence.errors import ConfigurationError
 
 __all__ = ["check_on_connect", "require_rls"]
@@ -61,10 +61,8 @@ def require_rls(connection: Connection) -> None:
         driver: Any = connection.connection.driver_connection
         try:
             verdict = info[_VERDICT] = _verdict(driver)
-        except psycopg.Error as exc:  # as SQLAlchemy's, for the caller's translate_errors()
-            if driver.broken or driver.closed:
-                connection.invalidate(exc)  # not pooled again
-            raise sa_exc.DBAPIError.instance(_CHECK, (), exc, psycopg.Error) from exc
+        except psycopg.Error as exc:
+            raise_driver_error(connection, _CHECK, (), exc)
     if verdict:
         raise ConfigurationError(
             f"refusing a tenant unit of work: the database role {verdict}, so row-level "

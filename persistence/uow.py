@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from persistence._driver import raise_driver_error
 from persistence._enter import entry_ids, tenant_record, workspace_record
+from persistence._session_reset import mark_dirty
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
@@ -207,8 +208,6 @@ class UnitOfWork:
     def session(self) -> Session:
         """The ORM session of this unit of work, for SQL of your own. Session state it
         leaves (``SET``, temporary tables, ...) is reset before the connection is reused."""
-        from persistence._session_reset import mark_dirty
-
         tx = self._require()
         if tx.connection is not None:
             mark_dirty(tx.connection)
