@@ -55,7 +55,8 @@ def begin(
         tx.finish(failed=True)
         if not retry:
             raise
-        log.warning("a pooled database connection was dead (%s); trying another", exc)
+        cause = getattr(exc.__cause__, "orig", exc.__cause__)
+        log.warning("a pooled database connection was dead (%s); entering on another", cause)
     except BaseException:
         tx.finish(failed=True)
         raise

@@ -13,8 +13,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 __all__ = ["doubt", "ping_when_idle"]
 
 _IDLE_SINCE = "persistence_idle_since"
-# Per engine: when a pooled connection was last found dead (see doubt()).
-_DOUBTED_AT: WeakKeyDictionary[Engine, float] = WeakKeyDictionary()
+# Per engine, in a one-item list the checkout listener holds (a read costs nothing next
+# to a weak-keyed lookup): when a connection of it was last found dead (see doubt()).
+_DOUBTED_AT: WeakKeyDictionary[Engine, list[float]] = WeakKeyDictionary()
 
 
 def ping_when_idle(engine: Engine, idle: float) -> None:
@@ -27,6 +28,7 @@ def ping_when_idle(engine: Engine, idle: float) -> None:
     pinged and, if dead, replaced by the pool before anyone uses it. ``idle=0`` pings
     on every checkout.
     """
+    doubted_at = _DOUBTED_AT.setdefault(engine, [-1.0])
 
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
@@ -39,7 +41,7 @@ def ping_when_idle(engine: Engine, idle: float) -> None:
         since = record.info.get(_IDLE_SINCE)
         if since is None:
             return  # just connected
-        if time.monotonic() - since < idle and since > _DOUBTED_AT.get(engine, -1.0):
+        if time.monotonic() - since < idle and since > doubted_at[0]:
             return  # used a moment ago, and no connection died since
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -61,4 +63,4 @@ def doubt(engine: Engine) -> None:
     connections that are still alive, where SQLAlchemy's own pool invalidation would
     reconnect them all (TCP, TLS, authentication, each).
     """
-    _DOUBTED_AT[engine] = time.monotonic()
+    _DOUBTED_AT.setdefault(engine, [-1.0])[0] = time.monotonic()
