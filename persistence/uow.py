@@ -145,7 +145,7 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         db = self._db
-        tx, entry = begin(self._open, self._enter, url=db.settings.url_label(), engine=db.engine)
+        tx, entry = begin(self._open, self._enter, url=db.settings.url_label, engine=db.engine)
         self._tx = tx
         self._entry, self._tenant, self._workspace = entry, None, None
         tenant_id, workspace_id = entry_ids(entry)
@@ -178,7 +178,7 @@ class UnitOfWork:
         tx, self._tx = self._require(), None
         self._repos.clear()
         tx.finish(failed=exc_type is not None)
-        reraise_translated(exc, self._db.settings.url_label())
+        reraise_translated(exc, self._db.settings.url_label)
 
     @property
     def tenant(self) -> TenantRecord:
@@ -292,8 +292,7 @@ class AdminUnitOfWork:
 
     def __enter__(self) -> Self:
         db = self._db
-        url = db.settings.url_label(owner=True)
-        self._tx, _ = begin(self._open, self._check, url=url, engine=db.owner_engine)
+        self._tx, _ = begin(self._open, self._check, url=self._url, engine=db.owner_engine)
         session = self._tx.session
         self.tenants = TenantRepository(session)
         self.workspaces = WorkspaceRepository(session)
@@ -311,7 +310,10 @@ class AdminUnitOfWork:
 
     def _check(self, tx: _Transaction) -> None:
         if self._db.dialect == "postgresql":
-            enter_admin(tx.session.connection(), self._db.settings.url_label(owner=True))
+            enter_admin(tx.session.connection(), self._url())
+
+    def _url(self) -> str:
+        return self._db.settings.url_label(owner=True)
 
     def __exit__(
         self,
@@ -322,7 +324,7 @@ class AdminUnitOfWork:
         if self._tx is not None:
             tx, self._tx = self._tx, None
             tx.finish(failed=exc_type is not None)
-        reraise_translated(exc, self._db.settings.url_label(owner=True))
+        reraise_translated(exc, self._url)
 
     def on_commit(self, fn: Callback) -> None:
         if self._tx is None:
