@@ -22,9 +22,17 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence._executor import pooled_cursor, raise_translated
+from persistence.errors import ConfigurationError
 from persistence.records import TenantRecord, WorkspaceRecord
 
-__all__ = ["enter", "entry_ids", "restore_on_checkin", "tenant_record", "workspace_record"]
+__all__ = [
+    "enter",
+    "enter_admin",
+    "entry_ids",
+    "restore_on_checkin",
+    "tenant_record",
+    "workspace_record",
+]
 
 _ENTER = "SELECT * FROM persistence_enter(%s, %s)"
 _BEGIN_ENTER = "BEGIN; " + _ENTER
@@ -32,6 +40,12 @@ _BEGIN_ENTER = "BEGIN; " + _ENTER
 _BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 _SET_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 _CURSOR = "persistence_enter_cursor"
+# Administration needs the role that owns the tables (row-level security hides every
+# tenant from any other role but a superuser); 42P01 on 'tenants' means no migrations.
+_ADMIN_CHECK = (
+    "SELECT current_user, pg_has_role(current_user, relowner, 'USAGE') "
+    "FROM pg_class WHERE oid = 'tenants'::regclass"
+)
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
@@ -88,6 +102,35 @@ def enter(
         return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
     except psycopg.Error as exc:
         raise_translated(connection, _ENTER, (tenant, workspace), exc)
+
+
+def enter_admin(connection: Connection, url: str) -> None:
+    """``BEGIN`` an admin unit of work on ``connection`` and check, in the same round trip,
+    that its role may administer: ConfigurationError naming ``url`` if not.
+
+    psycopg would send ``BEGIN`` on its own before the first statement, in a round trip
+    of its own: sent here instead, it costs nothing more, and a dead pooled connection
+    shows before any statement of the caller's (``persistence._connect.begin`` then
+    tries another). Autocommit is left on, as by :func:`enter`.
+    """
+    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    try:
+        if driver.pgconn.transaction_status == TransactionStatus.IDLE:
+            driver.autocommit = True
+        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
+        cursor.execute("BEGIN; " + _ADMIN_CHECK if driver.autocommit else _ADMIN_CHECK)
+        while cursor.nextset():
+            pass
+        role, may_administer = cursor.fetchone() or (None, False)
+    except psycopg.Error as exc:
+        raise_translated(connection, _ADMIN_CHECK, (), exc)
+    if not may_administer:
+        raise ConfigurationError(
+            f"role {role!r} does not own the persistence tables, so it cannot administer "
+            f"tenants (row-level security hides them from it): use the owner URL "
+            f"(owner_database_url / PERSISTENCE_OWNER_DATABASE_URL) for db.admin(); "
+            f"connected with {url}"
+        )
 
 
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:

@@ -266,10 +266,7 @@ def raise_translated(
 
 
 def _raise_mapped(exc: sa_exc.DBAPIError) -> NoReturn:
-    mapped = translate(exc)
-    if mapped is None:
-        raise exc
-    raise mapped from exc
+    raise translate(exc) from exc
 
 
 class _Context:

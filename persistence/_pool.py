@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-__all__ = ["ping_when_idle"]
+__all__ = ["doubt", "ping_when_idle"]
 
 _IDLE_SINCE = "persistence_idle_since"
+# Per engine, in a one-item list the checkout listener holds (a read costs nothing next
+# to a weak-keyed lookup): when a connection of it was last found dead (see doubt()).
+_DOUBTED_AT: WeakKeyDictionary[Engine, list[float]] = WeakKeyDictionary()
 
 
 def ping_when_idle(engine: Engine, idle: float) -> None:
-    """Ping a pooled connection on checkout only if it sat idle for ``idle`` seconds.
+    """Ping a pooled connection on checkout only if it sat idle for ``idle`` seconds,
+    or if it was checked in before the engine last found a dead one (:func:`doubt`).
 
     SQLAlchemy's ``pool_pre_ping`` spends a round trip on every checkout, that is on
     every unit of work. A connection checked in moments ago is alive (HikariCP skips
@@ -23,6 +28,7 @@ def ping_when_idle(engine: Engine, idle: float) -> None:
     pinged and, if dead, replaced by the pool before anyone uses it. ``idle=0`` pings
     on every checkout.
     """
+    doubted_at = _DOUBTED_AT.setdefault(engine, [-1.0])
 
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
@@ -33,12 +39,28 @@ def ping_when_idle(engine: Engine, idle: float) -> None:
         dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
         since = record.info.get(_IDLE_SINCE)
-        if since is None or time.monotonic() - since < idle:
-            return  # just connected, or used a moment ago
+        if since is None:
+            return  # just connected
+        if time.monotonic() - since < idle and since > doubted_at[0]:
+            return  # used a moment ago, and no connection died since
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:
+            doubt(engine)
             # The pool discards this connection and checks out another one.
             raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
         if not alive:
+            doubt(engine)
             raise sa_exc.DisconnectionError("pooled connection is dead")
+
+
+def doubt(engine: Engine) -> None:
+    """A connection of ``engine`` was found dead: ping every connection checked in
+    before now at its next checkout, whatever its idle time.
+
+    A restart or a failover kills every pooled connection at once; without this, each
+    would fail one unit of work in turn. Pinging (one round trip each, once) keeps the
+    connections that are still alive, where SQLAlchemy's own pool invalidation would
+    reconnect them all (TCP, TLS, authentication, each).
+    """
+    _DOUBTED_AT.setdefault(engine, [-1.0])[0] = time.monotonic()

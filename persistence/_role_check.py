@@ -63,7 +63,8 @@ def require_rls(connection: Connection) -> None:
             verdict = info[_VERDICT] = _verdict(driver)
         except psycopg.Error as exc:
             raise_translated(connection, _CHECK, (), exc)
-    if verdict:
+    # Still unknown: the tables do not exist yet; entering says the migrations are missing.
+    if verdict and verdict != _UNKNOWN:
         raise ConfigurationError(
             f"refusing a tenant unit of work: the database role {verdict}, so row-level "
             "security would not isolate tenants. Create the runtime role with `persistence "

@@ -22,6 +22,7 @@ from persistence.errors import (
     InvalidInputError,
     NotFoundError,
     TenantSuspendedError,
+    translate_errors,
 )
 from persistence.settings import Settings, mask_url
 from persistence.uow import AdminUnitOfWork, UnitOfWork
@@ -215,13 +216,16 @@ class Database:
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema (default: to head). Safe to call from many processes at once."""
-        _migrations.upgrade(self.owner_engine, revision)
+        with translate_errors(self.settings.url_label(owner=True)):
+            _migrations.upgrade(self.owner_engine, revision)
 
     def downgrade(self, revision: str) -> None:
-        _migrations.downgrade(self.owner_engine, revision)
+        with translate_errors(self.settings.url_label(owner=True)):
+            _migrations.downgrade(self.owner_engine, revision)
 
     def current_revision(self) -> str | None:
-        return _migrations.current(self.owner_engine)
+        with translate_errors(self.settings.url_label(owner=True)):
+            return _migrations.current(self.owner_engine)
 
     def head_revision(self) -> str | None:
         return _migrations.head()
@@ -241,9 +245,10 @@ class Database:
         """
         if self.dialect != "postgresql":
             raise ConfigurationError("runtime roles exist only on PostgreSQL")
-        return _migrations.grant_runtime_role(
-            self.owner_engine, role, password=password, create=create, execute=execute
-        )
+        with translate_errors(self.settings.url_label(owner=True)):
+            return _migrations.grant_runtime_role(
+                self.owner_engine, role, password=password, create=create, execute=execute
+            )
 
     # -- units of work -------------------------------------------------------------
 

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    def url_label(self, *, owner: bool = False) -> str:
+        """The URL runtime (or, ``owner=True``, owner) connections use, masked and named
+        by its setting: what an error about connecting tells the operator to fix."""
+        if owner and self.owner_database_url:
+            url, setting = self.owner_database_url, "owner_database_url"
+        else:
+            url, setting = self.database_url, "database_url"
+        return f"{setting} (PERSISTENCE_{setting.upper()}) {mask_url(url)!r}"
+
     @property
     def is_postgres(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "postgresql"

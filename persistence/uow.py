@@ -13,7 +13,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from persistence._enter import entry_ids, tenant_record, workspace_record
+from persistence._connect import begin, reraise_translated
+from persistence._enter import enter_admin, entry_ids, tenant_record, workspace_record
 from persistence._executor import raise_translated
 from persistence._session_reset import mark_dirty
 from persistence.errors import PersistenceError, translate_errors
@@ -145,19 +146,8 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         db = self._db
-        if db.dialect == "postgresql":
-            tx = self._tx = _Transaction(connection=db.engine.connect())
-        else:
-            tx = self._tx = _Transaction(session=db._runtime_sessions())
-        try:
-            with translate_errors():
-                entry = db._enter_scope(
-                    tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
-                )
-        except BaseException:
-            tx.finish(failed=True)
-            self._tx = None
-            raise
+        tx, entry = begin(self._open, self._enter, url=db.settings.url_label, engine=db.engine)
+        self._tx = tx
         self._entry, self._tenant, self._workspace = entry, None, None
         tenant_id, workspace_id = entry_ids(entry)
         self.scope = Scope(
@@ -170,6 +160,16 @@ class UnitOfWork:
         )
         return self
 
+    def _open(self) -> _Transaction:
+        if self._db.dialect == "postgresql":
+            return _Transaction(connection=self._db.engine.connect())
+        return _Transaction(session=self._db._runtime_sessions())
+
+    def _enter(self, tx: _Transaction) -> Mapping[Any, Any]:
+        return self._db._enter_scope(
+            tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
+        )
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -179,6 +179,7 @@ class UnitOfWork:
         tx, self._tx = self._require(), None
         self._repos.clear()
         tx.finish(failed=exc_type is not None)
+        reraise_translated(exc, self._db.settings.url_label)
 
     @property
     def tenant(self) -> TenantRecord:
@@ -296,11 +297,29 @@ class AdminUnitOfWork:
         self._tx: _Transaction | None = None
 
     def __enter__(self) -> Self:
-        session = self._db._owner_sessions()
-        self._tx = _Transaction(session=session)
+        db = self._db
+        self._tx, _ = begin(self._open, self._check, url=self._url, engine=db.owner_engine)
+        session = self._tx.session
         self.tenants = TenantRepository(session)
         self.workspaces = WorkspaceRepository(session)
         return self
+
+    def _open(self) -> _Transaction:
+        session = self._db._owner_sessions()
+        if self._db.dialect == "postgresql":
+            try:
+                session.connection()  # checked out now, so that _check can begin on it
+            except BaseException:
+                session.close()
+                raise
+        return _Transaction(session=session)
+
+    def _check(self, tx: _Transaction) -> None:
+        if self._db.dialect == "postgresql":
+            enter_admin(tx.session.connection(), self._url())
+
+    def _url(self) -> str:
+        return self._db.settings.url_label(owner=True)
 
     def __exit__(
         self,
@@ -311,6 +330,7 @@ class AdminUnitOfWork:
         if self._tx is not None:
             tx, self._tx = self._tx, None
             tx.finish(failed=exc_type is not None)
+        reraise_translated(exc, self._url)
 
     def on_commit(self, fn: Callback) -> None:
         if self._tx is None:

@@ -14,7 +14,7 @@ from persistence import Database
 if TYPE_CHECKING:
     from tests.fixtures.services import PostgresTarget
 
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.throwaway"]
 
 
 @pytest.fixture(scope="session")

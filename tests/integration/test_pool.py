@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -77,3 +78,26 @@ def test_idle_dead_connection_is_replaced_before_use(
         time.sleep(0.3)  # idle past pool_ping_after: the next checkout pings
         new_pid = _backend_pid(db, tenant)  # works: the dead connection was replaced
         assert new_pid != pid
+
+
+def test_after_a_dead_connection_the_others_are_pinged_and_kept(
+    postgres: PostgresTarget, pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One backend terminated: no error, the dead connection is replaced and the live
+    ones, pinged once, are kept (not reconnected, as invalidating the pool would)."""
+    tenant = _tenant(pg_db)
+    with Database.from_url(postgres.runtime_url, pool_size=3, pool_ping_after=3600) as db:
+        before = _pids_at_once(db, tenant, 3)
+        pings = _count_pings(db, monkeypatch)
+        with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (before[1],))
+        after = _pids_at_once(db, tenant, 3)
+        assert before[1] not in after and len(set(after) & set(before)) == 2
+        assert 1 <= len(pings) <= 2  # the live connections checked in before the death
+
+
+def _pids_at_once(db: Database, tenant: str, n: int) -> list[int]:
+    """The backend pids of ``n`` units of work open at once (``n`` pooled connections)."""
+    with ExitStack() as stack:
+        uows = [stack.enter_context(db.unit_of_work(tenant)) for _ in range(n)]
+        return [int(u.session.execute(text("SELECT pg_backend_pid()")).scalar_one()) for u in uows]

@@ -115,3 +115,16 @@ def test_nothing_connects_until_first_use(tmp_path: Path) -> None:
     with db:
         db.migrate()
         assert path.exists()
+
+
+def test_url_label_names_the_setting_and_masks_the_password() -> None:
+    runtime = Settings(database_url=SECRET_URL)
+    assert runtime.url_label() == (
+        "database_url (PERSISTENCE_DATABASE_URL) "
+        "'postgresql+psycopg://app:***@db.example:5432/prod'"
+    )
+    assert runtime.url_label(owner=True) == runtime.url_label()  # no owner URL: the same one
+    owner = Settings(database_url=SECRET_URL, owner_database_url=SECRET_URL.replace("app", "own"))
+    label = owner.url_label(owner=True)
+    assert label.startswith("owner_database_url (PERSISTENCE_OWNER_DATABASE_URL) ")
+    assert "own:***@" in label and "hunter2" not in label
