@@ -6,8 +6,8 @@ of work starts with ``BEGIN`` then ``persistence_enter()``, so :func:`enter` swi
 the idle connection to autocommit, sends ``BEGIN`` and the call together in one
 query, and leaves the explicit transaction open. psycopg's ``commit()`` and
 ``rollback()`` act on the server's transaction status, not on the autocommit flag,
-so SQLAlchemy ends the transaction as usual; the pool's checkin turns autocommit
-off again (:func:`restore_on_checkin`) before anyone else gets the connection.
+so the transaction ends as usual; the pool's checkin turns autocommit off again
+(``persistence._pool``) before anyone else gets the connection.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, event
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy import Connection
 
 from persistence._executor import pooled_cursor, raise_translated
 from persistence.errors import ConfigurationError
@@ -29,7 +28,6 @@ __all__ = [
     "enter",
     "enter_admin",
     "entry_ids",
-    "restore_on_checkin",
     "tenant_record",
     "workspace_record",
 ]
@@ -62,16 +60,20 @@ _ENTRY_COLUMNS = (
 )
 
 
-def restore_on_checkin(engine: Engine) -> None:
-    """Return every pooled connection to psycopg's default (no autocommit)."""
+# The entry query with its slugs bound, per (query, tenant, workspace): binding them
+# client-side (quoting, escaping) costs as much client CPU as the rest of the query.
+_RENDERED: dict[tuple[str, str, str], str] = {}
+_RENDERED_MAX = 4096
 
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        if dbapi_conn is None or not dbapi_conn.autocommit:
-            return
-        if dbapi_conn.pgconn.transaction_status != TransactionStatus.IDLE:
-            dbapi_conn.rollback()  # the pool's reset normally did this already
-        dbapi_conn.autocommit = False
+
+def _rendered(cursor: ClientCursor[Any], query: str, tenant: str, workspace: str) -> str:
+    key = (query, tenant, workspace)
+    found = _RENDERED.get(key)
+    if found is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()  # bounded: a process serving many tenants starts over
+        found = _RENDERED[key] = cursor.mogrify(query, (tenant, workspace))
+    return found
 
 
 def enter(
@@ -80,8 +82,9 @@ def enter(
     """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row.
 
     Both go in one simple-protocol query, the slugs bound client-side by psycopg's
-    ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway):
-    cheaper on the client than a pipeline of two extended-protocol statements. Runs on
+    ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway) once
+    per tenant and workspace (:func:`_rendered`): cheaper on the client than a pipeline
+    of two extended-protocol statements. Runs on
     the unit of work's own driver connection. A driver error is translated by
     :func:`persistence._executor.raise_translated`, and a broken connection is
     invalidated, not pooled.
@@ -95,7 +98,7 @@ def enter(
         else:
             query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
         cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
-        cursor.execute(query, (tenant, workspace))
+        cursor.execute(_rendered(cursor, query, tenant, workspace))
         while cursor.nextset():  # the entry row comes with the last result
             pass
         row = cursor.fetchone()

@@ -6,11 +6,14 @@ import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-__all__ = ["doubt", "ping_when_idle"]
+from persistence._session_reset import DIRTY, reset_session
+
+__all__ = ["doubt", "install"]
 
 _IDLE_SINCE = "persistence_idle_since"
 # Per engine, in a one-item list the checkout listener holds (a read costs nothing next
@@ -18,9 +21,15 @@ _IDLE_SINCE = "persistence_idle_since"
 _DOUBTED_AT: WeakKeyDictionary[Engine, list[float]] = WeakKeyDictionary()
 
 
-def ping_when_idle(engine: Engine, idle: float) -> None:
-    """Ping a pooled connection on checkout only if it sat idle for ``idle`` seconds,
-    or if it was checked in before the engine last found a dead one (:func:`doubt`).
+def install(engine: Engine, idle: float) -> None:
+    """What ``engine``'s pool does at checkout and checkin (one listener each: every
+    listener is a dispatch on every unit of work).
+
+    Checkout: ping the connection only if it sat idle for ``idle`` seconds, or if it was
+    checked in before the engine last found a dead one (:func:`doubt`); mark its session
+    dirty (``persistence._session_reset``: a unit of work marks it clean as it begins).
+    Checkin: reset a dirty session; switch autocommit off again (a unit of work switched
+    it on to send ``BEGIN`` itself, ``persistence._enter``).
 
     SQLAlchemy's ``pool_pre_ping`` spends a round trip on every checkout, that is on
     every unit of work. A connection checked in moments ago is alive (HikariCP skips
@@ -30,28 +39,44 @@ def ping_when_idle(engine: Engine, idle: float) -> None:
     """
     doubted_at = _DOUBTED_AT.setdefault(engine, [-1.0])
 
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
     @event.listens_for(engine, "checkout")
     def _checkout(
         dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        since = record.info.get(_IDLE_SINCE)
+        info = record.info
+        info[DIRTY] = True  # raw engine.connect() use may leave anything
+        since = info.get(_IDLE_SINCE)
         if since is None:
             return  # just connected
         if time.monotonic() - since < idle and since > doubted_at[0]:
             return  # used a moment ago, and no connection died since
-        try:
-            alive = engine.dialect.do_ping(dbapi_conn)
-        except Exception as exc:
-            doubt(engine)
-            # The pool discards this connection and checks out another one.
-            raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
-        if not alive:
-            doubt(engine)
-            raise sa_exc.DisconnectionError("pooled connection is dead")
+        _ping(engine, dbapi_conn)
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        info = record.info
+        info[_IDLE_SINCE] = time.monotonic()
+        if dbapi_conn is None:
+            return
+        if info.get(DIRTY) and not reset_session(dbapi_conn, record):
+            return  # invalidated: a connection in an unknown state is never pooled
+        info[DIRTY] = False
+        if dbapi_conn.autocommit:
+            if dbapi_conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                dbapi_conn.rollback()  # the pool's reset normally did this already
+            dbapi_conn.autocommit = False
+
+
+def _ping(engine: Engine, dbapi_conn: Any) -> None:
+    try:
+        alive = engine.dialect.do_ping(dbapi_conn)
+    except Exception as exc:
+        doubt(engine)
+        # The pool discards this connection and checks out another one.
+        raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
+    if not alive:
+        doubt(engine)
+        raise sa_exc.DisconnectionError("pooled connection is dead")
 
 
 def doubt(engine: Engine) -> None:

@@ -24,13 +24,13 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["RESET", "clean_when_begun", "mark_clean", "mark_dirty", "reset_on_checkin"]
+__all__ = ["DIRTY", "RESET", "clean_when_begun", "mark_clean", "mark_dirty", "reset_session"]
 
-_DIRTY = "persistence_session_dirty"
+DIRTY = "persistence_session_dirty"
 RESET = (
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
     "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; "
@@ -41,12 +41,12 @@ RESET = (
 
 def mark_dirty(connection: Connection) -> None:
     """Reset ``connection``'s session when it goes back to the pool."""
-    connection.connection.info[_DIRTY] = True
+    connection.connection.info[DIRTY] = True
 
 
 def mark_clean(connection: Connection) -> None:
     """Only the library's own statements run on ``connection`` until marked dirty."""
-    connection.connection.info[_DIRTY] = False
+    connection.connection.info[DIRTY] = False
 
 
 def clean_when_begun(sessions: sessionmaker[Session]) -> None:
@@ -58,25 +58,15 @@ def clean_when_begun(sessions: sessionmaker[Session]) -> None:
         mark_clean(connection)
 
 
-def reset_on_checkin(engine: Engine) -> None:
-    """Install the checkout mark and the checkin reset on ``engine``'s pool."""
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(
-        dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
-    ) -> None:
-        record.info[_DIRTY] = True  # raw engine.connect() use may leave anything
-
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        if dbapi_conn is None or not record.info.get(_DIRTY):
-            return
-        try:
-            _reset(dbapi_conn)
-        except psycopg.Error as exc:
-            record.invalidate(exc)  # never pool a connection in an unknown state
-            return
-        record.info[_DIRTY] = False
+def reset_session(dbapi_conn: Any, record: ConnectionPoolEntry) -> bool:
+    """Reset the session of a connection going back to the pool (``persistence._pool``
+    calls it for a dirty one); False when that failed and the connection was dropped."""
+    try:
+        _reset(dbapi_conn)
+    except psycopg.Error as exc:
+        record.invalidate(exc)  # never pool a connection in an unknown state
+        return False
+    return True
 
 
 def _reset(driver: psycopg.Connection[Any]) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import orjson
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
 
-from persistence import _enter, _pool, _role_check, _session_reset
+from persistence import _engines, _enter, _role_check, _session_reset
 from persistence import migrations as _migrations
 from persistence.access import AccessDescriptor
 from persistence.errors import (
@@ -130,10 +127,7 @@ class Database:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    engine = self._build_engine(self._url)
-                    if self.dialect == "postgresql" and not self.settings.allow_rls_bypass:
-                        _role_check.check_on_connect(engine)
-                    self._engine = engine
+                    self._engine = _engines.runtime_engine(self._url, self.settings)
         return self._engine
 
     @property
@@ -144,36 +138,8 @@ class Database:
         if self._owner_engine is None:
             with self._lock:
                 if self._owner_engine is None:
-                    self._owner_engine = self._build_engine(self._owner_url)
+                    self._owner_engine = _engines.owner_engine(self._owner_url, self.settings)
         return self._owner_engine
-
-    def _build_engine(self, url: URL) -> Engine:
-        s = self.settings
-        if url.get_backend_name() == "sqlite":
-            return _sqlite_engine(url, s)
-        engine = create_engine(
-            url,
-            json_serializer=_json_text,
-            json_deserializer=orjson.loads,
-            pool_pre_ping=False,  # _pool.ping_when_idle instead: no round trip per checkout
-            pool_size=s.pool_size,
-            max_overflow=s.max_overflow,
-            pool_timeout=s.pool_timeout,
-            pool_recycle=s.pool_recycle,
-            pool_reset_on_return="rollback",
-            connect_args={
-                "connect_timeout": s.connect_timeout,
-                "options": f"-c statement_timeout={s.statement_timeout_ms} "
-                f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms}",
-                "application_name": "persistence",
-                # None: psycopg prepares nothing, even where the code asks it to
-                **({} if s.prepared_statements else {"prepare_threshold": None}),
-            },
-        )
-        _pool.ping_when_idle(engine, s.pool_ping_after)
-        _enter.restore_on_checkin(engine)  # enter() leaves connections in autocommit
-        _session_reset.reset_on_checkin(engine)  # no session state for the next user
-        return engine
 
     def _runtime_sessions(self) -> Session:
         if self._sessions is None:
@@ -357,7 +323,7 @@ class Database:
             row = tx.session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
             m = None if row is None else row._mapping
             if read_only:  # undone when the connection goes back to the pool
-                tx.session.connection().connection.info[_QUERY_ONLY] = True
+                tx.session.connection().connection.info[_engines.QUERY_ONLY] = True
                 tx.session.execute(text("PRAGMA query_only = ON"))
         if m is None:
             raise NotFoundError(f"tenant {tenant!r} does not exist")
@@ -368,7 +334,6 @@ class Database:
         return m
 
 
-_QUERY_ONLY = "persistence_query_only"
 _SQLITE_ENTER = text(
     """
     SELECT t.id AS tenant_id, t.slug AS tenant_slug, t.name AS tenant_name,
@@ -380,45 +345,3 @@ _SQLITE_ENTER = text(
     WHERE t.slug = :t
     """
 )
-
-
-def _json_text(value: Any) -> str:
-    """JSON columns are written with orjson (values were validated as exact JSON first)."""
-    return orjson.dumps(value).decode()
-
-
-def _sqlite_engine(url: URL, settings: Settings) -> Engine:
-    database = url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(Path(database).expanduser()))
-    engine = create_engine(
-        url,
-        json_serializer=_json_text,
-        json_deserializer=orjson.loads,
-        connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        # Let SQLAlchemy, not the driver, issue BEGIN (the driver's own handling breaks
-        # savepoints), and make every transaction IMMEDIATE so concurrent writers queue on
-        # the busy timeout instead of failing when a read lock is upgraded.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        if dbapi_conn is not None and record.info.pop(_QUERY_ONLY, False):
-            dbapi_conn.execute("PRAGMA query_only = OFF")  # after a read-only unit of work
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
