@@ -4,8 +4,7 @@ another connection when the pooled one turns out dead."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
@@ -48,11 +47,15 @@ def begin(
     their next checkout, see ``_pool.doubt``) and both steps run once more, on another
     connection. A failure to connect is not retried: the pool has just tried.
     """
-    with _translated(url):
-        tx = open_tx()
     try:
-        with _translated(url):
+        tx = open_tx()
+    except sa_exc.SQLAlchemyError as exc:
+        raise translate(exc, url()) from exc
+    try:
+        try:
             return tx, first(tx)
+        except sa_exc.SQLAlchemyError as exc:
+            raise translate(exc, url()) from exc
     except DatabaseUnavailableError as exc:
         tx.finish(failed=True)
         if not retry:
@@ -73,13 +76,4 @@ def reraise_translated(exc: BaseException | None, url: Callable[[], str]) -> Non
     A net under the statements, which translate their errors where they run: no driver
     error leaves a unit of work untranslated, whatever ran inside it."""
     if isinstance(exc, sa_exc.SQLAlchemyError):
-        raise translate(exc, url()) from exc
-
-
-@contextmanager
-def _translated(url: Callable[[], str]) -> Iterator[None]:
-    """``errors.translate_errors``, with the URL built only if there is an error."""
-    try:
-        yield
-    except sa_exc.SQLAlchemyError as exc:
         raise translate(exc, url()) from exc

@@ -56,11 +56,13 @@ def _postgres(url: URL, settings: Settings) -> Engine:
         max_overflow=s.max_overflow,
         pool_timeout=s.pool_timeout,
         pool_recycle=s.pool_recycle,
-        pool_reset_on_return="rollback",
+        pool_reset_on_return=None,  # _pool's checkin rolls back what is still open
         connect_args={
             "connect_timeout": s.connect_timeout,
+            # DateStyle ISO: the tenant entry's timestamps are parsed from their text
             "options": f"-c statement_timeout={s.statement_timeout_ms} "
-            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms}",
+            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
+            "-c DateStyle=ISO",
             "application_name": "persistence",
             # None: psycopg prepares nothing, even where the code asks it to
             **({} if s.prepared_statements else {"prepare_threshold": None}),

@@ -12,7 +12,8 @@ so the transaction ends as usual; the pool's checkin turns autocommit off again
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -20,7 +21,7 @@ from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 
-from persistence._executor import pooled_cursor, raise_translated
+from persistence._executor import pooled_cursor, raise_translated, simple_query
 from persistence.errors import ConfigurationError
 from persistence.records import TenantRecord, WorkspaceRecord
 
@@ -44,6 +45,7 @@ _ADMIN_CHECK = (
     "SELECT current_user, pg_has_role(current_user, relowner, 'USAGE') "
     "FROM pg_class WHERE oid = 'tenants'::regclass"
 )
+_BEGIN_ADMIN = "BEGIN; " + _ADMIN_CHECK
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
@@ -58,53 +60,78 @@ _ENTRY_COLUMNS = (
     "workspace_created_at",
     "workspace_updated_at",
 )
+_ENTRY_INDEX = {column: index for index, column in enumerate(_ENTRY_COLUMNS)}
 
 
 # The entry query with its slugs bound, per (query, tenant, workspace): binding them
 # client-side (quoting, escaping) costs as much client CPU as the rest of the query.
-_RENDERED: dict[tuple[str, str, str], str] = {}
+_RENDERED: dict[tuple[str, str, str], bytes] = {}
 _RENDERED_MAX = 4096
 
 
-def _rendered(cursor: ClientCursor[Any], query: str, tenant: str, workspace: str) -> str:
+def _rendered(connection: Connection, query: str, tenant: str, workspace: str) -> bytes:
     key = (query, tenant, workspace)
     found = _RENDERED.get(key)
     if found is None:
         if len(_RENDERED) >= _RENDERED_MAX:
             _RENDERED.clear()  # bounded: a process serving many tenants starts over
-        found = _RENDERED[key] = cursor.mogrify(query, (tenant, workspace))
+        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
+        found = _RENDERED[key] = cursor.mogrify(query, (tenant, workspace)).encode()
     return found
 
 
 def enter(
     connection: Connection, tenant: str, workspace: str, *, read_only: bool = False
-) -> dict[str, Any] | None:
-    """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row.
+) -> Mapping[str, Any] | None:
+    """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row
+    (values as text: the records built from it parse them when asked for).
 
-    Both go in one simple-protocol query, the slugs bound client-side by psycopg's
-    ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway) once
-    per tenant and workspace (:func:`_rendered`): cheaper on the client than a pipeline
-    of two extended-protocol statements. Runs on
-    the unit of work's own driver connection. A driver error is translated by
+    Both go in one simple-protocol query through libpq
+    (:func:`persistence._executor.simple_query`), the slugs bound client-side by psycopg's
+    ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway) once per
+    tenant and workspace (:func:`_rendered`): cheaper on the client than a pipeline of two
+    extended-protocol statements. psycopg opens no transaction of its own afterwards: it
+    sees the one open. A driver error is translated by
     :func:`persistence._executor.raise_translated`, and a broken connection is
     invalidated, not pooled.
     """
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    if driver.pgconn.transaction_status == TransactionStatus.IDLE:
+        query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
+    else:  # (a transaction already open: not from our pool)
+        query = _SET_READ_ONLY + _ENTER if read_only else _ENTER
     try:
-        if driver.pgconn.transaction_status == TransactionStatus.IDLE:
-            driver.autocommit = True
-        if not driver.autocommit:  # (a transaction already open: not from our pool)
-            query = _SET_READ_ONLY + _ENTER if read_only else _ENTER
-        else:
-            query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
-        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
-        cursor.execute(_rendered(cursor, query, tenant, workspace))
-        while cursor.nextset():  # the entry row comes with the last result
-            pass
-        row = cursor.fetchone()
-        return None if row is None else dict(zip(_ENTRY_COLUMNS, row, strict=True))
+        result = simple_query(driver, _rendered(connection, query, tenant, workspace))[-1]
     except psycopg.Error as exc:
         raise_translated(connection, _ENTER, (tenant, workspace), exc)
+    return _EntryRow(result) if result.ntuples else None
+
+
+class _EntryRow(Mapping[str, Any]):
+    """The entry row as text, each column decoded when first read: a unit of work reads
+    the ids and the status; the records (``uow.tenant``) the rest, if anyone asks."""
+
+    __slots__ = ("_result", "_values")
+
+    def __init__(self, result: Any):
+        self._result = result
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, column: str) -> Any:
+        found = self._values.get(column, _UNREAD)
+        if found is _UNREAD:
+            raw = self._result.get_value(0, _ENTRY_INDEX[column])
+            found = self._values[column] = None if raw is None else raw.decode()
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ENTRY_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(_ENTRY_COLUMNS)
+
+
+_UNREAD = object()
 
 
 def enter_admin(connection: Connection, url: str) -> None:
@@ -114,19 +141,17 @@ def enter_admin(connection: Connection, url: str) -> None:
     psycopg would send ``BEGIN`` on its own before the first statement, in a round trip
     of its own: sent here instead, it costs nothing more, and a dead pooled connection
     shows before any statement of the caller's (``persistence._connect.begin`` then
-    tries another). Autocommit is left on, as by :func:`enter`.
+    tries another). Like :func:`enter`, through libpq, so psycopg sees the transaction
+    open and sends no ``BEGIN`` of its own.
     """
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    idle = driver.pgconn.transaction_status == TransactionStatus.IDLE
     try:
-        if driver.pgconn.transaction_status == TransactionStatus.IDLE:
-            driver.autocommit = True
-        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
-        cursor.execute("BEGIN; " + _ADMIN_CHECK if driver.autocommit else _ADMIN_CHECK)
-        while cursor.nextset():
-            pass
-        role, may_administer = cursor.fetchone() or (None, False)
+        result = simple_query(driver, (_BEGIN_ADMIN if idle else _ADMIN_CHECK).encode())[-1]
     except psycopg.Error as exc:
         raise_translated(connection, _ADMIN_CHECK, (), exc)
+    role = result.get_value(0, 0).decode() if result.ntuples else None
+    may_administer = result.ntuples > 0 and result.get_value(0, 1) == b"t"
     if not may_administer:
         raise ConfigurationError(
             f"role {role!r} does not own the persistence tables, so it cannot administer "
@@ -165,10 +190,20 @@ def workspace_record(m: Mapping[Any, Any]) -> WorkspaceRecord:
     )
 
 
-def _uuid(value: Any) -> Any:
-    import uuid
+# Tenant and workspace ids as UUIDs, per text: parsing one costs more than a look-up, and
+# a process serves the same few scopes over and over.
+_UUIDS: dict[str, uuid.UUID] = {}
 
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+def _uuid(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return value
+    found = _UUIDS.get(value)
+    if found is None:
+        if len(_UUIDS) >= _RENDERED_MAX:
+            _UUIDS.clear()
+        found = _UUIDS[value] = uuid.UUID(str(value))
+    return found
 
 
 def _utc(value: Any) -> Any:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import psycopg
+import psycopg.errors
+from psycopg import generators
 from psycopg.pq import ExecStatus
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
@@ -52,12 +54,14 @@ __all__ = [
     "run",
     "run_one",
     "run_scalar",
+    "simple_query",
 ]
 
 Row = Any  # a named tuple of the statement's result columns
 _Processor = Callable[[Any], Any]
 CursorT = TypeVar("CursorT", bound=psycopg.Cursor[Any])
 _TUPLES_OK = ExecStatus.TUPLES_OK
+_FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
 
 
@@ -250,6 +254,25 @@ def _release(connection: Connection, cursor: psycopg.Cursor[Any]) -> None:
     else:
         connection.connection.info.pop(_CURSOR, None)
         cursor.close()
+
+
+def simple_query(driver: psycopg.Connection[Any], query: bytes) -> list[Any]:
+    """Send ``query`` (statements without parameters: ``BEGIN; SELECT ...``, ``COMMIT``)
+    in the simple protocol straight through libpq; the results, one per statement.
+
+    The tenant entry and the commit of every unit of work go this way: a cursor (or
+    ``Connection.execute``/``commit()``) builds a result machinery per call that costs
+    several times libpq's own work for a statement this short. An error result is
+    raised as the psycopg error it carries; a broken connection raises psycopg's
+    ``OperationalError`` from libpq.
+    """
+    pgconn = driver.pgconn
+    pgconn.send_query(query)
+    results: list[Any] = driver.wait(generators.execute(pgconn))
+    for result in results:
+        if result.status == _FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+    return results
 
 
 def raise_translated(

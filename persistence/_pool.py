@@ -6,6 +6,7 @@ import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
@@ -28,8 +29,8 @@ def install(engine: Engine, idle: float) -> None:
     Checkout: ping the connection only if it sat idle for ``idle`` seconds, or if it was
     checked in before the engine last found a dead one (:func:`doubt`); mark its session
     dirty (``persistence._session_reset``: a unit of work marks it clean as it begins).
-    Checkin: reset a dirty session; switch autocommit off again (a unit of work switched
-    it on to send ``BEGIN`` itself, ``persistence._enter``).
+    Checkin: roll back a transaction still open, reset a dirty session, switch
+    autocommit off if something switched it on.
 
     SQLAlchemy's ``pool_pre_ping`` spends a round trip on every checkout, that is on
     every unit of work. A connection checked in moments ago is alive (HikariCP skips
@@ -58,13 +59,27 @@ def install(engine: Engine, idle: float) -> None:
         info[_IDLE_SINCE] = time.monotonic()
         if dbapi_conn is None:
             return
-        if info.get(DIRTY) and not reset_session(dbapi_conn, record):
+        if not _rolled_back(dbapi_conn, record):
             return  # invalidated: a connection in an unknown state is never pooled
+        if info.get(DIRTY) and not reset_session(dbapi_conn, record):
+            return
         info[DIRTY] = False
         if dbapi_conn.autocommit:
-            if dbapi_conn.pgconn.transaction_status != TransactionStatus.IDLE:
-                dbapi_conn.rollback()  # the pool's reset normally did this already
             dbapi_conn.autocommit = False
+
+
+def _rolled_back(dbapi_conn: Any, record: ConnectionPoolEntry) -> bool:
+    """End a transaction still open on a connection going back to the pool (the engines
+    set SQLAlchemy's own reset on return off: this check costs no round trip on a
+    connection whose unit of work ended its transaction, as every one does)."""
+    if dbapi_conn.pgconn.transaction_status == TransactionStatus.IDLE:
+        return True
+    try:
+        dbapi_conn.rollback()
+    except psycopg.Error as exc:
+        record.invalidate(exc)
+        return False
+    return True
 
 
 def _ping(engine: Engine, dbapi_conn: Any) -> None:

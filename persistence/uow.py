@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from persistence._connect import begin, reraise_translated
 from persistence._enter import enter_admin, entry_ids, tenant_record, workspace_record
-from persistence._executor import raise_translated
+from persistence._executor import raise_translated, simple_query
 from persistence._session_reset import mark_dirty
 from persistence.errors import PersistenceError, translate_errors
 from persistence.records import TenantRecord, WorkspaceRecord
@@ -121,7 +121,7 @@ class _Transaction:
         if driver.closed or driver.pgconn.transaction_status == TransactionStatus.IDLE:
             return
         try:
-            driver.commit() if commit else driver.rollback()
+            simple_query(driver, b"COMMIT" if commit else b"ROLLBACK")
         except psycopg.Error as exc:
             raise_translated(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
 
