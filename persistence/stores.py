@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from persistence.codecs import dump_json
-from persistence.errors import InvalidInputError, InvalidTypeError, translate_errors
+from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError, translate_errors
 from persistence.fencing import FenceToken, as_fence_token, check_fence
 from persistence.repositories.stores import MISSING, StoreRepository
 from persistence.validation import validate_slug
@@ -51,6 +51,9 @@ class _Runner(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def read_only(self) -> bool: ...
+
     def op(self) -> AbstractContextManager[StoreRepository]: ...
 
     def transaction(self, name: str, lock: bool) -> AbstractContextManager[None]: ...
@@ -69,6 +72,8 @@ class _DatabaseRunner:
     @property
     def settings(self) -> Settings:
         return self._db.settings
+
+    read_only = False  # its units of work are never read-only
 
     def _open(self) -> UnitOfWork | None:
         return getattr(self._local, "uow", None)
@@ -113,6 +118,10 @@ class _UnitOfWorkRunner:
     @property
     def settings(self) -> Settings:
         return self._uow.scope.settings
+
+    @property
+    def read_only(self) -> bool:
+        return self._uow.read_only
 
     @contextmanager
     def op(self) -> Iterator[StoreRepository]:
@@ -187,7 +196,14 @@ class Store(MutableMapping[str, Any]):
 
     @contextmanager
     def _writing(self) -> Iterator[StoreRepository]:
+        """Every write goes through here: refused in a read-only unit of work before any
+        statement, also by the writes that would send none (``update()`` of nothing,
+        ``setdefault`` of a present key); then the fence check."""
         with self._runner.op() as repo:
+            if self._runner.read_only:
+                raise ReadOnlyError(
+                    f"this unit of work is read-only: it cannot write store {self.name!r}"
+                )
             check_fence(repo.scope, self._fence)
             yield repo
 

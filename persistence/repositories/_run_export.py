@@ -120,6 +120,7 @@ class RunTransfer(RunBase):
         if existing is not None:
             if h.canonical(existing) != h.canonical(doc):
                 raise ConflictError(f"run {doc['id']!r} exists with different content")
+            self._scope.require_writable("import_document")
             return False
         settings = self._scope.settings
         args = h.pack(doc["args"], "run args", settings)

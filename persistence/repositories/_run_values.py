@@ -125,6 +125,7 @@ class RunValues(RunBase):
         missing = object()
         found = self._value(rid, "deterministic", name, missing)
         if found is not missing:
+            self._scope.require_writable("deterministic")
             return found
         encoded = h.pack(factory(), f"deterministic value {name!r}", self._scope.settings)
         statement = self._value_insert(rid, "deterministic", name, encoded)

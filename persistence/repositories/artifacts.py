@@ -450,6 +450,7 @@ class ArtifactRepository:
             same = (current.kind, current.checksum, current.content_type, current.metadata)
             if same != (record.kind, record.checksum, ctype, meta):
                 raise ConflictError(f"artifact {name!r} already exists with different content")
+            self._scope.require_writable("import_artifact")
             return False
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)

@@ -230,6 +230,8 @@ class WorkflowRepository:
         description = latest.description if description is None else description
         tag_tuple = latest.tags if tag_tuple is None else tag_tuple
         if (source, description, tag_tuple) == (latest.source, latest.description, latest.tags):
+            if not self._scope.is_postgres:  # PostgreSQL refused the FOR UPDATE above
+                self._scope.require_writable("save")
             return latest
         return self._write_revision(name, latest.revision + 1, source, description, tag_tuple)
 
@@ -398,6 +400,7 @@ class WorkflowRepository:
                     f"workflow {name!r} revision {record.revision} already "
                     "exists with different content"
                 )
+            self._scope.require_writable("import_revision")
             return False
         self._import_head(name, record.revision, description, tags, record.created_at)
         self._insert_revision(

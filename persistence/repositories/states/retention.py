@@ -215,6 +215,7 @@ class StateRetention:
             }
         )
         if self._existing(meta) is not None:  # identical: False; different: raises
+            self._scope.require_writable("import_version")
             return False
         self._raise_head(meta)  # locks the head row: concurrent imports queue here
         row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._key)
