@@ -157,6 +157,7 @@ class UnitOfWork:
             settings=self._db.settings,
             dialect=self._db.dialect,
             on_commit=self._tx.on_commit,
+            read_only=self.read_only,
         )
         return self
 

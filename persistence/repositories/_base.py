@@ -7,10 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from persistence._executor import Statement, run_scalar
 from persistence.errors import ReadOnlyError
 from persistence.settings import Settings
 
@@ -40,6 +39,7 @@ class Scope:
     settings: Settings
     dialect: str
     on_commit: Callable[[Callable[[], None]], None]
+    read_only: bool = False
 
     @property
     def session(self) -> Session:
@@ -56,27 +56,13 @@ class Scope:
         return self.dialect == "postgresql"
 
     def require_writable(self, what: str) -> None:
-        """Raise ReadOnlyError if this transaction is read-only.
+        """Raise ReadOnlyError if this unit of work is read-only.
 
-        The database refuses every write statement of a read-only unit of work (SQLSTATE
-        25006, translated by the executor). This is for a write method that can end
-        without sending one (an identical import, an unchanged save, a value already
-        stored): without it, such a call would succeed or fail depending on the data.
-        One query, on those paths only.
+        Each repository's write paths call it before their first statement: the database
+        would refuse the write too (SQLSTATE 25006), but on PostgreSQL the refusal aborts
+        the transaction, and the unit of work's later reads would fail. It also covers a
+        write method that can end without sending a write (an identical import, an
+        unchanged save, a value already stored), so the outcome never depends on the data.
         """
-        if run_scalar(self.connection, _READ_ONLY[self.dialect], {}):
+        if self.read_only:
             raise ReadOnlyError(f"this unit of work is read-only: {what}() is a write method")
-
-
-# How each backend marks a read-only unit of work (Database._enter_scope): PostgreSQL
-# begins it READ ONLY, SQLite sets PRAGMA query_only for it.
-_READ_ONLY = {
-    "postgresql": Statement(
-        select((func.current_setting("transaction_read_only") == "on").label("read_only")),
-        "scope_read_only",
-    ),
-    "sqlite": Statement(
-        select(literal_column("query_only")).select_from(func.pragma_query_only()),
-        "scope_read_only",
-    ),
-}

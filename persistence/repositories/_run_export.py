@@ -117,10 +117,10 @@ class RunTransfer(RunBase):
     def import_document(self, doc: dict[str, Any], existing: dict[str, Any] | None) -> bool:
         """Write a validated run document; ``False`` if ``existing`` (the scope's document
         of that id) equals it. ConflictError when the id holds a different run."""
+        self._scope.require_writable("import_document")
         if existing is not None:
             if h.canonical(existing) != h.canonical(doc):
                 raise ConflictError(f"run {doc['id']!r} exists with different content")
-            self._scope.require_writable("import_document")
             return False
         settings = self._scope.settings
         args = h.pack(doc["args"], "run args", settings)

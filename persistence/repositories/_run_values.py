@@ -103,6 +103,7 @@ class RunValues(RunBase):
 
     def set_data(self, run_id: str, key: str, value: _Value) -> None:
         """Store (or replace) the JSON run data value under ``key``."""
+        self._scope.require_writable("set_data")
         rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
         encoded = h.pack(value, f"run data {name!r}", self._scope.settings)
         statement = self._value_insert(rid, "data", name, encoded)
@@ -121,11 +122,11 @@ class RunValues(RunBase):
     def deterministic(self, run_id: str, key: str, factory: Callable[[], _Value]) -> _Value:
         """The value stored under ``key`` the first time; on that first call ``factory()``
         is called and stored. Concurrent first calls store one value and all return it."""
+        self._scope.require_writable("deterministic")
         rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
         missing = object()
         found = self._value(rid, "deterministic", name, missing)
         if found is not missing:
-            self._scope.require_writable("deterministic")
             return found
         encoded = h.pack(factory(), f"deterministic value {name!r}", self._scope.settings)
         statement = self._value_insert(rid, "deterministic", name, encoded)
@@ -183,6 +184,7 @@ class RunValues(RunBase):
 
     def register_worker(self, name: str, info: dict[str, Any] | None = None) -> WorkerRecord:
         """Register ``name`` (or refresh it): store its JSON ``info`` and heartbeat now."""
+        self._scope.require_writable("register_worker")
         checked = h.required_text(name, "worker name", 200)
         data = {} if info is None else info
         if not isinstance(data, dict):

@@ -249,6 +249,7 @@ class ArtifactRepository:
         Raises InvalidInputError (bad name, non-JSON value, oversize data, bad content
         type or metadata) before anything is written.
         """
+        self._scope.require_writable("save")
         validate_artifact_name(name)
         meta = validate_artifact_metadata(metadata)
         kind, raw = _to_raw(data)
@@ -419,6 +420,7 @@ class ArtifactRepository:
 
     def delete(self, name: str) -> None:
         """Delete the artifact. Raises NotFoundError."""
+        self._scope.require_writable("delete")
         validate_artifact_name(name)
         deleted = execute(
             self._scope.connection,
@@ -434,6 +436,7 @@ class ArtifactRepository:
         stored is a no-op (False); different content raises ConflictError. Invalid
         input raises InvalidInputError before writing.
         """
+        self._scope.require_writable("import_artifact")
         name = validate_artifact_name(record.name)
         self._check_size(name, len(raw))
         if checksum(raw) != record.checksum or len(raw) != record.size:
@@ -450,7 +453,6 @@ class ArtifactRepository:
             same = (current.kind, current.checksum, current.content_type, current.metadata)
             if same != (record.kind, record.checksum, ctype, meta):
                 raise ConflictError(f"artifact {name!r} already exists with different content")
-            self._scope.require_writable("import_artifact")
             return False
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)

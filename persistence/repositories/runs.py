@@ -81,6 +81,7 @@ class RunRepository(RunValues, RunTransfer):
         and parent returns the existing run; with different ones AlreadyExistsError.
         Raises NotFoundError (unknown workflow or parent run), InvalidInputError.
         """
+        self._scope.require_writable("start")
         name = h.required_text(workflow, "workflow name", 100)
         rid = h.run_id(run_id) if run_id is not None else new_id().hex
         parent = h.run_id(parent_run_id, "parent run id") if parent_run_id is not None else None
@@ -220,6 +221,9 @@ class RunRepository(RunValues, RunTransfer):
     def _move(
         self, rid: str, target: str, worker: str | None, note: str | None, extra: dict[str, Any]
     ) -> RunRecord:
+        self._scope.require_writable(
+            {"succeeded": "set_result", "failed": "set_exception"}.get(target, "transition")
+        )
         worker = h.text(worker, "worker", 200)
         note = h.text(note, "note", 10_000)
         params = {**self._ids(), "id": rid, "now": utcnow(), "worker": worker, "note": note}
@@ -238,6 +242,7 @@ class RunRepository(RunValues, RunTransfer):
         is none. PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each
         other; SQLite: the unit of work's immediate transaction serializes claimers.
         """
+        self._scope.require_writable("claim")
         name = h.required_text(worker, "worker", 200)
         wanted = None if workflow is None else h.required_text(workflow, "workflow name", 100)
         params = {**self._ids(), "now": utcnow(), "worker": name, "note": "claimed"}
@@ -326,6 +331,7 @@ class RunRepository(RunValues, RunTransfer):
         Deletes in batches of ``batch_size`` (default ``Settings.gc_batch_size``), each
         one bounded DELETE statement. Only finished statuses may be purged.
         """
+        self._scope.require_writable("purge")
         cutoff = h.ago(older_than, "older_than")
         wanted = sorted({h.status(s) for s in statuses})
         if not wanted or not set(wanted) <= set(FINISHED):

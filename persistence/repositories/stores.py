@@ -114,6 +114,7 @@ class StoreRepository:
 
     def delete_store(self, name: str) -> None:
         """Delete the store and all its items; NotFoundError if there is no such store."""
+        self._scope.require_writable("delete_store")
         validate_slug(name, what="store name")
         stmt = delete(_stores).where(self._store_where(name)).returning(_stores.c.name)
         if not self._run(stmt):

@@ -176,6 +176,7 @@ class WorkflowRepository:
         Raises InvalidInputError (bad name, source, description or tags) before writing,
         AlreadyExistsError if the name exists in this workspace.
         """
+        self._scope.require_writable("create")
         name, source = validate_workflow_name(name), validate_source(source)
         description = check_description(description)
         tag_tuple = check_tags(tags)
@@ -215,6 +216,7 @@ class WorkflowRepository:
         the latest revision's source, description and tags writes nothing and returns it.
         Raises InvalidInputError before writing.
         """
+        self._scope.require_writable("save")
         name, source = validate_workflow_name(name), validate_source(source)
         if description is not None:
             description = check_description(description)
@@ -230,8 +232,6 @@ class WorkflowRepository:
         description = latest.description if description is None else description
         tag_tuple = latest.tags if tag_tuple is None else tag_tuple
         if (source, description, tag_tuple) == (latest.source, latest.description, latest.tags):
-            if not self._scope.is_postgres:  # PostgreSQL refused the FOR UPDATE above
-                self._scope.require_writable("save")
             return latest
         return self._write_revision(name, latest.revision + 1, source, description, tag_tuple)
 
@@ -363,6 +363,7 @@ class WorkflowRepository:
 
     def delete(self, name: str) -> None:
         """Delete the workflow and every revision. Raises NotFoundError."""
+        self._scope.require_writable("delete")
         validate_workflow_name(name)
         deleted = self._run(
             delete(Workflow)
@@ -378,6 +379,7 @@ class WorkflowRepository:
         Idempotent: an identical revision already stored is a no-op (False); a different
         one raises ConflictError. Invalid fields raise InvalidInputError before writing.
         """
+        self._scope.require_writable("import_revision")
         record = validate_revision(record)
         name, source, description, tags = (
             record.name,
@@ -400,7 +402,6 @@ class WorkflowRepository:
                     f"workflow {name!r} revision {record.revision} already "
                     "exists with different content"
                 )
-            self._scope.require_writable("import_revision")
             return False
         self._import_head(name, record.revision, description, tags, record.created_at)
         self._insert_revision(

@@ -64,6 +64,7 @@ class StateCheckpoints:
         version does not affect it; it is deleted with the state. NotFoundError if the
         version does not exist; AlreadyExistsError if the state has a checkpoint ``name``.
         """
+        self._scope.require_writable("create_checkpoint")
         sid = inputs.state_id(state_id)
         label = inputs.checkpoint_name(name)
         info = inputs.user_metadata(metadata)
@@ -134,6 +135,7 @@ class StateCheckpoints:
         self, checkpoint_id: uuid.UUID | str, *, expected: int | None, ttl: Any, keep: int | None
     ) -> StateVersion:
         """Write the checkpoint's content (and tags) as a new version of its state."""
+        self._scope.require_writable("restore_checkpoint")
         row = self._row(checkpoint_id)
         checkpoint = inputs.checkpoint_record(row)
         decode_payload(checkpoint, row.payload)
@@ -155,6 +157,7 @@ class StateCheckpoints:
 
     def delete(self, checkpoint_id: uuid.UUID | str) -> None:
         """Delete a checkpoint; NotFoundError if it does not exist."""
+        self._scope.require_writable("delete_checkpoint")
         row = self._row(checkpoint_id)
         stmt = delete(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == row.id)
         execute(self._scope.connection, stmt, self._key())

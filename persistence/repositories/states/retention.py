@@ -85,6 +85,7 @@ class StateRetention:
         (call again until it returns 0). A purged state is gone entirely: saving its id
         again starts at version 1.
         """
+        self._scope.require_writable("purge_expired")
         size = q.count(
             self._scope.settings.gc_batch_size if batch_size is None else batch_size,
             "batch_size",
@@ -196,6 +197,7 @@ class StateRetention:
         InvalidInputError when ``state`` does not match ``meta.checksum``/``raw_size``.
         The head's counter becomes max(counter, version), so later saves never reuse it.
         """
+        self._scope.require_writable("import_version")
         sid = q.state_id(meta.state_id)
         version = q.count(meta.version, "version", minimum=1)
         raw = dump_json(state, what=f"state {sid!r} version {version}")
@@ -215,7 +217,6 @@ class StateRetention:
             }
         )
         if self._existing(meta) is not None:  # identical: False; different: raises
-            self._scope.require_writable("import_version")
             return False
         self._raise_head(meta)  # locks the head row: concurrent imports queue here
         row = dict(meta.__dict__, payload=payload, tags=list(tags), **self._key)

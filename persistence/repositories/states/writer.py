@@ -60,6 +60,7 @@ class StateWriter:
 
         VersionConflictError (nothing written) when ``expected`` does not hold.
         """
+        self._scope.require_writable("save")
         self.check_size(encoded.raw_size, sid)
         mode = sql.advance_mode(expected)
         params = self.params(sid, now=now, expires_at=expires_at)
@@ -138,6 +139,7 @@ class StateWriter:
 
     def delete_version(self, sid: str, version: int) -> None:
         """Delete one version; the one before it becomes the latest if it was the latest."""
+        self._scope.require_writable("delete_version")
         connection = self._connection
         if not run(connection, sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
@@ -156,6 +158,7 @@ class StateWriter:
 
     def delete(self, sid: str) -> None:
         """Delete every version and checkpoint of ``sid``, keeping its counter."""
+        self._scope.require_writable("delete")
         connection = self._connection
         latest = run_one(connection, sql.HEAD_LATEST, self.params(sid))
         if latest is None or latest.latest_version is None:
