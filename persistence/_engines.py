@@ -59,10 +59,11 @@ def _postgres(url: URL, settings: Settings) -> Engine:
         pool_reset_on_return=None,  # _pool's checkin rolls back what is still open
         connect_args={
             "connect_timeout": s.connect_timeout,
-            # DateStyle ISO: the tenant entry's timestamps are parsed from their text
+            # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
+            # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
             "options": f"-c statement_timeout={s.statement_timeout_ms} "
             f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
-            "-c DateStyle=ISO",
+            "-c DateStyle=ISO -c TimeZone=UTC",
             "application_name": "persistence",
             # None: psycopg prepares nothing, even where the code asks it to
             **({} if s.prepared_statements else {"prepare_threshold": None}),

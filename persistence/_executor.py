@@ -191,26 +191,30 @@ def _rows(compiled: _Compiled, raw: list[Any]) -> list[Row]:
 
 
 def _execute(connection: Connection, sql: str, args: Any) -> list[Any]:
-    dispatch = connection.dispatch
-    observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
-    driver: Any = connection.connection.driver_connection
-    is_pg = isinstance(driver, psycopg.Connection)
+    # The flags SQLAlchemy's own execution checks before it looks at any listener.
+    observed = connection._has_events or connection.engine._has_events
+    if observed:
+        dispatch = connection.dispatch
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    pooled = connection.connection
+    driver: Any = pooled.driver_connection
+    is_pg = type(driver) is psycopg.Connection or isinstance(driver, psycopg.Connection)
     try:
-        cursor = _cursor(connection, driver) if is_pg else driver.cursor()
+        cursor = _cursor(pooled, driver) if is_pg else driver.cursor()
         if observed:  # statement listeners (tracing, statement counts) see these too
             context = _Context()
-            dispatch.before_cursor_execute(connection, cursor, sql, args, context, False)
+            connection.dispatch.before_cursor_execute(connection, cursor, sql, args, context, False)
         if is_pg:
             cursor.execute(sql, args, prepare=True)
             result = cursor.pgresult  # (cursor.description would build column objects)
             rows = cursor.fetchall() if result and result.status == _TUPLES_OK else []
-            _release(connection, cursor)
+            _release(pooled, cursor)
         else:
             cursor.execute(sql, args)
             rows = cursor.fetchall()
             cursor.close()
         if observed:
-            dispatch.after_cursor_execute(connection, cursor, sql, args, context, False)
+            connection.dispatch.after_cursor_execute(connection, cursor, sql, args, context, False)
         return rows
     except (psycopg.Error, sqlite3.Error) as exc:
         raise_translated(connection, sql, args, exc)
@@ -229,8 +233,13 @@ def _run_through_sqlalchemy(
     return [make(tuple(values)) for values in raw] if make is not None else []
 
 
-def _cursor(connection: Connection, driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
-    return pooled_cursor(connection, _CURSOR, psycopg.Cursor)
+def _cursor(pooled: Any, driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    """The cursor kept for the pooled connection (see :func:`pooled_cursor`)."""
+    info = pooled.info
+    cursor: psycopg.Cursor[Any] | None = info.get(_CURSOR)
+    if cursor is None or cursor.closed:
+        cursor = info[_CURSOR] = psycopg.Cursor(driver)
+    return cursor
 
 
 def pooled_cursor(connection: Connection, key: str, factory: Callable[[Any], CursorT]) -> CursorT:
@@ -245,14 +254,14 @@ def pooled_cursor(connection: Connection, key: str, factory: Callable[[Any], Cur
     return cursor
 
 
-def _release(connection: Connection, cursor: psycopg.Cursor[Any]) -> None:
+def _release(pooled: Any, cursor: psycopg.Cursor[Any]) -> None:
     """Drop the cursor's result (libpq's copy of the rows, a large payload's included)
     so a pooled connection does not hold it until its next statement."""
     reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
     if reset is not None:
         reset()
     else:
-        connection.connection.info.pop(_CURSOR, None)
+        pooled.info.pop(_CURSOR, None)
         cursor.close()
 
 

@@ -310,8 +310,13 @@ class Database:
         """
         from persistence.validation import validate_slug
 
-        validate_slug(tenant, what="tenant slug")
-        validate_slug(workspace, what="workspace slug")
+        scope = (tenant, workspace)
+        if type(tenant) is not str or type(workspace) is not str or scope not in _VALID_SCOPES:
+            validate_slug(tenant, what="tenant slug")
+            validate_slug(workspace, what="workspace slug")
+            if len(_VALID_SCOPES) >= 4096:
+                _VALID_SCOPES.clear()
+            _VALID_SCOPES.add(scope)  # a process enters the same few scopes again and again
         if self.dialect == "postgresql":
             _session_reset.mark_clean(tx.connection)  # until uow.session is handed out
             if not self.settings.allow_rls_bypass:
@@ -334,6 +339,7 @@ class Database:
         return m
 
 
+_VALID_SCOPES: set[tuple[str, str]] = set()
 _SQLITE_ENTER = text(
     """
     SELECT t.id AS tenant_id, t.slug AS tenant_slug, t.name AS tenant_name,

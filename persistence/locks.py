@@ -26,7 +26,6 @@ from persistence.errors import (
     LeaseLostError,
     LockNotAcquiredError,
     PersistenceError,
-    translate_errors,
 )
 from persistence.fencing import FenceToken, fence_floor
 from persistence.models.base import utcnow
@@ -225,7 +224,7 @@ class SqlLeaseBackend:
         self._db = db
 
     def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
-        with self._db.unit_of_work(tenant) as uow, translate_errors():
+        with self._db.unit_of_work(tenant) as uow:
             fence = LeaseRepository(uow.scope).acquire(name, token, ttl)
             tenant_id = uow.scope.tenant_id
         if fence is None:
@@ -233,15 +232,15 @@ class SqlLeaseBackend:
         return tenant_id, fence
 
     def extend(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float) -> bool:
-        with self._db.unit_of_work(tenant) as uow, translate_errors():
+        with self._db.unit_of_work(tenant) as uow:
             return LeaseRepository(uow.scope).extend(name, token, ttl)
 
     def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
-        with self._db.unit_of_work(tenant) as uow, translate_errors():
+        with self._db.unit_of_work(tenant) as uow:
             return LeaseRepository(uow.scope).release(name, token)
 
     def list(self, tenant: str) -> list[LeaseRecord]:
-        with self._db.unit_of_work(tenant) as uow, translate_errors():
+        with self._db.unit_of_work(tenant) as uow:
             return LeaseRepository(uow.scope).held()
 
 
@@ -307,7 +306,7 @@ class RedisLeaseBackend:
     def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
         from redis.exceptions import RedisError
 
-        with self._db.unit_of_work(tenant) as uow, translate_errors():
+        with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
             floor = fence_floor(uow.scope.connection, tenant_id, name)
         try:

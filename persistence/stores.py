@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from persistence.codecs import dump_json
-from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError, translate_errors
+from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError
 from persistence.fencing import FenceToken, as_fence_token, check_fence
 from persistence.repositories.stores import MISSING, StoreRepository
 from persistence.validation import validate_slug
@@ -82,10 +82,9 @@ class _DatabaseRunner:
     def op(self) -> Iterator[StoreRepository]:
         uow = self._open()
         if uow is not None:
-            with translate_errors():
-                yield StoreRepository(uow.scope, self._local.known)
+            yield StoreRepository(uow.scope, self._local.known)
             return
-        with self._db.unit_of_work(self._tenant, self._workspace) as uow, translate_errors():
+        with self._db.unit_of_work(self._tenant, self._workspace) as uow:
             yield StoreRepository(uow.scope)
 
     @contextmanager
@@ -94,16 +93,14 @@ class _DatabaseRunner:
         if uow is not None:  # nested: a savepoint inside the open transaction
             with uow.savepoint():
                 if lock:
-                    with translate_errors():
-                        StoreRepository(uow.scope).lock(name)
+                    StoreRepository(uow.scope).lock(name)
                 yield
             return
         with self._db.unit_of_work(self._tenant, self._workspace) as uow:
             self._local.uow, self._local.known = uow, set()
             try:
                 if lock:  # at the root: no savepoint can undo the row it creates
-                    with translate_errors():
-                        StoreRepository(uow.scope, self._local.known).lock(name)
+                    StoreRepository(uow.scope, self._local.known).lock(name)
                 yield
             finally:
                 self._local.uow = self._local.known = None
@@ -128,15 +125,13 @@ class _UnitOfWorkRunner:
         # Raises PersistenceError once the unit of work ended. Not ``uow.session``: that
         # would build the session, which the PostgreSQL item paths do not need.
         self._uow._require()
-        with translate_errors():
-            yield StoreRepository(self._uow.scope)
+        yield StoreRepository(self._uow.scope)
 
     @contextmanager
     def transaction(self, name: str, lock: bool) -> Iterator[None]:
         with self._uow.savepoint():
             if lock:
-                with translate_errors():
-                    StoreRepository(self._uow.scope).lock(name)
+                StoreRepository(self._uow.scope).lock(name)
             yield
 
 

@@ -95,17 +95,17 @@ class _Transaction:
                 if self.connection is not None:
                     self._end_on_driver(commit=False)
                 return
-            with translate_errors():
-                if self._session is not None:
+            if self._session is not None:
+                with translate_errors():
                     self._session.commit()
-                if self.connection is not None:  # what the session did not commit
-                    self._end_on_driver(commit=True)
+            if self.connection is not None:  # what the session did not commit
+                self._end_on_driver(commit=True)  # (raises translated errors itself)
         finally:
             if self._session is not None:
                 self._session.close()
             if self.connection is not None:
                 self.connection.close()
-        for fn in self._callbacks[0]:
+        for fn in self._callbacks[0] if self._callbacks[0] else ():
             try:
                 fn()
             except Exception:  # the data is committed; a failing callback must not hide that

@@ -155,7 +155,7 @@ def canonical(value: object) -> bytes:
 def run_record(row: Any) -> RunRecord:
     """The record of a row with the columns of :data:`RUN_COLUMNS` (by name)."""
     rid = row.id
-    return RunRecord.model_construct(
+    return RunRecord.of(
         id=rid,
         workflow=row.workflow,
         status=row.status,

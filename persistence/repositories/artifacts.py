@@ -149,7 +149,7 @@ _META_COLUMNS = (
 
 
 def _record(row: Any) -> ArtifactRecord:
-    return ArtifactRecord.model_construct(
+    return ArtifactRecord.of(
         name=row.name,
         kind=row.kind,
         content_type=row.content_type,
@@ -260,7 +260,7 @@ class ArtifactRepository:
         del raw  # keep at most the caller's data and the stored payload alive
         now = utcnow()
         created = self._upsert(name, self._values(kind, ctype, meta, encoded, now), created_at=now)
-        return ArtifactRecord.model_construct(
+        return ArtifactRecord.of(
             name=name,
             kind=kind,
             content_type=ctype,

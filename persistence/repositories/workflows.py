@@ -106,7 +106,7 @@ _MAX_REVISION = 2**31 - 1  # the column is an INTEGER: no revision above this ex
 
 
 def _record(row: Any) -> WorkflowRecord:
-    return WorkflowRecord.model_construct(
+    return WorkflowRecord.of(
         name=row.name,
         revision=row.revision,
         source=row.source,
@@ -193,7 +193,7 @@ class WorkflowRepository:
             raise AlreadyExistsError(f"workflow {name!r} already exists")
         digest = checksum(source.encode("utf-8"))
         self._insert_revision(name, 1, source, description, tag_tuple, now, digest)
-        return WorkflowRecord.model_construct(
+        return WorkflowRecord.of(
             name=name,
             revision=1,
             source=source,
@@ -248,7 +248,7 @@ class WorkflowRepository:
         )
         digest = checksum(source.encode("utf-8"))
         self._insert_revision(name, revision, source, description, tags, now, digest)
-        return WorkflowRecord.model_construct(
+        return WorkflowRecord.of(
             name=name,
             revision=revision,
             source=source,

@@ -122,7 +122,7 @@ def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> list[Any] | None
 
 def version_record(row: Any) -> StateVersion:
     """The metadata of a row of ``META_COLUMNS`` (by name)."""
-    return StateVersion.model_construct(
+    return StateVersion.of(
         state_id=row.state_id,
         version=row.version,
         parent_version=row.parent_version,
@@ -138,7 +138,7 @@ def version_record(row: Any) -> StateVersion:
 
 
 def checkpoint_record(row: Any) -> Checkpoint:
-    return Checkpoint.model_construct(
+    return Checkpoint.of(
         id=row.id,
         state_id=row.state_id,
         name=row.name,

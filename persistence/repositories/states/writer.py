@@ -82,7 +82,7 @@ class StateWriter:
             self.drop_history(sid, before=version)
         if keep is not None:
             run(self._connection, sql.PRUNE, self.params(sid, skip=keep - 1))
-        return StateVersion.model_construct(
+        return StateVersion.of(
             state_id=sid,
             version=version,
             parent_version=parent,
