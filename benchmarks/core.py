@@ -87,7 +87,7 @@ class Case:
     label: str
     baseline: str  # "psycopg", "LangGraph PostgresStore", "redis-py", ...
     build: Callable[[Bench], tuple[Op, Op | None]]
-    target: float | None = None  # minimum ours/baseline ratio, from issue 7
+    target: float | None = None  # minimum ours/baseline ratio (benchmarks/targets.py)
     n_factor: float = 1.0  # fewer operations for heavy cases (1 MiB payloads)
     raw_psycopg: bool = True  # the baseline runs on bench.raw (its round trips are counted)
 

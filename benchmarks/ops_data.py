@@ -15,6 +15,7 @@ import orjson
 
 from benchmarks.core import Bench, Op, case
 from benchmarks.payloads import agent_state, blob
+from benchmarks.targets import MIN_RATIO, OPERATIONS
 
 WORKFLOW_SOURCE = "def run(x=1):\n    return {'doubled': x * 2}\n"
 
@@ -74,7 +75,7 @@ def _raw_store_setup(bench: Bench, store: str) -> None:
         conn.execute(_STORE_CREATE, _ids(bench, s=store))
 
 
-@case("store.get", "store get", target=0.7)
+@case("store.get", "store get", target=MIN_RATIO)
 def _store_get(bench: Bench) -> tuple[Op, Op]:
     value = {"user": "u-42", "prefs": {"theme": "dark", "lang": "en"}, "count": 7}
     ours = bench.db.store(tenant=bench.env.tenant, name="bench-get")
@@ -91,7 +92,7 @@ def _store_get(bench: Bench) -> tuple[Op, Op]:
     return (lambda i: ours["k"]), raw
 
 
-@case("store.set", "store set", target=0.7)
+@case("store.set", "store set", target=MIN_RATIO)
 def _store_set(bench: Bench) -> tuple[Op, Op]:
     value = {"user": "u-42", "prefs": {"theme": "dark", "lang": "en"}, "count": 7}
     ours = bench.db.store(tenant=bench.env.tenant, name="bench-set")
@@ -140,7 +141,7 @@ WHERE w.tenant_id = %(t)s AND w.workspace_id = %(w)s AND w.name = %(n)s
 """
 
 
-@case("workflow.get", "workflow get by name")
+@case("workflow.get", "workflow get by name", target=MIN_RATIO)
 def _workflow_get(bench: Bench) -> tuple[Op, Op]:
     with bench.db.unit_of_work(bench.env.tenant) as uow:
         uow.workflows.save("bench_flow", WORKFLOW_SOURCE, description="doubles", tags=["a"])
@@ -178,8 +179,9 @@ WHERE tenant_id = %(t)s AND workspace_id = %(w)s AND name = %(n)s
 def _artifact_cases(size: int, label: str) -> None:
     data = blob(size)
     factor = 1.0 if size <= 4096 else 0.1
+    target = MIN_RATIO if f"artifact.save_{label}" in OPERATIONS else None
 
-    @case(f"artifact.save_{label}", f"artifact save {label}", n_factor=factor)
+    @case(f"artifact.save_{label}", f"artifact save {label}", target=target, n_factor=factor)
     def _save(bench: Bench) -> tuple[Op, Op]:
         def ours(i: int) -> Any:
             with bench.db.unit_of_work(bench.env.tenant) as uow:
@@ -192,7 +194,7 @@ def _artifact_cases(size: int, label: str) -> None:
 
         return ours, raw
 
-    @case(f"artifact.load_{label}", f"artifact load {label}", n_factor=factor)
+    @case(f"artifact.load_{label}", f"artifact load {label}", target=target, n_factor=factor)
     def _load(bench: Bench) -> tuple[Op, Op]:
         with bench.db.unit_of_work(bench.env.tenant) as uow:
             uow.artifacts.save(f"load-{label}", data)

@@ -16,6 +16,7 @@ import orjson
 
 from benchmarks.core import Bench, Op, case
 from benchmarks.payloads import agent_state
+from benchmarks.targets import MIN_RATIO
 
 STATES = 64  # saves rotate over this many states (one writer: no contention either way)
 
@@ -106,7 +107,7 @@ def seed_state(bench: Bench, state_id: str, versions: int) -> None:
             uow.states.save(state_id, value)
 
 
-@case("state.save", "state save (new version)", target=0.7)
+@case("state.save", "state save (new version)", target=MIN_RATIO)
 def _save(bench: Bench) -> tuple[Op, Op]:
     value = agent_state()
     return (
@@ -115,13 +116,13 @@ def _save(bench: Bench) -> tuple[Op, Op]:
     )
 
 
-@case("state.load", "state load latest", target=0.7)
+@case("state.load", "state load latest", target=MIN_RATIO)
 def _load(bench: Bench) -> tuple[Op, Op]:
     seed_state(bench, "load", 3)
     return (lambda i: ours_load(bench, "load"), lambda i: raw_load(bench, "load"))
 
 
-@case("state.load_version", "state load by version", target=None)
+@case("state.load_version", "state load by version", target=MIN_RATIO)
 def _load_version(bench: Bench) -> tuple[Op, Op]:
     seed_state(bench, "load-v", 3)
     return (lambda i: ours_load(bench, "load-v", 2), lambda i: raw_load(bench, "load-v", 2))

@@ -269,49 +269,49 @@ METHOD = """## Method
   share one); `stmt` is what SQLAlchemy's events see: `before_cursor_execute` (our
   prepared statements on the driver connection report there too) plus the `begin` /
   `commit` events of transactions SQLAlchemy manages. A unit of work on PostgreSQL
-  begins (`BEGIN` and the tenant entry in one query) and commits on the driver
-  connection, so an empty one shows 0 statements for its 2 round trips. Client CPU is
-  the benchmark process's CPU time per operation (the driver's and ours; the server's
-  is not included).
+  begins (`BEGIN` and the tenant entry in one query) and commits straight through
+  libpq, so an empty one shows 0 statements for its 2 round trips. Client CPU is the
+  benchmark process's CPU time per operation (the driver's and ours; the server's is
+  not included).
 - LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
   database on the same server; it keeps one value per key, we keep every version.
 """
 
 
-TUNING = """## What was tuned (issue 7)
+TUNING = """## How ours runs (what was tuned, issues 7 and 11)
 
-- **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`, default
-  1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a connection
-  idle for longer is pinged (and replaced if dead).
-- **BEGIN sent with the tenant entry** (`persistence/_enter.py`): psycopg sends its own
-  `BEGIN` round trip before the first statement; the unit of work sends `BEGIN;
-  SELECT * FROM persistence_enter(...)` as one simple-protocol query on a cursor kept
-  per pooled connection. Together with the ping, an empty unit of work went from 4
-  round trips to 2 (raw `BEGIN; COMMIT`: 2).
+- **One executor for every statement** (`persistence/_executor.py`): each operation's
+  SQL is SQLAlchemy Core built from the models' tables, defined once as a `Statement`
+  and compiled once per dialect (SQL text, parameter order, bind and result processors
+  kept). On PostgreSQL it runs as a server-side prepared statement on the unit of
+  work's psycopg connection, on a cursor kept per pooled connection; on SQLite on the
+  unit of work's `sqlite3` connection. Statements whose SQL depends on the call (a
+  page query with optional filters, an `IN` list) go through SQLAlchemy's own
+  execution and its compiled cache on the same connection. Every statement shares the
+  transaction, the tenant setting and row-level security, errors are translated in one
+  place, and SQLAlchemy's `before_cursor_execute` / `after_cursor_execute` listeners
+  (tracing, statement counts) see it. `prepared_statements=False` turns server-side
+  preparing off (for PgBouncer in transaction mode before 1.21). A state save is one
+  statement on PostgreSQL (head row, version and tags as data-modifying CTEs), a store
+  set too (the item upsert, with the store row created in a CTE of it the first time).
+- **BEGIN with the tenant entry, and COMMIT, straight through libpq**
+  (`persistence/_enter.py`, `simple_query` in `persistence/_executor.py`): the unit of
+  work sends `BEGIN; SELECT * FROM persistence_enter(...)` as one simple-protocol query
+  (the slugs bound once per tenant and workspace), and `COMMIT` the same way, without
+  a psycopg cursor; psycopg sees the transaction open and sends no `BEGIN` of its own.
+- **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`,
+  default 1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a
+  connection idle for longer is pinged (and replaced if dead).
 - **No ORM session unless asked for** (`persistence/uow.py`): a PostgreSQL unit of work
-  runs on a pooled `Connection`, commits on the driver, and builds its `Session` (bound
-  to that connection, same transaction) only when a repository or `uow.session` needs
-  one; savepoints emit `SAVEPOINT` at once so statements that bypass the session are
-  covered by them. Client CPU of an empty unit of work: about 490 → 190-250 µs.
-- **Hot statements prepared on the driver** (`persistence/_executor.py`): state save (head
-  row, version and tags in one data-modifying CTE: 3 round trips per saving unit of
-  work, raw psycopg uses 4), state load, store get / contains / remove / set (the store
-  row created in a CTE of the item upsert) are hand-written SQL executed as server-side
-  prepared statements on the transaction's psycopg connection, with a cursor reused per
-  pooled connection; `json` columns travel as text parsed by orjson. They share the
-  transaction, the tenant setting and row-level security with everything else, errors
-  are translated the same way, and SQLAlchemy's `before_cursor_execute` /
-  `after_cursor_execute` listeners (tracing, statement counts) still see them. SQLite
-  keeps the SQLAlchemy path. `prepared_statements=False` turns server-side preparing
-  off (for PgBouncer in transaction mode before 1.21).
-- **Prebuilt Core statements** elsewhere (workflow `get`, artifact `save`, runs: bound
-  parameters, tables rather than ORM classes, so SQLAlchemy reuses the compiled
-  statement).
-- Where the remaining gap is: client CPU per unit of work (pool checkout and checkin,
-  the entry row, COMMIT through psycopg: about 190-250 µs against about 110 µs for a raw
-  `BEGIN; COMMIT`), the tenant entry's own server time (`persistence_enter()` resolves
-  both slugs and checks suspension; the raw baselines set a tenant id they already
-  know), and exact-JSON validation of every saved value.
+  runs on a pooled `Connection` and builds its `Session` (bound to that connection,
+  same transaction) only when a repository or `uow.session` needs one; savepoints emit
+  `SAVEPOINT` at once so statements that bypass the session are covered by them.
+- Where the remaining gap is: the unit of work's client CPU (the SQLAlchemy pool
+  checkout and checkin, reading the tenant entry row, building records, exact-JSON
+  validation of what it writes), and the tenant entry's server time
+  (`persistence_enter()` resolves both slugs and checks suspension; the raw baselines
+  set a tenant id they already know). `python -m benchmarks.profile CASE` shows where
+  one case's client CPU goes.
 """
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import re
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-import orjson
 import psycopg
 from sqlalchemy import Table, and_, bindparam, case, delete, func, literal_column, select
 
@@ -16,21 +14,25 @@ from persistence.codecs import (
     Encoded,
     checksum,
     decode,
-    dump_json,
     encode,
     validate_codec,
-    validate_json,
 )
 from persistence.errors import (
     ConflictError,
-    DataCorruptionError,
     InvalidInputError,
     InvalidTypeError,
     NotFoundError,
 )
 from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
-from persistence.records import ArtifactKind, ArtifactRecord, Page
+from persistence.records import ArtifactRecord, Page
+from persistence.repositories._artifact_values import (
+    DEFAULT_CONTENT_TYPES,
+    decode_artifact,
+    to_raw,
+    validate_artifact_metadata,
+    validate_content_type,
+)
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import upsert
 from persistence.validation import validate_artifact_name
@@ -43,12 +45,6 @@ __all__ = [
     "validate_content_type",
 ]
 
-#: The content type recorded when the caller gives none.
-DEFAULT_CONTENT_TYPES: dict[str, str] = {
-    "bytes": "application/octet-stream",
-    "str": "text/plain; charset=utf-8",
-    "json": "application/json",
-}
 _CHUNK_WRITE = 1024 * 1024  # bytes per write into a SQLite blob
 
 _ART = cast(Table, Artifact.__table__)
@@ -132,8 +128,6 @@ class _PayloadRow(NamedTuple):
     payload: bytes
 
 
-_CONTENT_TYPE = re.compile(r"[!-~][ -~]{0,254}")  # printable ASCII, at most 255
-
 _META_COLUMNS = (
     Artifact.name,
     Artifact.kind,
@@ -161,57 +155,6 @@ def _record(row: Any) -> ArtifactRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
-
-
-def _to_raw(data: object) -> tuple[ArtifactKind, bytes]:
-    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``)."""
-    if isinstance(data, bytes):
-        return "bytes", data
-    if isinstance(data, bytearray | memoryview):
-        return "bytes", bytes(data)
-    if isinstance(data, str):
-        try:
-            return "str", data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(f"artifact text is not valid UTF-8: {exc.reason}") from None
-    return "json", dump_json(data, what="artifact value")
-
-
-def decode_artifact(kind: str, raw: bytes, *, what: str = "artifact") -> Any:
-    """Turn stored raw bytes back into the kind they were saved as."""
-    if kind == "bytes":
-        return raw
-    try:
-        if kind == "str":
-            return raw.decode("utf-8")
-        if kind == "json":
-            return orjson.loads(raw)
-    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
-        raise DataCorruptionError(f"{what}: does not decode as {kind}: {exc}") from exc
-    raise DataCorruptionError(f"{what}: unknown kind {kind!r}")
-
-
-def validate_content_type(value: object, kind: str) -> str:
-    if value is None:
-        return DEFAULT_CONTENT_TYPES[kind]
-    if not isinstance(value, str):
-        raise InvalidTypeError(f"content_type must be a str, not {type(value).__name__}")
-    if not _CONTENT_TYPE.fullmatch(value):
-        raise InvalidInputError(
-            f"invalid content_type {value!r}: use 1-255 printable ASCII characters"
-        )
-    return value
-
-
-def validate_artifact_metadata(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise InvalidTypeError(f"metadata must be a dict, not {type(value).__name__}")
-    validate_json(value, what="artifact metadata")
-    if len(dump_json(value)) > 64 * 1024:
-        raise InvalidInputError("artifact metadata must serialize to at most 64 KiB of JSON")
-    return cast(dict[str, Any], value)
 
 
 class ArtifactRepository:
@@ -252,7 +195,7 @@ class ArtifactRepository:
         self._scope.require_writable("save")
         validate_artifact_name(name)
         meta = validate_artifact_metadata(metadata)
-        kind, raw = _to_raw(data)
+        kind, raw = to_raw(data)
         ctype = validate_content_type(content_type, kind)
         self._check_size(name, len(raw))
         s = self._scope.settings
