@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import ColumnElement, CursorResult, and_, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
@@ -126,11 +125,12 @@ class RunValues(RunBase):
         """The value stored under ``key`` the first time; on that first call ``factory()``
         is called and stored. Concurrent first calls store one value and all return it."""
         rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
+        make = h.factory(factory)
         missing = object()
         found = self._value(rid, "deterministic", name, missing)
         if found is not missing:
             return found
-        encoded = h.pack(factory(), f"deterministic value {name!r}", self._scope.settings)
+        encoded = h.pack(make(), f"deterministic value {name!r}", self._scope.settings)
         statement = self._value_insert(rid, "deterministic", name, encoded)
         # The loser of a race inserts nothing (on PostgreSQL it waits for the winner's
         # commit first) and reads the winner's value below.
@@ -190,7 +190,8 @@ class RunValues(RunBase):
         data = {} if info is None else info
         if not isinstance(data, dict):
             raise InvalidTypeError("worker info must be a dict")
-        payload = codecs.dump_json(data, what="worker info")
+        depth = self._scope.settings.max_json_depth
+        payload = codecs.dump_json(data, what="worker info", max_depth=depth)
         now = utcnow()
         statement = (
             self._insert(Worker)
@@ -222,7 +223,7 @@ class RunValues(RunBase):
 def _worker_record(row: Row[Any]) -> WorkerRecord:
     return WorkerRecord.model_construct(
         name=row.name,
-        info=orjson.loads(row.info),
+        info=codecs.decode_json(row.info, what=f"info of worker {row.name!r}"),
         registered_at=row.registered_at,
         heartbeat_at=row.heartbeat_at,
     )

@@ -69,7 +69,7 @@ class StateCheckpoints(StateMaintenance):
         """
         sid = q.state_id(state_id)
         label = q.checkpoint_name(name)
-        info = q.user_metadata(metadata)
+        info = q.user_metadata(metadata, self._scope.settings)
         if version is None:
             source = self._conn.execute(q.LOAD_LATEST, self._params(sid)).first()
             if source is None:

@@ -195,7 +195,8 @@ class StateMaintenance:
         """
         sid = q.state_id(meta.state_id)
         version = q.count(meta.version, "version", minimum=1)
-        raw = dump_json(state, what=f"state {sid!r} version {version}")
+        depth = self._scope.settings.max_json_depth
+        raw = dump_json(state, what=f"state {sid!r} version {version}", max_depth=depth)
         self._check_size(len(raw), sid)
         if checksum(raw) != meta.checksum or len(raw) != meta.raw_size:
             raise InvalidInputError(
@@ -208,7 +209,7 @@ class StateMaintenance:
                 "state_id": sid,
                 "stored_size": len(payload),
                 "tags": tags,
-                "metadata": q.user_metadata(meta.metadata),
+                "metadata": q.user_metadata(meta.metadata, self._scope.settings),
             }
         )
         conn = self._conn

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-import orjson
 from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from persistence._cursor import cursor_key, encode_cursor
 from persistence._driver import fetch, json_param, utc
 from persistence.codecs import (
+    MAX_JSON_DEPTH,
     Encoded,
     checksum,
     decode,
+    decode_json,
     dump_json,
     encode,
     validate_codec,
-    validate_json,
+    validate_metadata,
 )
 from persistence.errors import (
     ConflictError,
@@ -33,7 +34,7 @@ from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.records import ArtifactKind, ArtifactRecord, Page
 from persistence.repositories._base import Scope
-from persistence.validation import validate_artifact_name
+from persistence.validation import count, validate_artifact_name, validate_text
 
 __all__ = [
     "DEFAULT_CONTENT_TYPES",
@@ -122,8 +123,10 @@ def _record(row: Any) -> ArtifactRecord:
     )
 
 
-def _to_raw(data: object) -> tuple[ArtifactKind, bytes]:
-    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``)."""
+def _to_raw(data: object, max_depth: int = MAX_JSON_DEPTH) -> tuple[ArtifactKind, bytes]:
+    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``).
+
+    ``bytearray`` and ``memoryview`` are binary data too: they load back as ``bytes``."""
     if isinstance(data, bytes):
         return "bytes", data
     if isinstance(data, bytearray | memoryview):
@@ -133,19 +136,19 @@ def _to_raw(data: object) -> tuple[ArtifactKind, bytes]:
             return "str", data.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InvalidInputError(f"artifact text is not valid UTF-8: {exc.reason}") from None
-    return "json", dump_json(data, what="artifact value")
+    return "json", dump_json(data, what="artifact value", max_depth=max_depth)
 
 
 def decode_artifact(kind: str, raw: bytes, *, what: str = "artifact") -> Any:
     """Turn stored raw bytes back into the kind they were saved as."""
     if kind == "bytes":
         return raw
+    if kind == "json":
+        return decode_json(raw, what=what)  # DataCorruptionError if it does not parse
     try:
         if kind == "str":
             return raw.decode("utf-8")
-        if kind == "json":
-            return orjson.loads(raw)
-    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise DataCorruptionError(f"{what}: does not decode as {kind}: {exc}") from exc
     raise DataCorruptionError(f"{what}: unknown kind {kind!r}")
 
@@ -162,15 +165,12 @@ def validate_content_type(value: object, kind: str) -> str:
     return value
 
 
-def validate_artifact_metadata(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise InvalidTypeError(f"metadata must be a dict, not {type(value).__name__}")
-    validate_json(value, what="artifact metadata")
-    if len(dump_json(value)) > 64 * 1024:
+def validate_artifact_metadata(value: object, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """None or a dict of exact JSON, at most 64 KiB serialized."""
+    meta = validate_metadata(value, what="artifact metadata", max_depth=max_depth)
+    if meta and len(dump_json(meta, max_depth=max_depth)) > 64 * 1024:
         raise InvalidInputError("artifact metadata must serialize to at most 64 KiB of JSON")
-    return cast(dict[str, Any], value)
+    return meta
 
 
 class ArtifactRepository:
@@ -214,8 +214,9 @@ class ArtifactRepository:
         type or metadata) before anything is written.
         """
         validate_artifact_name(name)
-        meta = validate_artifact_metadata(metadata)
-        kind, raw = _to_raw(data)
+        depth = self._scope.settings.max_json_depth
+        meta = validate_artifact_metadata(metadata, depth)
+        kind, raw = _to_raw(data, depth)
         ctype = validate_content_type(content_type, kind)
         self._check_size(name, len(raw))
         s = self._scope.settings
@@ -381,20 +382,18 @@ class ArtifactRepository:
         self, prefix: str | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page[ArtifactRecord]:
         """Metadata of the artifacts whose name starts with ``prefix``, by name, paginated."""
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         stmt = select(*_META_COLUMNS).where(self._mine()).order_by(Artifact.name).limit(limit + 1)
-        if prefix:
-            if not isinstance(prefix, str):
-                raise InvalidTypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if prefix is not None:
+            prefix = validate_text(prefix, "prefix", max_length=512, min_length=0)
             # substr, not LIKE: SQLite's LIKE ignores case and both need escaping.
             stmt = stmt.where(func.substr(Artifact.name, 1, len(prefix)) == prefix)
         if cursor is not None:
-            stmt = stmt.where(Artifact.name > _decode_cursor(cursor))
+            stmt = stmt.where(Artifact.name > cursor_key(cursor))
         items = [_record(row) for row in self._s.execute(stmt)]
         more = len(items) > limit
         items = items[:limit]
-        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
 
     def delete(self, name: str) -> None:
         """Delete the artifact. Raises NotFoundError."""
@@ -417,7 +416,7 @@ class ArtifactRepository:
         if checksum(raw) != record.checksum or len(raw) != record.size:
             raise InvalidInputError(f"artifact {name!r}: data does not match its checksum/size")
         decode_artifact(record.kind, raw, what=f"artifact {name!r}")
-        meta = validate_artifact_metadata(record.metadata)
+        meta = validate_artifact_metadata(record.metadata, self._scope.settings.max_json_depth)
         ctype = validate_content_type(record.content_type, record.kind)
         validate_codec(record.codec)
         try:
@@ -434,14 +433,3 @@ class ArtifactRepository:
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
         self._upsert(name, values, created_at=record.created_at)
         return True
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except Exception:
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None

@@ -428,7 +428,7 @@ class RunRepository(RunValues, RunTransfer):
         one bounded DELETE statement. Only finished statuses may be purged.
         """
         cutoff = h.ago(older_than, "older_than")
-        wanted = sorted({h.status(s) for s in statuses})
+        wanted = h.statuses(statuses)
         if not wanted or not set(wanted) <= set(FINISHED):
             raise InvalidInputError(f"purge only finished runs: statuses must be in {FINISHED}")
         size = batch_size if batch_size is not None else self._scope.settings.gc_batch_size

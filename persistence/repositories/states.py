@@ -18,7 +18,6 @@ from persistence.codecs import (
     validate_codec,
 )
 from persistence.errors import (
-    DataCorruptionError,
     InvalidInputError,
     NotFoundError,
     VersionConflictError,
@@ -26,12 +25,14 @@ from persistence.errors import (
 )
 from persistence.fencing import check_fence
 from persistence.models.base import utcnow
+from persistence.models.states import STATE_ID_LENGTH
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateVersion
 from persistence.repositories import _states_pg as pg
 from persistence.repositories import _states_sql as q
 from persistence.repositories._base import Scope
 from persistence.repositories._states_checkpoints import StateCheckpoints
+from persistence.validation import validate_text
 
 __all__ = ["StateRepository"]
 
@@ -84,12 +85,12 @@ class StateRepository(StateCheckpoints):
         """
         sid = q.state_id(state_id)
         codec = self._codec(compression)
-        raw = dump_json(state, what=f"state {sid!r}")
+        raw = dump_json(state, what=f"state {sid!r}", max_depth=self._settings.max_json_depth)
         self._check_size(len(raw), sid)
         now = utcnow()
         # Every argument is validated before the first write (the fence check writes).
         tag_tuple, expires_at = q.tag_list(tags), q.expiry(ttl, now)
-        info, expected = q.user_metadata(metadata), self._expected(expected_version)
+        info, expected = q.user_metadata(metadata, self._settings), self._expected(expected_version)
         keep = self._keep(max_versions)
         encoded = encode(raw, codec=codec, threshold=self._threshold)
         # fence=lease: StaleFenceError (nothing written) once a newer holder has written
@@ -304,10 +305,7 @@ class StateRepository(StateCheckpoints):
     def _decode(meta: StateVersion | Checkpoint, payload: bytes) -> Any:
         what = f"state {meta.state_id!r} version {meta.version}"
         raw = decode(payload, codec=meta.codec, expected_checksum=meta.checksum, what=what)
-        try:
-            return decode_json(raw)
-        except Exception as exc:  # the checksum matched, yet the bytes are not JSON
-            raise DataCorruptionError(f"{what}: stored JSON does not parse: {exc}") from exc
+        return decode_json(raw, what=what)  # DataCorruptionError if it does not parse
 
     def list_versions(
         self, state_id: str, *, limit: int = 100, cursor: str | None = None
@@ -348,8 +346,7 @@ class StateRepository(StateCheckpoints):
             .limit(limit + 1)
         )
         if prefix is not None:
-            if not isinstance(prefix, str):
-                raise InvalidInputError("prefix must be a str")
+            prefix = validate_text(prefix, "prefix", max_length=STATE_ID_LENGTH, min_length=0)
             # substr, not LIKE: exact and case-sensitive on both backends, no escaping.
             stmt = stmt.where(func.substr(q.HEAD.c.state_id, 1, len(prefix)) == prefix)
         if after is not None:

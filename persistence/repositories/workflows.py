@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import builtins
 from collections.abc import Iterable
 from datetime import datetime
@@ -24,12 +23,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from persistence._cursor import cursor_key, encode_cursor
 from persistence._driver import fetch, json_value, utc
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
 )
 from persistence.models.base import utcnow
@@ -45,20 +44,9 @@ from persistence.repositories._workflow_rules import (
     validate_revision,
     validate_source,
 )
-from persistence.validation import validate_workflow_name
+from persistence.validation import count, validate_workflow_name
 
 __all__ = ["WorkflowRepository", "score", "validate_revision", "validate_source"]
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except Exception:
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
 
 
 _REVISION_COLUMNS = (
@@ -114,7 +102,6 @@ WHERE r.tenant_id = %(t)s::uuid AND r.workspace_id = %(w)s::uuid AND r.name = %(
   AND r.revision = {revision}"""
 _PG_LATEST = _PG_REVISION.format(revision="w.latest_revision")
 _PG_BY_REVISION = _PG_REVISION.format(revision="%(revision)s::integer")
-_MAX_REVISION = 2**31 - 1  # the column is an integer: no revision above this exists
 
 
 def _record(row: Any) -> WorkflowRecord:
@@ -293,8 +280,8 @@ class WorkflowRepository:
     def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
         """The latest revision (or ``revision``). Raises NotFoundError."""
         validate_workflow_name(name)
-        if revision is not None and (type(revision) is not int or revision < 1):
-            raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
+        if revision is not None:
+            revision = count(revision, "revision", minimum=1)
         if self._scope.is_postgres:
             record = self._get_pg(name, revision)
         else:
@@ -311,8 +298,6 @@ class WorkflowRepository:
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
             sql = _PG_LATEST
-        elif revision > _MAX_REVISION:
-            return None
         else:
             sql, params["revision"] = _PG_BY_REVISION, revision
         # Errors as on the SQLAlchemy path: fetch raises SQLAlchemy's DBAPIError.
@@ -341,15 +326,14 @@ class WorkflowRepository:
 
     def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[WorkflowRecord]:
         """The latest revision of every workflow, ordered by name, one page at a time."""
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         stmt = self._select_latest().order_by(WorkflowRevision.name).limit(limit + 1)
         if cursor is not None:
-            stmt = stmt.where(WorkflowRevision.name > _decode_cursor(cursor))
+            stmt = stmt.where(WorkflowRevision.name > cursor_key(cursor))
         items = [_record(row) for row in self._s.execute(stmt)]
         more = len(items) > limit
         items = items[:limit]
-        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
 
     def revisions(self, name: str) -> builtins.list[WorkflowRecord]:
         """Every revision of the workflow, oldest first. Raises NotFoundError."""
@@ -370,8 +354,7 @@ class WorkflowRepository:
         Ranked by :func:`score` (ties by name); only this workspace is searched.
         """
         query = check_text(query, "query", 1000)
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         words = WORD.findall(query.lower())
         if not words:
             return []
