@@ -3,7 +3,8 @@
 A cursor is the URL-safe base64 of a JSON array of the last item's sort key. What a
 caller hands back is checked like any other input: a non-str is InvalidTypeError;
 anything this codec did not produce, or whose values could not be a sort key (the
-wrong types, text no database can hold, integers past 64 bits), is InvalidInputError.
+wrong types, text no database can hold, integers outside 32 bits: every integer sort
+key is an ``INTEGER`` column, a state's version), is InvalidInputError.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from persistence.errors import InvalidInputError, InvalidTypeError
-from persistence.validation import INT64_MAX, INT64_MIN, shown, unstorable
+from persistence.validation import INT32_MAX, shown, unstorable
 
 __all__ = ["cursor_key", "decode_cursor", "encode_cursor"]
 
@@ -61,5 +62,5 @@ def _fits(value: object, kind: type) -> bool:
     if isinstance(value, str):
         return unstorable(value) is None
     if isinstance(value, int):
-        return INT64_MIN <= value <= INT64_MAX
+        return -INT32_MAX - 1 <= value <= INT32_MAX
     return True

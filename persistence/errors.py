@@ -117,6 +117,9 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _READ_ONLY_TRANSACTION = "25006"
 _QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
+# Class 22, data exception: a value the column cannot hold (out of range, NUL in text,
+# bad encoding). Validation refuses these before any statement; this is the safety net.
+_DATA_EXCEPTION_CLASS = "22"
 # 42501 is also what a row-level security WITH CHECK failure raises, as
 # 'new row violates row-level security policy [("name"|(USING expression))] for table "t"'
 # (other 42501 messages, such as a missing GRANT or row_security = off, stay configuration).
@@ -153,7 +156,9 @@ def translate(exc: sa_exc.DBAPIError) -> PersistenceError | None:
         return AlreadyExistsError(f"already exists: {detail}")
     if state in (_FOREIGN_KEY_VIOLATION, _SERIALIZATION_FAILURE, _DEADLOCK):
         return ConflictError(f"conflicting write: {detail}")
-    if state in (_CHECK_VIOLATION, _NOT_NULL_VIOLATION):
+    if state in (_CHECK_VIOLATION, _NOT_NULL_VIOLATION) or (
+        state is not None and state.startswith(_DATA_EXCEPTION_CLASS)
+    ):
         return InvalidInputError(f"refused by the database: {detail}")
     if state == _QUERY_CANCELED:
         return StatementTimeoutError(f"statement cancelled: {detail}")

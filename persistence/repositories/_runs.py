@@ -116,9 +116,10 @@ def when(value: datetime | timedelta, what: str) -> datetime:
 
 def ago(value: datetime | timedelta, what: str) -> datetime:
     """An aware datetime, or now minus a timedelta."""
-    if value == timedelta.min:  # the one timedelta that cannot be negated
-        raise InvalidInputError(f"{what} is out of range: {value!r}")
-    return when(-value if isinstance(value, timedelta) else value, what)
+    try:
+        return when(-value if isinstance(value, timedelta) else value, what)
+    except OverflowError:  # -timedelta.max and -timedelta.min do not exist
+        raise InvalidInputError(f"{what} is out of range: {value!r}") from None
 
 
 def statuses(values: object) -> list[str]:
@@ -132,6 +133,14 @@ def factory(value: object) -> Callable[[], Any]:
     if not callable(value):
         raise InvalidTypeError(f"factory must be callable, not {type(value).__name__}")
     return value
+
+
+def message(exc: BaseException) -> str:
+    """``str(exc)``, or what the traceback module shows when that raises."""
+    try:
+        return str(exc)
+    except Exception:  # a __str__ that raises (or an int past str()'s digit limit)
+        return "<exception str() failed>"
 
 
 def type_name(exc: BaseException) -> str:

@@ -13,7 +13,6 @@ from sqlalchemy import delete, select
 from persistence.codecs import Encoded
 from persistence.errors import (
     AlreadyExistsError,
-    InvalidInputError,
     NotFoundError,
     translate_errors,
 )
@@ -113,12 +112,7 @@ class StateCheckpoints(StateMaintenance):
         return [q.checkpoint_record(row) for row in self._conn.execute(stmt, self._key)]
 
     def _checkpoint_row(self, checkpoint_id: uuid.UUID | str) -> Any:
-        try:
-            cid = (
-                checkpoint_id if isinstance(checkpoint_id, uuid.UUID) else uuid.UUID(checkpoint_id)
-            )
-        except (TypeError, ValueError, AttributeError):
-            raise InvalidInputError(f"invalid checkpoint id {checkpoint_id!r}") from None
+        cid = q.checkpoint_id(checkpoint_id)
         row = self._conn.execute(
             select(q.CKPT).where(q.scoped(q.CKPT), q.CKPT.c.id == cid), self._key
         ).first()
@@ -135,20 +129,23 @@ class StateCheckpoints(StateMaintenance):
         max_versions: int | None = None,
     ) -> StateVersion:
         """Write the checkpoint's content (and tags) as a new version of its state."""
+        now = utcnow()
+        # every argument is checked before the first read
+        expires_at, expected = q.expiry(ttl, now), self._expected(expected_version)
+        keep = self._keep(max_versions)
         row = self._checkpoint_row(checkpoint_id)
         cp = q.checkpoint_record(row)
         self._decode(cp, row.payload)
-        now = utcnow()
         encoded = Encoded(row.payload, cp.codec, cp.checksum, cp.raw_size)  # type: ignore[arg-type]
         return self._write(
             cp.state_id,
             encoded,
             now=now,
             tags=cp.tags,
-            expires_at=q.expiry(ttl, now),
+            expires_at=expires_at,
             metadata={"restored_from_checkpoint": str(cp.id), "checkpoint": cp.name},
-            expected=self._expected(expected_version),
-            keep=self._keep(max_versions),
+            expected=expected,
+            keep=keep,
         )
 
     def delete_checkpoint(self, checkpoint_id: uuid.UUID | str) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, cast
+import uuid
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -25,7 +26,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from persistence._cursor import decode_cursor as decode_cursor
 from persistence._cursor import encode_cursor as encode_cursor
 from persistence.codecs import MAX_JSON_DEPTH, validate_metadata
-from persistence.errors import InvalidInputError
+from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.base import UTCDateTime
 from persistence.models.states import (
     CHECKPOINT_NAME_LENGTH,
@@ -40,7 +41,7 @@ from persistence.records.states import Checkpoint, StateVersion
 from persistence.settings import Settings
 from persistence.validation import count as count
 from persistence.validation import expiry as expiry
-from persistence.validation import text_list, validate_text
+from persistence.validation import shown, text_list, validate_text
 
 HEAD = cast(Table, StateHead.__table__)
 VER = cast(Table, StateVersionRow.__table__)
@@ -67,6 +68,26 @@ def user_metadata(value: object, settings: Settings | None = None) -> dict[str, 
     """Metadata of a version or checkpoint: ``None`` or a dict of exact JSON."""
     depth = MAX_JSON_DEPTH if settings is None else settings.max_json_depth
     return validate_metadata(value, what="metadata", max_depth=depth)
+
+
+def checkpoint_id(value: object) -> uuid.UUID:
+    """A checkpoint id: a UUID, or its str."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"checkpoint id must be a UUID or str, not {type(value).__name__}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInputError(f"invalid checkpoint id {shown(value)}") from None
+
+
+def match_mode(value: object) -> Literal["all", "any"]:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"match must be 'all' or 'any', not {type(value).__name__}")
+    if value not in ("all", "any"):
+        raise InvalidInputError(f"match must be 'all' or 'any', not {shown(value)}")
+    return cast(Literal["all", "any"], value)
 
 
 def checkpoint_name(value: object) -> str:

@@ -390,7 +390,7 @@ class RunRepository(RunValues, RunTransfer):
             raise InvalidTypeError(f"exc must be an exception, not {type(exc).__name__}")
         extra = {
             "exception_type": h.storable(h.type_name(exc)),
-            "exception_message": h.storable(str(exc)),
+            "exception_message": h.storable(h.message(exc)),
             "exception_traceback": h.storable("".join(traceback.format_exception(exc))),
         }
         return self._move(h.run_id(run_id), "failed", worker, note, extra)

@@ -369,8 +369,7 @@ class StateRepository(StateCheckpoints):
         wanted = q.tag_list(tags)
         if not wanted:
             raise InvalidInputError("search_by_tags needs at least one tag")
-        if match not in ("all", "any"):
-            raise InvalidInputError(f"match must be 'all' or 'any', not {match!r}")
+        match = q.match_mode(match)
         limit = q.count(limit, "limit", minimum=1, maximum=q.MAX_LIMIT)
         after = q.decode_cursor(cursor, [str])
         matching = (
@@ -475,21 +474,24 @@ class StateRepository(StateCheckpoints):
         History is kept. NotFoundError if that version does not exist (or expired);
         DataCorruptionError if it fails its checksum (corrupt data is never copied).
         """
-        sid = q.state_id(state_id)
-        source = self._source_row(sid, q.count(to_version, "to_version", minimum=1))
+        sid, now = q.state_id(state_id), utcnow()
+        version = q.count(to_version, "to_version", minimum=1)
+        # every argument is checked before the first read
+        expires_at, expected = q.expiry(ttl, now), self._expected(expected_version)
+        keep = self._keep(max_versions)
+        source = self._source_row(sid, version)
         meta = q.version_record(source)
         self._decode(meta, source.payload)
-        now = utcnow()
         encoded = Encoded(source.payload, meta.codec, meta.checksum, meta.raw_size)  # type: ignore[arg-type]
         return self._write(
             sid,
             encoded,
             now=now,
             tags=meta.tags,
-            expires_at=q.expiry(ttl, now),
+            expires_at=expires_at,
             metadata=meta.metadata,
-            expected=self._expected(expected_version),
-            keep=self._keep(max_versions),
+            expected=expected,
+            keep=keep,
         )
 
     def _source_row(self, sid: str, version: int) -> Any:

@@ -246,7 +246,8 @@ class WorkflowRepository:
         tag_tuple = latest.tags if tag_tuple is None else tag_tuple
         if (source, description, tag_tuple) == (latest.source, latest.description, latest.tags):
             return latest
-        return self._write_revision(name, latest.revision + 1, source, description, tag_tuple)
+        revision = count(latest.revision + 1, "the next revision", minimum=1)  # INTEGER column
+        return self._write_revision(name, revision, source, description, tag_tuple)
 
     def _write_revision(
         self, name: str, revision: int, source: str, description: str, tags: tuple[str, ...]

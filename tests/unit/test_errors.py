@@ -144,3 +144,17 @@ def test_timeouts_and_read_only_refusals_are_translated(
     assert isinstance(mapped, PersistenceError)
     if expected is StatementTimeoutError:
         assert isinstance(mapped, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        psycopg.errors.NumericValueOutOfRange,
+        psycopg.errors.UntranslatableCharacter,
+        psycopg.errors.CharacterNotInRepertoire,
+    ],
+)
+def test_data_exceptions_are_invalid_input(cls: type[psycopg.Error]) -> None:
+    """SQLSTATE class 22: a value the column cannot hold (validation refuses these first)."""
+    with pytest.raises(InvalidInputError, match="refused by the database"), translate_errors():
+        raise _postgres_error(cls, "integer out of range")
