@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from tests.integration.bad_input.model import ANY, CURSOR, INT, LIMIT, SECONDS, TEXT, VALUE
 
 
-def nest(depth: int, container: type = list) -> Any:
-    value: Any = [] if container is list else {}
+def nest(depth: int, container: type = list, *leaf: Any) -> Any:
+    """``depth`` levels of lists (or dicts), the innermost holding ``leaf`` if given."""
+    value: Any = list(leaf) if container is list else {"k": leaf[0]} if leaf else {}
     for _ in range(depth - 1):
         value = [value] if container is list else {"k": value}
     return value
@@ -36,6 +37,8 @@ VALUES: list[Any] = [
     nest(300, dict),
     nest(10_000),
     nest(10_000, dict),
+    nest(10_000, list, math.nan),  # a problem at the bottom: the message names its path
+    nest(300, dict, {1: 2}),
     _cycle,
     math.nan,
     math.inf,
