@@ -67,7 +67,8 @@ def validate_text(value: object, what: str, *, max_length: int, min_length: int 
         raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
     if not min_length <= len(value) <= max_length:
         raise InvalidInputError(
-            f"invalid {what} {shown(value)}: use {min_length}-{max_length} characters"
+            f"invalid {what} {shown(value)}: use {min_length}-{max_length} characters, "
+            f"not {len(value)}"
         )
     problem = unstorable(value)
     if problem is not None:
@@ -82,7 +83,7 @@ def display_name(name: object, *, default: str) -> str:
         return default
     checked = validate_text(name, "name", max_length=200)
     if not checked.strip():
-        raise InvalidInputError("name must not be blank")
+        raise InvalidInputError("name must be 1-200 characters, not blank")
     return checked
 
 
