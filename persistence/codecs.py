@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, cast, get_args
@@ -17,6 +18,7 @@ from persistence.settings import Codec
 
 __all__ = [
     "CODECS",
+    "MAX_JSON_DEPTH",
     "Encoded",
     "checksum",
     "compress",
@@ -26,6 +28,7 @@ __all__ = [
     "encode",
     "validate_codec",
     "validate_json",
+    "validate_metadata",
 ]
 
 CODECS: tuple[str, ...] = get_args(Codec)
@@ -33,84 +36,145 @@ JSONValue = Any  # dict[str, JSON] | list[JSON] | str | int | float | bool | Non
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+#: The deepest nesting orjson writes (a list in a list ... 254 levels; 255 raises).
+#: ``Settings.max_json_depth`` may lower the limit, never raise it past this.
+MAX_JSON_DEPTH = 254
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CLOSE = object()  # marks, on the check's stack, where a container's children end
 
 
-def validate_json(value: object, *, what: str = "value") -> None:
+def validate_json(value: object, *, what: str = "value", max_depth: int = MAX_JSON_DEPTH) -> None:
     """Refuse anything that would not load back exactly as it was given.
 
-    Accepted: dict with str keys, list, str, int (64-bit), finite float, bool, None.
-    Raises :class:`InvalidTypeError` for other types, :class:`InvalidInputError` for
-    NaN, infinity or integers outside 64 bits. Nothing is written before this passes.
+    Accepted: dict with str keys, list, str, int (64-bit), finite float, bool, None,
+    nested at most ``max_depth`` levels (``[]`` and ``{}`` are one level; at most
+    :data:`MAX_JSON_DEPTH`). Strings and keys may hold any character but a lone
+    surrogate (no UTF-8 for it). Raises :class:`InvalidTypeError` for other types,
+    :class:`InvalidInputError` for NaN, infinity, integers outside 64 bits, lone
+    surrogates or deeper nesting, naming the path (``$.a[3].b``). Nothing is written
+    before this passes.
     """
-    if not _is_exact_json(value):
-        _raise_first_problem(value, "$", what)
+    depth = min(max_depth, MAX_JSON_DEPTH)
+    if not _is_exact_json(value, depth, check_text=True):
+        _raise_first_problem(value, "$", what, depth)
 
 
-def _is_exact_json(value: object) -> bool:
+def _is_exact_json(value: object, max_depth: int, *, check_text: bool) -> bool:
     # The hot path: no per-node allocation beyond the stack; the message is built on failure.
     stack = [value]
     pop, push, extend = stack.pop, stack.append, stack.extend
+    surrogate = _LONE_SURROGATE.search
+    depth = 0
     while stack:
-        item = pop()
+        item: Any = pop()
         kind = type(item)
-        if kind is str or kind is bool or item is None:
+        if kind is str:
+            if check_text and not item.isascii() and surrogate(item):
+                return False
             continue
-        if kind is int:
-            if not _INT64_MIN <= item <= _INT64_MAX:  # type: ignore[operator]
+        if kind is bool or item is None:
+            continue
+        if item is _CLOSE:
+            depth -= 1
+        elif kind is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
                 return False
         elif kind is float:
-            if not math.isfinite(item):  # type: ignore[arg-type]
+            if not math.isfinite(item):
                 return False
-        elif kind is dict:
-            for key, child in item.items():  # type: ignore[attr-defined]
-                if type(key) is not str:
+        elif kind is dict or kind is list:
+            depth += 1
+            if depth > max_depth:
+                return False
+            push(_CLOSE)
+            if kind is list:
+                extend(item)
+                continue
+            for key, child in item.items():
+                if type(key) is not str or (check_text and not key.isascii() and surrogate(key)):
                     return False
                 push(child)
-        elif kind is list:
-            extend(item)  # type: ignore[arg-type]
         else:
             return False
     return True
 
 
-def _raise_first_problem(item: object, path: str, what: str) -> None:
+def _step(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() and key.isascii() else f"{path}[{key!r}]"
+
+
+def _where(path: str) -> str:
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-57:]}"
+
+
+def _raise_first_problem(item: object, path: str, what: str, depth: int) -> None:
     kind = type(item)
     if kind is int and not _INT64_MIN <= cast(int, item) <= _INT64_MAX:
-        raise InvalidInputError(f"{what}: integer at {path} does not fit in 64 bits")
+        raise InvalidInputError(f"{what}: integer at {_where(path)} does not fit in 64 bits")
     if kind is float and not math.isfinite(cast(float, item)):
-        raise InvalidInputError(f"{what}: NaN or infinity at {path} is not JSON")
+        raise InvalidInputError(f"{what}: NaN or infinity at {_where(path)} is not JSON")
+    if kind is str and _LONE_SURROGATE.search(cast(str, item)):
+        raise InvalidInputError(f"{what}: lone surrogate in the string at {_where(path)}")
+    if kind in (dict, list) and depth < 1:
+        raise InvalidInputError(
+            f"{what}: nested deeper than the limit at {_where(path)} (settings.max_json_depth)"
+        )
     if kind is dict:
         for key, child in cast(dict[object, object], item).items():
             if type(key) is not str:
                 raise InvalidTypeError(
-                    f"{what}: key {key!r} at {path} is {type(key).__name__}, not str"
+                    f"{what}: key {key!r:.60} at {_where(path)} is {type(key).__name__}, not str"
                 )
-            _raise_first_problem(child, f"{path}.{key}", what)
+            if _LONE_SURROGATE.search(key):
+                raise InvalidInputError(f"{what}: lone surrogate in a key at {_where(path)}")
+            _raise_first_problem(child, _step(path, key), what, depth - 1)
     elif kind is list:
         for index, child in enumerate(cast(list[object], item)):
-            _raise_first_problem(child, f"{path}[{index}]", what)
+            _raise_first_problem(child, f"{path}[{index}]", what, depth - 1)
     elif kind not in (str, bool, int, float, type(None)):
         raise InvalidTypeError(
-            f"{what}: {kind.__name__} at {path} is not a JSON value "
+            f"{what}: {kind.__name__} at {_where(path)} is not a JSON value "
             "(use dict, list, str, int, float, bool or None)"
         )
 
 
-def dump_json(value: object, *, what: str = "value") -> bytes:
-    """Validate and serialize ``value`` to compact UTF-8 JSON, keeping dict key order."""
-    validate_json(value, what=what)
+def dump_json(value: object, *, what: str = "value", max_depth: int = MAX_JSON_DEPTH) -> bytes:
+    """Validate (as :func:`validate_json`) and serialize ``value`` to compact UTF-8
+    JSON, keeping dict key order."""
+    depth = min(max_depth, MAX_JSON_DEPTH)
+    if _is_exact_json(value, depth, check_text=False):
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:  # a lone surrogate: the check below names where
+            pass
+    _raise_first_problem(value, "$", what, depth)
+    raise InvalidInputError(f"{what}: not serializable as JSON")  # pragma: no cover
+
+
+def validate_metadata(
+    value: object, *, what: str = "metadata", max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Any]:
+    """User metadata: ``None`` (an empty dict) or a dict that is exact JSON."""
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise InvalidTypeError(f"{what} must be a dict, not {type(value).__name__}")
+    validate_json(value, what=what, max_depth=max_depth)
+    return cast(dict[str, Any], value)
+
+
+def decode_json(data: bytes | str, *, what: str = "stored JSON") -> JSONValue:
+    """Parse JSON written by :func:`dump_json`; DataCorruptionError naming ``what`` when
+    it does not parse (the checksum matched, yet the bytes are not JSON)."""
     try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:  # nesting deeper than 254 levels
-        raise InvalidInputError(f"{what}: {exc}") from exc
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DataCorruptionError(f"{what}: stored JSON does not parse: {exc}") from exc
 
 
-def decode_json(data: bytes) -> JSONValue:
-    """Parse JSON written by :func:`dump_json`."""
-    return orjson.loads(data)
-
-
-def validate_codec(codec: str) -> Codec:
+def validate_codec(codec: object) -> Codec:
+    if not isinstance(codec, str):
+        raise InvalidTypeError(f"compression codec must be a str, not {type(codec).__name__}")
     if codec not in CODECS:
         raise InvalidInputError(f"unknown compression codec {codec!r}; use one of {CODECS}")
     return cast(Codec, codec)

@@ -303,6 +303,9 @@ _BY_SQLSTATE: dict[str, Callable[[_Failure], PersistenceError]] = {
     "40P01": lambda f: ConflictError(f"conflicting write: {f.detail}"),  # deadlock
     "23514": lambda f: InvalidInputError(f"refused by the database: {f.detail}"),  # check
     "23502": lambda f: InvalidInputError(f"refused by the database: {f.detail}"),  # not null
+    # class 22, data exception: a value the column cannot hold (out of range, NUL in text,
+    # bad encoding). Validation refuses these before any statement: the safety net.
+    "22": lambda f: InvalidInputError(f"refused by the database: {f.detail}"),
     "57014": lambda f: StatementTimeoutError(f"statement cancelled: {f.detail}"),
     "25P03": lambda f: StatementTimeoutError(  # idle_in_transaction_session_timeout
         "the transaction sat idle longer than idle_in_transaction_timeout_ms: the "

@@ -20,6 +20,7 @@ from persistence.models.base import utcnow
 from persistence.models.leases import Fence, Lease
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import upsert
+from persistence.validation import validate_int, validate_lease_name, validate_text
 
 __all__ = ["FenceToken", "Fenced", "as_fence_token", "check_fence", "fence_floor"]
 
@@ -43,12 +44,21 @@ class Fenced(Protocol):
 
 
 def as_fence_token(value: object) -> FenceToken:
-    """Return the token of a lease (or the token itself); InvalidTypeError otherwise."""
+    """Return the token of a lease (or the token itself), its fields checked to fit the
+    ``fences`` table (a 64-bit fence, a lease name, a holder of at most 200 characters);
+    InvalidTypeError for anything else."""
     if isinstance(value, FenceToken):
-        return value
-    if isinstance(value, Fenced):
-        return value.fence_token
-    raise InvalidTypeError(f"fence must be a Lease or FenceToken, not {type(value).__name__}")
+        token = value
+    elif isinstance(value, Fenced):
+        token = value.fence_token
+    else:
+        raise InvalidTypeError(f"fence must be a Lease or FenceToken, not {type(value).__name__}")
+    if not isinstance(token.tenant_id, uuid.UUID):
+        raise InvalidTypeError("a fence token's tenant_id must be a UUID")
+    validate_lease_name(token.resource)
+    validate_int(token.fence, "fence", minimum=1)
+    validate_text(token.holder, "fence holder", max_length=200)
+    return token
 
 
 def _record_fence() -> Statement:

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from persistence.errors import (
     ConfigurationError,
-    InvalidInputError,
-    InvalidTypeError,
     LeaseLostError,
     LockNotAcquiredError,
     PersistenceError,
@@ -31,6 +29,7 @@ from persistence.fencing import FenceToken, fence_floor
 from persistence.models.base import utcnow
 from persistence.records import LeaseRecord
 from persistence.repositories.leases import LeaseRepository
+from persistence.validation import validate_lease_name, validate_seconds
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -39,29 +38,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease", "LeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}")
-_MAX_TTL = 7 * 24 * 3600.0
-
-
-def validate_lease_name(name: object) -> str:
-    """1-200 characters of ``A-Z a-z 0-9 . _ : / @ -``, starting with a letter or digit."""
-    if not isinstance(name, str):
-        raise InvalidTypeError(f"lease name must be a str, not {type(name).__name__}")
-    if not _NAME.fullmatch(name):
-        raise InvalidInputError(
-            f"invalid lease name {name!r}: use 1-200 characters of letters, digits and "
-            "'._:/@-', starting with a letter or digit"
-        )
-    return name
+_MAX_TTL = 7 * 24 * 3600.0  # seconds
 
 
 def _seconds(value: object, what: str, *, zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidTypeError(f"{what} must be a number of seconds")
-    low_ok = value >= 0 if zero else value > 0
-    if not (math.isfinite(value) and low_ok and value <= _MAX_TTL):
-        raise InvalidInputError(f"{what} must be {'>= 0' if zero else '> 0'} and at most 7 days")
-    return float(value)
+    return validate_seconds(value, what, maximum=_MAX_TTL, allow_zero=zero)
 
 
 class LeaseBackend(Protocol):

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     """``auto``: Redis when ``redis_url`` is set on PostgreSQL, else the database."""
     max_store_value_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     """Largest JSON value (serialized) one store key may hold."""
+    max_json_depth: int = Field(default=254, ge=1, le=254)
+    """Deepest nesting of a JSON value or metadata anyone may write (``[]`` and ``{}``
+    are one level); deeper is refused with InvalidInputError naming the path. 254 is
+    the most orjson serializes, so the setting may only lower it."""
 
     pool_size: int = Field(default=5, ge=1)
     max_overflow: int = Field(default=5, ge=0)

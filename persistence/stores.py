@@ -16,7 +16,7 @@ from persistence.codecs import dump_json
 from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError
 from persistence.fencing import FenceToken, as_fence_token, check_fence
 from persistence.repositories.stores import MISSING, StoreRepository
-from persistence.validation import validate_slug
+from persistence.validation import validate_slug, validate_text
 
 if TYPE_CHECKING:
     from persistence.database import Database
@@ -30,21 +30,11 @@ _PAGE = 500
 
 
 def validate_key(key: object) -> str:
-    """Return ``key`` if it is a str of 1-1024 characters encodable as UTF-8, without NUL.
+    """Return ``key`` if it is a str of 1-1024 characters without NUL or lone surrogates.
 
     Raises InvalidTypeError (a TypeError) for a non-str, InvalidInputError otherwise.
     """
-    if not isinstance(key, str):
-        raise InvalidTypeError(f"store keys must be str, not {type(key).__name__}")
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise InvalidInputError(f"store keys must be 1-{MAX_KEY_LENGTH} characters, got {len(key)}")
-    if "\x00" in key:
-        raise InvalidInputError("store keys must not contain NUL")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError("store keys must not contain lone surrogates") from None
-    return key
+    return validate_text(key, "store key", max_length=MAX_KEY_LENGTH)
 
 
 class _Runner(Protocol):
@@ -204,8 +194,11 @@ class Store(MutableMapping[str, Any]):
 
     def _encode(self, key: object, value: object) -> tuple[str, bytes]:
         key = validate_key(key)
-        raw = dump_json(value, what=f"store value for key {key!r}")
-        limit = self._runner.settings.max_store_value_bytes
+        settings = self._runner.settings
+        raw = dump_json(
+            value, what=f"store value for key {key!r}", max_depth=settings.max_json_depth
+        )
+        limit = settings.max_store_value_bytes
         if len(raw) > limit:
             raise InvalidInputError(
                 f"the value for key {key!r} is {len(raw)} bytes of JSON; the limit is {limit}"
@@ -302,14 +295,7 @@ class Store(MutableMapping[str, Any]):
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Set many keys in one transaction; every key and value is checked first."""
         pending: dict[str, bytes] = {}
-        pairs: Iterable[tuple[Any, Any]]
-        if isinstance(other, Mapping):
-            pairs = other.items()
-        elif hasattr(other, "keys"):
-            pairs = ((k, other[k]) for k in other.keys())  # noqa: SIM118 (dict protocol)
-        else:
-            pairs = other
-        for key, value in [*pairs, *kwargs.items()]:
+        for key, value in [*_pairs(other), *kwargs.items()]:
             key, raw = self._encode(key, value)
             pending[key] = raw
         with self._writing() as repo:
@@ -318,6 +304,26 @@ class Store(MutableMapping[str, Any]):
     def clear(self) -> None:
         with self._writing() as repo:
             repo.clear(self.name)
+
+
+def _pairs(other: object) -> list[tuple[Any, Any]]:
+    """The (key, value) pairs of ``update``'s argument, as ``dict.update`` reads them;
+    InvalidTypeError when it is neither a mapping nor an iterable of pairs."""
+    if isinstance(other, Mapping):
+        return list(other.items())
+    if hasattr(other, "keys"):
+        return [(k, other[k]) for k in other.keys()]  # type: ignore[index]  # noqa: SIM118
+    if isinstance(other, str | bytes) or not isinstance(other, Iterable):
+        raise InvalidTypeError(f"update() needs a mapping or pairs, not {type(other).__name__}")
+    pairs = []
+    for item in other:
+        if isinstance(item, str | bytes) or not isinstance(item, Iterable):
+            raise InvalidTypeError(f"update() pairs must be (key, value), not {item!r:.60}")
+        pair = tuple(item)
+        if len(pair) != 2:
+            raise InvalidInputError(f"update() pairs must be (key, value), not {len(pair)} items")
+        pairs.append(pair)
+    return pairs
 
 
 class _ItemsView(ItemsView[str, Any]):

@@ -4,11 +4,9 @@ validated before anything is written, and the stored bytes turned back into the 
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any
 
-import orjson
-
-from persistence.codecs import dump_json, validate_json
+from persistence.codecs import MAX_JSON_DEPTH, decode_json, dump_json, validate_metadata
 from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
 from persistence.records import ArtifactKind
 
@@ -29,8 +27,10 @@ DEFAULT_CONTENT_TYPES: dict[str, str] = {
 _CONTENT_TYPE = re.compile(r"[!-~][ -~]{0,254}")  # printable ASCII, at most 255
 
 
-def to_raw(data: object) -> tuple[ArtifactKind, bytes]:
-    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``)."""
+def to_raw(data: object, max_depth: int = MAX_JSON_DEPTH) -> tuple[ArtifactKind, bytes]:
+    """The bytes that are stored for ``data`` and its kind (no copy for ``bytes``).
+
+    ``bytearray`` and ``memoryview`` are binary data too: they load back as ``bytes``."""
     if isinstance(data, bytes):
         return "bytes", data
     if isinstance(data, bytearray | memoryview):
@@ -40,19 +40,19 @@ def to_raw(data: object) -> tuple[ArtifactKind, bytes]:
             return "str", data.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InvalidInputError(f"artifact text is not valid UTF-8: {exc.reason}") from None
-    return "json", dump_json(data, what="artifact value")
+    return "json", dump_json(data, what="artifact value", max_depth=max_depth)
 
 
 def decode_artifact(kind: str, raw: bytes, *, what: str = "artifact") -> Any:
     """Turn stored raw bytes back into the kind they were saved as."""
     if kind == "bytes":
         return raw
+    if kind == "json":
+        return decode_json(raw, what=what)  # DataCorruptionError if it does not parse
     try:
         if kind == "str":
             return raw.decode("utf-8")
-        if kind == "json":
-            return orjson.loads(raw)
-    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise DataCorruptionError(f"{what}: does not decode as {kind}: {exc}") from exc
     raise DataCorruptionError(f"{what}: unknown kind {kind!r}")
 
@@ -69,12 +69,9 @@ def validate_content_type(value: object, kind: str) -> str:
     return value
 
 
-def validate_artifact_metadata(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise InvalidTypeError(f"metadata must be a dict, not {type(value).__name__}")
-    validate_json(value, what="artifact metadata")
-    if len(dump_json(value)) > 64 * 1024:
+def validate_artifact_metadata(value: object, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """None or a dict of exact JSON, at most 64 KiB serialized."""
+    meta = validate_metadata(value, what="artifact metadata", max_depth=max_depth)
+    if meta and len(dump_json(meta, max_depth=max_depth)) > 64 * 1024:
         raise InvalidInputError("artifact metadata must serialize to at most 64 KiB of JSON")
-    return cast(dict[str, Any], value)
+    return meta

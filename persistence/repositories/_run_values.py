@@ -7,7 +7,6 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.engine import Row
 
@@ -124,11 +123,12 @@ class RunValues(RunBase):
         is called and stored. Concurrent first calls store one value and all return it."""
         self._scope.require_writable("deterministic")
         rid, name = h.run_id(run_id), h.required_text(key, "key", 200)
+        make = h.factory(factory)
         missing = object()
         found = self._value(rid, "deterministic", name, missing)
         if found is not missing:
             return found
-        encoded = h.pack(factory(), f"deterministic value {name!r}", self._scope.settings)
+        encoded = h.pack(make(), f"deterministic value {name!r}", self._scope.settings)
         statement = self._value_insert(rid, "deterministic", name, encoded)
         # The loser of a race inserts nothing (on PostgreSQL it waits for the winner's
         # commit first) and reads the winner's value below.
@@ -189,7 +189,8 @@ class RunValues(RunBase):
         data = {} if info is None else info
         if not isinstance(data, dict):
             raise InvalidTypeError("worker info must be a dict")
-        payload = codecs.dump_json(data, what="worker info")
+        depth = self._scope.settings.max_json_depth
+        payload = codecs.dump_json(data, what="worker info", max_depth=depth)
         now = utcnow()
         statement = (
             self._insert(Worker)
@@ -221,7 +222,7 @@ class RunValues(RunBase):
 def _worker_record(row: Row[Any]) -> WorkerRecord:
     return WorkerRecord.model_construct(
         name=row.name,
-        info=orjson.loads(row.info),
+        info=codecs.decode_json(row.info, what=f"info of worker {row.name!r}"),
         registered_at=row.registered_at,
         heartbeat_at=row.heartbeat_at,
     )

@@ -3,21 +3,21 @@ records and cursors (kept apart so the repository module reads as its public API
 
 from __future__ import annotations
 
-import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
 from sqlalchemy.engine import Row
 
-from persistence import codecs
+from persistence import _cursor, codecs
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
 from persistence.records import RunHistoryRecord, RunRecord
 from persistence.settings import Settings
+from persistence.validation import count, shown, validate_text
 
 __all__ = ["ALLOWED_FROM", "FINISHED", "RUN_COLUMNS"]
 
@@ -57,37 +57,23 @@ def run_id(value: object, what: str = "run id") -> str:
         raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
     if not _ID.fullmatch(value):
         raise InvalidInputError(
-            f"invalid {what} {value!r}: 1-128 characters of A-Z a-z 0-9 . _ : @ -, "
+            f"invalid {what} {shown(value)}: 1-128 characters of A-Z a-z 0-9 . _ : @ -, "
             "starting with a letter or digit"
         )
     return value
 
 
 def status(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"run status must be a str, not {type(value).__name__}")
     if value not in ALLOWED_FROM:
         raise InvalidInputError(f"unknown run status {value!r}; use one of {tuple(ALLOWED_FROM)}")
-    return cast(str, value)
+    return value
 
 
 def text(value: object, what: str, max_len: int) -> str | None:
     """``None`` or a str of 1-``max_len`` characters."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
-    if not value or len(value) > max_len:
-        raise InvalidInputError(f"{what} must be 1-{max_len} characters")
-    if "\x00" in value or _unstorable(value):
-        raise InvalidInputError(f"{what} must not contain NUL or lone surrogates")
-    return value
-
-
-def _unstorable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return None if value is None else validate_text(value, what, max_length=max_len)
 
 
 def storable(value: str) -> str:
@@ -116,7 +102,10 @@ def tags(values: Iterable[str]) -> list[str]:
 def when(value: datetime | timedelta, what: str) -> datetime:
     """An aware datetime, or now plus a timedelta."""
     if isinstance(value, timedelta):
-        return utcnow() + value
+        try:
+            return utcnow() + value
+        except OverflowError:
+            raise InvalidInputError(f"{what} is out of range: {value!r}") from None
     if not isinstance(value, datetime):
         raise InvalidTypeError(f"{what} must be a datetime or timedelta")
     if value.tzinfo is None:
@@ -126,7 +115,31 @@ def when(value: datetime | timedelta, what: str) -> datetime:
 
 def ago(value: datetime | timedelta, what: str) -> datetime:
     """An aware datetime, or now minus a timedelta."""
-    return when(-value if isinstance(value, timedelta) else value, what)
+    try:
+        return when(-value if isinstance(value, timedelta) else value, what)
+    except OverflowError:  # -timedelta.max and -timedelta.min do not exist
+        raise InvalidInputError(f"{what} is out of range: {value!r}") from None
+
+
+def statuses(values: object) -> list[str]:
+    """Distinct statuses, sorted, from an iterable (not a str) of them."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise InvalidTypeError("statuses must be an iterable of run statuses (not a str)")
+    return sorted({status(value) for value in values})
+
+
+def factory(value: object) -> Callable[[], Any]:
+    if not callable(value):
+        raise InvalidTypeError(f"factory must be callable, not {type(value).__name__}")
+    return value
+
+
+def message(exc: BaseException) -> str:
+    """``str(exc)``, or what the traceback module shows when that raises."""
+    try:
+        return str(exc)
+    except Exception:  # a __str__ that raises (or an int past str()'s digit limit)
+        return "<exception str() failed>"
 
 
 def type_name(exc: BaseException) -> str:
@@ -138,13 +151,13 @@ def type_name(exc: BaseException) -> str:
 
 
 def pack(value: object, what: str, settings: Settings) -> codecs.Encoded:
-    raw = codecs.dump_json(value, what=what)
+    raw = codecs.dump_json(value, what=what, max_depth=settings.max_json_depth)
     return codecs.encode(raw, codec=settings.compression, threshold=settings.compression_threshold)
 
 
 def unpack(payload: bytes, codec: str, checksum: str, what: str) -> Any:
     raw = codecs.decode(payload, codec=codec, expected_checksum=checksum, what=what)
-    return codecs.decode_json(raw)
+    return codecs.decode_json(raw, what=what)
 
 
 def canonical(value: object) -> bytes:
@@ -160,7 +173,7 @@ def run_record(row: Any) -> RunRecord:
         workflow=row.workflow,
         status=row.status,
         args=unpack(row.args, row.args_codec, row.args_checksum, f"args of run {rid!r}"),
-        tags=tuple(orjson.loads(row.tags)),
+        tags=tuple(codecs.decode_json(row.tags, what=f"tags of run {rid!r}")),
         parent_run_id=row.parent_run_id,
         worker=row.worker,
         attempts=row.attempts,
@@ -183,19 +196,19 @@ def history_record(row: Row[Any]) -> RunHistoryRecord:
 
 
 def encode_cursor(created_at: datetime, run: str) -> str:
-    raw = orjson.dumps([created_at.isoformat(), run])
-    return base64.urlsafe_b64encode(raw).decode()
+    return _cursor.encode_cursor(created_at.isoformat(), run)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    created, run = _cursor.decode_cursor(cursor, [str, str]) or ("", "")
     try:
-        created, run = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), run_id(run)
-    except Exception as exc:
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from exc
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not _ID.fullmatch(run):
+            raise ValueError("not a run cursor")
+    except ValueError:
+        raise InvalidInputError(f"invalid cursor {cursor!r:.60}") from None
+    return at, run
 
 
 def limit(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
-        raise InvalidInputError("limit must be an int from 1 to 10000")
-    return value
+    return count(value, "limit", minimum=1, maximum=10_000)

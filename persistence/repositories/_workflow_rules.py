@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from persistence.codecs import checksum
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.records import WorkflowRecord
-from persistence.validation import validate_workflow_name
+from persistence.validation import count, validate_text, validate_workflow_name
 
 __all__ = [
     "WORD",
@@ -54,15 +54,8 @@ def validate_source(source: object, *, what: str = "workflow source") -> str:
 
 
 def check_text(value: object, what: str, limit: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
-    if len(value) > limit or "\x00" in value:
-        raise InvalidInputError(f"{what} must be at most {limit} characters, without NUL")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"{what} is not valid UTF-8 text") from None
-    return value
+    """A str of at most ``limit`` characters (maybe empty), without NUL or lone surrogates."""
+    return validate_text(value, what, max_length=limit, min_length=0)
 
 
 def check_tags(tags: object) -> tuple[str, ...]:
@@ -107,8 +100,7 @@ def validate_revision(record: WorkflowRecord) -> WorkflowRecord:
     name, source = validate_workflow_name(record.name), validate_source(record.source)
     description = check_text(record.description, "description", _MAX_DESCRIPTION)
     tags = check_tags(record.tags)
-    if type(record.revision) is not int or record.revision < 1:
-        raise InvalidInputError(f"revision must be a positive int, not {record.revision!r}")
+    count(record.revision, "revision", minimum=1)
     if record.checksum != checksum(source.encode("utf-8")):
         raise InvalidInputError(
             f"workflow {name!r} revision {record.revision}: checksum does not match the source"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import psycopg
 from sqlalchemy import Table, and_, bindparam, case, delete, func, literal_column, select
 
+from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor import Statement, execute, raise_translated, run, run_one
 from persistence.codecs import (
     Encoded,
@@ -20,7 +20,6 @@ from persistence.codecs import (
 from persistence.errors import (
     ConflictError,
     InvalidInputError,
-    InvalidTypeError,
     NotFoundError,
 )
 from persistence.models.artifacts import Artifact
@@ -35,7 +34,7 @@ from persistence.repositories._artifact_values import (
 )
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import upsert
-from persistence.validation import validate_artifact_name
+from persistence.validation import count, validate_artifact_name, validate_text
 
 __all__ = [
     "DEFAULT_CONTENT_TYPES",
@@ -194,8 +193,9 @@ class ArtifactRepository:
         """
         self._scope.require_writable("save")
         validate_artifact_name(name)
-        meta = validate_artifact_metadata(metadata)
-        kind, raw = to_raw(data)
+        depth = self._scope.settings.max_json_depth
+        meta = validate_artifact_metadata(metadata, depth)
+        kind, raw = to_raw(data, depth)
         ctype = validate_content_type(content_type, kind)
         self._check_size(name, len(raw))
         s = self._scope.settings
@@ -346,20 +346,18 @@ class ArtifactRepository:
         self, prefix: str | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page[ArtifactRecord]:
         """Metadata of the artifacts whose name starts with ``prefix``, by name, paginated."""
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         stmt = select(*_META_COLUMNS).where(self._mine()).order_by(Artifact.name).limit(limit + 1)
-        if prefix:
-            if not isinstance(prefix, str):
-                raise InvalidTypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if prefix is not None:
+            prefix = validate_text(prefix, "prefix", max_length=512, min_length=0)
             # substr, not LIKE: SQLite's LIKE ignores case and both need escaping.
             stmt = stmt.where(func.substr(Artifact.name, 1, len(prefix)) == prefix)
         if cursor is not None:
-            stmt = stmt.where(Artifact.name > _decode_cursor(cursor))
+            stmt = stmt.where(Artifact.name > cursor_key(cursor))
         items = [_record(row) for row in execute(self._scope.connection, stmt)]
         more = len(items) > limit
         items = items[:limit]
-        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
 
     def delete(self, name: str) -> None:
         """Delete the artifact. Raises NotFoundError."""
@@ -385,7 +383,7 @@ class ArtifactRepository:
         if checksum(raw) != record.checksum or len(raw) != record.size:
             raise InvalidInputError(f"artifact {name!r}: data does not match its checksum/size")
         decode_artifact(record.kind, raw, what=f"artifact {name!r}")
-        meta = validate_artifact_metadata(record.metadata)
+        meta = validate_artifact_metadata(record.metadata, self._scope.settings.max_json_depth)
         ctype = validate_content_type(record.content_type, record.kind)
         validate_codec(record.codec)
         try:
@@ -402,14 +400,3 @@ class ArtifactRepository:
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
         self._upsert(name, values, created_at=record.created_at)
         return True
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except Exception:
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None

@@ -294,7 +294,7 @@ class RunRepository(RunValues, RunTransfer):
             raise InvalidTypeError(f"exc must be an exception, not {type(exc).__name__}")
         extra = {
             "exception_type": h.storable(h.type_name(exc)),
-            "exception_message": h.storable(str(exc)),
+            "exception_message": h.storable(h.message(exc)),
             "exception_traceback": h.storable("".join(traceback.format_exception(exc))),
         }
         return self._move(h.run_id(run_id), "failed", worker, note, extra)
@@ -333,7 +333,7 @@ class RunRepository(RunValues, RunTransfer):
         """
         self._scope.require_writable("purge")
         cutoff = h.ago(older_than, "older_than")
-        wanted = sorted({h.status(s) for s in statuses})
+        wanted = h.statuses(statuses)
         if not wanted or not set(wanted) <= set(FINISHED):
             raise InvalidInputError(f"purge only finished runs: statuses must be in {FINISHED}")
         size = batch_size if batch_size is not None else self._scope.settings.gc_batch_size

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -12,15 +10,16 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, Table, Text, bindparam, delete, exists, func, select
 
+from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor import Statement, execute, run, run_one, run_scalar
 from persistence.codecs import decode, decode_json, encode
-from persistence.errors import InvalidInputError, NotFoundError
+from persistence.errors import NotFoundError
 from persistence.models.base import utcnow
 from persistence.models.stores import Store, StoreItem
 from persistence.records import Page, StoreRecord
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import upsert
-from persistence.validation import validate_slug
+from persistence.validation import count, validate_slug
 
 __all__ = ["MISSING", "StoreRepository", "key_hash"]
 
@@ -91,14 +90,13 @@ class StoreRepository:
 
     def list_stores(self, *, limit: int = 100, cursor: str | None = None) -> Page[StoreRecord]:
         """Stores of the workspace ordered by name, one page at a time."""
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidInputError("limit must be an int from 1 to 10000")
+        limit = count(limit, "limit", minimum=1, maximum=10_000)
         c = _stores.c
         query = select(_stores).where(
             c.tenant_id == self._scope.tenant_id, c.workspace_id == self._scope.workspace_id
         )
         if cursor is not None:
-            query = query.where(c.name > _decode_cursor(cursor))
+            query = query.where(c.name > validate_slug(cursor_key(cursor), what="cursor"))
         rows = self._run(query.order_by(c.name).limit(limit + 1))
         items = [
             StoreRecord.model_construct(
@@ -110,7 +108,7 @@ class StoreRepository:
             for r in rows[:limit]
         ]
         more = len(rows) > limit
-        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
 
     def delete_store(self, name: str) -> None:
         """Delete the store and all its items; NotFoundError if there is no such store."""
@@ -310,17 +308,6 @@ def _statements(dialect: str) -> _DialectStatements:
 
 def _decoded(key: str, value: bytes, codec: str, checksum: str) -> Any:
     """An item's JSON value from its stored columns; DataCorruptionError if altered."""
-    raw = decode(value, codec=codec, expected_checksum=checksum, what=f"store item {key!r}")
-    return decode_json(raw)
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        name = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-        return validate_slug(name, what="cursor")
-    except (binascii.Error, UnicodeError, ValueError, AttributeError):
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
+    what = f"store item {key!r}"
+    raw = decode(value, codec=codec, expected_checksum=checksum, what=what)
+    return decode_json(raw, what=what)

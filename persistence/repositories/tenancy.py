@@ -9,19 +9,11 @@ from persistence.errors import AlreadyExistsError, InvalidInputError, NotFoundEr
 from persistence.models.base import new_id, utcnow
 from persistence.models.tenancy import Tenant, Workspace
 from persistence.records import TenantRecord, WorkspaceRecord
-from persistence.validation import validate_slug
+from persistence.validation import display_name, validate_slug
 
 __all__ = ["DEFAULT_WORKSPACE", "TenantRepository", "WorkspaceRepository"]
 
 DEFAULT_WORKSPACE = "default"
-
-
-def _name(name: str | None, slug: str) -> str:
-    if name is None:
-        return slug
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise InvalidInputError("name must be a non-empty str of at most 200 characters")
-    return name
 
 
 def tenant_record(row: Tenant) -> TenantRecord:
@@ -51,7 +43,7 @@ class TenantRepository:
         Raises InvalidInputError for a bad slug, AlreadyExistsError if it is taken.
         """
         validate_slug(slug, what="tenant slug")
-        name = _name(name, slug)
+        name = display_name(name, default=slug)
         if self._session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
             raise AlreadyExistsError(f"tenant {slug!r} already exists")
         now = utcnow()
@@ -84,7 +76,7 @@ class TenantRepository:
 
     def rename(self, slug: str, name: str) -> TenantRecord:
         row = self._row(slug)
-        row.name = _name(name, slug)
+        row.name = display_name(name, default=slug)
         row.updated_at = utcnow()
         self._session.flush()
         return tenant_record(row)
@@ -119,7 +111,7 @@ class WorkspaceRepository:
     def create(self, tenant: str, slug: str, *, name: str | None = None) -> WorkspaceRecord:
         """Create a workspace; AlreadyExistsError if the tenant already has that slug."""
         validate_slug(slug, what="workspace slug")
-        name = _name(name, slug)
+        name = display_name(name, default=slug)
         owner = self._tenants._row(tenant)
         if self._find(owner.id, slug) is not None:
             raise AlreadyExistsError(f"workspace {slug!r} already exists in tenant {tenant!r}")
@@ -167,6 +159,6 @@ class WorkspaceRepository:
         self._session.execute(
             update(Workspace)
             .where(Workspace.tenant_id == record.tenant_id, Workspace.id == record.id)
-            .values(name=_name(name, slug), updated_at=utcnow())
+            .values(name=display_name(name, default=slug), updated_at=utcnow())
         )
         return self.get(tenant, slug)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import builtins
 from collections.abc import Iterable
 from datetime import datetime
@@ -22,12 +21,12 @@ from sqlalchemy import (
     update,
 )
 
+from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor import Statement, execute, run_one
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
 )
 from persistence.models.base import utcnow
@@ -44,20 +43,9 @@ from persistence.repositories._workflow_rules import (
     validate_revision,
     validate_source,
 )
-from persistence.validation import validate_workflow_name
+from persistence.validation import count, validate_workflow_name
 
 __all__ = ["WorkflowRepository", "score", "validate_revision", "validate_source"]
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except Exception:
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
 
 
 _REVISION_COLUMNS = (
@@ -102,7 +90,6 @@ _LATEST_FOR_UPDATE = Statement(
     _revision_query(_latest_revision(lock=True)), "workflows_latest_lock"
 )
 _BY_REVISION = Statement(_revision_query(bindparam("revision")), "workflows_by_revision")
-_MAX_REVISION = 2**31 - 1  # the column is an INTEGER: no revision above this exists
 
 
 def _record(row: Any) -> WorkflowRecord:
@@ -233,7 +220,8 @@ class WorkflowRepository:
         tag_tuple = latest.tags if tag_tuple is None else tag_tuple
         if (source, description, tag_tuple) == (latest.source, latest.description, latest.tags):
             return latest
-        return self._write_revision(name, latest.revision + 1, source, description, tag_tuple)
+        revision = count(latest.revision + 1, "the next revision", minimum=1)  # INTEGER column
+        return self._write_revision(name, revision, source, description, tag_tuple)
 
     def _write_revision(
         self, name: str, revision: int, source: str, description: str, tags: tuple[str, ...]
@@ -266,15 +254,13 @@ class WorkflowRepository:
     def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
         """The latest revision (or ``revision``). Raises NotFoundError."""
         validate_workflow_name(name)
-        if revision is not None and (type(revision) is not int or revision < 1):
-            raise InvalidInputError(f"revision must be a positive int, not {revision!r}")
+        if revision is not None:
+            revision = count(revision, "revision", minimum=1)
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
             row = run_one(self._scope.connection, _LATEST, params)
-        elif revision <= _MAX_REVISION:
-            row = run_one(self._scope.connection, _BY_REVISION, dict(params, revision=revision))
         else:
-            row = None
+            row = run_one(self._scope.connection, _BY_REVISION, dict(params, revision=revision))
         if row is None:
             which = f" revision {revision}" if revision is not None else ""
             raise NotFoundError(f"workflow {name!r}{which} does not exist")
@@ -302,15 +288,14 @@ class WorkflowRepository:
 
     def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[WorkflowRecord]:
         """The latest revision of every workflow, ordered by name, one page at a time."""
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         stmt = self._select_latest().order_by(WorkflowRevision.name).limit(limit + 1)
         if cursor is not None:
-            stmt = stmt.where(WorkflowRevision.name > _decode_cursor(cursor))
+            stmt = stmt.where(WorkflowRevision.name > cursor_key(cursor))
         items = [_record(row) for row in self._run(stmt)]
         more = len(items) > limit
         items = items[:limit]
-        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
 
     def revisions(self, name: str) -> builtins.list[WorkflowRecord]:
         """Every revision of the workflow, oldest first. Raises NotFoundError."""
@@ -331,8 +316,7 @@ class WorkflowRepository:
         Ranked by :func:`score` (ties by name); only this workspace is searched.
         """
         query = check_text(query, "query", 1000)
-        if type(limit) is not int or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        limit = count(limit, "limit", minimum=1)
         words = WORD.findall(query.lower())
         if not words:
             return []

@@ -196,10 +196,9 @@ def test_get_reads_what_the_same_transaction_wrote(db: Database, tenant: str) ->
         assert latest == uow.workflows.revisions("in_tx")[-1] == second
         assert latest.created_at.utcoffset() is not None and latest.created_at.tzinfo == UTC
         assert isinstance(latest.tags, tuple)
-        for revision in (3, 2**31, 2**40):  # beyond the integer column: none either
-            with pytest.raises(NotFoundError, match=f"revision {revision}"):
-                uow.workflows.get("in_tx", revision=revision)
-        for bad in (0, -1, 1.0, True, "1"):
+        with pytest.raises(NotFoundError, match="revision 3"):
+            uow.workflows.get("in_tx", revision=3)
+        for bad in (0, -1, 1.0, True, "1", 2**31, 2**40):  # past the INTEGER column: refused
             with pytest.raises(InvalidInputError):
                 uow.workflows.get("in_tx", revision=bad)  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError):

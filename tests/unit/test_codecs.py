@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from persistence.codecs import (
     CODECS,
+    MAX_JSON_DEPTH,
     checksum,
     compress,
     decode,
@@ -20,8 +22,10 @@ from persistence.codecs import (
     encode,
     validate_codec,
     validate_json,
+    validate_metadata,
 )
 from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
+from persistence.settings import Settings
 
 json_values = st.recursive(
     st.none()
@@ -140,3 +144,85 @@ def test_decode_detects_tampering_and_names_what() -> None:
     plain = encode(b'{"a":1}', codec="none", threshold=0)
     with pytest.raises(DataCorruptionError):
         decode(b'{"a":2}', codec="none", expected_checksum=plain.checksum, what="w")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_depth_is_checked_without_recursion_and_names_the_path() -> None:
+    assert decode_json(dump_json(_nested(MAX_JSON_DEPTH))) == _nested(MAX_JSON_DEPTH)
+    for depth in (MAX_JSON_DEPTH + 1, 10_000, 100_000):
+        with pytest.raises(InvalidInputError, match=r"nested deeper .* at \$\[0\]\[0\]"):
+            dump_json(_nested(depth))
+        with pytest.raises(InvalidInputError, match="max_json_depth"):
+            validate_json(_nested(depth))
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(InvalidInputError, match="nested deeper"):
+        dump_json({"a": cycle})
+
+
+def test_a_lower_max_depth_counts_every_container() -> None:
+    for value in ([[1]], {"a": {}}, {"b": []}, {"a": [2]}):
+        dump_json(value, max_depth=2)
+    for value, path in (([[[]]], r"\$\[0\]\[0\]"), ({"a": [{}]}, r"\$\.a\[0\]")):
+        with pytest.raises(InvalidInputError, match=path):
+            dump_json(value, max_depth=2)
+        with pytest.raises(InvalidInputError, match=path):
+            validate_json(value, max_depth=2)
+    with pytest.raises(InvalidInputError):  # a higher limit is capped at MAX_JSON_DEPTH
+        dump_json(_nested(300), max_depth=10**6)
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ("\ud800", r"\$"),
+        ({"a": ["ok", "x\udfff"]}, r"\$\.a\[1\]"),
+        ({"k": {"\ud83d": 1}}, r"a key at \$\.k"),
+        ({"odd key": {"b": "\udc00"}}, r"\$\['odd key'\]\.b"),
+    ],
+)
+def test_lone_surrogates_are_refused_in_strings_and_keys(value: Any, path: str) -> None:
+    for check in (dump_json, validate_json, validate_metadata):
+        if check is validate_metadata and not isinstance(value, dict):
+            continue
+        with pytest.raises(InvalidInputError, match=f"lone surrogate.*{path}") as info:
+            check(value)
+        str(info.value).encode("utf-8")  # the message itself is printable
+
+
+def test_nul_and_surrogate_pairs_are_fine() -> None:
+    value = {"\x00": "a\x00b", "emoji": "\U0001f600"}
+    validate_json(value)
+    assert decode_json(dump_json(value)) == value
+
+
+def test_metadata_is_none_or_a_dict_of_exact_json() -> None:
+    assert validate_metadata(None) == {}
+    assert validate_metadata({"a": [1]}) == {"a": [1]}
+    for bad in ([1], "x", 1):
+        with pytest.raises(InvalidTypeError, match="metadata must be a dict"):
+            validate_metadata(bad)
+    with pytest.raises(InvalidInputError, match=r"\$\.a"):
+        validate_metadata({"a": float("nan")})
+
+
+def test_json_that_does_not_parse_is_corruption() -> None:
+    for raw in (b'{"a":', b"\xff", b"[" * 2000 + b"]" * 2000):
+        with pytest.raises(DataCorruptionError, match="store item 'k': stored JSON"):
+            decode_json(raw, what="store item 'k'")
+
+
+def test_the_setting_and_the_codec_share_the_ceiling() -> None:
+    assert Settings().max_json_depth == MAX_JSON_DEPTH == 254
+    assert Settings(max_json_depth=1).max_json_depth == 1
+    for bad in (0, MAX_JSON_DEPTH + 1):
+        with pytest.raises(ValidationError):
+            Settings(max_json_depth=bad)
+    with pytest.raises(InvalidTypeError):
+        validate_codec(5)  # type: ignore[arg-type]

@@ -186,7 +186,9 @@ RETRY = "retry the unit of work once the database is reachable"
          ["their_fn"]),
         (pg_errors.SyntaxError, 'syntax error at or near "SELEC"\nLINE 1: SELEC 1',
          DatabaseError, ["database error (42601)"]),
-        (pg_errors.DivisionByZero, "division by zero", DatabaseError, ["(22012)"]),
+        (pg_errors.DivisionByZero, "division by zero", InvalidInputError,
+         ["division by zero"]),  # class 22: a value the database refused
+        (pg_errors.FeatureNotSupported, "not supported", DatabaseError, ["(0A000)"]),
     ],
 )  # fmt: skip
 def test_sqlstate_table(
@@ -212,8 +214,8 @@ def test_sqlstate_table(
 def test_unavailable_and_unmapped_errors_keep_what_callers_catch() -> None:
     lost = translate(_postgres_error(pg_errors.AdminShutdown, "terminating connection"))
     assert isinstance(lost, ConnectionError) and isinstance(lost, PersistenceError)
-    unmapped = translate(_postgres_error(pg_errors.DivisionByZero, "division by zero"))
-    assert isinstance(unmapped, DatabaseError) and unmapped.sqlstate == "22012"
+    unmapped = translate(_postgres_error(pg_errors.FeatureNotSupported, "not supported"))
+    assert isinstance(unmapped, DatabaseError) and unmapped.sqlstate == "0A000"
     # SQLAlchemy saw a disconnect it could not name: the connection is gone all the same.
     invalidated = DBAPIError.instance(
         "SELECT 1", {}, psycopg.InterfaceError("?"), psycopg.Error, connection_invalidated=True
@@ -279,3 +281,17 @@ def test_timeouts_and_read_only_refusals_are_translated(
     assert isinstance(mapped, PersistenceError)
     if expected is StatementTimeoutError:
         assert isinstance(mapped, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        psycopg.errors.NumericValueOutOfRange,
+        psycopg.errors.UntranslatableCharacter,
+        psycopg.errors.CharacterNotInRepertoire,
+    ],
+)
+def test_data_exceptions_are_invalid_input(cls: type[psycopg.Error]) -> None:
+    """SQLSTATE class 22: a value the column cannot hold (validation refuses these first)."""
+    with pytest.raises(InvalidInputError, match="refused by the database"), translate_errors():
+        raise _postgres_error(cls, "integer out of range")

@@ -12,8 +12,6 @@ from persistence._executor import execute, run_one
 from persistence.codecs import Encoded, decode, decode_json
 from persistence.errors import (
     AlreadyExistsError,
-    DataCorruptionError,
-    InvalidInputError,
     NotFoundError,
 )
 from persistence.models.base import new_id, utcnow
@@ -34,10 +32,7 @@ def decode_payload(meta: StateVersion | Checkpoint, payload: bytes) -> Any:
     """
     what = f"state {meta.state_id!r} version {meta.version}"
     raw = decode(payload, codec=meta.codec, expected_checksum=meta.checksum, what=what)
-    try:
-        return decode_json(raw)
-    except Exception as exc:  # the checksum matched, yet the bytes are not JSON
-        raise DataCorruptionError(f"{what}: stored JSON does not parse: {exc}") from exc
+    return decode_json(raw, what=what)  # DataCorruptionError if it does not parse
 
 
 class StateCheckpoints:
@@ -67,7 +62,7 @@ class StateCheckpoints:
         self._scope.require_writable("create_checkpoint")
         sid = inputs.state_id(state_id)
         label = inputs.checkpoint_name(name)
-        info = inputs.user_metadata(metadata)
+        info = inputs.user_metadata(metadata, self._scope.settings)
         source = self._source(sid, version)
         meta = inputs.version_record(source)
         decode_payload(meta, source.payload)
@@ -119,12 +114,7 @@ class StateCheckpoints:
         return [inputs.checkpoint_record(row) for row in rows]
 
     def _row(self, checkpoint_id: uuid.UUID | str) -> Any:
-        try:
-            cid = (
-                checkpoint_id if isinstance(checkpoint_id, uuid.UUID) else uuid.UUID(checkpoint_id)
-            )
-        except (TypeError, ValueError, AttributeError):
-            raise InvalidInputError(f"invalid checkpoint id {checkpoint_id!r}") from None
+        cid = inputs.checkpoint_id(checkpoint_id)
         stmt = select(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == cid)
         rows = execute(self._scope.connection, stmt, self._key())
         if not rows:
@@ -136,17 +126,18 @@ class StateCheckpoints:
     ) -> StateVersion:
         """Write the checkpoint's content (and tags) as a new version of its state."""
         self._scope.require_writable("restore_checkpoint")
+        now = utcnow()
+        expires_at = inputs.expiry(ttl, now)  # every argument is checked before the first read
         row = self._row(checkpoint_id)
         checkpoint = inputs.checkpoint_record(row)
         decode_payload(checkpoint, row.payload)
-        now = utcnow()
         encoded = Encoded(row.payload, checkpoint.codec, checkpoint.checksum, checkpoint.raw_size)  # type: ignore[arg-type]
         return self._writer.write(
             checkpoint.state_id,
             encoded,
             now=now,
             tags=checkpoint.tags,
-            expires_at=inputs.expiry(ttl, now),
+            expires_at=expires_at,
             metadata={
                 "restored_from_checkpoint": str(checkpoint.id),
                 "checkpoint": checkpoint.name,

@@ -14,6 +14,7 @@ from persistence.codecs import Encoded, dump_json, encode, validate_codec
 from persistence.errors import InvalidInputError, NotFoundError
 from persistence.fencing import check_fence
 from persistence.models.base import utcnow
+from persistence.models.states import STATE_ID_LENGTH
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
 from persistence.repositories._base import Scope
@@ -23,6 +24,7 @@ from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints import StateCheckpoints, decode_payload
 from persistence.repositories.states.retention import StateRetention
 from persistence.repositories.states.writer import StateWriter
+from persistence.validation import validate_text
 
 __all__ = ["StateRepository"]
 
@@ -70,12 +72,13 @@ class StateRepository:
         """
         sid = inputs.state_id(state_id)
         codec = validate_codec(self._settings.compression if compression is None else compression)
-        raw = dump_json(state, what=f"state {sid!r}")
+        raw = dump_json(state, what=f"state {sid!r}", max_depth=self._settings.max_json_depth)
         self._writer.check_size(len(raw), sid)
         now = utcnow()
         # Every argument is validated before the first write (the fence check writes).
         tag_tuple, expires_at = inputs.tag_list(tags), inputs.expiry(ttl, now)
-        info, expected = inputs.user_metadata(metadata), self._expected(expected_version)
+        info = inputs.user_metadata(metadata, self._settings)
+        expected = self._expected(expected_version)
         keep = self._keep(max_versions)
         encoded = encode(raw, codec=codec, threshold=self._settings.compression_threshold)
         # fence=lease: StaleFenceError (nothing written) once a newer holder has written
@@ -164,8 +167,7 @@ class StateRepository:
             .limit(limit + 1)
         )
         if prefix is not None:
-            if not isinstance(prefix, str):
-                raise InvalidInputError("prefix must be a str")
+            prefix = validate_text(prefix, "prefix", max_length=STATE_ID_LENGTH, min_length=0)
             # substr, not LIKE: exact and case-sensitive on both backends, no escaping.
             stmt = stmt.where(func.substr(head.state_id, 1, len(prefix)) == prefix)
         if after is not None:
@@ -188,8 +190,7 @@ class StateRepository:
         wanted = inputs.tag_list(tags)
         if not wanted:
             raise InvalidInputError("search_by_tags needs at least one tag")
-        if match not in ("all", "any"):
-            raise InvalidInputError(f"match must be 'all' or 'any', not {match!r}")
+        match = inputs.match_mode(match)
         limit = inputs.count(limit, "limit", minimum=1, maximum=inputs.MAX_LIMIT)
         after = inputs.decode_cursor(cursor, [str])
         tag, head = sql.TAG.c, sql.HEAD.c
@@ -251,25 +252,27 @@ class StateRepository:
         History is kept. NotFoundError if that version does not exist (or expired);
         DataCorruptionError if it fails its checksum (corrupt data is never copied).
         """
-        sid = inputs.state_id(state_id)
+        sid, now = inputs.state_id(state_id), utcnow()
         number = inputs.count(to_version, "to_version", minimum=1)
+        # every argument is checked before the first read
+        expires_at, expected = inputs.expiry(ttl, now), self._expected(expected_version)
+        keep = self._keep(max_versions)
         params = self._writer.params(sid, version=number)
         source = run_one(self._scope.connection, sql.LOAD_VERSION, params)
         if source is None:
             raise NotFoundError(f"state {sid!r} has no version {number}")
         meta = inputs.version_record(source)
         decode_payload(meta, source.payload)
-        now = utcnow()
         encoded = Encoded(source.payload, meta.codec, meta.checksum, meta.raw_size)  # type: ignore[arg-type]
         return self._writer.write(
             sid,
             encoded,
             now=now,
             tags=meta.tags,
-            expires_at=inputs.expiry(ttl, now),
+            expires_at=expires_at,
             metadata=meta.metadata,
-            expected=self._expected(expected_version),
-            keep=self._keep(max_versions),
+            expected=expected,
+            keep=keep,
         )
 
     # -- checkpoints (persistence.repositories.states.checkpoints) ------------------------

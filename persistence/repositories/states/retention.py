@@ -200,7 +200,8 @@ class StateRetention:
         self._scope.require_writable("import_version")
         sid = q.state_id(meta.state_id)
         version = q.count(meta.version, "version", minimum=1)
-        raw = dump_json(state, what=f"state {sid!r} version {version}")
+        depth = self._scope.settings.max_json_depth
+        raw = dump_json(state, what=f"state {sid!r} version {version}", max_depth=depth)
         self._writer.check_size(len(raw), sid)
         if checksum(raw) != meta.checksum or len(raw) != meta.raw_size:
             raise InvalidInputError(
@@ -213,7 +214,7 @@ class StateRetention:
                 "state_id": sid,
                 "stored_size": len(payload),
                 "tags": tags,
-                "metadata": q.user_metadata(meta.metadata),
+                "metadata": q.user_metadata(meta.metadata, self._scope.settings),
             }
         )
         if self._existing(meta) is not None:  # identical: False; different: raises
