@@ -19,10 +19,11 @@ from typing import Any
 import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection
+from sqlalchemy import Connection, String, and_, bindparam, func, select
 
-from persistence._executor import pooled_cursor, raise_translated, simple_query
+from persistence._executor import Statement, pooled_cursor, raise_translated, simple_query
 from persistence.errors import ConfigurationError
+from persistence.models.tenancy import Tenant, Workspace
 from persistence.records import TenantRecord, WorkspaceRecord
 
 __all__ = [
@@ -33,9 +34,8 @@ __all__ = [
     "workspace_record",
 ]
 
-_ENTER = "SELECT * FROM persistence_enter(%s, %s)"
-_BEGIN_ENTER = "BEGIN; " + _ENTER
 # A read-only unit of work: one snapshot for all its reads, writes refused.
+_BEGIN = "BEGIN; "
 _BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 _SET_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 _CURSOR = "persistence_enter_cursor"
@@ -63,20 +63,52 @@ _ENTRY_COLUMNS = (
 _ENTRY_INDEX = {column: index for index, column in enumerate(_ENTRY_COLUMNS)}
 
 
+def _postgres_entry() -> Any:
+    """PostgreSQL: ``persistence_enter()`` (migration 0001) checks the slugs, sets the
+    tenant for row-level security and returns the row."""
+    entry = func.persistence_enter(
+        bindparam("tenant", type_=String()), bindparam("workspace", type_=String())
+    ).table_valued(*_ENTRY_COLUMNS)
+    return select(*(entry.c[column] for column in _ENTRY_COLUMNS)).select_from(entry)
+
+
+def _sqlite_entry() -> Any:
+    """SQLite (no row-level security): the same row from the tables themselves."""
+    tenant, workspace = Tenant.__table__.c, Workspace.__table__.c
+    joined = Tenant.__table__.outerjoin(
+        Workspace.__table__,
+        and_(workspace.tenant_id == tenant.id, workspace.slug == bindparam("workspace")),
+    )
+    columns = [tenant[name.removeprefix("tenant_")] for name in _ENTRY_COLUMNS[:6]]
+    columns += [workspace[name.removeprefix("workspace_")] for name in _ENTRY_COLUMNS[6:]]
+    labelled = [column.label(name) for column, name in zip(columns, _ENTRY_COLUMNS, strict=True)]
+    return select(*labelled).select_from(joined).where(tenant.slug == bindparam("tenant"))
+
+
+#: The tenant entry, one statement per backend (PostgreSQL's is a function of its own).
+ENTRY = {
+    "postgresql": Statement(_postgres_entry(), "enter"),
+    "sqlite": Statement(_sqlite_entry(), "enter"),
+}
+
+
 # The entry query with its slugs bound, per (query, tenant, workspace): binding them
 # client-side (quoting, escaping) costs as much client CPU as the rest of the query.
 _RENDERED: dict[tuple[str, str, str], bytes] = {}
 _RENDERED_MAX = 4096
 
 
-def _rendered(connection: Connection, query: str, tenant: str, workspace: str) -> bytes:
-    key = (query, tenant, workspace)
+def _rendered(connection: Connection, begin: str, tenant: str, workspace: str) -> bytes:
+    """``begin`` then the entry statement (:data:`ENTRY`), its slugs bound."""
+    key = (begin, tenant, workspace)
     found = _RENDERED.get(key)
     if found is None:
         if len(_RENDERED) >= _RENDERED_MAX:
             _RENDERED.clear()  # bounded: a process serving many tenants starts over
         cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
-        found = _RENDERED[key] = cursor.mogrify(query, (tenant, workspace)).encode()
+        entry = ENTRY["postgresql"].sql(connection.dialect)
+        bound = cursor.mogrify(entry, {"tenant": tenant, "workspace": workspace})
+        found = _RENDERED[key] = (begin + bound).encode()
     return found
 
 
@@ -97,13 +129,14 @@ def enter(
     """
     driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     if driver.pgconn.transaction_status == TransactionStatus.IDLE:
-        query = _BEGIN_READ_ONLY + _ENTER if read_only else _BEGIN_ENTER
+        begin = _BEGIN_READ_ONLY if read_only else _BEGIN
     else:  # (a transaction already open: not from our pool)
-        query = _SET_READ_ONLY + _ENTER if read_only else _ENTER
+        begin = _SET_READ_ONLY if read_only else ""
+    query = _rendered(connection, begin, tenant, workspace)
     try:
-        result = simple_query(driver, _rendered(connection, query, tenant, workspace))[-1]
+        result = simple_query(driver, query)[-1]
     except psycopg.Error as exc:
-        raise_translated(connection, _ENTER, (tenant, workspace), exc)
+        raise_translated(connection, query.decode(), (), exc)
     return _EntryRow(result) if result.ntuples else None
 
 

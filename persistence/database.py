@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import _engines, _enter, _role_check, _session_reset
 from persistence import migrations as _migrations
+from persistence._executor import run_one
 from persistence.access import AccessDescriptor
 from persistence.errors import (
     ConfigurationError,
@@ -325,8 +326,9 @@ class Database:
                 tx.connection, tenant, workspace, read_only=read_only
             )
         else:
-            row = tx.session.execute(_SQLITE_ENTER, {"t": tenant, "w": workspace}).first()
-            m = None if row is None else row._mapping
+            params = {"tenant": tenant, "workspace": workspace}
+            row = run_one(tx.session.connection(), _enter.ENTRY["sqlite"], params)
+            m = None if row is None else row._asdict()
             if read_only:  # undone when the connection goes back to the pool
                 tx.session.connection().connection.info[_engines.QUERY_ONLY] = True
                 tx.session.execute(text("PRAGMA query_only = ON"))
@@ -340,14 +342,3 @@ class Database:
 
 
 _VALID_SCOPES: set[tuple[str, str]] = set()
-_SQLITE_ENTER = text(
-    """
-    SELECT t.id AS tenant_id, t.slug AS tenant_slug, t.name AS tenant_name,
-           t.status AS tenant_status, t.created_at AS tenant_created_at,
-           t.updated_at AS tenant_updated_at, w.id AS workspace_id, w.slug AS workspace_slug,
-           w.name AS workspace_name, w.created_at AS workspace_created_at,
-           w.updated_at AS workspace_updated_at
-    FROM tenants t LEFT JOIN workspaces w ON w.tenant_id = t.id AND w.slug = :w
-    WHERE t.slug = :t
-    """
-)
