@@ -29,6 +29,16 @@ class Record(BaseModel):
         object.__setattr__(record, "__pydantic_private__", None)
         return record
 
+    @classmethod
+    def from_row(cls, row: Any, /, **values: Any) -> Self:
+        """The record of a row whose columns are named like the record's fields, with
+        ``values`` for the fields that differ (a JSON list made a tuple, a renamed
+        column); see :meth:`of`."""
+        for name in cls.model_fields:
+            if name not in values:
+                values[name] = getattr(row, name)
+        return cls.of(**values)
+
 
 class Page(BaseModel, Generic[T]):
     """One page of a listing. Pass ``next_cursor`` back as ``cursor`` for the next

@@ -15,6 +15,7 @@ from persistence.models.base import utcnow
 from persistence.models.runs import Run, RunHistory, RunValue
 from persistence.repositories import _runs as h
 from persistence.repositories._run_values import RunBase
+from persistence.repositories._runs import HISTORY_COLUMNS
 
 __all__ = ["RunTransfer"]
 
@@ -46,14 +47,7 @@ class RunTransfer(RunBase):
             select(RunHistory)
             .where(self._where(RunHistory))
             .order_by(RunHistory.run_id, RunHistory.seq)
-            .with_only_columns(
-                RunHistory.run_id,
-                RunHistory.seq,
-                RunHistory.status,
-                RunHistory.at,
-                RunHistory.worker,
-                RunHistory.note,
-            )
+            .with_only_columns(*HISTORY_COLUMNS)
         )
         for entry in history:
             docs[entry.run_id]["history"].append(

@@ -14,12 +14,12 @@ from sqlalchemy.engine import Row
 from persistence import _cursor, codecs
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.base import utcnow
-from persistence.models.runs import Run
+from persistence.models.runs import Run, RunHistory
 from persistence.records import RunHistoryRecord, RunRecord
 from persistence.settings import Settings
 from persistence.validation import count, shown, validate_text
 
-__all__ = ["ALLOWED_FROM", "FINISHED", "RUN_COLUMNS"]
+__all__ = ["ALLOWED_FROM", "FINISHED", "HISTORY_COLUMNS", "RUN_COLUMNS"]
 
 #: For each target status, the statuses a run may move to it from. ``pending`` is only
 #: ever the initial status.
@@ -47,6 +47,14 @@ RUN_COLUMNS = (
     Run.created_at,
     Run.updated_at,
     Run.history_seq,
+)
+HISTORY_COLUMNS = (
+    RunHistory.run_id,
+    RunHistory.seq,
+    RunHistory.status,
+    RunHistory.at,
+    RunHistory.worker,
+    RunHistory.note,
 )
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
@@ -168,18 +176,10 @@ def canonical(value: object) -> bytes:
 def run_record(row: Any) -> RunRecord:
     """The record of a row with the columns of :data:`RUN_COLUMNS` (by name)."""
     rid = row.id
-    return RunRecord.of(
-        id=rid,
-        workflow=row.workflow,
-        status=row.status,
+    return RunRecord.from_row(
+        row,
         args=unpack(row.args, row.args_codec, row.args_checksum, f"args of run {rid!r}"),
         tags=tuple(codecs.decode_json(row.tags, what=f"tags of run {rid!r}")),
-        parent_run_id=row.parent_run_id,
-        worker=row.worker,
-        attempts=row.attempts,
-        not_before=row.not_before,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 

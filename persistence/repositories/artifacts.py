@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import psycopg
@@ -142,18 +143,7 @@ _META_COLUMNS = (
 
 
 def _record(row: Any) -> ArtifactRecord:
-    return ArtifactRecord.of(
-        name=row.name,
-        kind=row.kind,
-        content_type=row.content_type,
-        size=row.size,
-        stored_size=row.stored_size,
-        codec=row.codec,
-        checksum=row.checksum,
-        metadata=row.user_metadata,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return ArtifactRecord.from_row(row, metadata=row.user_metadata)
 
 
 class ArtifactRepository:
@@ -202,19 +192,10 @@ class ArtifactRepository:
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         del raw  # keep at most the caller's data and the stored payload alive
         now = utcnow()
-        created = self._upsert(name, self._values(kind, ctype, meta, encoded, now), created_at=now)
-        return ArtifactRecord.of(
-            name=name,
-            kind=kind,
-            content_type=ctype,
-            size=encoded.raw_size,
-            stored_size=encoded.stored_size,
-            codec=encoded.codec,
-            checksum=encoded.checksum,
-            metadata=meta,
-            created_at=created,
-            updated_at=now,
-        )
+        values = self._values(kind, ctype, meta, encoded, now)
+        created = self._upsert(name, values, created_at=now)
+        row = SimpleNamespace(**values)  # the columns just written, by name
+        return ArtifactRecord.from_row(row, name=name, metadata=meta, created_at=created)
 
     @staticmethod
     def _values(

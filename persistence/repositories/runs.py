@@ -41,19 +41,11 @@ from persistence.repositories import _run_statements as statements
 from persistence.repositories import _runs as h
 from persistence.repositories._run_export import RunTransfer
 from persistence.repositories._run_values import RunValues
-from persistence.repositories._runs import ALLOWED_FROM, FINISHED, RUN_COLUMNS
+from persistence.repositories._runs import ALLOWED_FROM, FINISHED, HISTORY_COLUMNS, RUN_COLUMNS
 
 __all__ = ["ALLOWED_FROM", "FINISHED", "RunRepository"]
 
 _Value = Any  # a JSON value
-_HISTORY_COLUMNS = (
-    RunHistory.run_id,
-    RunHistory.seq,
-    RunHistory.status,
-    RunHistory.at,
-    RunHistory.worker,
-    RunHistory.note,
-)
 
 
 class RunRepository(RunValues, RunTransfer):
@@ -143,7 +135,7 @@ class RunRepository(RunValues, RunTransfer):
         """Every status change of the run, oldest first (``seq`` 1, 2, ...)."""
         rid = h.run_id(run_id)
         rows = self._exec(
-            select(*_HISTORY_COLUMNS)
+            select(*HISTORY_COLUMNS)
             .where(self._where(RunHistory), RunHistory.run_id == rid)
             .order_by(RunHistory.seq)
         ).all()

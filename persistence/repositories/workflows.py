@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -93,15 +92,7 @@ _BY_REVISION = Statement(_revision_query(bindparam("revision")), "workflows_by_r
 
 
 def _record(row: Any) -> WorkflowRecord:
-    return WorkflowRecord.of(
-        name=row.name,
-        revision=row.revision,
-        source=row.source,
-        description=row.description,
-        tags=tuple(row.tags),
-        checksum=row.checksum,
-        created_at=row.created_at,
-    )
+    return WorkflowRecord.from_row(row, tags=tuple(row.tags))
 
 
 class WorkflowRepository:
@@ -131,28 +122,28 @@ class WorkflowRepository:
         )
         return bool(self._run(stmt))
 
-    def _insert_revision(
-        self,
-        name: str,
-        revision: int,
-        source: str,
-        description: str,
-        tags: tuple[str, ...],
-        created_at: datetime,
-        digest: str,
-    ) -> None:
+    def _insert_revision(self, record: WorkflowRecord) -> WorkflowRecord:
+        """Insert the revision ``record`` describes; the record."""
+        values = dict(record.__dict__, tags=list(record.tags))
         self._run(
-            insert(WorkflowRevision).values(
-                tenant_id=self._t,
-                workspace_id=self._w,
-                name=name,
-                revision=revision,
-                source=source,
-                description=description,
-                tags=list(tags),
-                checksum=digest,
-                created_at=created_at,
-            )
+            insert(WorkflowRevision).values(tenant_id=self._t, workspace_id=self._w, **values)
+        )
+        return record
+
+    @staticmethod
+    def _revision(
+        name: str, revision: int, source: str, description: str, tags: tuple[str, ...]
+    ) -> WorkflowRecord:
+        """A new revision, written now, with the checksum of its source."""
+        digest = checksum(source.encode("utf-8"))
+        return WorkflowRecord.of(
+            name=name,
+            revision=revision,
+            source=source,
+            description=description,
+            tags=tags,
+            checksum=digest,
+            created_at=utcnow(),
         )
 
     def create(
@@ -166,28 +157,21 @@ class WorkflowRepository:
         self._scope.require_writable("create")
         name, source = validate_workflow_name(name), validate_source(source)
         description = check_description(description)
-        tag_tuple = check_tags(tags)
-        now = utcnow()
-        head = dict(
-            name=name,
-            latest_revision=1,
-            description=description,
-            tags=list(tag_tuple),
-            created_at=now,
-            updated_at=now,
-        )
-        if not self._insert_head(head):
+        record = self._revision(name, 1, source, description, check_tags(tags))
+        if not self._insert_head(self._head(record)):
             raise AlreadyExistsError(f"workflow {name!r} already exists")
-        digest = checksum(source.encode("utf-8"))
-        self._insert_revision(name, 1, source, description, tag_tuple, now, digest)
-        return WorkflowRecord.of(
-            name=name,
-            revision=1,
-            source=source,
-            description=description,
-            tags=tag_tuple,
-            checksum=digest,
-            created_at=now,
+        return self._insert_revision(record)
+
+    @staticmethod
+    def _head(record: WorkflowRecord) -> dict[str, Any]:
+        """The head row of a workflow whose latest revision is ``record``."""
+        return dict(
+            name=record.name,
+            latest_revision=record.revision,
+            description=record.description,
+            tags=list(record.tags),
+            created_at=record.created_at,
+            updated_at=record.created_at,
         )
 
     def save(
@@ -226,25 +210,18 @@ class WorkflowRepository:
     def _write_revision(
         self, name: str, revision: int, source: str, description: str, tags: tuple[str, ...]
     ) -> WorkflowRecord:
-        now = utcnow()
+        record = self._revision(name, revision, source, description, tags)
         self._run(
             update(Workflow)
             .where(self._mine(Workflow), Workflow.name == name)
             .values(
-                latest_revision=revision, description=description, tags=list(tags), updated_at=now
+                latest_revision=revision,
+                description=description,
+                tags=list(tags),
+                updated_at=record.created_at,
             )
         )
-        digest = checksum(source.encode("utf-8"))
-        self._insert_revision(name, revision, source, description, tags, now, digest)
-        return WorkflowRecord.of(
-            name=name,
-            revision=revision,
-            source=source,
-            description=description,
-            tags=tags,
-            checksum=digest,
-            created_at=now,
-        )
+        return self._insert_revision(record)
 
     def _latest_for_update(self, name: str) -> WorkflowRecord | None:
         params = {"t": self._t, "w": self._w, "name": name}
@@ -365,50 +342,28 @@ class WorkflowRepository:
         """
         self._scope.require_writable("import_revision")
         record = validate_revision(record)
-        name, source, description, tags = (
-            record.name,
-            record.source,
-            record.description,
-            record.tags,
-        )
-        digest = record.checksum
+        name = record.name
         try:
             existing: WorkflowRecord | None = self.get(name, record.revision)
         except NotFoundError:
             existing = None
         if existing is not None:
-            if (existing.source, existing.description, existing.tags) != (
-                source,
-                description,
-                tags,
-            ):
+            content = (record.source, record.description, record.tags)
+            if (existing.source, existing.description, existing.tags) != content:
                 raise ConflictError(
                     f"workflow {name!r} revision {record.revision} already "
                     "exists with different content"
                 )
             return False
-        self._import_head(name, record.revision, description, tags, record.created_at)
-        self._insert_revision(
-            name, record.revision, source, description, tags, record.created_at, digest
-        )
+        self._import_head(record)
+        self._insert_revision(record)
         return True
 
-    def _import_head(
-        self,
-        name: str,
-        revision: int,
-        description: str,
-        tags: tuple[str, ...],
-        created_at: datetime,
-    ) -> None:
-        head = dict(
-            name=name,
-            latest_revision=revision,
-            description=description,
-            tags=list(tags),
-            created_at=created_at,
-            updated_at=created_at,
-        )
+    def _import_head(self, record: WorkflowRecord) -> None:
+        """Insert the head of an imported revision, or move an existing head to it if it
+        is newer (the head's creation time is the oldest revision's)."""
+        name, revision, created_at = record.name, record.revision, record.created_at
+        head = self._head(record)
         if self._insert_head(head):
             return
         row = self._run(
@@ -420,8 +375,8 @@ class WorkflowRepository:
         if revision > row.latest_revision:
             values.update(
                 latest_revision=revision,
-                description=description,
-                tags=list(tags),
+                description=record.description,
+                tags=list(record.tags),
                 updated_at=created_at,
             )
         self._run(

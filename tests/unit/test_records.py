@@ -37,3 +37,13 @@ def test_records_built_by_of_are_frozen() -> None:
     fast = StateVersion.of(**VALUES)
     with pytest.raises(ValidationError):
         fast.version = 3  # type: ignore[misc]
+
+
+def test_from_row_reads_fields_by_name_and_takes_overrides() -> None:
+    from types import SimpleNamespace
+
+    row = SimpleNamespace(**dict(VALUES, tags=["a", "b"], extra_column=1))
+    record = StateVersion.from_row(row, tags=tuple(row.tags))
+    assert record == StateVersion(**VALUES)
+    with pytest.raises(AttributeError):
+        StateVersion.from_row(SimpleNamespace(state_id="x"))  # a missing column is an error

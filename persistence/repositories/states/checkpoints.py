@@ -45,24 +45,9 @@ class StateCheckpoints:
     def _key(self) -> dict[str, Any]:
         return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
 
-    def create(
-        self,
-        state_id: str,
-        name: str,
-        *,
-        version: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Checkpoint:
-        """Snapshot a version (default: the latest) under ``name``.
-
-        The checkpoint keeps its own copy of the payload, so pruning or deleting the
-        version does not affect it; it is deleted with the state. NotFoundError if the
-        version does not exist; AlreadyExistsError if the state has a checkpoint ``name``.
-        """
-        self._scope.require_writable("create_checkpoint")
-        sid = inputs.state_id(state_id)
-        label = inputs.checkpoint_name(name)
-        info = inputs.user_metadata(metadata, self._scope.settings)
+    def create(self, sid: str, label: str, version: int | None, info: dict[str, Any]) -> Checkpoint:
+        """Snapshot version ``version`` (None: the latest) of ``sid`` under ``label``
+        (arguments validated by the repository)."""
         source = self._source(sid, version)
         meta = inputs.version_record(source)
         decode_payload(meta, source.payload)
@@ -96,10 +81,9 @@ class StateCheckpoints:
             if found is None:
                 raise NotFoundError(f"state {sid!r} does not exist")
             return found
-        number = inputs.count(version, "version", minimum=1)
-        found = run_one(connection, sql.LOAD_VERSION, self._writer.params(sid, version=number))
+        found = run_one(connection, sql.LOAD_VERSION, self._writer.params(sid, version=version))
         if found is None:
-            raise NotFoundError(f"state {sid!r} has no version {number}")
+            raise NotFoundError(f"state {sid!r} has no version {version}")
         return found
 
     def list(self, state_id: str) -> list[Checkpoint]:

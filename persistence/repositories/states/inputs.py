@@ -70,32 +70,9 @@ def checkpoint_name(value: object) -> str:
 
 def version_record(row: Any) -> StateVersion:
     """The metadata of a row of ``META_COLUMNS`` (by name)."""
-    return StateVersion.of(
-        state_id=row.state_id,
-        version=row.version,
-        parent_version=row.parent_version,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        raw_size=row.raw_size,
-        stored_size=row.stored_size,
-        codec=row.codec,
-        checksum=row.checksum,
-        tags=tuple(row.tags),
-        metadata=row.metadata,
-    )
+    return StateVersion.from_row(row, tags=tuple(row.tags))
 
 
 def checkpoint_record(row: Any) -> Checkpoint:
-    return Checkpoint.of(
-        id=row.id,
-        state_id=row.state_id,
-        name=row.name,
-        version=row.version,
-        created_at=row.created_at,
-        raw_size=row.raw_size,
-        stored_size=row.stored_size,
-        codec=row.codec,
-        checksum=row.checksum,
-        tags=tuple(row.tags),
-        metadata=row.metadata,
-    )
+    """A checkpoint of a row of the checkpoints table (by name)."""
+    return Checkpoint.from_row(row, tags=tuple(row.tags))

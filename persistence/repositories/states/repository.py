@@ -291,9 +291,17 @@ class StateRepository:
         version: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Checkpoint:
-        """Snapshot a version (default: the latest) under ``name``; see
-        :meth:`StateCheckpoints.create`."""
-        return self._named.create(state_id, name, version=version, metadata=metadata)
+        """Snapshot a version (default: the latest) under ``name``.
+
+        The checkpoint keeps its own copy of the payload, so pruning or deleting the
+        version does not affect it; it is deleted with the state. NotFoundError if the
+        version does not exist; AlreadyExistsError if the state has a checkpoint ``name``.
+        """
+        self._scope.require_writable("create_checkpoint")
+        sid, label = inputs.state_id(state_id), inputs.checkpoint_name(name)
+        info = inputs.user_metadata(metadata, self._settings)
+        number = None if version is None else inputs.count(version, "version", minimum=1)
+        return self._named.create(sid, label, number, info)
 
     def list_checkpoints(self, state_id: str) -> builtins.list[Checkpoint]:
         """The checkpoints of a state, oldest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import orjson
@@ -82,18 +83,9 @@ class StateWriter:
             self.drop_history(sid, before=version)
         if keep is not None:
             run(self._connection, sql.PRUNE, self.params(sid, skip=keep - 1))
-        return StateVersion.of(
-            state_id=sid,
-            version=version,
-            parent_version=parent,
-            created_at=now,
-            expires_at=expires_at,
-            raw_size=encoded.raw_size,
-            stored_size=encoded.stored_size,
-            codec=encoded.codec,
-            checksum=encoded.checksum,
-            tags=tags,
-            metadata=metadata,
+        written = SimpleNamespace(**params)  # the version's columns, by name
+        return StateVersion.from_row(
+            written, version=version, parent_version=parent, created_at=now, tags=tags
         )
 
     @property
