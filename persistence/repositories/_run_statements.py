@@ -41,7 +41,7 @@ from persistence.models.base import UTCDateTime
 from persistence.models.runs import CLAIMABLE_WHERE, Run, RunHistory
 from persistence.models.workflows import Workflow
 from persistence.repositories._runs import ALLOWED_FROM, RUN_COLUMNS
-from persistence.repositories._sql import NOW, TENANT, WORKSPACE, scoped, upsert
+from persistence.repositories._sql import NOW, TENANT, WORKSPACE, bound_row, scoped, upsert
 
 __all__ = ["LOG_STARTED", "REFERENCES", "START", "START_RUN", "claim", "logger", "move"]
 
@@ -101,10 +101,7 @@ def log(moved: Any, status: str, *, worker: Any = WORKER, note: Any = NOTE) -> A
 
 def bound_run() -> Any:
     """The run's id and history number as parameters (SQLite: known after the change)."""
-    return select(
-        bindparam("id", type_=String()).label("id"),
-        bindparam("history_seq", type_=Integer()).label("history_seq"),
-    ).subquery("moved")
+    return bound_row("moved", id=String(), history_seq=Integer())
 
 
 def _start() -> Any:

@@ -45,7 +45,7 @@ from sqlalchemy.sql import ClauseElement
 from persistence._executor import Statement
 from persistence.models.base import UTCDateTime
 from persistence.models.states import StateCheckpoint, StateHead, StateTag, StateVersionRow
-from persistence.repositories._sql import NOW, TENANT, WORKSPACE, scoped, upsert
+from persistence.repositories._sql import NOW, TENANT, WORKSPACE, bound_row, scoped, upsert
 
 HEAD = cast(Table, StateHead.__table__)
 VER = cast(Table, StateVersionRow.__table__)
@@ -232,10 +232,7 @@ def _insert_tags(head: Any, dialect: str) -> Any:
 
 def _bound_head() -> Any:
     """The version numbers as parameters (SQLite: taken by ADVANCE beforehand)."""
-    return select(
-        bindparam("last_version", type_=Integer()).label("last_version"),
-        bindparam("parent_version", type_=Integer()).label("parent_version"),
-    ).subquery("head")
+    return bound_row("head", last_version=Integer(), parent_version=Integer())
 
 
 def _save(mode: str) -> Any:
