@@ -90,16 +90,20 @@ def display_name(name: object, *, default: str) -> str:
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
+def matching(value: object, pattern: re.Pattern[str], what: str, rule: str) -> str:
+    """Return ``value`` if it is a str that ``pattern`` matches whole; else
+    InvalidTypeError (not a str) or InvalidInputError saying ``rule``."""
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not pattern.fullmatch(value):
+        raise InvalidInputError(f"invalid {what} {shown(value)}: {rule}")
+    return value
+
+
 def validate_slug(slug: object, *, what: str = "slug") -> str:
     """Return ``slug`` if it is 1-63 chars of ``a-z0-9-`` not starting or ending with ``-``."""
-    if not isinstance(slug, str):
-        raise InvalidTypeError(f"{what} must be a str, not {type(slug).__name__}")
-    if not _SLUG.fullmatch(slug):
-        raise InvalidInputError(
-            f"invalid {what} {shown(slug)}: use 1-63 characters of a-z, 0-9 and '-', "
-            "not starting or ending with '-'"
-        )
-    return slug
+    rule = "use 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+    return matching(slug, _SLUG, what, rule)
 
 
 def validate_workflow_name(name: object) -> str:
@@ -153,14 +157,8 @@ _LEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}")
 
 def validate_lease_name(name: object) -> str:
     """1-200 characters of ``A-Z a-z 0-9 . _ : / @ -``, starting with a letter or digit."""
-    if not isinstance(name, str):
-        raise InvalidTypeError(f"lease name must be a str, not {type(name).__name__}")
-    if not _LEASE_NAME.fullmatch(name):
-        raise InvalidInputError(
-            f"invalid lease name {shown(name)}: use 1-200 characters of letters, digits and "
-            "'._:/@-', starting with a letter or digit"
-        )
-    return name
+    rule = "use 1-200 characters of letters, digits and '._:/@-', starting with a letter or digit"
+    return matching(name, _LEASE_NAME, "lease name", rule)
 
 
 # -- integers ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from persistence.models.base import utcnow
 from persistence.models.runs import Run, RunHistory
 from persistence.records import RunHistoryRecord, RunRecord
 from persistence.settings import Settings
-from persistence.validation import count, shown, validate_text
+from persistence.validation import count, matching, validate_text
 
 __all__ = ["ALLOWED_FROM", "FINISHED", "HISTORY_COLUMNS", "RUN_COLUMNS"]
 
@@ -61,14 +61,8 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 def run_id(value: object, what: str = "run id") -> str:
     """A caller-chosen run id: 1-128 characters of ``A-Za-z0-9._:@-``."""
-    if not isinstance(value, str):
-        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
-    if not _ID.fullmatch(value):
-        raise InvalidInputError(
-            f"invalid {what} {shown(value)}: 1-128 characters of A-Z a-z 0-9 . _ : @ -, "
-            "starting with a letter or digit"
-        )
-    return value
+    rule = "1-128 characters of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit"
+    return matching(value, _ID, what, rule)
 
 
 def status(value: object) -> str:
