@@ -20,7 +20,7 @@ from persistence.repositories._base import Scope
 from persistence.repositories._sql import scoped, upsert
 from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
-from persistence.repositories.states.writer import StateWriter
+from persistence.repositories.states.writer import NewVersion, StateWriter
 
 __all__ = ["StateCheckpoints", "decode_payload"]
 
@@ -116,19 +116,9 @@ class StateCheckpoints:
         checkpoint = inputs.checkpoint_record(row)
         decode_payload(checkpoint, row.payload)
         encoded = Encoded(row.payload, checkpoint.codec, checkpoint.checksum, checkpoint.raw_size)  # type: ignore[arg-type]
-        return self._writer.write(
-            checkpoint.state_id,
-            encoded,
-            now=now,
-            tags=checkpoint.tags,
-            expires_at=expires_at,
-            metadata={
-                "restored_from_checkpoint": str(checkpoint.id),
-                "checkpoint": checkpoint.name,
-            },
-            expected=expected,
-            keep=keep,
-        )
+        restored = {"restored_from_checkpoint": str(checkpoint.id), "checkpoint": checkpoint.name}
+        new = NewVersion(checkpoint.state_id, encoded, now, checkpoint.tags, expires_at, restored)
+        return self._writer.write(new, expected=expected, keep=keep)
 
     def delete(self, checkpoint_id: uuid.UUID | str) -> None:
         """Delete a checkpoint; NotFoundError if it does not exist."""

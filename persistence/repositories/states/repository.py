@@ -23,7 +23,7 @@ from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints import StateCheckpoints, decode_payload
 from persistence.repositories.states.retention import StateRetention
-from persistence.repositories.states.writer import StateWriter
+from persistence.repositories.states.writer import NewVersion, StateWriter
 from persistence.validation import validate_text
 
 __all__ = ["StateRepository"]
@@ -83,16 +83,8 @@ class StateRepository:
         encoded = encode(raw, codec=codec, threshold=self._settings.compression_threshold)
         # fence=lease: StaleFenceError (nothing written) once a newer holder has written
         check_fence(self._scope, fence)
-        return self._writer.write(
-            sid,
-            encoded,
-            now=now,
-            tags=tag_tuple,
-            expires_at=expires_at,
-            metadata=info,
-            expected=expected,
-            keep=keep,
-        )
+        new = NewVersion(sid, encoded, now, tag_tuple, expires_at, info)
+        return self._writer.write(new, expected=expected, keep=keep)
 
     @staticmethod
     def _expected(expected: int | None) -> int | None:
@@ -264,16 +256,8 @@ class StateRepository:
         meta = inputs.version_record(source)
         decode_payload(meta, source.payload)
         encoded = Encoded(source.payload, meta.codec, meta.checksum, meta.raw_size)  # type: ignore[arg-type]
-        return self._writer.write(
-            sid,
-            encoded,
-            now=now,
-            tags=meta.tags,
-            expires_at=expires_at,
-            metadata=meta.metadata,
-            expected=expected,
-            keep=keep,
-        )
+        new = NewVersion(sid, encoded, now, meta.tags, expires_at, meta.metadata)
+        return self._writer.write(new, expected=expected, keep=keep)
 
     # -- checkpoints (persistence.repositories.states.checkpoints) ------------------------
 

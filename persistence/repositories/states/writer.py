@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
@@ -16,7 +16,18 @@ from persistence.records.states import StateVersion
 from persistence.repositories._base import Scope
 from persistence.repositories.states import statements as sql
 
-__all__ = ["StateWriter"]
+__all__ = ["NewVersion", "StateWriter"]
+
+
+class NewVersion(NamedTuple):
+    """A version to write: saved, rolled back to or restored from a checkpoint."""
+
+    state_id: str
+    encoded: Encoded
+    now: datetime
+    tags: tuple[str, ...]
+    expires_at: datetime | None
+    metadata: dict[str, Any]
 
 
 class StateWriter:
@@ -45,22 +56,13 @@ class StateWriter:
         if size > limit:
             raise InvalidInputError(f"state {sid!r} is {size} bytes; the limit is {limit}")
 
-    def write(
-        self,
-        sid: str,
-        encoded: Encoded,
-        *,
-        now: datetime,
-        tags: tuple[str, ...],
-        expires_at: datetime | None,
-        metadata: dict[str, Any],
-        expected: int | None,
-        keep: int | None,
-    ) -> StateVersion:
-        """Write ``encoded`` as the next version of ``sid``; its metadata.
+    def write(self, new: NewVersion, *, expected: int | None, keep: int | None) -> StateVersion:
+        """Write ``new`` as the next version of its state; its metadata. ``keep``: how many
+        versions to keep (None: all).
 
         VersionConflictError (nothing written) when ``expected`` does not hold.
         """
+        sid, encoded, now, tags, expires_at, metadata = new
         self._scope.require_writable("save")
         self.check_size(encoded.raw_size, sid)
         mode = sql.advance_mode(expected)
