@@ -3,13 +3,10 @@ the hot reads hold on a database the planner has no statistics for."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from persistence import Database
 from persistence._executor import Statement
@@ -17,6 +14,7 @@ from persistence.repositories import _run_statements as runs
 from persistence.repositories import artifacts, stores, workflows
 from persistence.repositories.states import statements as states
 from tests.conftest import unique_slug
+from tests.fixtures.services import provision
 from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x):\n    return x\n"
@@ -89,30 +87,13 @@ def test_sqlite_runs_the_same_definitions(sqlite_db: Database) -> None:
 def fresh_db(postgres_server: str) -> Iterator[Database]:
     """A newly migrated database (no ANALYZE ever ran, autovacuum off for its tables),
     used as a runtime role."""
-    suffix = uuid.uuid4().hex[:10]
-    name, owner, runtime = f"pplan_{suffix}", f"pplan_owner_{suffix}", f"pplan_rt_{suffix}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER CREATEROLE')
-        conn.execute(f'CREATE ROLE "{runtime}" LOGIN NOSUPERUSER NOBYPASSRLS')
-        conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    base = make_url(postgres_server).set(drivername="postgresql+psycopg", database=name)
-    owner_url = base.set(username=owner).render_as_string(False)
-    runtime_url = base.set(username=runtime).render_as_string(False)
-    try:
-        with Database.from_url(owner_url) as owner_db:
-            owner_db.migrate()
-            owner_db.grant_runtime_role(runtime)
-            with owner_db.owner_engine.begin() as conn:
-                tables = ("state_heads", "state_versions", "workflows", "workflow_revisions")
-                for table in (*tables, "store_items", "artifacts"):
-                    conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        with Database.from_url(runtime_url, owner_url=owner_url) as db:
+    with provision(postgres_server) as target:
+        with Database.from_url(target.owner_url) as owner_db, owner_db.owner_engine.begin() as conn:
+            tables = ("state_heads", "state_versions", "workflows", "workflow_revisions")
+            for table in (*tables, "store_items", "artifacts"):
+                conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        with Database.from_url(target.runtime_url, owner_url=target.owner_url) as db:
             yield db
-    finally:
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'DROP ROLE IF EXISTS "{runtime}"')
-            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
 
 
 def _plan(db: Database, tenant: str, operation: Any) -> str:
