@@ -65,6 +65,7 @@ def _postgres(url: URL, settings: Settings) -> Engine:
             f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
             "-c DateStyle=ISO -c TimeZone=UTC",
             "application_name": "persistence",
+            "client_encoding": "utf8",  # the entry row is decoded from its text
             # None: psycopg prepares nothing, even where the code asks it to
             **({} if s.prepared_statements else {"prepare_threshold": None}),
         },

@@ -43,7 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from persistence.errors import translate
+from persistence.errors import DatabaseUnavailableError, InvalidInputError, translate
 
 __all__ = [
     "Row",
@@ -155,8 +155,11 @@ def run(connection: Connection, statement: Statement, params: Mapping[str, Any])
     if compiled.expanding:
         return _run_through_sqlalchemy(connection, statement, compiled, params)
     values = dict(compiled.defaults, **params) if compiled.defaults else dict(params)
-    for name, processor in compiled.processors:
-        values[name] = processor(values[name])
+    try:
+        for name, processor in compiled.processors:
+            values[name] = processor(values[name])
+    except (TypeError, ValueError) as exc:  # a column type refused the value (a naive time)
+        raise InvalidInputError(f"{statement.name}: {exc}") from exc
     args: Any = values
     if compiled.positional is not None:
         args = tuple([values[name] for name in compiled.positional])
@@ -191,6 +194,10 @@ def _rows(compiled: _Compiled, raw: list[Any]) -> list[Row]:
 
 
 def _execute(connection: Connection, sql: str, args: Any) -> list[Any]:
+    if connection.invalidated:  # never a statement on a silently reconnected connection
+        raise DatabaseUnavailableError(
+            "the unit of work lost its database connection: nothing more can run in it"
+        )
     # The flags SQLAlchemy's own execution checks before it looks at any listener.
     observed = connection._has_events or connection.engine._has_events
     if observed:
@@ -314,6 +321,10 @@ def execute(
 
     The hot paths use :func:`run` with a :class:`Statement` defined once instead.
     """
+    if connection.invalidated:
+        raise DatabaseUnavailableError(
+            "the unit of work lost its database connection: nothing more can run in it"
+        )
     try:
         result = connection.execute(clause, dict(params) if params else None)
         return list(result.all()) if result.returns_rows else []

@@ -17,7 +17,12 @@ from persistence._connect import begin, reraise_translated
 from persistence._enter import enter_admin, entry_ids, tenant_record, workspace_record
 from persistence._executor import raise_translated, simple_query
 from persistence._session_reset import mark_dirty
-from persistence.errors import PersistenceError, translate_errors
+from persistence.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    PersistenceError,
+    translate_errors,
+)
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
 from persistence.repositories.tenancy import TenantRepository, WorkspaceRepository
@@ -95,6 +100,7 @@ class _Transaction:
                 if self.connection is not None:
                     self._end_on_driver(commit=False)
                 return
+            self._require_committable()
             if self._session is not None:
                 with translate_errors():
                     self._session.commit()
@@ -110,6 +116,25 @@ class _Transaction:
                 fn()
             except Exception:  # the data is committed; a failing callback must not hide that
                 log.exception("on_commit callback %r failed", fn)
+
+    def _require_committable(self) -> None:
+        """Raise, before anything is committed, if this transaction cannot commit: its
+        connection was lost, or PostgreSQL aborted it on an error the caller caught inside
+        the block (a COMMIT would silently roll back, and callbacks would run for nothing)."""
+        connection = self.connection
+        if connection is None:
+            return
+        if connection.invalidated:
+            raise DatabaseUnavailableError(
+                "the unit of work lost its database connection: nothing was committed"
+            )
+        status = connection.connection.driver_connection.pgconn.transaction_status  # type: ignore[union-attr]
+        if status == TransactionStatus.INERROR:
+            raise DatabaseError(
+                "the unit of work's transaction was aborted by an earlier error (caught inside "
+                "the block): it was rolled back and nothing was committed",
+                sqlstate="25P02",
+            )
 
     def _end_on_driver(self, *, commit: bool) -> None:
         """COMMIT or ROLLBACK the server's transaction if it is still open."""

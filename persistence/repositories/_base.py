@@ -43,6 +43,13 @@ class Scope:
 
     @property
     def session(self) -> Session:
+        """The unit of work's ORM session, for statements of a repository of your own;
+        session state they leave is reset before the connection is reused."""
+        connection = self.transaction.connection
+        if connection is not None:
+            from persistence._session_reset import mark_dirty
+
+            mark_dirty(connection)
         return self.transaction.session
 
     @property

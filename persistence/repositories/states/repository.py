@@ -70,6 +70,7 @@ class StateRepository:
         non-JSON values, NaN or infinity, a state over ``max_state_bytes``, a bad state
         id, tag, TTL or codec.
         """
+        self._scope.require_writable("save")  # before the fence check, which writes
         sid = inputs.state_id(state_id)
         codec = validate_codec(self._settings.compression if compression is None else compression)
         raw = dump_json(state, what=f"state {sid!r}", max_depth=self._settings.max_json_depth)
