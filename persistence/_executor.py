@@ -19,8 +19,11 @@ times that for the short statements that dominate an agent platform's traffic.
 A statement with an expanding parameter (``IN`` of a list) is run through SQLAlchemy's
 own execution on the same connection: its SQL depends on the list's length. The
 engine's ``before_cursor_execute`` / ``after_cursor_execute`` listeners, when there are
-any, see every statement (the context argument is a plain object, not an
-``ExecutionContext``); with no listener they cost one attribute check.
+any, see every statement :func:`run` sends (the context argument is a plain object, not
+an ``ExecutionContext``; a ``retval=True`` listener cannot rewrite the statement, and
+``after_cursor_execute`` is not called for a statement that failed). ``BEGIN`` with the
+tenant entry and ``COMMIT`` (:func:`simple_query`) bypass them. With no listener they
+cost one attribute check.
 
 Rows come back as named tuples (``row.version``), mapped by column name, never by
 position.
