@@ -225,8 +225,13 @@ class ArtifactRepository:
             created: datetime = run(connection, _SAVE, params)[0].created_at
             return created
         payload: bytes = params.pop("payload")
-        row = run(connection, _SAVE_RESERVING, dict(params, payload_size=len(payload)))[0]
-        if payload:
+        reserve = dict(params, payload_size=len(payload))
+        if not payload:
+            return cast(datetime, run(connection, _SAVE_RESERVING, reserve)[0].created_at)
+        # The row (its checksum) and the bytes streamed into it stand or fall together: a
+        # stream that fails halfway must not leave a zero-filled payload to be committed.
+        with connection.begin_nested():
+            row = run(connection, _SAVE_RESERVING, reserve)[0]
             with self._driver().blobopen("artifacts", "payload", row.rowid) as blob:
                 view = memoryview(payload)
                 for start in range(0, len(view), _CHUNK_WRITE):

@@ -100,3 +100,41 @@ def test_a_value_a_column_type_refuses_is_invalid_input(
         with pytest.raises(InvalidInputError, match="naive"):
             uow.artifacts.import_artifact(record, b"x")
         assert not uow.artifacts.exists("a.bin")
+
+
+def test_a_sqlite_artifact_whose_stream_fails_leaves_nothing(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persistence.repositories.artifacts import ArtifactRepository
+
+    tenant = _tenant(sqlite_db)
+    with sqlite_db.unit_of_work(tenant) as uow:
+        uow.artifacts.save("kept.bin", b"old")
+
+    class _FailingBlob:
+        def __enter__(self) -> _FailingBlob:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def write(self, data: object) -> None:
+            raise OSError("disk full")
+
+    class _Driver:
+        def __init__(self, real: object) -> None:
+            self._real = real
+
+        def blobopen(self, *args: object, **kwargs: object) -> _FailingBlob:
+            return _FailingBlob()
+
+    real = ArtifactRepository._driver
+    monkeypatch.setattr(ArtifactRepository, "_driver", lambda self: _Driver(real(self)))
+    with sqlite_db.unit_of_work(tenant) as uow:
+        for name in ("new.bin", "kept.bin"):
+            with pytest.raises(OSError):
+                uow.artifacts.save(name, b"x" * 100)  # caught: the unit of work commits
+    monkeypatch.undo()
+    with sqlite_db.unit_of_work(tenant) as uow:
+        assert not uow.artifacts.exists("new.bin")
+        assert uow.artifacts.load("kept.bin") == b"old"  # not a zero-filled replacement
