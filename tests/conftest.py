@@ -42,6 +42,14 @@ def unique_slug(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def new_tenant(db: Database) -> str:
+    """Create a tenant with a fresh slug on ``db`` (for tests bound to one backend)."""
+    slug = unique_slug()
+    with db.admin() as admin:
+        admin.tenants.create(slug)
+    return slug
+
+
 @pytest.fixture
 def make_tenant(db: Database) -> Callable[..., str]:
     """Create a tenant with a fresh slug (plus the given workspaces); return its slug."""

@@ -13,16 +13,9 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import NotFoundError, TenantSuspendedError
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant, unique_slug
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import wire
-
-
-def _tenant(db: Database) -> str:
-    slug = unique_slug()
-    with db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
 
 
 @contextmanager
@@ -36,7 +29,7 @@ def _round_trips(db: Database) -> Iterator[list[int]]:
 
 
 def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: PostgresTarget) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1) as db:
         with db.unit_of_work(tenant):  # connect and prepare outside the count
             pass
@@ -48,7 +41,7 @@ def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: Postgr
 def test_connections_go_back_to_the_pool_without_autocommit(
     pg_db: Database, postgres: PostgresTarget
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1) as db:
         with db.unit_of_work(tenant) as uow:
             assert uow.session.execute(text("SELECT 1")).scalar_one() == 1
@@ -61,7 +54,7 @@ def test_connections_go_back_to_the_pool_without_autocommit(
 
 
 def test_rollback_and_savepoints_still_work(pg_db: Database, postgres: PostgresTarget) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1) as db:
         with pytest.raises(RuntimeError), db.unit_of_work(tenant) as uow:
             uow.session.execute(text("SET LOCAL application_name = 'inside'"))
@@ -77,7 +70,7 @@ def test_rollback_and_savepoints_still_work(pg_db: Database, postgres: PostgresT
 def test_unknown_and_suspended_tenants_are_refused(pg_db: Database) -> None:
     with pytest.raises(NotFoundError), pg_db.unit_of_work(unique_slug()):
         pass
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with pg_db.admin() as admin:
         admin.tenants.suspend(tenant)
     with pytest.raises(TenantSuspendedError), pg_db.unit_of_work(tenant):
@@ -87,7 +80,7 @@ def test_unknown_and_suspended_tenants_are_refused(pg_db: Database) -> None:
 def test_a_dead_connection_is_replaced_before_the_caller_sees_it(
     pg_db: Database, postgres: PostgresTarget
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     settings: dict[str, Any] = {"pool_size": 1, "pool_ping_after": 3600}  # no ping: enter sees it
     with Database.from_url(postgres.runtime_url, **settings) as db:
         with db.unit_of_work(tenant) as uow:
@@ -105,7 +98,7 @@ def test_prepared_statements_can_be_turned_off(postgres: PostgresTarget, prepare
     with Database.from_url(
         postgres.runtime_url, owner_url=postgres.owner_url, prepared_statements=prepared
     ) as db:
-        tenant = _tenant(db)
+        tenant = new_tenant(db)
         for n in range(3):
             with db.unit_of_work(tenant) as uow:
                 uow.states.save("doc", {"n": n})

@@ -27,7 +27,7 @@ from persistence.errors import (
     PoolExhaustedError,
 )
 from persistence.uow import UnitOfWork
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget, free_port
 from tests.fixtures.throwaway import PrivateServer
 
@@ -39,13 +39,6 @@ NO_PING: dict[str, Any] = {"pool_ping_after": 3600}
 
 def _url(base: str, **parts: Any) -> str:
     return make_url(base).set(**parts).render_as_string(hide_password=False)
-
-
-def _tenant(db: Database) -> str:
-    slug = unique_slug()
-    with db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
 
 
 def _pid(uow: UnitOfWork) -> int:
@@ -168,7 +161,7 @@ def test_the_runtime_role_cannot_administer(pg_db: Database, postgres: PostgresT
 
 
 def test_an_exhausted_pool_names_its_settings(pg_db: Database, postgres: PostgresTarget) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     settings: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
     with Database.from_url(postgres.runtime_url, **settings) as db:
         with db.unit_of_work(tenant) as held:
@@ -188,7 +181,7 @@ def test_an_exhausted_pool_names_its_settings(pg_db: Database, postgres: Postgre
 def test_a_connection_lost_mid_unit_of_work_writes_nothing(
     pg_db: Database, postgres: PostgresTarget, postgres_server: str
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1, **NO_PING) as db:
         with pytest.raises(DatabaseUnavailableError) as info, db.unit_of_work(tenant) as uow:
             uow.states.save("first", {"n": 1})
@@ -204,7 +197,7 @@ def test_a_connection_lost_mid_unit_of_work_writes_nothing(
 def test_terminated_pooled_connections_are_replaced_unseen(
     pg_db: Database, postgres: PostgresTarget, postgres_server: str
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(
         postgres.runtime_url, owner_url=postgres.owner_url, pool_size=4, **NO_PING
     ) as db:
@@ -227,7 +220,7 @@ def test_a_restarted_server_is_invisible_to_the_next_units_of_work(
     with Database.from_url(
         target.runtime_url, owner_url=target.owner_url, pool_size=3, **NO_PING
     ) as db:
-        tenant = _tenant(db)
+        tenant = new_tenant(db)
         dead = _warm(db, tenant, 3)
         private_server.restart()
         _units_of_work_succeed(db, tenant, 3, dead)
@@ -240,7 +233,7 @@ def test_a_stopped_server_is_unavailable_until_it_is_back(
 ) -> None:
     target = private_postgres
     with Database.from_url(target.runtime_url, owner_url=target.owner_url) as db:
-        tenant = _tenant(db)
+        tenant = new_tenant(db)
         private_server.stop()
         try:
             for _ in range(2):  # nothing listens: each fails at once, none hangs

@@ -11,15 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from persistence import Database
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
-
-
-def _tenant(db: Database) -> str:
-    slug = unique_slug()
-    with db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
 
 
 def _backend_pid(db: Database, tenant: str) -> int:
@@ -45,7 +38,7 @@ def test_busy_connection_is_not_pinged(
     pg_db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=60) as db:
         pings = _count_pings(db, monkeypatch)
         pid = _backend_pid(db, tenant)
@@ -59,7 +52,7 @@ def test_idle_connection_is_pinged(
     pg_db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0) as db:
         pings = _count_pings(db, monkeypatch)
         for _ in range(3):
@@ -70,7 +63,7 @@ def test_idle_connection_is_pinged(
 def test_idle_dead_connection_is_replaced_before_use(
     postgres: PostgresTarget, pg_db: Database
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0.2) as db:
         pid = _backend_pid(db, tenant)
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
@@ -85,7 +78,7 @@ def test_after_a_dead_connection_the_others_are_pinged_and_kept(
 ) -> None:
     """One backend terminated: no error, the dead connection is replaced and the live
     ones, pinged once, are kept (not reconnected, as invalidating the pool would)."""
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with Database.from_url(postgres.runtime_url, pool_size=3, pool_ping_after=3600) as db:
         before = _pids_at_once(db, tenant, 3)
         pings = _count_pings(db, monkeypatch)

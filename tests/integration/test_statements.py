@@ -13,19 +13,12 @@ from persistence._executor import Statement
 from persistence.repositories import _run_statements as runs
 from persistence.repositories import artifacts, stores, workflows
 from persistence.repositories.states import statements as states
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant
 from tests.fixtures.services import provision
 from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x):\n    return x\n"
 RESULT = frozenset({"result", "result_codec", "result_checksum"})
-
-
-def _tenant(db: Database) -> str:
-    slug = unique_slug()
-    with db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
 
 
 def _sent(db: Database, tenant: str, operation: Any) -> list[str]:
@@ -39,7 +32,7 @@ def _compiled(db: Database, statement: Statement) -> str:
 
 
 def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with pg_db.unit_of_work(tenant) as uow:
         uow.workflows.create("flow", SOURCE)
         uow.states.save("s", {"v": 0})
@@ -68,7 +61,7 @@ def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> Non
 
 
 def test_sqlite_runs_the_same_definitions(sqlite_db: Database) -> None:
-    tenant = _tenant(sqlite_db)
+    tenant = new_tenant(sqlite_db)
     with sqlite_db.unit_of_work(tenant) as uow:
         uow.states.save("s", {"v": 0}, tags=["a"])
     sent = _sent(sqlite_db, tenant, lambda uow: uow.states.save("s", {"v": 1}, tags=["a"]))
@@ -109,7 +102,7 @@ def _plan(db: Database, tenant: str, operation: Any) -> str:
 
 
 def test_hot_reads_read_one_row_whatever_the_statistics(fresh_db: Database) -> None:
-    tenant = _tenant(fresh_db)
+    tenant = new_tenant(fresh_db)
     with fresh_db.unit_of_work(tenant) as uow:
         for step in range(2000):
             uow.states.save("busy", {"step": step})

@@ -11,7 +11,7 @@ from sqlalchemy import Uuid, bindparam, text
 
 from persistence import Database
 from persistence.migrations import diff
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import recorded
 
@@ -44,15 +44,8 @@ def _grow_to(pg_db: Database, tenant_id: Any, state_id: str, versions: int) -> N
         conn.execute(text("ANALYZE state_heads"))
 
 
-def _pg_tenant(pg_db: Database) -> str:
-    slug = unique_slug()
-    with pg_db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
-
-
 def test_load_latest_issues_the_same_statements_at_10000_versions(pg_db: Database) -> None:
-    tenant = _pg_tenant(pg_db)
+    tenant = new_tenant(pg_db)
     with pg_db.unit_of_work(tenant) as uow:
         uow.states.save("one", {"value": 1})
         uow.states.save("many", {"value": 1})
@@ -83,7 +76,7 @@ def _raw(postgres: PostgresTarget, which: str) -> psycopg.Connection[Any]:
 def test_rls_hides_other_tenants_states_from_raw_sql(
     pg_db: Database, postgres: PostgresTarget
 ) -> None:
-    alpha, beta = _pg_tenant(pg_db), _pg_tenant(pg_db)
+    alpha, beta = new_tenant(pg_db), new_tenant(pg_db)
     with pg_db.unit_of_work(alpha) as uow:
         uow.states.save("secret", {"of": "alpha"}, tags=["t"])
         uow.states.create_checkpoint("secret", "cp")

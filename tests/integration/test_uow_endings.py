@@ -18,20 +18,13 @@ from persistence.errors import (
     ReadOnlyError,
 )
 from persistence.records import ArtifactRecord
-from tests.conftest import unique_slug
+from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
 from tests.integration.test_failures import _terminate
 
 
-def _tenant(db: Database) -> str:
-    slug = unique_slug()
-    with db.admin() as admin:
-        admin.tenants.create(slug)
-    return slug
-
-
 def test_a_caught_error_that_aborted_the_transaction_commits_nothing(pg_db: Database) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     ran: list[str] = []
     aborted = pytest.raises(DatabaseError, match="aborted by an earlier error")
     with aborted as info, pg_db.unit_of_work(tenant) as uow:
@@ -48,7 +41,7 @@ def test_a_caught_error_that_aborted_the_transaction_commits_nothing(pg_db: Data
 def test_a_lost_connection_is_never_replaced_inside_the_unit_of_work(
     pg_db: Database, postgres: PostgresTarget, postgres_server: str
 ) -> None:
-    tenant = _tenant(pg_db)
+    tenant = new_tenant(pg_db)
     lost = pytest.raises(DatabaseUnavailableError, match="nothing was committed")
     with lost, pg_db.unit_of_work(tenant) as uow:
         uow.states.save("a", {"v": 1})
@@ -107,7 +100,7 @@ def test_a_sqlite_artifact_whose_stream_fails_leaves_nothing(
 ) -> None:
     from persistence.repositories.artifacts import ArtifactRepository
 
-    tenant = _tenant(sqlite_db)
+    tenant = new_tenant(sqlite_db)
     with sqlite_db.unit_of_work(tenant) as uow:
         uow.artifacts.save("kept.bin", b"old")
 
