@@ -16,8 +16,9 @@ times that for the short statements that dominate an agent platform's traffic.
   a cursor kept per pooled connection.
 * SQLite: the ``sqlite3`` connection of the unit of work, with positional parameters.
 
-A statement with an expanding parameter (``IN`` of a list) is run through SQLAlchemy's
-own execution on the same connection: its SQL depends on the list's length. The
+A statement with an expanding parameter (``IN`` of a list) cannot be a
+:class:`Statement` (its SQL depends on the list's length): it is built per call and run
+by :func:`execute`. The
 engine's ``before_cursor_execute`` / ``after_cursor_execute`` listeners, when there are
 any, see every statement :func:`run` sends (the context argument is a plain object, not
 an ``ExecutionContext``; a ``retval=True`` listener cannot rewrite the statement, and
@@ -78,7 +79,6 @@ class _Compiled:
     processors: tuple[tuple[str, _Processor], ...]  # parameters whose type converts them
     row: Callable[[Any], Row] | None  # builds a named tuple; None: no result columns
     results: tuple[tuple[int, _Processor], ...]  # result columns whose type converts them
-    expanding: bool  # an IN-list parameter: SQLAlchemy renders the SQL per call
 
 
 class Statement:
@@ -111,9 +111,9 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
     binds = compiled.binds
     defaults: dict[str, Any] = {}
     processors: list[tuple[str, _Processor]] = []
-    expanding = False
     for name, bind in binds.items():
-        expanding = expanding or bool(bind.expanding)
+        if bind.expanding:  # its SQL depends on the list's length: not compiled once
+            raise RuntimeError(f"{statement!r}: an IN-list parameter; run it with execute()")
         if bind.value is not None or not bind.required:
             defaults[name] = bind.effective_value
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -141,7 +141,6 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
         processors=tuple(processors),
         row=row,
         results=tuple(results),
-        expanding=expanding,
     )
 
 
@@ -155,8 +154,6 @@ def run(connection: Connection, statement: Statement, params: Mapping[str, Any])
     Raises the :class:`~persistence.errors.PersistenceError` a driver error maps to.
     """
     compiled = statement.compiled(connection.dialect)
-    if compiled.expanding:
-        return _run_through_sqlalchemy(connection, statement, compiled, params)
     values = dict(compiled.defaults, **params) if compiled.defaults else dict(params)
     try:
         for name, processor in compiled.processors:
@@ -228,19 +225,6 @@ def _execute(connection: Connection, sql: str, args: Any) -> list[Any]:
         return rows
     except (psycopg.Error, sqlite3.Error) as exc:
         raise_translated(connection, sql, args, exc)
-
-
-def _run_through_sqlalchemy(
-    connection: Connection, statement: Statement, compiled: _Compiled, params: Mapping[str, Any]
-) -> list[Row]:
-    try:
-        clause: Any = statement.clause
-        result = connection.execute(clause, dict(params))
-        raw = result.all() if result.returns_rows else []
-    except sa_exc.DBAPIError as exc:
-        _raise_mapped(exc)
-    make = compiled.row
-    return [make(tuple(values)) for values in raw] if make is not None else []
 
 
 def _cursor(pooled: Any, driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
