@@ -1,0 +1,221 @@
+"""The one executor: a :class:`~persistence._compiled.Statement` (SQLAlchemy Core,
+compiled once per dialect) run on the unit of work's own driver connection, every driver
+error translated here. The sync module ``_executor.py`` is generated from this one
+(``python persistence/_unasync.py``).
+
+Running a compiled statement costs the driver's own call plus a few dictionary look-ups,
+where SQLAlchemy's execution path (statement cache key, parameter processing, result
+metadata, row objects) costs several times that for the short statements that dominate
+an agent platform's traffic.
+
+* PostgreSQL: psycopg (``AsyncConnection`` / ``Connection``), as a server-side prepared
+  statement (``prepare=True``; nothing is prepared when the ``prepared_statements``
+  setting sets ``prepare_threshold=None``), on a cursor kept per pooled connection.
+* SQLite: the unit of work's ``aiosqlite`` / ``sqlite3`` connection, with positional
+  parameters.
+
+A statement with an expanding parameter (``IN`` of a list) cannot be a ``Statement``
+(its SQL depends on the list's length): it is built per call and run by
+:func:`execute`. The engine's ``before_cursor_execute`` / ``after_cursor_execute``
+listeners, when there are any, see every statement :func:`run` sends (the context
+argument is a plain object, not an ``ExecutionContext``; a ``retval=True`` listener
+cannot rewrite the statement, and ``after_cursor_execute`` is not called for a statement
+that failed). ``BEGIN`` with the tenant entry and ``COMMIT`` (:func:`simple_query`)
+bypass them. With no listener they cost one attribute check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg import generators
+from psycopg.pq import ExecStatus
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection  # sync:
+
+from persistence._compiled import Row, Statement, arguments, rows
+from persistence.errors import DatabaseUnavailableError, translate
+
+__all__ = [
+    "Row",
+    "Statement",
+    "driver_of",
+    "execute",
+    "pooled_cursor",
+    "raise_translated",
+    "run",
+    "run_one",
+    "run_scalar",
+    "simple_query",
+    "sync_of",
+]
+
+CursorT = TypeVar("CursorT")
+_TUPLES_OK = ExecStatus.TUPLES_OK
+_FATAL_ERROR = ExecStatus.FATAL_ERROR
+_CURSOR = "persistence_executor_cursor"
+_LOST = "the unit of work lost its database connection: nothing more can run in it"
+
+
+def sync_of(connection: AsyncConnection) -> Connection:
+    """The SQLAlchemy ``Connection`` under ``connection`` (itself, on the sync API)."""
+    sync = connection.sync_connection  # sync: return connection
+    if sync is None:  # sync:
+        raise DatabaseUnavailableError(_LOST)  # sync:
+    return sync  # sync:
+
+
+def driver_of(connection: AsyncConnection) -> Any:
+    """The driver's connection (psycopg's, or SQLite's) under ``connection``."""
+    return sync_of(connection).connection.driver_connection
+
+
+async def run(
+    connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+) -> list[Row]:
+    """Run ``statement`` with ``params`` on ``connection`` (the unit of work's); its rows.
+
+    Raises the :class:`~persistence.errors.PersistenceError` a driver error maps to.
+    """
+    sync = sync_of(connection)
+    compiled, args = arguments(statement, sync.dialect, params)
+    raw = await _execute(connection, sync, compiled.sql, args)
+    return rows(compiled, raw)
+
+
+async def run_one(
+    connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+) -> Row:
+    """The first row of :func:`run`, or ``None``."""
+    found = await run(connection, statement, params)
+    return found[0] if found else None
+
+
+async def run_scalar(
+    connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+) -> Any:
+    """The first column of the first row of :func:`run`, or ``None``."""
+    found = await run(connection, statement, params)
+    return found[0][0] if found else None
+
+
+async def _execute(connection: AsyncConnection, sync: Connection, sql: str, args: Any) -> Any:
+    if sync.invalidated:  # never a statement on a silently reconnected connection
+        raise DatabaseUnavailableError(_LOST)
+    # The flags SQLAlchemy's own execution checks before it looks at any listener.
+    observed = sync._has_events or sync.engine._has_events
+    if observed:
+        dispatch = sync.dispatch
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    pooled = sync.connection
+    driver: Any = pooled.driver_connection
+    is_pg = isinstance(driver, psycopg.AsyncConnection)
+    try:
+        cursor = _cursor(pooled, driver) if is_pg else await driver.cursor()
+        if observed:  # statement listeners (tracing, statement counts) see these too
+            context = _Context()
+            sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
+        if is_pg:
+            await cursor.execute(sql, args, prepare=True)
+            result = cursor.pgresult  # (cursor.description would build column objects)
+            raw = await cursor.fetchall() if result and result.status == _TUPLES_OK else []
+            # Drop the result (libpq's copy of the rows, a large payload's included) so a
+            # pooled connection does not hold it until its next statement.
+            reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
+            if reset is not None:
+                reset()
+            else:
+                pooled.info.pop(_CURSOR, None)
+                await cursor.close()
+        else:
+            await cursor.execute(sql, args)
+            raw = await cursor.fetchall()
+            await cursor.close()
+        if observed:
+            sync.dispatch.after_cursor_execute(sync, cursor, sql, args, context, False)
+        return raw
+    except (psycopg.Error, sqlite3.Error) as exc:
+        await raise_translated(connection, sql, args, exc)
+
+
+def _cursor(pooled: Any, driver: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
+    """The cursor kept for the pooled connection (see :func:`pooled_cursor`)."""
+    info = pooled.info
+    cursor: psycopg.AsyncCursor[Any] | None = info.get(_CURSOR)
+    if cursor is None or cursor.closed:
+        cursor = info[_CURSOR] = psycopg.AsyncCursor(driver)
+    return cursor
+
+
+def pooled_cursor(
+    connection: AsyncConnection, key: str, factory: Callable[[Any], CursorT]
+) -> CursorT:
+    """The cursor ``factory(driver connection)`` kept under ``key`` for the pooled
+    connection, made on first use: creating a cursor costs more than executing a short
+    prepared statement. The pool entry's ``info`` lives as long as the driver connection,
+    so a replaced connection starts with new cursors."""
+    pooled = sync_of(connection).connection
+    info = pooled.info
+    cursor: Any = info.get(key)
+    if cursor is None or cursor.closed:
+        cursor = info[key] = factory(pooled.driver_connection)
+    return cursor  # type: ignore[no-any-return]
+
+
+async def simple_query(driver: psycopg.AsyncConnection[Any], query: bytes) -> list[Any]:
+    """Send ``query`` (statements without parameters: ``BEGIN; SELECT ...``, ``COMMIT``)
+    in the simple protocol straight through libpq; the results, one per statement.
+
+    The tenant entry and the commit of every unit of work go this way: a cursor (or
+    ``Connection.execute``/``commit()``) builds a result machinery per call that costs
+    several times libpq's own work for a statement this short. An error result is
+    raised as the psycopg error it carries; a broken connection raises psycopg's
+    ``OperationalError`` from libpq.
+    """
+    pgconn = driver.pgconn
+    pgconn.send_query(query)
+    results: list[Any] = await driver.wait(generators.execute(pgconn))
+    for result in results:
+        if result.status == _FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+    return results
+
+
+async def raise_translated(
+    connection: AsyncConnection, statement: str, params: Any, exc: Exception
+) -> NoReturn:
+    """Raise the library's error for a driver error of ``connection``, invalidating the
+    connection first if the error broke it (so the pool does not hand it out again)."""
+    driver = driver_of(connection)
+    if isinstance(driver, psycopg.AsyncConnection) and (driver.broken or driver.closed):
+        await connection.invalidate(exc)
+    dbapi = psycopg.Error if isinstance(exc, psycopg.Error) else sqlite3.Error
+    wrapped: Any = sa_exc.DBAPIError.instance(statement, params, exc, dbapi)
+    raise translate(wrapped) from wrapped
+
+
+class _Context:
+    """Stands in for SQLAlchemy's execution context in statement events: listeners
+    (OpenTelemetry's, for one) keep per-statement attributes on it."""
+
+
+async def execute(
+    connection: AsyncConnection, clause: Any, params: Mapping[str, Any] | None = None
+) -> list[Row]:
+    """Run a statement built per call (a page query with optional filters, a batch) through
+    SQLAlchemy's own execution and its compiled cache; its rows, errors translated.
+
+    The hot paths use :func:`run` with a :class:`Statement` defined once instead.
+    """
+    if connection.invalidated:
+        raise DatabaseUnavailableError(_LOST)
+    try:
+        result = await connection.execute(clause, dict(params) if params else None)
+        return list(result.all()) if result.returns_rows else []
+    except sa_exc.DBAPIError as exc:
+        raise translate(exc) from exc

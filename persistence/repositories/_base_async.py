@@ -1,0 +1,73 @@
+"""What every tenant-scoped repository is given: the bound scope of one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from persistence._executor_async import sync_of
+from persistence._session_reset import mark_dirty
+from persistence.errors import ReadOnlyError
+from persistence.settings import Settings
+
+__all__ = ["AsyncScope"]
+
+
+class _Transaction(Protocol):
+    @property
+    def session(self) -> AsyncSession: ...
+
+    connection: AsyncConnection  # sync: connection: Connection | None
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncScope:
+    """One tenant + workspace inside one transaction.
+
+    Repositories filter every query by ``tenant_id`` (and ``workspace_id`` where the
+    table has it) and never commit: the unit of work owns the transaction. Their
+    statements run on ``connection`` through :mod:`persistence._executor`; ``session``
+    (an ORM session bound to that connection) is built on first use.
+    """
+
+    transaction: _Transaction
+    tenant_id: uuid.UUID
+    workspace_id: uuid.UUID
+    settings: Settings
+    dialect: str
+    on_commit: Callable[[Callable[[], Any]], None]
+    read_only: bool = False
+
+    @property
+    def session(self) -> AsyncSession:
+        """The unit of work's ORM session, for statements of a repository of your own;
+        session state they leave is reset before the connection is reused."""
+        connection = self.transaction.connection
+        mark_dirty(sync_of(connection))  # sync: if connection is not None: mark_dirty(connection)
+        return self.transaction.session
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's connection."""
+        tx = self.transaction
+        return tx.connection  # sync: return tx.connection or tx.session.connection()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def require_writable(self, what: str) -> None:
+        """Raise ReadOnlyError if this unit of work is read-only.
+
+        Each repository's write paths call it before their first statement: the database
+        would refuse the write too (SQLSTATE 25006), but on PostgreSQL the refusal aborts
+        the transaction, and the unit of work's later reads would fail. It also covers a
+        write method that can end without sending a write (an identical import, an
+        unchanged save, a value already stored), so the outcome never depends on the data.
+        """
+        if self.read_only:
+            raise ReadOnlyError(f"this unit of work is read-only: {what}() is a write method")
