@@ -15,12 +15,20 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence import _pool, _role_check
 from persistence.settings import Settings
 
-__all__ = ["QUERY_ONLY", "owner_engine", "runtime_engine", "sqlite_engine"]
+__all__ = [
+    "QUERY_ONLY",
+    "owner_engine",
+    "owner_engine_async",
+    "runtime_engine",
+    "runtime_engine_async",
+    "sqlite_engine",
+]
 
 QUERY_ONLY = "persistence_query_only"
 
@@ -29,26 +37,49 @@ def runtime_engine(url: URL, settings: Settings) -> Engine:
     """The engine of tenant units of work (on PostgreSQL: the runtime role)."""
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
-    engine = _postgres(url, settings)
-    _pool.install(engine, settings.pool_ping_after)
-    if not settings.allow_rls_bypass:
-        _role_check.check_on_connect(engine)
-    return engine
+    return _runtime_hooks(create_engine(url, **_postgres(settings)), settings)
 
 
 def owner_engine(url: URL, settings: Settings) -> Engine:
     """The engine of migrations and administration (the owner role)."""
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
-    engine = _postgres(url, settings)
+    engine = create_engine(url, **_postgres(settings))
     _pool.install(engine, settings.pool_ping_after)
     return engine
 
 
-def _postgres(url: URL, settings: Settings) -> Engine:
+def runtime_engine_async(url: URL, settings: Settings) -> AsyncEngine:
+    """:func:`runtime_engine` on asyncio: psycopg's ``AsyncConnection``, or aiosqlite,
+    pooled by SQLAlchemy's async pool, with the same options and the same pool hooks
+    (they run inside SQLAlchemy's greenlet, see ``persistence._blocking``)."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_async(url, settings)
+    engine = create_async_engine(url, **_postgres(settings))
+    _runtime_hooks(engine.sync_engine, settings)
+    return engine
+
+
+def owner_engine_async(url: URL, settings: Settings) -> AsyncEngine:
+    """:func:`owner_engine` on asyncio."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_async(url, settings)
+    engine = create_async_engine(url, **_postgres(settings))
+    _pool.install(engine.sync_engine, settings.pool_ping_after)
+    return engine
+
+
+def _runtime_hooks(engine: Engine, settings: Settings) -> Engine:
+    _pool.install(engine, settings.pool_ping_after)
+    if not settings.allow_rls_bypass:
+        _role_check.check_on_connect(engine)
+    return engine
+
+
+def _postgres(settings: Settings) -> dict[str, Any]:
+    """The PostgreSQL engine's options (sync and async engines alike)."""
     s = settings
-    return create_engine(
-        url,
+    return dict(
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         pool_pre_ping=False,  # _pool pings only connections that sat idle instead
@@ -79,16 +110,38 @@ def _json_text(value: Any) -> str:
 
 def sqlite_engine(url: URL, settings: Settings) -> Engine:
     """The embedded engine: WAL, foreign keys, every transaction ``BEGIN IMMEDIATE``."""
+    engine = create_engine(_sqlite_file(url), **_sqlite_options(settings))
+    _sqlite_hooks(engine, settings)
+    return engine
+
+
+def _sqlite_async(url: URL, settings: Settings) -> AsyncEngine:
+    """:func:`sqlite_engine` on aiosqlite (the sqlite3 driver on a worker thread per
+    connection), with the same hooks."""
+    engine = create_async_engine(
+        _sqlite_file(url).set(drivername="sqlite+aiosqlite"), **_sqlite_options(settings)
+    )
+    _sqlite_hooks(engine.sync_engine, settings)
+    return engine
+
+
+def _sqlite_file(url: URL) -> URL:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         url = url.set(database=str(Path(database).expanduser()))
-    engine = create_engine(
-        url,
+    return url
+
+
+def _sqlite_options(settings: Settings) -> dict[str, Any]:
+    return dict(
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
     )
+
+
+def _sqlite_hooks(engine: Engine, settings: Settings) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
@@ -111,5 +164,3 @@ def sqlite_engine(url: URL, settings: Settings) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine

@@ -1,51 +1,44 @@
-"""Begin a unit of work's transaction and enter its tenant in one round trip (PostgreSQL).
-
-psycopg opens a transaction with its own ``BEGIN`` round trip before the first
-statement (even in pipeline mode, where it syncs right after ``BEGIN``). Every unit
-of work starts with ``BEGIN`` then ``persistence_enter()``, so :func:`enter` switches
-the idle connection to autocommit, sends ``BEGIN`` and the call together in one
-query, and leaves the explicit transaction open. psycopg's ``commit()`` and
-``rollback()`` act on the server's transaction status, not on the autocommit flag,
-so the transaction ends as usual; the pool's checkin turns autocommit off again
-(``persistence._pool``) before anyone else gets the connection.
-"""
+"""The tenant entry: its statement per backend, its rendered form, and the records built
+from its row. ``persistence._begin`` (and its async source) sends it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import psycopg
-from psycopg import ClientCursor
-from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, String, and_, bindparam, func, select
+from sqlalchemy import String, and_, bindparam, func, select
+from sqlalchemy.engine import Dialect
 
-from persistence._executor import Statement, pooled_cursor, raise_translated, simple_query
-from persistence.errors import ConfigurationError
+from persistence._compiled import Statement
 from persistence.models.tenancy import Tenant, Workspace
 from persistence.records import TenantRecord, WorkspaceRecord
 
 __all__ = [
-    "enter",
-    "enter_admin",
+    "ADMIN_CHECK",
+    "BEGIN",
+    "BEGIN_ADMIN",
+    "BEGIN_READ_ONLY",
+    "ENTRY",
+    "SET_READ_ONLY",
+    "EntryRow",
     "entry_ids",
+    "rendered",
     "tenant_record",
     "workspace_record",
 ]
 
 # A read-only unit of work: one snapshot for all its reads, writes refused.
-_BEGIN = "BEGIN; "
-_BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-_SET_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-_CURSOR = "persistence_enter_cursor"
+BEGIN = "BEGIN; "
+BEGIN_READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+SET_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
 # Administration needs the role that owns the tables (row-level security hides every
 # tenant from any other role but a superuser); 42P01 on 'tenants' means no migrations.
-_ADMIN_CHECK = (
+ADMIN_CHECK = (
     "SELECT current_user, pg_has_role(current_user, relowner, 'USAGE') "
     "FROM pg_class WHERE oid = 'tenants'::regclass"
 )
-_BEGIN_ADMIN = "BEGIN; " + _ADMIN_CHECK
+BEGIN_ADMIN = "BEGIN; " + ADMIN_CHECK
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
@@ -98,49 +91,23 @@ _RENDERED: dict[tuple[str, str, str], bytes] = {}
 _RENDERED_MAX = 4096
 
 
-def _rendered(connection: Connection, begin: str, tenant: str, workspace: str) -> bytes:
-    """``begin`` then the entry statement (:data:`ENTRY`), its slugs bound."""
+def rendered(
+    begin: str, tenant: str, workspace: str, dialect: Dialect, cursor: Callable[[], Any]
+) -> bytes:
+    """``begin`` then the PostgreSQL entry statement (:data:`ENTRY`), its slugs bound by
+    the psycopg ``ClientCursor`` that ``cursor()`` returns (asked for only on a miss)."""
     key = (begin, tenant, workspace)
     found = _RENDERED.get(key)
     if found is None:
         if len(_RENDERED) >= _RENDERED_MAX:
             _RENDERED.clear()  # bounded: a process serving many tenants starts over
-        cursor: ClientCursor[Any] = pooled_cursor(connection, _CURSOR, ClientCursor)
-        entry = ENTRY["postgresql"].sql(connection.dialect)
-        bound = cursor.mogrify(entry, {"tenant": tenant, "workspace": workspace})
+        entry = ENTRY["postgresql"].sql(dialect)
+        bound = cursor().mogrify(entry, {"tenant": tenant, "workspace": workspace})
         found = _RENDERED[key] = (begin + bound).encode()
     return found
 
 
-def enter(
-    connection: Connection, tenant: str, workspace: str, *, read_only: bool = False
-) -> Mapping[str, Any] | None:
-    """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row
-    (values as text: the records built from it parse them when asked for).
-
-    Both go in one simple-protocol query through libpq
-    (:func:`persistence._executor.simple_query`), the slugs bound client-side by psycopg's
-    ``ClientCursor`` (they are validated slugs, and the cursor quotes them anyway) once per
-    tenant and workspace (:func:`_rendered`): cheaper on the client than a pipeline of two
-    extended-protocol statements. psycopg opens no transaction of its own afterwards: it
-    sees the one open. A driver error is translated by
-    :func:`persistence._executor.raise_translated`, and a broken connection is
-    invalidated, not pooled.
-    """
-    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
-    if driver.pgconn.transaction_status == TransactionStatus.IDLE:
-        begin = _BEGIN_READ_ONLY if read_only else _BEGIN
-    else:  # (a transaction already open: not from our pool)
-        begin = _SET_READ_ONLY if read_only else ""
-    query = _rendered(connection, begin, tenant, workspace)
-    try:
-        result = simple_query(driver, query)[-1]
-    except psycopg.Error as exc:
-        raise_translated(connection, query.decode(), (), exc)
-    return _EntryRow(result) if result.ntuples else None
-
-
-class _EntryRow(Mapping[str, Any]):
+class EntryRow(Mapping[str, Any]):
     """The entry row as text, each column decoded when first read: a unit of work reads
     the ids and the status; the records (``uow.tenant``) the rest, if anyone asks."""
 
@@ -165,33 +132,6 @@ class _EntryRow(Mapping[str, Any]):
 
 
 _UNREAD = object()
-
-
-def enter_admin(connection: Connection, url: str) -> None:
-    """``BEGIN`` an admin unit of work on ``connection`` and check, in the same round trip,
-    that its role may administer: ConfigurationError naming ``url`` if not.
-
-    psycopg would send ``BEGIN`` on its own before the first statement, in a round trip
-    of its own: sent here instead, it costs nothing more, and a dead pooled connection
-    shows before any statement of the caller's (``persistence._connect.begin`` then
-    tries another). Like :func:`enter`, through libpq, so psycopg sees the transaction
-    open and sends no ``BEGIN`` of its own.
-    """
-    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
-    idle = driver.pgconn.transaction_status == TransactionStatus.IDLE
-    try:
-        result = simple_query(driver, (_BEGIN_ADMIN if idle else _ADMIN_CHECK).encode())[-1]
-    except psycopg.Error as exc:
-        raise_translated(connection, _ADMIN_CHECK, (), exc)
-    role = result.get_value(0, 0).decode() if result.ntuples else None
-    may_administer = result.ntuples > 0 and result.get_value(0, 1) == b"t"
-    if not may_administer:
-        raise ConfigurationError(
-            f"role {role!r} does not own the persistence tables, so it cannot administer "
-            f"tenants (row-level security hides them from it): use the owner URL "
-            f"(owner_database_url / PERSISTENCE_OWNER_DATABASE_URL) for db.admin(); "
-            f"connected with {url}"
-        )
 
 
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from persistence._blocking import blocking
 from persistence._session_reset import DIRTY, reset_session
 
 __all__ = ["doubt", "install"]
@@ -59,6 +60,7 @@ def install(engine: Engine, idle: float) -> None:
         info[_IDLE_SINCE] = time.monotonic()
         if dbapi_conn is None:
             return
+        dbapi_conn = blocking(dbapi_conn)  # (the async engine's: blocking calls on it)
         if not _rolled_back(dbapi_conn, record):
             return  # invalidated: a connection in an unknown state is never pooled
         if info.get(DIRTY) and not reset_session(dbapi_conn, record):

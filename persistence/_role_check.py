@@ -17,12 +17,14 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from persistence._blocking import blocking
 from persistence._executor import raise_translated
 from persistence.errors import ConfigurationError
 
-__all__ = ["check_on_connect", "require_rls"]
+__all__ = ["check_on_connect", "require_rls", "require_rls_async"]
 
 _VERDICT = "persistence_rls_verdict"
 # Not checked yet, or checked before the tables existed (check again before entering).
@@ -44,9 +46,18 @@ def check_on_connect(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         try:
-            record.info[_VERDICT] = _verdict(dbapi_conn)
+            record.info[_VERDICT] = _verdict(blocking(dbapi_conn))
         except psycopg.Error:
             record.info[_VERDICT] = _UNKNOWN  # asked again, errors translated, on entering
+
+
+async def require_rls_async(connection: AsyncConnection) -> None:
+    """:func:`require_rls` for an asyncio connection (the check, when it must be asked
+    again, runs inside SQLAlchemy's greenlet, like the pool's own hooks)."""
+    sync = connection.sync_connection
+    if sync is not None and sync.connection.info.get(_VERDICT, _UNKNOWN) == _BOUND:
+        return
+    await connection.run_sync(require_rls)
 
 
 def require_rls(connection: Connection) -> None:
@@ -60,7 +71,7 @@ def require_rls(connection: Connection) -> None:
     if verdict == _UNKNOWN:
         driver: Any = connection.connection.driver_connection
         try:
-            verdict = info[_VERDICT] = _verdict(driver)
+            verdict = info[_VERDICT] = _verdict(blocking(driver))
         except psycopg.Error as exc:
             raise_translated(connection, _CHECK, (), exc)
     # Still unknown: the tables do not exist yet; entering says the migrations are missing.

@@ -24,11 +24,10 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, event
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["DIRTY", "RESET", "clean_when_begun", "mark_clean", "mark_dirty", "reset_session"]
+__all__ = ["DIRTY", "RESET", "mark_clean", "mark_dirty", "reset_session"]
 
 DIRTY = "persistence_session_dirty"
 RESET = (
@@ -47,15 +46,6 @@ def mark_dirty(connection: Connection) -> None:
 def mark_clean(connection: Connection) -> None:
     """Only the library's own statements run on ``connection`` until marked dirty."""
     connection.connection.info[DIRTY] = False
-
-
-def clean_when_begun(sessions: sessionmaker[Session]) -> None:
-    """Mark clean the connection of every session of ``sessions`` as it begins: for
-    sessions that run only the library's statements (administration)."""
-
-    @event.listens_for(sessions, "after_begin")
-    def _begun(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
-        mark_clean(connection)
 
 
 def reset_session(dbapi_conn: Any, record: ConnectionPoolEntry) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -18,7 +19,17 @@ from sqlalchemy.exc import DBAPIError
 from persistence.errors import ConfigurationError, translate
 from persistence.rls import runtime_role_sql
 
-__all__ = ["VERSION_TABLE", "current", "diff", "downgrade", "grant_runtime_role", "head", "upgrade"]
+__all__ = [
+    "VERSION_TABLE",
+    "current",
+    "diff",
+    "downgrade",
+    "grant_runtime_role",
+    "head",
+    "on_owner",
+    "upgrade",
+]
+T = TypeVar("T")
 
 VERSION_TABLE = "persistence_alembic_version"
 # pg_advisory_lock key that serializes concurrent migrations ("persiste" in ASCII).
@@ -74,6 +85,12 @@ def _exclusive(engine: Engine) -> Iterator[Connection]:
                 yield conn
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def on_owner(db: Any, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``operation(db.owner_engine, ...)``: how ``Database`` runs a schema operation
+    (``AsyncDatabase`` runs it in a worker thread, see ``persistence._aio.on_owner``)."""
+    return operation(db.owner_engine, *args, **kwargs)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from persistence._executor import sync_of
 from persistence._session_reset import mark_dirty
 from persistence.errors import ReadOnlyError
 from persistence.settings import Settings
@@ -22,7 +23,7 @@ class _Transaction(Protocol):
     @property
     def session(self) -> Session: ...
 
-    connection: Connection | None
+    connection: Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +48,13 @@ class Scope:
     def session(self) -> Session:
         """The unit of work's ORM session, for statements of a repository of your own;
         session state they leave is reset before the connection is reused."""
-        connection = self.transaction.connection
-        if connection is not None:
-            mark_dirty(connection)
+        mark_dirty(sync_of(self.transaction.connection))
         return self.transaction.session
 
     @property
     def connection(self) -> Connection:
         """The transaction's connection."""
-        tx = self.transaction
-        return tx.connection or tx.session.connection()
+        return self.transaction.connection
 
     @property
     def is_postgres(self) -> bool:

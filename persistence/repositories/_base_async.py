@@ -21,7 +21,7 @@ class _Transaction(Protocol):
     @property
     def session(self) -> AsyncSession: ...
 
-    connection: AsyncConnection  # sync: connection: Connection | None
+    connection: AsyncConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +46,13 @@ class AsyncScope:
     def session(self) -> AsyncSession:
         """The unit of work's ORM session, for statements of a repository of your own;
         session state they leave is reset before the connection is reused."""
-        connection = self.transaction.connection
-        mark_dirty(sync_of(connection))  # sync: if connection is not None: mark_dirty(connection)
+        mark_dirty(sync_of(self.transaction.connection))
         return self.transaction.session
 
     @property
     def connection(self) -> AsyncConnection:
         """The transaction's connection."""
-        tx = self.transaction
-        return tx.connection  # sync: return tx.connection or tx.session.connection()
+        return self.transaction.connection
 
     @property
     def is_postgres(self) -> bool:

@@ -1,0 +1,387 @@
+"""Units of work: one transaction bound to one tenant and workspace, or to administration
+(``uow.py``, the sync API, is generated from ``uow_async.py``)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from persistence._aio import shielded  # sync:
+from persistence._begin_async import begin, enter_admin, reraise_translated
+from persistence._enter import entry_ids, tenant_record, workspace_record
+from persistence._executor_async import driver_of, raise_translated, simple_query, sync_of
+from persistence._session_reset import mark_clean, mark_dirty
+from persistence.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    PersistenceError,
+    translate_errors,
+)
+from persistence.records import TenantRecord, WorkspaceRecord
+from persistence.repositories._base_async import AsyncScope
+from persistence.repositories.tenancy_async import (
+    AsyncTenantRepository,
+    AsyncWorkspaceRepository,
+)
+
+if TYPE_CHECKING:
+    from persistence.access import AccessDescriptor
+    from persistence.database_async import AsyncDatabase
+    from persistence.records import Page, StoreRecord
+    from persistence.repositories.artifacts_async import AsyncArtifactRepository
+    from persistence.repositories.runs_async import AsyncRunRepository
+    from persistence.repositories.states import AsyncStateRepository
+    from persistence.repositories.workflows_async import AsyncWorkflowRepository
+    from persistence.stores_async import AsyncStore
+
+__all__ = ["AsyncAdminUnitOfWork", "AsyncUnitOfWork"]
+
+log = logging.getLogger(__name__)
+Callback = Callable[[], Any]
+
+
+class _AsyncTransaction:
+    """Owns a unit of work's transaction, its savepoints and the after-commit queue.
+
+    ``connection`` is the transaction's. A PostgreSQL tenant unit of work checks it out
+    itself and ends it on the driver (``on_driver``: ``BEGIN`` with the tenant entry and
+    ``COMMIT`` go straight to libpq), and builds its ORM ``session``, bound to that
+    connection, only when something first asks for one: the hot paths run prepared
+    statements on the driver and never need it. Administration and SQLite begin on a
+    session and run on its connection.
+    """
+
+    def __init__(
+        self, connection: AsyncConnection, session: AsyncSession | None, *, on_driver: bool
+    ):
+        self.connection = connection
+        self._session = session
+        self._on_driver = on_driver
+        # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
+        self._callbacks: list[list[Callback]] = [[]]
+
+    @classmethod
+    async def on_connection(cls, connection: AsyncConnection) -> Self:
+        return cls(connection, None, on_driver=True)
+
+    @classmethod
+    async def on_session(cls, session: AsyncSession) -> Self:
+        try:
+            connection = await session.connection()  # begins (SQLite: BEGIN IMMEDIATE)
+        except BaseException:
+            await session.close()
+            raise
+        return cls(connection, session, on_driver=False)
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = AsyncSession(
+                bind=self.connection, expire_on_commit=False, autoflush=False
+            )
+        return self._session
+
+    def on_commit(self, fn: Callback) -> None:
+        """Run ``fn`` after the root transaction commits; never if it rolls back."""
+        self._callbacks[-1].append(fn)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an exception inside rolls back only this block."""
+        nested = await self.session.begin_nested()
+        # The session emits SAVEPOINT lazily, on its first statement; statements on the
+        # driver connection (the fast paths) do not go through it, so emit it now.
+        await self.session.connection()
+        self._callbacks.append([])
+        try:
+            yield
+        except BaseException:
+            self._callbacks.pop()
+            if nested.is_active:
+                await nested.rollback()
+            raise
+        queued = self._callbacks.pop()
+        with translate_errors():
+            await nested.commit()
+        self._callbacks[-1].extend(queued)
+
+    async def finish(self, failed: bool) -> None:
+        try:
+            if failed:
+                if self._session is not None:
+                    await self._session.rollback()
+                if self._on_driver:
+                    await self._end_on_driver(commit=False)
+                return
+            self._require_committable()
+            if self._session is not None:
+                with translate_errors():
+                    await self._session.commit()
+            if self._on_driver:  # what the session did not commit
+                await self._end_on_driver(commit=True)  # (raises translated errors itself)
+        finally:
+            if self._session is not None:
+                await self._session.close()
+            await self.connection.close()
+        await self._run_callbacks()
+
+    async def _run_callbacks(self) -> None:
+        for fn in self._callbacks[0] if self._callbacks[0] else ():
+            try:
+                outcome = fn()  # sync: fn()
+                if inspect.isawaitable(outcome):  # sync:
+                    await outcome  # sync:
+            except Exception:  # the data is committed; a failing callback must not hide that
+                log.exception("on_commit callback %r failed", fn)
+
+    def _require_committable(self) -> None:
+        """Raise, before anything is committed, if this transaction cannot commit: its
+        connection was lost, or PostgreSQL aborted it on an error the caller caught inside
+        the block (a COMMIT would silently roll back, and callbacks would run for nothing)."""
+        if not self._on_driver:
+            return
+        if self.connection.invalidated:
+            raise DatabaseUnavailableError(
+                "the unit of work lost its database connection: nothing was committed"
+            )
+        status = driver_of(self.connection).pgconn.transaction_status
+        if status == TransactionStatus.INERROR:
+            raise DatabaseError(
+                "the unit of work's transaction was aborted by an earlier error (caught inside "
+                "the block): it was rolled back and nothing was committed",
+                sqlstate="25P02",
+            )
+
+    async def _end_on_driver(self, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK the server's transaction if it is still open."""
+        connection = self.connection
+        if connection.invalidated or connection.closed:
+            return
+        driver: Any = driver_of(connection)
+        if driver.closed or driver.pgconn.transaction_status == TransactionStatus.IDLE:
+            return
+        try:
+            await simple_query(driver, b"COMMIT" if commit else b"ROLLBACK")
+        except psycopg.Error as exc:
+            await raise_translated(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
+
+
+class AsyncUnitOfWork:
+    """One transaction bound to one tenant and workspace.
+
+    Leaving the ``with`` block without an exception commits; an exception rolls
+    everything back. Repositories are reached as attributes (``uow.states`` ...).
+    """
+
+    def __init__(self, db: AsyncDatabase, tenant: str, workspace: str, *, read_only: bool = False):
+        self._db = db
+        self._tenant_slug = tenant
+        self._workspace_slug = workspace
+        self.read_only = read_only
+        self._tx: _AsyncTransaction | None = None
+        self._repos: dict[str, object] = {}
+        self._entry: Mapping[Any, Any] | None = None
+        self._tenant: TenantRecord | None = None
+        self._workspace: WorkspaceRecord | None = None
+
+    async def __aenter__(self) -> Self:
+        db = self._db
+        tx, entry = await begin(
+            self._open, self._enter, url=db.settings.url_label, engine=db.engine
+        )
+        self._tx = tx
+        self._entry, self._tenant, self._workspace = entry, None, None
+        tenant_id, workspace_id = entry_ids(entry)
+        self.scope = AsyncScope(
+            transaction=tx,
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            settings=self._db.settings,
+            dialect=self._db.dialect,
+            on_commit=tx.on_commit,
+            read_only=self.read_only,
+        )
+        return self
+
+    async def _open(self) -> _AsyncTransaction:
+        if self._db.dialect == "postgresql":
+            return await _AsyncTransaction.on_connection(await self._db.engine.connect())
+        return await _AsyncTransaction.on_session(self._db._runtime_sessions())
+
+    async def _enter(self, tx: _AsyncTransaction) -> Mapping[Any, Any]:
+        return await self._db._enter_scope(
+            tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx, self._tx = self._require(), None
+        self._repos.clear()
+        failed = exc_type is not None
+        await shielded(tx.finish(failed))  # sync: tx.finish(failed)
+        reraise_translated(exc, self._db.settings.url_label)
+
+    @property
+    def tenant(self) -> TenantRecord:
+        """The tenant this unit of work is bound to (as it was when it began)."""
+        if self._tenant is None:
+            self._tenant = tenant_record(self._entered())
+        return self._tenant
+
+    @property
+    def workspace(self) -> WorkspaceRecord:
+        """The workspace this unit of work is bound to (as it was when it began)."""
+        if self._workspace is None:
+            self._workspace = workspace_record(self._entered())
+        return self._workspace
+
+    def _entered(self) -> Mapping[Any, Any]:
+        if self._entry is None:
+            raise PersistenceError("the unit of work has not begun: use it in a `with` block")
+        return self._entry
+
+    def _require(self) -> _AsyncTransaction:
+        if self._tx is None:
+            raise PersistenceError("the unit of work is not open: use it in a `with` block")
+        return self._tx
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this unit of work, for SQL of your own. Session state it
+        leaves (``SET``, temporary tables, ...) is reset before the connection is reused."""
+        tx = self._require()
+        mark_dirty(sync_of(tx.connection))
+        return tx.session
+
+    def savepoint(self) -> Any:
+        """``with uow.savepoint():`` a nested transaction inside this unit of work."""
+        return self._require().savepoint()
+
+    def on_commit(self, fn: Callback) -> None:
+        """Queue ``fn`` to run after this unit of work commits (dropped on rollback); on
+        the asyncio API it may return an awaitable, which is awaited."""
+        self._require().on_commit(fn)
+
+    def access(self) -> AccessDescriptor:
+        """The access descriptor of this scope: JSON another process opens with
+        ``Database.from_access`` (no password in it)."""
+        self._require()
+        return self._db.access(self.tenant.slug, self.workspace.slug)
+
+    # -- repositories (built on first use, one per unit of work) -----------------
+
+    @property
+    def states(self) -> AsyncStateRepository:
+        from persistence.repositories.states import AsyncStateRepository
+
+        return self._repo("states", AsyncStateRepository)  # type: ignore[no-any-return]
+
+    @property
+    def workflows(self) -> AsyncWorkflowRepository:
+        from persistence.repositories.workflows_async import AsyncWorkflowRepository
+
+        return self._repo("workflows", AsyncWorkflowRepository)  # type: ignore[no-any-return]
+
+    @property
+    def artifacts(self) -> AsyncArtifactRepository:
+        from persistence.repositories.artifacts_async import AsyncArtifactRepository
+
+        return self._repo("artifacts", AsyncArtifactRepository)  # type: ignore[no-any-return]
+
+    @property
+    def runs(self) -> AsyncRunRepository:
+        from persistence.repositories.runs_async import AsyncRunRepository
+
+        return self._repo("runs", AsyncRunRepository)  # type: ignore[no-any-return]
+
+    def store(self, name: str) -> AsyncStore:
+        """The key/value store ``name`` inside this unit of work's transaction."""
+        from persistence.stores_async import AsyncStore
+
+        self._require()
+        return AsyncStore.for_unit_of_work(self, name)
+
+    async def list_stores(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[StoreRecord]:
+        """The workspace's stores ordered by name, one page at a time."""
+        from persistence.repositories.stores_async import AsyncStoreRepository
+
+        return await AsyncStoreRepository(self._scope()).list_stores(limit=limit, cursor=cursor)
+
+    async def delete_store(self, name: str) -> None:
+        """Delete the store and its items; NotFoundError if it does not exist."""
+        from persistence.repositories.stores_async import AsyncStoreRepository
+
+        with translate_errors():
+            await AsyncStoreRepository(self._scope()).delete_store(name)
+
+    def _scope(self) -> AsyncScope:
+        self._require()
+        return self.scope
+
+    def _repo(self, name: str, factory: Callable[[AsyncScope], object]) -> Any:
+        self._require()
+        repo = self._repos.get(name)
+        if repo is None:
+            repo = self._repos[name] = factory(self.scope)
+        return repo
+
+
+class AsyncAdminUnitOfWork:
+    """Tenant administration in one transaction, as the owner role (not tenant-scoped)."""
+
+    tenants: AsyncTenantRepository
+    workspaces: AsyncWorkspaceRepository
+
+    def __init__(self, db: AsyncDatabase):
+        self._db = db
+        self._tx: _AsyncTransaction | None = None
+
+    async def __aenter__(self) -> Self:
+        db = self._db
+        self._tx, _ = await begin(self._open, self._check, url=self._url, engine=db.owner_engine)
+        session = self._tx.session
+        self.tenants = AsyncTenantRepository(session)
+        self.workspaces = AsyncWorkspaceRepository(session)
+        return self
+
+    async def _open(self) -> _AsyncTransaction:
+        return await _AsyncTransaction.on_session(self._db._owner_sessions())
+
+    async def _check(self, tx: _AsyncTransaction) -> None:
+        if self._db.dialect == "postgresql":
+            await enter_admin(tx.connection, self._url())
+            mark_clean(sync_of(tx.connection))  # administration leaves no session state
+
+    def _url(self) -> str:
+        return self._db.settings.url_label(owner=True)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            failed = exc_type is not None
+            await shielded(tx.finish(failed))  # sync: tx.finish(failed)
+        reraise_translated(exc, self._url)
+
+    def on_commit(self, fn: Callback) -> None:
+        if self._tx is None:
+            raise PersistenceError("the admin unit of work is not open")
+        self._tx.on_commit(fn)
