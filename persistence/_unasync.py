@@ -173,7 +173,7 @@ def _format(code: str, path: Path) -> str:
     ruff = _ruff()
     name = str(path)
     fixed = subprocess.run(
-        [ruff, "check", "--quiet", "--select", "I,F401", "--fix", "--stdin-filename", name, "-"],
+        [ruff, "check", "--quiet", "--select", "I,F401,RUF022", "--fix", "--stdin-filename", name, "-"],
         input=code,
         capture_output=True,
         text=True,
