@@ -10,8 +10,10 @@ import pytest
 
 from persistence import Database
 from persistence._executor import Statement
+from persistence.repositories import _artifact_statements as artifacts
 from persistence.repositories import _run_statements as runs
-from persistence.repositories import artifacts, stores, workflows
+from persistence.repositories import _workflow_statements as workflows
+from persistence.repositories import stores
 from persistence.repositories.states import statements as states
 from tests.conftest import new_tenant
 from tests.fixtures.services import provision
@@ -44,10 +46,10 @@ def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> Non
         (lambda uow: uow.store("kv").__setitem__("k", 1), [stores._PUT_ENSURING]),
         (lambda uow: uow.store("kv")["k"], [stores._GET]),
         (lambda uow: "k" in uow.store("kv"), [stores._CONTAINS]),
-        (lambda uow: uow.workflows.get("flow"), [workflows._LATEST]),
-        (lambda uow: uow.workflows.get("flow", revision=1), [workflows._BY_REVISION]),
-        (lambda uow: uow.artifacts.save("a.bin", b"x" * 1024), [artifacts._SAVE]),
-        (lambda uow: uow.artifacts.load("a.bin"), [artifacts._LOAD]),
+        (lambda uow: uow.workflows.get("flow"), [workflows.LATEST]),
+        (lambda uow: uow.workflows.get("flow", revision=1), [workflows.BY_REVISION]),
+        (lambda uow: uow.artifacts.save("a.bin", b"x" * 1024), [artifacts.SAVE]),
+        (lambda uow: uow.artifacts.load("a.bin"), [artifacts.LOAD]),
         (lambda uow: uow.runs.start("flow", run_id="r1"), [runs.START]),
         (lambda uow: uow.runs.claim(worker="w"), [runs.claim(False, True)]),
         (
