@@ -42,13 +42,7 @@ if TYPE_CHECKING:
 
     from persistence.database import Database
 
-__all__ = [
-    "Lease",
-    "LeaseBackend",
-    "list_leases",
-    "make_backend",
-    "validate_lease_name",
-]
+__all__ = ["Lease", "LeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
 
 _MAX_TTL = 7 * 24 * 3600.0  # seconds
 

@@ -44,13 +44,7 @@ if TYPE_CHECKING:
 
     from persistence.database_async import AsyncDatabase
 
-__all__ = [
-    "AsyncLease",
-    "AsyncLeaseBackend",
-    "list_leases",
-    "make_backend",
-    "validate_lease_name",
-]
+__all__ = ["AsyncLease", "AsyncLeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
 
 _MAX_TTL = 7 * 24 * 3600.0  # seconds
 
