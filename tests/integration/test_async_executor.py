@@ -1,5 +1,6 @@
 """A py-code-mode style executor: an asyncio subprocess that receives an access descriptor,
-opens ``AsyncDatabase.from_access``, works in its scope and reaches nothing else."""
+opens ``AsyncDatabase.from_access``, works in its scope (states, artifacts, a store, a
+lease) and cannot reach another tenant or workspace through the Database it opened."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ async def _tenants(adb: AsyncDatabase) -> tuple[str, str]:
         async with adb.unit_of_work(tenant, workspace) as uow:
             await uow.states.save("plan", value)
             await uow.artifacts.save("notes.txt", f"{tenant}/{workspace}")
+            await uow.store("memory").set("secret", f"{tenant}/{workspace}")
     return mine, other
 
 
@@ -87,7 +89,14 @@ def test_the_executor_reads_and_writes_its_scope(run_on: Callable[[Scenario], No
                     notes = await uow.artifacts.load("notes.txt")
                     await uow.artifacts.save("result.json", {"answer": 42})
                     scope = [uow.tenant.slug, uow.workspace.slug]
-                return {"state": state, "version": meta.version, "notes": notes, "scope": scope}
+                store = db.store(tenant=access.tenant, workspace=access.workspace, name="memory")
+                secret = await store.get("secret")
+                async with db.lease(tenant=access.tenant, name="memory-writer", ttl=30) as lease:
+                    async with store.fenced(lease).transaction(lock=True):
+                        await store.set("runs", await store.get("runs", 0) + 1)
+                keys = [key async for key in store.keys()]
+                return {"state": state, "version": meta.version, "notes": notes,
+                        "scope": scope, "secret": secret, "keys": keys}
                 """,
             )
             # A second run sees the first's commit (one child, one database, many runs).
@@ -104,12 +113,15 @@ def test_the_executor_reads_and_writes_its_scope(run_on: Callable[[Scenario], No
             "version": 1,
             "notes": f"{mine}/default",
             "scope": [mine, "default"],
+            "secret": f"{mine}/default",
+            "keys": ["runs", "secret"],
         }
         assert names == ["notes.txt", "result.json"]
         async with adb.unit_of_work(mine) as uow:
             state, meta = await uow.states.load("plan")  # type: ignore[misc]
             assert (state, meta.version) == ({"step": 2}, 2)
             assert await uow.artifacts.load("result.json") == {"answer": 42}
+            assert await uow.store("memory").get("runs") == 1
         await _assert_untouched(adb, mine, other)
 
     run_on(scenario)
@@ -127,6 +139,9 @@ async def _assert_untouched(adb: AsyncDatabase, mine: str, other: str) -> None:
             page = await uow.artifacts.list()
             assert [a.name for a in page.items] == ["notes.txt"]
             assert await uow.artifacts.load("notes.txt") == f"{tenant}/{workspace}"
+            assert [item async for item in uow.store("memory").items()] == [
+                ("secret", f"{tenant}/{workspace}")
+            ]
 
 
 # Each reaches out of the descriptor's scope; each must raise ConfigurationError (the
@@ -147,6 +162,17 @@ ESCAPES = {
     "another workspace, named with the tenant": """
         async with db.unit_of_work(access.tenant, "research") as uow:
             await uow.states.save("plan", {"overwritten": True})
+    """,
+    "another tenant's store": """
+        return await db.store(tenant=OTHER, name="memory").get("secret")
+    """,
+    "another workspace's store": """
+        store = db.store(tenant=access.tenant, workspace="research", name="memory")
+        await store.set("secret", "overwritten")
+    """,
+    "another tenant's lease": """
+        async with db.lease(tenant=OTHER, name="memory-writer") as lease:
+            return lease.fence
     """,
     "administration": """
         async with db.admin() as admin:
@@ -191,7 +217,7 @@ def test_sql_of_the_executors_own_sees_only_its_tenant(
     run_on_pg: Callable[[Scenario], None],
 ) -> None:
     """On PostgreSQL the child's connection is the runtime role, bound by row-level
-    security: its own SQL on ``uow.session`` sees only its tenant's rows."""
+    security: SQL of its own on ``uow.session`` sees only the tenant it entered."""
 
     async def scenario(adb: AsyncDatabase) -> None:
         mine, _ = await _tenants(adb)
