@@ -35,8 +35,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | 
 
 @pytest.fixture
 def shared_db(backend: tuple[str, str | None, int]) -> Iterator[Database]:
-    """A Database of its own (its pool counts are this test's), with fewer connections
-    than threads: they share the pool and wait for it."""
+    """A Database of its own (its pool counts are this test's). On PostgreSQL it has
+    fewer connections than threads: they share the pool and wait for it (the SQLite
+    engine does not take the pool settings)."""
     url, owner_url, _ = backend
     with Database.from_url(url, owner_url=owner_url, pool_size=4, max_overflow=0) as db:
         yield db
