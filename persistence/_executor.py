@@ -107,7 +107,8 @@ def _execute(connection: Connection, sync: Connection, sql: str, args: Any) -> A
     driver: Any = pooled.driver_connection
     is_pg = isinstance(driver, psycopg.Connection)
     try:
-        cursor = _cursor(pooled, driver) if is_pg else driver.cursor()
+        # (SQLite: the connection stands for the cursor; its execute makes one per call)
+        cursor = _cursor(pooled, driver) if is_pg else driver
         if observed:  # statement listeners (tracing, statement counts) see these too
             context = _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
@@ -123,15 +124,18 @@ def _execute(connection: Connection, sync: Connection, sql: str, args: Any) -> A
             else:
                 pooled.info.pop(_CURSOR, None)
                 cursor.close()
-        else:
-            cursor.execute(sql, args)
-            raw = cursor.fetchall()
-            cursor.close()
+        else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
+            raw = _fetch(driver, sql, args)
         if observed:
             sync.dispatch.after_cursor_execute(sync, cursor, sql, args, context, False)
         return raw
     except (psycopg.Error, sqlite3.Error) as exc:
         raise_translated(connection, sql, args, exc)
+
+
+def _fetch(driver: Any, sql: str, args: Any) -> Any:
+    """SQLite's rows for ``sql`` (the sync twin of aiosqlite's ``execute_fetchall``)."""
+    return driver.execute(sql, args).fetchall()
 
 
 def _cursor(pooled: Any, driver: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:

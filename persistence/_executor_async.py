@@ -116,7 +116,8 @@ async def _execute(connection: AsyncConnection, sync: Connection, sql: str, args
     driver: Any = pooled.driver_connection
     is_pg = isinstance(driver, psycopg.AsyncConnection)
     try:
-        cursor = _cursor(pooled, driver) if is_pg else await driver.cursor()
+        # (SQLite: the connection stands for the cursor; its execute makes one per call)
+        cursor = _cursor(pooled, driver) if is_pg else driver
         if observed:  # statement listeners (tracing, statement counts) see these too
             context = _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
@@ -132,15 +133,18 @@ async def _execute(connection: AsyncConnection, sync: Connection, sql: str, args
             else:
                 pooled.info.pop(_CURSOR, None)
                 await cursor.close()
-        else:
-            await cursor.execute(sql, args)
-            raw = await cursor.fetchall()
-            await cursor.close()
+        else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
+            raw = await driver.execute_fetchall(sql, args)  # sync: raw = _fetch(driver, sql, args)
         if observed:
             sync.dispatch.after_cursor_execute(sync, cursor, sql, args, context, False)
         return raw
     except (psycopg.Error, sqlite3.Error) as exc:
         await raise_translated(connection, sql, args, exc)
+
+
+def _fetch(driver: Any, sql: str, args: Any) -> Any:
+    """SQLite's rows for ``sql`` (the sync twin of aiosqlite's ``execute_fetchall``)."""
+    return driver.execute(sql, args).fetchall()
 
 
 def _cursor(pooled: Any, driver: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:

@@ -59,7 +59,13 @@ class _Transaction:
     session and run on its connection.
     """
 
-    def __init__(self, connection: Connection, session: Session | None, *, on_driver: bool):
+    def __init__(
+        self,
+        connection: Connection,
+        session: Session | None,
+        *,
+        on_driver: bool,
+    ):
         self.connection = connection
         self._session = session
         self._on_driver = on_driver

@@ -60,7 +60,11 @@ class _AsyncTransaction:
     """
 
     def __init__(
-        self, connection: AsyncConnection, session: AsyncSession | None, *, on_driver: bool
+        self,
+        connection: AsyncConnection,
+        session: AsyncSession | None,
+        *,
+        on_driver: bool,
     ):
         self.connection = connection
         self._session = session
@@ -77,7 +81,7 @@ class _AsyncTransaction:
         try:
             connection = await session.connection()  # begins (SQLite: BEGIN IMMEDIATE)
         except BaseException:
-            await session.close()
+            await shielded(session.close())  # sync: session.close()
             raise
         return cls(connection, session, on_driver=False)
 
