@@ -68,13 +68,29 @@ def sync_db(request: pytest.FixtureRequest) -> Database:
     return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
 
 
+def _database(request: pytest.FixtureRequest) -> Database:
+    backend, _, api = request.param.partition("-")
+    name = f"{backend}_adb" if api else f"{backend}_db"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 @pytest.fixture(params=["sqlite", "pg", "sqlite-async", "pg-async"])
 def db(request: pytest.FixtureRequest) -> Database:
     """The same test body on both backends and both APIs: the async variants run the
     asyncio API (``AsyncDatabase``) through ``tests.fixtures.bridge``."""
-    backend, _, api = request.param.partition("-")
-    name = f"{backend}_adb" if api else f"{backend}_db"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+    return _database(request)
+
+
+@pytest.fixture(params=["pg", "pg-async"])
+def db_pg(request: pytest.FixtureRequest) -> Database:
+    """``db`` on PostgreSQL only: both APIs (for row-level security, the pool, the wire)."""
+    return _database(request)
+
+
+@pytest.fixture(params=["sqlite", "sqlite-async"])
+def db_sqlite(request: pytest.FixtureRequest) -> Database:
+    """``db`` on SQLite only: both APIs."""
+    return _database(request)
 
 
 @pytest.fixture(params=["sync", "async"])
