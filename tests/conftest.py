@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from persistence import Database
+from persistence import Database, Settings
 from persistence.database_async import AsyncDatabase
 from tests.fixtures.bridge import Loop, bridge
 
@@ -96,15 +96,20 @@ def db_sqlite(request: pytest.FixtureRequest) -> Database:
 @pytest.fixture(params=["sync", "async"])
 def open_database(request: pytest.FixtureRequest) -> Callable[..., Database]:
     """``open_database(url, **settings)``: a ``Database.from_url``, or (async) an
-    ``AsyncDatabase.from_url`` through the bridge; both are context managers."""
+    ``AsyncDatabase.from_url`` through the bridge; both are context managers.
+    ``open_database(Settings(...))`` builds from the settings object instead."""
     if request.param == "sync":
-        return Database.from_url
+        return lambda url, **settings: _open(Database, url, **settings)
     loop: Loop = request.getfixturevalue("event_loop_thread")
 
-    def open_async(url: str, **settings: object) -> Database:
-        return bridge(AsyncDatabase.from_url(url, **settings), loop)  # type: ignore[no-any-return]
+    def open_async(url: str | Settings, **settings: object) -> Database:
+        return bridge(_open(AsyncDatabase, url, **settings), loop)  # type: ignore[no-any-return]
 
     return open_async
+
+
+def _open(cls: Any, url: str | Settings, **settings: Any) -> Any:
+    return cls(url) if isinstance(url, Settings) else cls.from_url(url, **settings)
 
 
 def unique_slug(prefix: str = "t") -> str:
