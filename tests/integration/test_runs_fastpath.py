@@ -138,13 +138,13 @@ def test_compressed_args_and_results(db: Database, ws: str) -> None:
         zstd.close()
 
 
-def test_postgres_hot_path_is_one_statement_each_without_a_session(pg_db: Database) -> None:
+def test_postgres_hot_path_is_one_statement_each_without_a_session(db_pg: Database) -> None:
     slug = unique_slug()
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         admin.tenants.create(slug)
-    with pg_db.unit_of_work(slug) as uow:
+    with db_pg.unit_of_work(slug) as uow:
         uow.workflows.create("wf", SOURCE)
-    with pg_db.unit_of_work(slug) as uow, recorded(pg_db) as sent:
+    with db_pg.unit_of_work(slug) as uow, recorded(db_pg) as sent:
         run = uow.runs.start("wf", args={"a": 1})
         claimed = uow.runs.claim(worker="w")
         assert claimed is not None and claimed.id == run.id
