@@ -12,6 +12,7 @@ import pytest
 from persistence import Database
 from persistence.errors import AlreadyExistsError, ConflictError, NotFoundError
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import open_like
 from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x=None):\n    return x\n"
@@ -123,7 +124,7 @@ def test_a_rolled_back_savepoint_drops_what_the_hot_path_wrote(db: Database, ws:
 
 
 def test_compressed_args_and_results(db: Database, ws: str) -> None:
-    zstd = Database(db.settings.model_copy(update={"compression": "zstd"}))
+    zstd = open_like(db, compression="zstd")
     try:
         big = {"text": "x" * 5000, "n": list(range(100))}
         with zstd.unit_of_work(ws) as uow:

@@ -20,6 +20,7 @@ from persistence.errors import (
     PersistenceError,
     StaleFenceError,
 )
+from tests.fixtures.bridge import open_like
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import events_of
 
@@ -285,7 +286,7 @@ def _tenants(db: Database, n: int) -> list[str]:
 
 
 def test_oversize_values_are_refused(db: Database, tenant: str) -> None:
-    small = Database(db.settings.model_copy(update={"max_store_value_bytes": 100}))
+    small = open_like(db, max_store_value_bytes=100)
     try:
         store = small.store(tenant=tenant, name="sized")
         store["fits"] = "x" * 98  # 100 bytes of JSON with the quotes
@@ -311,7 +312,7 @@ def test_single_key_and_bulk_paths_agree(db: Database, tenant: str, codec: str) 
     """Single-key reads and writes (prepared driver statements on PostgreSQL) and the
     paged and bulk statements see the same rows, values and codecs."""
     update = {"compression": codec, "compression_threshold": 0}
-    compressing = Database(db.settings.model_copy(update=update))
+    compressing = open_like(db, **update)
     try:
         store = compressing.store(tenant=tenant, name="paths")  # created by the first set
         values = {"a": {"x": [1, 2.5, None, "ü"], "": {}}, "b": "text", "c": 2**63 - 1, "d": 1.0}

@@ -21,7 +21,7 @@ from persistence.errors import (
 from persistence.records import ArtifactRecord
 from persistence.repositories import artifacts
 from tests.conftest import new_tenant
-from tests.fixtures.bridge import module_of
+from tests.fixtures.bridge import module_of, open_like
 from tests.fixtures.services import PostgresTarget
 from tests.integration.test_failures import _terminate
 
@@ -64,10 +64,7 @@ def test_a_fenced_save_in_a_read_only_unit_of_work_leaves_it_usable(
     tenant = make_tenant()
     with db.unit_of_work(tenant) as uow:
         uow.states.save("a", {"v": 1})
-    settings = db.settings
-    lease_db = Database.from_url(
-        settings.database_url, owner_url=settings.owner_database_url, lease_backend="sql"
-    )
+    lease_db = open_like(db, lease_backend="sql")
     with (
         lease_db,
         lease_db.lease(tenant, "writer", ttl=30) as lease,
