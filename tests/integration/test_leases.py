@@ -211,12 +211,12 @@ def test_context_exit_reports_a_lost_lease(ldb: Database) -> None:
         ({"wait": float("inf")}, InvalidInputError),
     ],
 )
-def test_bad_lease_arguments(sqlite_db: Database, kwargs: dict[str, object], error: type) -> None:
-    tenant = new_tenant(sqlite_db)
+def test_bad_lease_arguments(db_sqlite: Database, kwargs: dict[str, object], error: type) -> None:
+    tenant = new_tenant(db_sqlite)
     args: dict[str, object] = {"tenant": tenant, "name": "ok", **kwargs}
     with pytest.raises(error):
-        sqlite_db.lease(**args)  # type: ignore[arg-type]
-    assert list_leases(sqlite_db, tenant) == []
+        db_sqlite.lease(**args)  # type: ignore[arg-type]
+    assert list_leases(db_sqlite, tenant) == []
 
 
 def test_a_lease_fences_only_its_own_tenant(ldb: Database) -> None:
@@ -281,11 +281,11 @@ def test_fences_strictly_increase_across_processes(
 
 
 def test_runtime_role_sees_no_other_tenants_leases(
-    pg_db: Database, postgres: PostgresTarget
+    db_pg: Database, postgres: PostgresTarget
 ) -> None:
-    a, b = new_tenant(pg_db), new_tenant(pg_db)
-    lease = pg_db.lease(tenant=a, name="secret")
-    pg_db.store(tenant=a, name="s").fenced(lease)["k"] = 1
+    a, b = new_tenant(db_pg), new_tenant(db_pg)
+    lease = db_pg.lease(tenant=a, name="secret")
+    db_pg.store(tenant=a, name="s").fenced(lease)["k"] = 1
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
         conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (a,))
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (1,)
@@ -299,7 +299,7 @@ def test_runtime_role_sees_no_other_tenants_leases(
         for table in ("leases", "fences"):  # no tenant set: nothing
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
     with pytest.raises(LockNotAcquiredError):
-        pg_db.lease(tenant=a, name="secret")
+        db_pg.lease(tenant=a, name="secret")
     lease.release()
 
 
