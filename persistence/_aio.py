@@ -2,7 +2,8 @@
 cut (ending a transaction, returning a connection, giving back a lease granted to a
 cancelled acquire), and schema operations in a worker thread.
 
-Imported only by the ``_async`` sources (the generated sync modules drop the import).
+Imported by the ``_async`` sources (the generated sync modules drop the import) and by
+the SQLite engine's close hook (``persistence._engines``), which runs on both APIs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["drain", "give_back_if_cancelled", "on_owner", "shielded"]
+__all__ = ["drain", "give_back_if_cancelled", "in_background", "on_owner", "shielded"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +76,14 @@ async def _give_back(task: asyncio.Future[T], give_back: Callable[[T], Awaitable
         await give_back(granted)
     except Exception:
         log.warning("a cancelled acquire could not give its lease back", exc_info=True)
+
+
+def in_background(awaitable: Awaitable[object]) -> None:
+    """Start ``awaitable`` (a cleanup nobody waits for) in a task of its own on the
+    running loop; AsyncDatabase.close() waits for it, a failure is logged."""
+    task = asyncio.ensure_future(awaitable)
+    _PENDING.add(task)
+    task.add_done_callback(_finished)
 
 
 def _finished(task: asyncio.Task[Any]) -> None:
