@@ -18,7 +18,8 @@ from tests.fixtures.bridge import unbridged
 
 SRC = "def run():\n    return 1\n"
 
-# The child gets nothing but the descriptor on stdin (and no PERSISTENCE_* environment).
+# The child gets nothing but the descriptor on stdin (and no PERSISTENCE_* environment);
+# it uses the sync API (test_async_executor.py starts an asyncio executor the same way).
 CHILD = """
 import json, sys
 from persistence import Database

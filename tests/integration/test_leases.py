@@ -23,7 +23,7 @@ from persistence.errors import (
     StaleFenceError,
 )
 from persistence.records import LeaseRecord
-from tests.fixtures.bridge import Loop, bridge, call, unbridged
+from tests.fixtures.bridge import Loop, bridge, call, is_async, unbridged
 from tests.fixtures.services import PostgresTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,10 +237,10 @@ def test_a_lease_fences_only_its_own_tenant(ldb: Database) -> None:
 
 WORKER = """
 import sys
-from persistence import Database, locks, locks_async
-url, owner, redis_url, prefix, tenant = sys.argv[1:6]
-with Database.from_url(url, owner_url=owner or None, redis_url=redis_url or None,
-                       redis_key_prefix=prefix) as db:
+from tests.fixtures.bridge import open_on
+url, owner, redis_url, prefix, tenant, api = sys.argv[1:7]
+with open_on(api, url, owner_url=owner or None, redis_url=redis_url or None,
+             redis_key_prefix=prefix) as db:
     for _ in range(4):
         with db.lease(tenant=tenant, name="shared", ttl=30, wait=60) as lease:
             print(lease.fence, flush=True)
@@ -260,6 +260,7 @@ def test_fences_strictly_increase_across_processes(
         ldb.settings.redis_url or "",
         ldb.settings.redis_key_prefix,
         tenant,
+        "async" if is_async(ldb) else "sync",  # the worker processes open ldb's API
     ]
     procs = [
         subprocess.Popen(

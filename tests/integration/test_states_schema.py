@@ -138,6 +138,7 @@ def test_tenant_and_workspace_delete_cascade_states(
     assert set(remaining().values()) == {0}
 
 
+# The schema (Alembic's diff on a sync engine): one for both APIs.
 def test_models_match_the_migration(sync_db: Database) -> None:
     drift = [d for d in diff(sync_db.owner_engine) if "state" in repr(d)]
     assert drift == []
