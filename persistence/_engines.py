@@ -188,8 +188,10 @@ def _roll_back_before_close(dbapi_conn: Any) -> None:
     idle connection it does nothing.
 
     aiosqlite runs a connection's calls on its thread one after the other: the rollback
-    is queued in a task started now, ahead of the close the pool queues next, and is
-    not waited for, so that a second cancellation cannot come between the two.
+    is queued by a task started now, which runs before the task in which the pool's
+    invalidation then closes the connection (``terminate``), and is not waited for, so
+    that a second cancellation cannot come between the two. (A connection closed while
+    idle, by ``dispose()``, has nothing to roll back: there the close may come first.)
     """
     driver = getattr(dbapi_conn, "driver_connection", dbapi_conn)
     if isinstance(driver, sqlite3.Connection):
