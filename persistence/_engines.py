@@ -184,16 +184,20 @@ def _roll_back_before_close(dbapi_conn: Any) -> None:
     case of a statement a cancellation cut short on asyncio: the pool invalidates and
     closes its connection while the cursor lives on in the ``CancelledError``'s
     traceback, and every other writer waits out the busy timeout, then fails with
-    "database is locked". ``ROLLBACK`` ends the transaction whatever is pending; on an
-    idle connection it does nothing.
+    "database is locked". ``ROLLBACK`` ends the transaction whatever is pending (an idle
+    connection, the case of ``dispose()``, is left alone).
 
     aiosqlite runs a connection's calls on its thread one after the other: the rollback
     is queued by a task started now, which runs before the task in which the pool's
     invalidation then closes the connection (``terminate``), and is not waited for, so
-    that a second cancellation cannot come between the two. (A connection closed while
-    idle, by ``dispose()``, has nothing to roll back: there the close may come first.)
+    that a second cancellation cannot come between the two.
     """
     driver = getattr(dbapi_conn, "driver_connection", dbapi_conn)
+    try:
+        if not driver.in_transaction:  # (a flag: no statement, no thread hop)
+            return  # idle: nothing to roll back
+    except (sqlite3.Error, ValueError):  # ValueError: aiosqlite's, closed already
+        return
     if isinstance(driver, sqlite3.Connection):
         with contextlib.suppress(sqlite3.Error):
             driver.rollback()
