@@ -93,9 +93,13 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 
 async def drain() -> None:
-    """Wait for the cleanups still running after their callers were cancelled."""
-    while _PENDING:
-        await asyncio.gather(*list(_PENDING), return_exceptions=True)
+    """Wait for the cleanups still running after their callers were cancelled, those of
+    the running event loop: another loop's (in another thread) cannot be awaited here,
+    and are that loop's to finish."""
+    loop = asyncio.get_running_loop()
+    # list() copies the set at once: another loop's thread may add to it meanwhile
+    while mine := [task for task in list(_PENDING) if task.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 async def on_owner(db: Any, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
