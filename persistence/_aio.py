@@ -2,7 +2,8 @@
 cut (ending a transaction, returning a connection, giving back a lease granted to a
 cancelled acquire), and schema operations in a worker thread.
 
-Imported only by the ``_async`` sources (the generated sync modules drop the import).
+Imported by the ``_async`` sources (the generated sync modules drop the import) and by
+the SQLite engine's close hook (``persistence._engines``), which runs on both APIs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["drain", "give_back_if_cancelled", "on_owner", "shielded"]
+__all__ = ["drain", "give_back_if_cancelled", "in_background", "on_owner", "shielded"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +78,14 @@ async def _give_back(task: asyncio.Future[T], give_back: Callable[[T], Awaitable
         log.warning("a cancelled acquire could not give its lease back", exc_info=True)
 
 
+def in_background(awaitable: Awaitable[object]) -> None:
+    """Start ``awaitable`` (a cleanup nobody waits for) in a task of its own on the
+    running loop; AsyncDatabase.close() waits for it, a failure is logged."""
+    task = asyncio.ensure_future(awaitable)
+    _PENDING.add(task)
+    task.add_done_callback(_finished)
+
+
 def _finished(task: asyncio.Task[Any]) -> None:
     _PENDING.discard(task)
     if not task.cancelled() and task.exception() is not None:
@@ -84,9 +93,13 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 
 async def drain() -> None:
-    """Wait for the cleanups still running after their callers were cancelled."""
-    while _PENDING:
-        await asyncio.gather(*list(_PENDING), return_exceptions=True)
+    """Wait for the cleanups still running after their callers were cancelled, those of
+    the running event loop: another loop's (in another thread) cannot be awaited here,
+    and are that loop's to finish."""
+    loop = asyncio.get_running_loop()
+    # list() copies the set at once: another loop's thread may add to it meanwhile
+    while mine := [task for task in list(_PENDING) if task.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 async def on_owner(db: Any, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:

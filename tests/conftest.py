@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from persistence import Database
+from persistence import Database, Settings
 from persistence.database_async import AsyncDatabase
 from tests.fixtures.bridge import Loop, bridge
 
@@ -68,27 +68,48 @@ def sync_db(request: pytest.FixtureRequest) -> Database:
     return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["sqlite", "pg", "sqlite-async", "pg-async"])
-def db(request: pytest.FixtureRequest) -> Database:
-    """The same test body on both backends and both APIs: the async variants run the
-    asyncio API (``AsyncDatabase``) through ``tests.fixtures.bridge``."""
+def _database(request: pytest.FixtureRequest) -> Database:
     backend, _, api = request.param.partition("-")
     name = f"{backend}_adb" if api else f"{backend}_db"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["sqlite", "pg", "sqlite-async", "pg-async"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The same test body on both backends and both APIs: the async variants run the
+    asyncio API (``AsyncDatabase``) through ``tests.fixtures.bridge``."""
+    return _database(request)
+
+
+@pytest.fixture(params=["pg", "pg-async"])
+def db_pg(request: pytest.FixtureRequest) -> Database:
+    """``db`` on PostgreSQL only: both APIs (for row-level security, the pool, the wire)."""
+    return _database(request)
+
+
+@pytest.fixture(params=["sqlite", "sqlite-async"])
+def db_sqlite(request: pytest.FixtureRequest) -> Database:
+    """``db`` on SQLite only: both APIs."""
+    return _database(request)
+
+
 @pytest.fixture(params=["sync", "async"])
 def open_database(request: pytest.FixtureRequest) -> Callable[..., Database]:
     """``open_database(url, **settings)``: a ``Database.from_url``, or (async) an
-    ``AsyncDatabase.from_url`` through the bridge; both are context managers."""
+    ``AsyncDatabase.from_url`` through the bridge; both are context managers.
+    ``open_database(Settings(...))`` builds from the settings object instead."""
     if request.param == "sync":
-        return Database.from_url
+        return lambda url, **settings: _open(Database, url, **settings)
     loop: Loop = request.getfixturevalue("event_loop_thread")
 
-    def open_async(url: str, **settings: object) -> Database:
-        return bridge(AsyncDatabase.from_url(url, **settings), loop)  # type: ignore[no-any-return]
+    def open_async(url: str | Settings, **settings: object) -> Database:
+        return bridge(_open(AsyncDatabase, url, **settings), loop)  # type: ignore[no-any-return]
 
     return open_async
+
+
+def _open(cls: Any, url: str | Settings, **settings: Any) -> Any:
+    return cls(url) if isinstance(url, Settings) else cls.from_url(url, **settings)
 
 
 def unique_slug(prefix: str = "t") -> str:

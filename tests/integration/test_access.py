@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from persistence import Database, Settings
+from persistence import AsyncDatabase, Database, Settings
 from persistence.access import AccessDescriptor
 from persistence.errors import ConfigurationError, InvalidInputError
+from tests.fixtures.bridge import unbridged
 
 SRC = "def run():\n    return 1\n"
 
-# The child gets nothing but the descriptor on stdin (and no PERSISTENCE_* environment).
+# The child gets nothing but the descriptor on stdin (and no PERSISTENCE_* environment);
+# it uses the sync API (test_async_executor.py starts an asyncio executor the same way).
 CHILD = """
 import json, sys
 from persistence import Database
@@ -87,8 +89,14 @@ def test_subprocess_reads_its_scope_and_nothing_else(
         assert not uow.artifacts.exists("from-child")
 
 
-def test_descriptor_is_json_without_secrets() -> None:
-    db = Database.from_url(
+@pytest.fixture(params=[Database, AsyncDatabase], ids=["sync", "async"])
+def api(request: pytest.FixtureRequest) -> type[Database]:
+    """The class of either API (these tests build descriptors, and connect nowhere)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_descriptor_is_json_without_secrets(api: type[Database]) -> None:
+    db = api.from_url(
         "postgresql://svc:s3cret@db.internal:5432/app",
         redis_url="redis://:r3dis@cache:6379/0",
         redis_key_prefix="acme",
@@ -108,25 +116,27 @@ def test_descriptor_is_json_without_secrets() -> None:
         descriptor.tenant = "other"  # type: ignore[misc]
 
 
-def test_passwords_come_from_the_opening_process() -> None:
-    descriptor = Database.from_url("postgresql://svc:pw@db:5432/app").access("acme")
-    explicit = Database.from_access(
+def test_passwords_come_from_the_opening_process(api: type[Database]) -> None:
+    descriptor = api.from_url("postgresql://svc:pw@db:5432/app").access("acme")
+    explicit = api.from_access(
         descriptor, Settings(database_url="sqlite:///x.db", database_password="from-env")
     )
     assert explicit._url.password == "from-env"
-    matching = Database.from_access(
+    matching = api.from_access(
         descriptor.to_json(), Settings(database_url="postgresql://svc:mine@db:5432/other")
     )
     assert matching._url.password == "mine" and matching._url.database == "app"
-    other_host = Database.from_access(
+    other_host = api.from_access(
         descriptor, Settings(database_url="postgresql://svc:mine@elsewhere:5432/app")
     )
     assert other_host._url.password is None
 
 
-def test_sqlite_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_paths_become_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: type[Database]
+) -> None:
     monkeypatch.chdir(tmp_path)
-    descriptor = Database.from_url("sqlite:///rel/data.sqlite3").access("acme")
+    descriptor = api.from_url("sqlite:///rel/data.sqlite3").access("acme")
     assert descriptor.database_url == f"sqlite:///{tmp_path}/rel/data.sqlite3"
 
 
@@ -140,13 +150,14 @@ def test_sqlite_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.Monkey
         '{"database_url": "sqlite:///x", "tenant": "a", "workspace": "default", "extra": 1}',
     ],
 )
-def test_malformed_descriptors_are_refused(bad: str) -> None:
+def test_malformed_descriptors_are_refused(bad: str, api: type[Database]) -> None:
     with pytest.raises(InvalidInputError):
-        Database.from_access(bad)
+        api.from_access(bad)
 
 
-def test_unscoped_database_still_needs_a_tenant(sqlite_db: Database) -> None:
+def test_unscoped_database_still_needs_a_tenant(db_sqlite: Database) -> None:
     with pytest.raises(InvalidInputError):
-        sqlite_db.unit_of_work()
+        db_sqlite.unit_of_work()
+    scoped = type(unbridged(db_sqlite)).from_access(db_sqlite.access("acme"))
     with pytest.raises(ConfigurationError):
-        Database.from_access(sqlite_db.access("acme")).unit_of_work("other")
+        scoped.unit_of_work("other")

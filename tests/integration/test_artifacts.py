@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
-from persistence import Database, Settings
+from persistence import Database
 from persistence.errors import (
     ConflictError,
     DataCorruptionError,
@@ -17,7 +19,9 @@ from persistence.errors import (
     InvalidTypeError,
     NotFoundError,
 )
+from persistence.repositories.artifacts import ArtifactRepository
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import class_of
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import recorded
 
@@ -25,9 +29,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def pg_tenant(pg_db: Database) -> str:
+def pg_tenant(db_pg: Database) -> str:
     slug = unique_slug()
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         admin.tenants.create(slug)
     return slug
 
@@ -89,11 +93,11 @@ def test_replace_keeps_created_at_and_delete(db: Database, tenant: str) -> None:
         "trailing/",
     ],
 )
-def test_bad_names_refused(sqlite_db: Database, name: str) -> None:
+def test_bad_names_refused(db_sqlite: Database, name: str) -> None:
     slug = unique_slug()
-    with sqlite_db.admin() as admin:
+    with db_sqlite.admin() as admin:
         admin.tenants.create(slug)
-    with sqlite_db.unit_of_work(slug) as uow:
+    with db_sqlite.unit_of_work(slug) as uow:
         with pytest.raises(InvalidInputError):
             uow.artifacts.save(name, b"x")
         assert uow.artifacts.list().items == []
@@ -138,9 +142,11 @@ def test_50_mib_round_trip_and_65_mib_refused(db: Database, tenant: str) -> None
         assert not uow.artifacts.exists("huge.bin") and not uow.artifacts.exists("huge.txt")
 
 
-def test_compression_and_limit_follow_settings(tmp_path: os.PathLike[str]) -> None:
+def test_compression_and_limit_follow_settings(
+    tmp_path: os.PathLike[str], open_database: Callable[..., Database]
+) -> None:
     url = f"sqlite:///{tmp_path}/c.sqlite3"
-    with Database(Settings(database_url=url, compression="zstd", max_artifact_bytes=5000)) as db:
+    with open_database(url, compression="zstd", max_artifact_bytes=5000) as db:
         db.migrate()
         with db.admin() as admin:
             admin.tenants.create("acme")
@@ -183,22 +189,22 @@ def test_import_artifact_idempotent(db: Database, tenant: str) -> None:
             uow.artifacts.import_artifact(moved.model_copy(update={"name": "c"}), b"tampered")
 
 
-def test_corruption_detected(pg_db: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
-    with pg_db.unit_of_work(pg_tenant) as uow:
+def test_corruption_detected(db_pg: Database, pg_tenant: str) -> None:
+    with db_pg.unit_of_work(pg_tenant) as uow:
         uow.artifacts.save("victim", b"original")
-    with pg_db.owner_engine.begin() as conn:
+    with db_pg.owner_engine.begin() as conn:
         conn.execute(
             text("UPDATE artifacts SET payload = :p WHERE name = 'victim'"), {"p": b"tampered"}
         )
-    with pg_db.unit_of_work(pg_tenant) as uow, pytest.raises(DataCorruptionError):
+    with db_pg.unit_of_work(pg_tenant) as uow, pytest.raises(DataCorruptionError):
         uow.artifacts.load("victim")
 
 
-def test_rls_and_tenant_cascade(pg_db: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
-    with pg_db.unit_of_work(pg_tenant) as uow:
+def test_rls_and_tenant_cascade(db_pg: Database, pg_tenant: str, postgres: PostgresTarget) -> None:
+    with db_pg.unit_of_work(pg_tenant) as uow:
         uow.artifacts.save("secret.txt", "hidden")
     other = unique_slug()
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         admin.tenants.create(other)
         mine_id, other_id = admin.tenants.get(pg_tenant).id, admin.tenants.get(other).id
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
@@ -208,10 +214,10 @@ def test_rls_and_tenant_cascade(pg_db: Database, pg_tenant: str, postgres: Postg
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
         conn.execute("SELECT set_config('persistence.tenant_id', %s, true)", (str(mine_id),))
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (1,)
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         tenant_id = admin.tenants.get(pg_tenant).id
         admin.tenants.delete(pg_tenant)
-    with pg_db.owner_engine.connect() as conn:
+    with db_pg.owner_engine.connect() as conn:
         left = conn.execute(
             text("SELECT count(*) FROM artifacts WHERE tenant_id = :t"), {"t": tenant_id}
         ).scalar_one()
@@ -288,8 +294,10 @@ def test_save_returns_what_get_reads_and_savepoints_hold(db: Database, tenant: s
         uow.artifacts.load("rec.json")
 
 
-def test_compressed_artifacts_on_postgres(postgres: PostgresTarget) -> None:
-    with Database.from_url(
+def test_compressed_artifacts_on_postgres(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    with open_database(
         postgres.runtime_url, owner_url=postgres.owner_url, compression="zstd"
     ) as db:
         tenant = unique_slug()
@@ -311,9 +319,9 @@ def test_compressed_artifacts_on_postgres(postgres: PostgresTarget) -> None:
 
 
 def test_pg_save_and_load_run_one_statement_each_without_a_session(
-    pg_db: Database, pg_tenant: str
+    db_pg: Database, pg_tenant: str
 ) -> None:
-    with pg_db.unit_of_work(pg_tenant) as uow, recorded(pg_db) as sent:
+    with db_pg.unit_of_work(pg_tenant) as uow, recorded(db_pg) as sent:
         uow.artifacts.save("fast.bin", b"fast")
         assert uow.artifacts.load("fast.bin") == b"fast"
         assert uow._require()._session is None  # the session was never built
@@ -322,35 +330,36 @@ def test_pg_save_and_load_run_one_statement_each_without_a_session(
 
 
 def _replacing_while_read(
-    monkeypatch: pytest.MonkeyPatch, pg_db: Database, tenant: str, times: int
+    monkeypatch: pytest.MonkeyPatch, db: Database, writer: Database, tenant: str, times: int
 ) -> list[bytes]:
-    """Make every chunked read (up to ``times``) first replace the artifact from another
-    transaction, committed; return the payloads written."""
-    from persistence.repositories.artifacts import ArtifactRepository
-
-    original = ArtifactRepository._read_chunks
+    """Make every chunked read of ``db``'s API (up to ``times``) first replace the
+    artifact from another transaction (``writer``'s, committed); the payloads written."""
+    repository = class_of(db, ArtifactRepository)
+    original = repository._read_chunks
     written: list[bytes] = []
 
-    def replacing(self: ArtifactRepository, *args: object) -> bytes | None:
+    def replacing(self: ArtifactRepository, *args: object) -> Any:
         if len(written) < times:
             written.append(os.urandom(100 * 1024))
-            with pg_db.unit_of_work(tenant) as other:
+            with writer.unit_of_work(tenant) as other:
                 other.artifacts.save("moving.bin", written[-1])
-        return original(self, *args)  # type: ignore[arg-type]
+        return original(self, *args)  # (on asyncio, the coroutine the caller awaits)
 
-    monkeypatch.setattr(ArtifactRepository, "_read_chunks", replacing)
+    monkeypatch.setattr(repository, "_read_chunks", replacing)
     return written
 
 
 def test_load_starts_again_when_replaced_between_reads(
-    pg_db: Database, pg_tenant: str, monkeypatch: pytest.MonkeyPatch
+    db_pg: Database, pg_db: Database, pg_tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pg_db.unit_of_work(pg_tenant) as uow:
+    # The replacing writer is another client (the sync API's pool: on asyncio it runs
+    # on the event loop's thread, where the bridge cannot be called).
+    with db_pg.unit_of_work(pg_tenant) as uow:
         uow.artifacts.save("moving.bin", os.urandom(100 * 1024))
-    written = _replacing_while_read(monkeypatch, pg_db, pg_tenant, times=1)
-    with pg_db.unit_of_work(pg_tenant) as uow:
+    written = _replacing_while_read(monkeypatch, db_pg, pg_db, pg_tenant, times=1)
+    with db_pg.unit_of_work(pg_tenant) as uow:
         assert uow.artifacts.load("moving.bin") == written[0]
-    written = _replacing_while_read(monkeypatch, pg_db, pg_tenant, times=3)
-    with pg_db.unit_of_work(pg_tenant) as uow, pytest.raises(ConflictError, match="kept"):
+    written = _replacing_while_read(monkeypatch, db_pg, pg_db, pg_tenant, times=3)
+    with db_pg.unit_of_work(pg_tenant) as uow, pytest.raises(ConflictError, match="kept"):
         uow.artifacts.load("moving.bin")
     assert len(written) == 3

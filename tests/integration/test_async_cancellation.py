@@ -198,6 +198,48 @@ def test_a_task_cancelled_inside_a_statement_reraises_and_keeps_nothing(
     asyncio.run(main())
 
 
+# A statement of a second or so on SQLite (one row, computed in its first step)
+_SLOW_SQLITE = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+    "SELECT max(x) FROM c"
+)
+
+
+def test_a_sqlite_statement_cut_by_a_cancellation_leaves_the_database_unlocked(
+    tmp_path: Any,
+) -> None:
+    """The pool closes the connection of a statement a cancellation cut short; its
+    transaction must end with it, even while the cancelled task (and the statement's
+    cursor, in its traceback) is still referenced: else every other writer waits out
+    the busy timeout and fails with "database is locked"."""
+
+    async def main() -> None:
+        url = f"sqlite:///{tmp_path / 'cut.sqlite3'}"
+        async with AsyncDatabase.from_url(url, sqlite_busy_timeout_ms=10_000) as adb:
+            await adb.migrate()
+            tenant = await _tenant(adb)
+            started = asyncio.Event()
+
+            async def slow() -> None:
+                async with adb.unit_of_work(tenant=tenant) as uow:
+                    await uow.states.save("kept-not", {"x": 1})
+                    started.set()
+                    await uow.session.execute(text(_SLOW_SQLITE))
+
+            task = asyncio.ensure_future(slow())
+            await started.wait()
+            await asyncio.sleep(0.05)  # inside the statement, on aiosqlite's thread
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with adb.unit_of_work(tenant=tenant) as uow:  # another writer
+                assert await uow.states.load("kept-not") is None
+                await uow.states.save("after", {"ok": True})
+            assert task.cancelled()  # (still referenced here, its traceback with it)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("backend", ["sql", "redis"])
 def test_cancelled_lease_acquires_leave_no_lease_behind(
     postgres: PostgresTarget, redis_url: str, redis_prefix: str, backend: str

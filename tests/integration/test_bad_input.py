@@ -1,12 +1,13 @@
-"""Bad input, one rule on both backends (issue 11).
+"""Bad input, one rule on both backends and both APIs (issue 11).
 
 Every public method that takes a value or a name (tests/integration/bad_input/calls*.py)
 is called with a table of bad (and a few good) arguments, then with generated ones, on
-SQLite and on PostgreSQL. Each call either succeeds and round-trips exactly (same value,
-same types) or raises a PersistenceError and nothing else; a refusal of input
-(InvalidInputError) comes before any write statement is sent (statements are recorded,
-and the unit of work commits after catching the error, so a partial write would stay);
-and both backends give the same outcome, call by call.
+SQLite and on PostgreSQL, each through the sync and the asyncio API. Each call either
+succeeds and round-trips exactly (same value, same types) or raises a PersistenceError
+and nothing else; a refusal of input (InvalidInputError) comes before any write
+statement is sent (statements are recorded, and the unit of work commits after catching
+the error, so a partial write would stay); and every backend and API gives the same
+outcome, call by call.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from persistence import Database, Settings
+from persistence import AsyncDatabase, Database, Settings
 from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
 from persistence.fencing import FenceToken
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import Loop, bridge
 from tests.fixtures.services import PostgresTarget
 from tests.integration.bad_input.arguments import STRATEGIES, TABLES, nest
 from tests.integration.bad_input.calls import CALLS
@@ -51,20 +53,29 @@ def build_env(db: Database) -> Env:
         return Env(db, tenant, uow.scope.tenant_id, checkpoint)
 
 
+BACKENDS = ["sqlite", "pg", "sqlite-async", "pg-async"]
+
+
 @pytest.fixture(scope="module")
 def databases(
-    postgres: PostgresTarget, tmp_path_factory: pytest.TempPathFactory
+    postgres: PostgresTarget, tmp_path_factory: pytest.TempPathFactory, event_loop_thread: Loop
 ) -> Iterator[Callable[..., dict[str, Database]]]:
-    """Build a SQLite and a PostgreSQL database with the given settings (closed after)."""
+    """Build a SQLite and a PostgreSQL database with the given settings, each on both
+    APIs (the asyncio one through the bridge; closed after)."""
     opened: list[Database] = []
 
     def make(**options: Any) -> dict[str, Database]:
-        path: Path = tmp_path_factory.mktemp("bad-input") / "db.sqlite3"
-        lite = Database.from_url(f"sqlite:///{path}", **options)
-        pg = Database.from_url(postgres.runtime_url, owner_url=postgres.owner_url, **options)
-        lite.migrate()
-        opened.extend((lite, pg))
-        return {"sqlite": lite, "pg": pg}
+        made: dict[str, Database] = {}
+        for api, open_url in (("", Database.from_url), ("-async", AsyncDatabase.from_url)):
+            path: Path = tmp_path_factory.mktemp("bad-input") / "db.sqlite3"
+            lite = open_url(f"sqlite:///{path}", **options)
+            pg = open_url(postgres.runtime_url, owner_url=postgres.owner_url, **options)
+            if api:
+                lite, pg = bridge(lite, event_loop_thread), bridge(pg, event_loop_thread)
+            lite.migrate()
+            made.update({f"sqlite{api}": lite, f"pg{api}": pg})
+        opened.extend(made.values())
+        return made
 
     yield make
     for db in opened:
@@ -105,7 +116,7 @@ def test_generated_arguments(backends: dict[str, Env], data: st.DataObject) -> N
 # -- the rules of issue 11, spelled out -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_the_issue_11_findings(backends: dict[str, Env], backend: str) -> None:
     env = backends[backend]
     with env.db.unit_of_work(env.tenant) as uow:
@@ -137,7 +148,7 @@ _NOT_JSON = b'{"not json'
 _DIGEST = hashlib.sha256(_NOT_JSON).hexdigest()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_checksum_valid_payload_that_does_not_parse_is_corruption(
     backends: dict[str, Env], backend: str
 ) -> None:
@@ -204,7 +215,7 @@ def test_max_json_depth_is_one_setting_for_values_and_metadata(
                 write(uow, 4)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_revision_past_the_integer_column_is_refused(
     backends: dict[str, Env], backend: str
 ) -> None:

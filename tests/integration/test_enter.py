@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy import text
 from persistence import Database
 from persistence.errors import NotFoundError, TenantSuspendedError
 from tests.conftest import new_tenant, unique_slug
+from tests.fixtures.bridge import driver_connection
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import wire
 
@@ -28,9 +29,11 @@ def _round_trips(db: Database) -> Iterator[list[int]]:
     result.append(sum(1 for a, b in turns if (a, b) == ("F", "B")))
 
 
-def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: PostgresTarget) -> None:
+def test_empty_unit_of_work_is_two_round_trips(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+    with open_database(postgres.runtime_url, pool_size=1) as db:
         with db.unit_of_work(tenant):  # connect and prepare outside the count
             pass
         with _round_trips(db) as trips, db.unit_of_work(tenant):
@@ -39,23 +42,25 @@ def test_empty_unit_of_work_is_two_round_trips(pg_db: Database, postgres: Postgr
 
 
 def test_connections_go_back_to_the_pool_without_autocommit(
-    pg_db: Database, postgres: PostgresTarget
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+    with open_database(postgres.runtime_url, pool_size=1) as db:
         with db.unit_of_work(tenant) as uow:
             assert uow.session.execute(text("SELECT 1")).scalar_one() == 1
         with db.engine.connect() as conn:  # plain SQLAlchemy use of the same connection
-            driver = conn.connection.driver_connection
+            driver = driver_connection(conn)
             assert driver is not None and driver.autocommit is False
             conn.execute(text("CREATE TEMP TABLE t_enter (x int)"))
             conn.rollback()  # a real transaction: the table is gone
             assert conn.execute(text("SELECT to_regclass('pg_temp.t_enter')")).scalar() is None
 
 
-def test_rollback_and_savepoints_still_work(pg_db: Database, postgres: PostgresTarget) -> None:
+def test_rollback_and_savepoints_still_work(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1) as db:
+    with open_database(postgres.runtime_url, pool_size=1) as db:
         with pytest.raises(RuntimeError), db.unit_of_work(tenant) as uow:
             uow.session.execute(text("SET LOCAL application_name = 'inside'"))
             raise RuntimeError
@@ -67,22 +72,22 @@ def test_rollback_and_savepoints_still_work(pg_db: Database, postgres: PostgresT
             assert uow.session.execute(text("SELECT 1")).scalar_one() == 1
 
 
-def test_unknown_and_suspended_tenants_are_refused(pg_db: Database) -> None:
-    with pytest.raises(NotFoundError), pg_db.unit_of_work(unique_slug()):
+def test_unknown_and_suspended_tenants_are_refused(db_pg: Database) -> None:
+    with pytest.raises(NotFoundError), db_pg.unit_of_work(unique_slug()):
         pass
-    tenant = new_tenant(pg_db)
-    with pg_db.admin() as admin:
+    tenant = new_tenant(db_pg)
+    with db_pg.admin() as admin:
         admin.tenants.suspend(tenant)
-    with pytest.raises(TenantSuspendedError), pg_db.unit_of_work(tenant):
+    with pytest.raises(TenantSuspendedError), db_pg.unit_of_work(tenant):
         pass
 
 
 def test_a_dead_connection_is_replaced_before_the_caller_sees_it(
-    pg_db: Database, postgres: PostgresTarget
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
 ) -> None:
     tenant = new_tenant(pg_db)
     settings: dict[str, Any] = {"pool_size": 1, "pool_ping_after": 3600}  # no ping: enter sees it
-    with Database.from_url(postgres.runtime_url, **settings) as db:
+    with open_database(postgres.runtime_url, **settings) as db:
         with db.unit_of_work(tenant) as uow:
             pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
@@ -92,10 +97,12 @@ def test_a_dead_connection_is_replaced_before_the_caller_sees_it(
 
 
 @pytest.mark.parametrize("prepared", [True, False])
-def test_prepared_statements_can_be_turned_off(postgres: PostgresTarget, prepared: bool) -> None:
+def test_prepared_statements_can_be_turned_off(
+    postgres: PostgresTarget, prepared: bool, open_database: Callable[..., Database]
+) -> None:
     """``prepared_statements=False`` (for PgBouncer in transaction mode): the hot paths
     work and leave no prepared statement in the server session; on, they are prepared."""
-    with Database.from_url(
+    with open_database(
         postgres.runtime_url, owner_url=postgres.owner_url, prepared_statements=prepared
     ) as db:
         tenant = new_tenant(db)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -93,10 +93,12 @@ def empty_database(postgres_server: str, postgres: PostgresTarget) -> Iterator[s
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_missing_migrations_say_run_the_upgrade(empty_database: str, tmp_path: Path) -> None:
+def test_missing_migrations_say_run_the_upgrade(
+    empty_database: str, tmp_path: Path, open_database: Callable[..., Database]
+) -> None:
     sqlite = f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"
     for url in (empty_database, sqlite):
-        with Database.from_url(url) as db:
+        with open_database(url) as db:
             with pytest.raises(ConfigurationError, match=UPGRADE), db.unit_of_work("acme"):
                 pass
             with pytest.raises(ConfigurationError, match=UPGRADE), db.admin() as admin:
@@ -105,9 +107,11 @@ def test_missing_migrations_say_run_the_upgrade(empty_database: str, tmp_path: P
                 db.store("acme", "s").get("k")
 
 
-def test_a_server_that_is_down_is_unavailable(postgres: PostgresTarget) -> None:
+def test_a_server_that_is_down_is_unavailable(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
     url = _url(postgres.runtime_url, port=free_port(), password="s3cret")  # nothing listens
-    with Database.from_url(url, lease_backend="sql") as db:
+    with open_database(url, lease_backend="sql") as db:
         calls = [
             lambda: db.unit_of_work("acme").__enter__(),
             lambda: db.admin().__enter__(),
@@ -124,31 +128,37 @@ def test_a_server_that_is_down_is_unavailable(postgres: PostgresTarget) -> None:
             assert "server is running" in shown and "***@" in shown and "s3cret" not in shown
 
 
-def test_an_unknown_role_names_the_url_to_fix(postgres: PostgresTarget) -> None:
+def test_an_unknown_role_names_the_url_to_fix(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
     ghost = f"ghost_{uuid.uuid4().hex[:8]}"
-    db = Database.from_url(_url(postgres.runtime_url, username=ghost))
+    db = open_database(_url(postgres.runtime_url, username=ghost))
     with db, pytest.raises(ConfigurationError) as info, db.unit_of_work("acme"):
         pass
     assert f'role "{ghost}" does not exist' in str(info.value)
     assert "fix the user in database_url (PERSISTENCE_DATABASE_URL)" in str(info.value)
     assert "persistence db create-runtime-role" in str(info.value)
     owner = _url(postgres.owner_url, username=ghost)
-    db = Database.from_url(postgres.runtime_url, owner_url=owner)
+    db = open_database(postgres.runtime_url, owner_url=owner)
     with db, pytest.raises(ConfigurationError, match="fix the user in owner_database_url"):
         db.migrate()
 
 
-def test_an_unknown_database_names_the_url_to_fix(postgres: PostgresTarget) -> None:
-    db = Database.from_url(_url(postgres.runtime_url, database="ptest_nowhere"))
+def test_an_unknown_database_names_the_url_to_fix(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    db = open_database(_url(postgres.runtime_url, database="ptest_nowhere"))
     with db, pytest.raises(ConfigurationError) as info, db.admin():
         pass
     assert 'database "ptest_nowhere" does not exist' in str(info.value)
     assert "fix the database name in database_url" in str(info.value)
 
 
-def test_the_runtime_role_cannot_administer(pg_db: Database, postgres: PostgresTarget) -> None:
-    """``Database.from_url(runtime_url)`` administers with the runtime role too."""
-    with Database.from_url(postgres.runtime_url) as db:
+def test_the_runtime_role_cannot_administer(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """A database opened on the runtime URL alone administers with the runtime role too."""
+    with open_database(postgres.runtime_url) as db:
         with pytest.raises(ConfigurationError) as info, db.admin() as admin:
             admin.tenants.list()  # (would be empty: row-level security hides them all)
         assert f"role {postgres.runtime_role!r} does not own" in str(info.value)
@@ -160,10 +170,12 @@ def test_the_runtime_role_cannot_administer(pg_db: Database, postgres: PostgresT
         assert role not in str(info.value)  # the statement is not dumped
 
 
-def test_an_exhausted_pool_names_its_settings(pg_db: Database, postgres: PostgresTarget) -> None:
+def test_an_exhausted_pool_names_its_settings(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
     tenant = new_tenant(pg_db)
     settings: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
-    with Database.from_url(postgres.runtime_url, **settings) as db:
+    with open_database(postgres.runtime_url, **settings) as db:
         with db.unit_of_work(tenant) as held:
             with pytest.raises(PoolExhaustedError) as info, db.unit_of_work(tenant):
                 pass
@@ -179,10 +191,13 @@ def test_an_exhausted_pool_names_its_settings(pg_db: Database, postgres: Postgre
 
 
 def test_a_connection_lost_mid_unit_of_work_writes_nothing(
-    pg_db: Database, postgres: PostgresTarget, postgres_server: str
+    pg_db: Database,
+    postgres: PostgresTarget,
+    postgres_server: str,
+    open_database: Callable[..., Database],
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1, **NO_PING) as db:
+    with open_database(postgres.runtime_url, pool_size=1, **NO_PING) as db:
         with pytest.raises(DatabaseUnavailableError) as info, db.unit_of_work(tenant) as uow:
             uow.states.save("first", {"n": 1})
             pid = _pid(uow)
@@ -195,10 +210,13 @@ def test_a_connection_lost_mid_unit_of_work_writes_nothing(
 
 
 def test_terminated_pooled_connections_are_replaced_unseen(
-    pg_db: Database, postgres: PostgresTarget, postgres_server: str
+    pg_db: Database,
+    postgres: PostgresTarget,
+    postgres_server: str,
+    open_database: Callable[..., Database],
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(
+    with open_database(
         postgres.runtime_url, owner_url=postgres.owner_url, pool_size=4, **NO_PING
     ) as db:
         dead = _warm(db, tenant, 4)
@@ -214,10 +232,12 @@ def test_terminated_pooled_connections_are_replaced_unseen(
 
 
 def test_a_restarted_server_is_invisible_to_the_next_units_of_work(
-    private_server: PrivateServer, private_postgres: PostgresTarget
+    private_server: PrivateServer,
+    private_postgres: PostgresTarget,
+    open_database: Callable[..., Database],
 ) -> None:
     target = private_postgres
-    with Database.from_url(
+    with open_database(
         target.runtime_url, owner_url=target.owner_url, pool_size=3, **NO_PING
     ) as db:
         tenant = new_tenant(db)
@@ -229,10 +249,12 @@ def test_a_restarted_server_is_invisible_to_the_next_units_of_work(
 
 
 def test_a_stopped_server_is_unavailable_until_it_is_back(
-    private_server: PrivateServer, private_postgres: PostgresTarget
+    private_server: PrivateServer,
+    private_postgres: PostgresTarget,
+    open_database: Callable[..., Database],
 ) -> None:
     target = private_postgres
-    with Database.from_url(target.runtime_url, owner_url=target.owner_url) as db:
+    with open_database(target.runtime_url, owner_url=target.owner_url) as db:
         tenant = new_tenant(db)
         private_server.stop()
         try:

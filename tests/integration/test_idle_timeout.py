@@ -28,18 +28,23 @@ def _pid(db: Database, tenant: str) -> int:
         return int(uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def test_the_idle_bound_is_a_startup_option(postgres: PostgresTarget) -> None:
-    db = Database.from_url(postgres.runtime_url, idle_in_transaction_timeout_ms=1234)
+def test_the_idle_bound_is_a_startup_option(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    db = open_database(postgres.runtime_url, idle_in_transaction_timeout_ms=1234)
     with db, db.engine.connect() as conn:
         shown = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar()
     assert shown == "1234ms"
 
 
 def test_a_stalled_lock_holder_is_cut_off_and_the_next_locker_proceeds(
-    postgres: PostgresTarget, pg_db: Database, make_tenant: Callable[..., str]
+    postgres: PostgresTarget,
+    pg_db: Database,
+    make_tenant: Callable[..., str],
+    open_database: Callable[..., Database],
 ) -> None:
     tenant, stall = make_tenant(), 5 * IDLE_MS / 1000
-    holder_db = Database.from_url(
+    holder_db = open_database(
         postgres.runtime_url,
         idle_in_transaction_timeout_ms=IDLE_MS,
         pool_size=1,

@@ -23,7 +23,7 @@ from persistence.errors import (
     StaleFenceError,
 )
 from persistence.records import LeaseRecord
-from tests.fixtures.bridge import Loop, bridge, call, unbridged
+from tests.fixtures.bridge import Loop, bridge, call, is_async, unbridged
 from tests.fixtures.services import PostgresTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,12 +211,12 @@ def test_context_exit_reports_a_lost_lease(ldb: Database) -> None:
         ({"wait": float("inf")}, InvalidInputError),
     ],
 )
-def test_bad_lease_arguments(sqlite_db: Database, kwargs: dict[str, object], error: type) -> None:
-    tenant = new_tenant(sqlite_db)
+def test_bad_lease_arguments(db_sqlite: Database, kwargs: dict[str, object], error: type) -> None:
+    tenant = new_tenant(db_sqlite)
     args: dict[str, object] = {"tenant": tenant, "name": "ok", **kwargs}
     with pytest.raises(error):
-        sqlite_db.lease(**args)  # type: ignore[arg-type]
-    assert list_leases(sqlite_db, tenant) == []
+        db_sqlite.lease(**args)  # type: ignore[arg-type]
+    assert list_leases(db_sqlite, tenant) == []
 
 
 def test_a_lease_fences_only_its_own_tenant(ldb: Database) -> None:
@@ -237,10 +237,10 @@ def test_a_lease_fences_only_its_own_tenant(ldb: Database) -> None:
 
 WORKER = """
 import sys
-from persistence import Database, locks, locks_async
-url, owner, redis_url, prefix, tenant = sys.argv[1:6]
-with Database.from_url(url, owner_url=owner or None, redis_url=redis_url or None,
-                       redis_key_prefix=prefix) as db:
+from tests.fixtures.bridge import open_on
+url, owner, redis_url, prefix, tenant, api = sys.argv[1:7]
+with open_on(api, url, owner_url=owner or None, redis_url=redis_url or None,
+             redis_key_prefix=prefix) as db:
     for _ in range(4):
         with db.lease(tenant=tenant, name="shared", ttl=30, wait=60) as lease:
             print(lease.fence, flush=True)
@@ -260,6 +260,7 @@ def test_fences_strictly_increase_across_processes(
         ldb.settings.redis_url or "",
         ldb.settings.redis_key_prefix,
         tenant,
+        "async" if is_async(ldb) else "sync",  # the worker processes open ldb's API
     ]
     procs = [
         subprocess.Popen(
@@ -281,11 +282,11 @@ def test_fences_strictly_increase_across_processes(
 
 
 def test_runtime_role_sees_no_other_tenants_leases(
-    pg_db: Database, postgres: PostgresTarget
+    db_pg: Database, postgres: PostgresTarget
 ) -> None:
-    a, b = new_tenant(pg_db), new_tenant(pg_db)
-    lease = pg_db.lease(tenant=a, name="secret")
-    pg_db.store(tenant=a, name="s").fenced(lease)["k"] = 1
+    a, b = new_tenant(db_pg), new_tenant(db_pg)
+    lease = db_pg.lease(tenant=a, name="secret")
+    db_pg.store(tenant=a, name="s").fenced(lease)["k"] = 1
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
         conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (a,))
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (1,)
@@ -299,7 +300,7 @@ def test_runtime_role_sees_no_other_tenants_leases(
         for table in ("leases", "fences"):  # no tenant set: nothing
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
     with pytest.raises(LockNotAcquiredError):
-        pg_db.lease(tenant=a, name="secret")
+        db_pg.lease(tenant=a, name="secret")
     lease.release()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -36,10 +37,11 @@ def _count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_busy_connection_is_not_pinged(
     postgres: PostgresTarget,
     pg_db: Database,
+    open_database: Callable[..., Database],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=60) as db:
+    with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=60) as db:
         pings = _count_pings(db, monkeypatch)
         pid = _backend_pid(db, tenant)
         for _ in range(5):
@@ -50,10 +52,11 @@ def test_busy_connection_is_not_pinged(
 def test_idle_connection_is_pinged(
     postgres: PostgresTarget,
     pg_db: Database,
+    open_database: Callable[..., Database],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0) as db:
+    with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=0) as db:
         pings = _count_pings(db, monkeypatch)
         for _ in range(3):
             _backend_pid(db, tenant)
@@ -61,10 +64,10 @@ def test_idle_connection_is_pinged(
 
 
 def test_idle_dead_connection_is_replaced_before_use(
-    postgres: PostgresTarget, pg_db: Database
+    postgres: PostgresTarget, pg_db: Database, open_database: Callable[..., Database]
 ) -> None:
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=1, pool_ping_after=0.2) as db:
+    with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=0.2) as db:
         pid = _backend_pid(db, tenant)
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -74,12 +77,15 @@ def test_idle_dead_connection_is_replaced_before_use(
 
 
 def test_after_a_dead_connection_the_others_are_pinged_and_kept(
-    postgres: PostgresTarget, pg_db: Database, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresTarget,
+    pg_db: Database,
+    open_database: Callable[..., Database],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One backend terminated: no error, the dead connection is replaced and the live
     ones, pinged once, are kept (not reconnected, as invalidating the pool would)."""
     tenant = new_tenant(pg_db)
-    with Database.from_url(postgres.runtime_url, pool_size=3, pool_ping_after=3600) as db:
+    with open_database(postgres.runtime_url, pool_size=3, pool_ping_after=3600) as db:
         before = _pids_at_once(db, tenant, 3)
         pings = _count_pings(db, monkeypatch)
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:

@@ -231,6 +231,8 @@ def _probed(surface: str) -> set[str]:
     return {key.split(".", 1)[1].split("[")[0] for key in PROBES if key.split(".")[0] == surface}
 
 
+# The sync classes' surface, generated from the asyncio ones (the same public methods, and
+# the sync Store's mapping dunders besides): checking it checks both.
 @pytest.mark.parametrize("surface", sorted(SURFACES))
 def test_every_public_method_is_probed_or_listed_as_a_read(surface: str) -> None:
     found = public_methods(SURFACES[surface])

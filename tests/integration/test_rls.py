@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import ConfigurationError, TenantIsolationError, translate_errors
+from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
 from tests.integration import test_tenancy, test_uow
 
@@ -22,9 +23,10 @@ probe = test_uow.probe  # the probe-table fixture, reused here on PostgreSQL
 
 
 @pytest.fixture
-def db(pg_db: Database) -> Database:
-    """These tests are about PostgreSQL only (``make_tenant`` uses this ``db``)."""
-    return pg_db
+def db(db_pg: Database) -> Database:
+    """These tests are about PostgreSQL only, on both APIs (``make_tenant`` uses this
+    ``db``)."""
+    return db_pg
 
 
 @pytest.fixture
@@ -57,12 +59,12 @@ def enter(conn: psycopg.Connection[Any], tenant: str | None) -> None:
 
 
 def test_runtime_role_sees_only_the_tenant_set(
-    pg_db: Database, make_tenant: Callable[..., str], runtime: psycopg.Connection[Any]
+    db: Database, make_tenant: Callable[..., str], runtime: psycopg.Connection[Any]
 ) -> None:
     a, b = make_tenant("research"), make_tenant("research")
-    a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+    a_id, b_id = tenant_id(db, a), tenant_id(db, b)
     for slug in (a, b):  # rows in every aggregate's tables for both tenants
-        test_tenancy.populate(pg_db, slug)
+        test_tenancy.populate(db, slug)
 
     enter(runtime, a_id)
     assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(a,)]
@@ -109,13 +111,13 @@ def insertable_tables(conn: psycopg.Connection[Any], role: str) -> list[str]:
 
 
 def test_writing_a_row_for_another_tenant_is_refused(
-    pg_db: Database,
+    db: Database,
     make_tenant: Callable[..., str],
     runtime: psycopg.Connection[Any],
     postgres: PostgresTarget,
 ) -> None:
     a, b = make_tenant("research"), make_tenant("research")
-    a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
+    a_id, b_id = tenant_id(db, a), tenant_id(db, b)
     # Every table the runtime role may insert into: a row for B under A's setting is
     # refused by the policy's WITH CHECK (checked before NOT NULL constraints).
     insertable = insertable_tables(runtime, postgres.runtime_role)
@@ -138,11 +140,12 @@ def test_writing_a_row_for_another_tenant_is_refused(
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         runtime.execute("UPDATE tenants SET name = 'evil' WHERE id = %s", (b_id,))
     runtime.rollback()
-    with pg_db.admin() as admin:
+    with db.admin() as admin:
         assert [w.slug for w in admin.workspaces.list(b)] == ["default", "research"]
         assert admin.tenants.get(b).name == f"Tenant {b}"
 
 
+# This test and the next read the catalog with no API call: nothing differs between APIs.
 def test_catalog_every_tenant_table_has_forced_rls(
     runtime: psycopg.Connection[Any], postgres: PostgresTarget
 ) -> None:
@@ -189,11 +192,13 @@ def _session_state(uow: Any) -> tuple[int, str]:
 
 
 def test_setting_never_leaks_across_units_of_work_on_one_connection(
-    postgres: PostgresTarget, make_tenant: Callable[..., str], pg_db: Database
+    postgres: PostgresTarget,
+    pg_db: Database,
+    open_database: Callable[..., Database],
 ) -> None:
-    a, b = make_tenant(), make_tenant()
+    a, b = new_tenant(pg_db), new_tenant(pg_db)
     a_id, b_id = tenant_id(pg_db, a), tenant_id(pg_db, b)
-    with Database.from_url(
+    with open_database(
         postgres.runtime_url, owner_url=postgres.owner_url, pool_size=1, max_overflow=0
     ) as db:
         pids = set()
@@ -224,32 +229,32 @@ def test_setting_never_leaks_across_units_of_work_on_one_connection(
 
 
 def test_a_unit_of_work_cannot_write_rows_of_another_tenant(
-    pg_db: Database, make_tenant: Callable[..., str], probe: str
+    db: Database, make_tenant: Callable[..., str], probe: str
 ) -> None:
     a, b = make_tenant(), make_tenant()
-    b_id = uuid.UUID(tenant_id(pg_db, b))
+    b_id = uuid.UUID(tenant_id(db, b))
     insert = text(f"INSERT INTO {probe} (tenant_id, note) VALUES (:t, 'x')")
     refused = pytest.raises(TenantIsolationError, match="another tenant")
-    with refused as info, pg_db.unit_of_work(tenant=a) as uow, translate_errors():
+    with refused as info, db.unit_of_work(tenant=a) as uow, translate_errors():
         uow.session.execute(insert, {"t": b_id})
     assert info.value.table == probe and repr(probe) in str(info.value)
     cause = info.value.__cause__
     assert isinstance(getattr(cause, "orig", None), psycopg.errors.InsufficientPrivilege)
-    with pg_db.unit_of_work(tenant=b) as uow:
+    with db.unit_of_work(tenant=b) as uow:
         rows = uow.session.execute(text(f"SELECT count(*) FROM {probe}")).scalar()
     assert rows == 0
 
 
 def test_refusals_of_the_runtime_role_are_told_apart(
-    pg_db: Database, make_tenant: Callable[..., str], probe: str
+    db: Database, make_tenant: Callable[..., str], probe: str
 ) -> None:
     """Both are SQLSTATE 42501: a row refused by RLS (here: no tenant set, a connection
     outside any unit of work) is a TenantIsolationError; a missing GRANT stays a
     ConfigurationError."""
-    a_id = uuid.UUID(tenant_id(pg_db, make_tenant()))
+    a_id = uuid.UUID(tenant_id(db, make_tenant()))
     insert = text(f"INSERT INTO {probe} (tenant_id, note) VALUES (:t, 'x')")
     update = text("UPDATE tenants SET name = 'evil' WHERE id = :t")  # no UPDATE grant
-    with pg_db.engine.connect() as conn:  # the runtime role, no tenant setting
+    with db.engine.connect() as conn:  # the runtime role, no tenant setting
         refused = pytest.raises(TenantIsolationError, match="no tenant is set")
         with refused as info, translate_errors():
             conn.execute(insert, {"t": a_id})

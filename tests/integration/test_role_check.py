@@ -69,9 +69,10 @@ def test_a_role_rls_does_not_bind_runs_no_tenant_unit_of_work(
     postgres: PostgresTarget,
     make_tenant: Callable[..., str],
     request: pytest.FixtureRequest,
+    open_database: Callable[..., Database],
 ) -> None:
     tenant, why = make_tenant(), UNBOUND[request.node.callspec.params["unbound_url"]]
-    with Database.from_url(unbound_url, owner_url=postgres.owner_url) as db:
+    with open_database(unbound_url, owner_url=postgres.owner_url) as db:
         for _ in range(2):  # the verdict is kept for the connection: refused every time
             with pytest.raises(ConfigurationError) as refused, db.unit_of_work(tenant):
                 pytest.fail("a tenant unit of work ran on a role RLS does not bind")
@@ -82,7 +83,7 @@ def test_a_role_rls_does_not_bind_runs_no_tenant_unit_of_work(
         with db.admin() as admin:  # administration (on the owner URL) is not affected
             assert admin.tenants.get(tenant).slug == tenant
     # The documented opt-in, for development: the same role now works.
-    opted_in = Database.from_url(unbound_url, owner_url=postgres.owner_url, allow_rls_bypass=True)
+    opted_in = open_database(unbound_url, owner_url=postgres.owner_url, allow_rls_bypass=True)
     with opted_in, opted_in.unit_of_work(tenant) as uow:
         uow.states.save("plan", {"step": 1})
         loaded = uow.states.load("plan")
@@ -90,17 +91,20 @@ def test_a_role_rls_does_not_bind_runs_no_tenant_unit_of_work(
 
 
 def test_the_runtime_role_is_checked_once_per_connection(
-    postgres: PostgresTarget, make_tenant: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresTarget,
+    make_tenant: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    open_database: Callable[..., Database],
 ) -> None:
     tenant, checks = make_tenant(), []
     real = _role_check._verdict
 
-    def counted(driver: Any) -> str:
-        checks.append(driver.info.backend_pid)
+    def counted(driver: Any) -> str:  # (on asyncio, the AsyncConnection seen as blocking)
+        checks.append(driver.pgconn.backend_pid)
         return real(driver)
 
     monkeypatch.setattr(_role_check, "_verdict", counted)
-    with Database.from_url(postgres.runtime_url, pool_size=2, max_overflow=0) as db:
+    with open_database(postgres.runtime_url, pool_size=2, max_overflow=0) as db:
         for _ in range(5):
             with db.unit_of_work(tenant) as uow:
                 uow.states.save("plan", {"n": 1})
@@ -111,11 +115,13 @@ def test_the_runtime_role_is_checked_once_per_connection(
 
 
 def test_only_an_owner_url_administers_and_migrates(
-    postgres: PostgresTarget, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresTarget,
+    monkeypatch: pytest.MonkeyPatch,
+    open_database: Callable[..., Database],
 ) -> None:
     monkeypatch.delenv("PERSISTENCE_DATABASE_URL", raising=False)
     slug = unique_slug()
-    with Database(Settings(owner_database_url=postgres.owner_url)) as db:
+    with open_database(Settings(owner_database_url=postgres.owner_url)) as db:
         db.migrate()  # at head already: runs, changes nothing
         assert db.current_revision() == db.head_revision()
         with db.admin() as admin:
@@ -125,9 +131,13 @@ def test_only_an_owner_url_administers_and_migrates(
             pass
 
 
-def test_a_connection_opened_before_the_tables_exist_is_checked_again(empty_pg: str) -> None:
-    with Database.from_url(empty_pg, pool_size=1, max_overflow=0) as db:
-        assert db.current_revision() is None  # the one connection: checked, no tables yet
+def test_a_connection_opened_before_the_tables_exist_is_checked_again(
+    empty_pg: str, open_database: Callable[..., Database]
+) -> None:
+    with open_database(empty_pg, pool_size=1, max_overflow=0) as db:
+        assert db.current_revision() is None
+        with db.engine.connect():  # the pool's one connection: checked, no tables yet
+            pass
         db.migrate()
         with db.admin() as admin:
             admin.tenants.create("early")
@@ -142,7 +152,7 @@ def _a_superuser(postgres: PostgresTarget) -> str:
 
 
 def test_the_runtime_role_set_up_refuses_roles_rls_does_not_bind(
-    postgres: PostgresTarget, pg_db: Database
+    postgres: PostgresTarget, db_pg: Database
 ) -> None:
     refused = {
         postgres.owner_role: "the owner of the tables",
@@ -151,15 +161,15 @@ def test_the_runtime_role_set_up_refuses_roles_rls_does_not_bind(
     for role, why in refused.items():
         for execute in (True, False):
             with pytest.raises(ConfigurationError, match="row-level security would not") as info:
-                pg_db.grant_runtime_role(role, execute=execute)
+                db_pg.grant_runtime_role(role, execute=execute)
             assert why in str(info.value)
     with pytest.raises(ConfigurationError, match="does not exist"):
-        pg_db.grant_runtime_role(f"ptest_nobody_{uuid.uuid4().hex[:8]}", create=False)
-    assert pg_db.grant_runtime_role(postgres.runtime_role, create=False)  # still fine
+        db_pg.grant_runtime_role(f"ptest_nobody_{uuid.uuid4().hex[:8]}", create=False)
+    assert db_pg.grant_runtime_role(postgres.runtime_role, create=False)  # still fine
 
 
 def test_an_owner_without_createrole_is_told_the_fix(
-    postgres: PostgresTarget, empty_pg: str
+    postgres: PostgresTarget, empty_pg: str, open_database: Callable[..., Database]
 ) -> None:
     """The owner of ``empty_pg`` may create roles; a plain owner may not."""
     owner = f"ptest_plain_owner_{uuid.uuid4().hex[:8]}"
@@ -168,7 +178,7 @@ def test_an_owner_without_createrole_is_told_the_fix(
     try:
         _admin(postgres, f'ALTER DATABASE "{database}" OWNER TO "{owner}"')
         url = make_url(empty_pg).set(username=owner).render_as_string(False)
-        with Database.from_url(url) as db:  # no tables: the role is created first
+        with open_database(url) as db:  # no tables: the role is created first
             with pytest.raises(ConfigurationError, match="CREATEROLE") as info:
                 db.grant_runtime_role(f"ptest_app_{uuid.uuid4().hex[:8]}")
             assert "--no-create" in str(info.value)
@@ -177,6 +187,7 @@ def test_an_owner_without_createrole_is_told_the_fix(
         _admin(postgres, f'DROP ROLE IF EXISTS "{owner}"')
 
 
+# The CLI exists on the sync API only (its commands run a Database).
 def test_the_cli_refuses_them_and_administers_with_only_the_owner_url(
     invoke: test_cli.Cli, postgres: PostgresTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:

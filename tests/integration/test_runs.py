@@ -388,6 +388,7 @@ def test_workspace_and_tenant_delete_cascade(db: Database, ws: str) -> None:
             assert rows == 0, model.__tablename__
 
 
+# The schema (Alembic's diff on a sync engine): one for both APIs.
 def test_models_match_migration(sync_db: Database) -> None:
     from persistence.migrations import diff
 

@@ -15,6 +15,7 @@ from persistence import Database
 from persistence.codecs import checksum
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
+from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import events_of
 
@@ -94,16 +95,16 @@ def runtime(postgres: PostgresTarget) -> Iterator[psycopg.Connection[Any]]:
 
 
 def test_raw_sql_as_runtime_role_sees_only_its_tenants_runs(
-    pg_db: Database, runtime: psycopg.Connection[Any]
+    db_pg: Database, runtime: psycopg.Connection[Any]
 ) -> None:
-    with pg_db.admin() as admin:
-        a, b = (admin.tenants.create(f"runs-rls-{n}-{utcnow().timestamp():.0f}") for n in "ab")
-    with pg_db.unit_of_work(a.slug) as uow:
+    with db_pg.admin() as admin:
+        a, b = (admin.tenants.create(unique_slug(f"runs-rls-{n}")) for n in "ab")
+    with db_pg.unit_of_work(a.slug) as uow:
         uow.workflows.create("wf", SOURCE)
         rid = uow.runs.start("wf", args={"secret": 1}).id
         uow.runs.set_data(rid, "k", 1)
         uow.runs.register_worker("w")
-    with pg_db.unit_of_work(b.slug) as uow:
+    with db_pg.unit_of_work(b.slug) as uow:
         assert uow.runs.list().items == []
 
     def visible(tenant: Any) -> list[int]:
@@ -129,5 +130,5 @@ def test_raw_sql_as_runtime_role_sees_only_its_tenants_runs(
             (a.id,),
         )
     runtime.rollback()
-    with pg_db.unit_of_work(a.slug) as uow:
+    with db_pg.unit_of_work(a.slug) as uow:
         assert uow.runs.get(rid).status == "pending"

@@ -1,5 +1,6 @@
 """Runs under real concurrency: worker processes claiming, processes racing for a
-deterministic value. Processes are spawned and given URLs, as real workers would be."""
+deterministic value. Processes are spawned and given URLs, as real workers would be, and
+open the API of the test's database (sync, or asyncio through the bridge)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from persistence import Database
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import is_async, open_on
 
 SOURCE = "def run(n):\n    return n * n\n"
 RUNS = 500
@@ -21,16 +23,18 @@ RACERS = 8
 _ctx = multiprocessing.get_context("spawn")
 
 
-def _urls(db: Database) -> tuple[str, str | None]:
-    return db.settings.database_url, db.settings.owner_database_url
+def _urls(db: Database) -> tuple[str, str, str | None]:
+    """What a worker process opens: ``db``'s API and URLs."""
+    api = "async" if is_async(db) else "sync"
+    return api, db.settings.database_url, db.settings.owner_database_url
 
 
 def _claim_loop(
-    urls: tuple[str, str | None], tenant: str, name: str, barrier: Any, out: Any
+    urls: tuple[str, str, str | None], tenant: str, name: str, barrier: Any, out: Any
 ) -> None:
     """A worker: claim and complete runs, each in its own unit of work, until none is left."""
     claimed: list[str] = []
-    with Database.from_url(urls[0], owner_url=urls[1]) as db:
+    with open_on(urls[0], urls[1], owner_url=urls[2]) as db:
         barrier.wait(timeout=60)
         while True:
             with db.unit_of_work(tenant) as uow:
@@ -43,9 +47,9 @@ def _claim_loop(
 
 
 def _race_deterministic(
-    urls: tuple[str, str | None], tenant: str, run_id: str, barrier: Any, out: Any
+    urls: tuple[str, str, str | None], tenant: str, run_id: str, barrier: Any, out: Any
 ) -> None:
-    with Database.from_url(urls[0], owner_url=urls[1]) as db:
+    with open_on(urls[0], urls[1], owner_url=urls[2]) as db:
         barrier.wait(timeout=60)
         with db.unit_of_work(tenant) as uow:
             value = uow.runs.deterministic(run_id, "seed", random.random)
@@ -98,11 +102,11 @@ def test_four_workers_claim_each_run_exactly_once(db: Database, ws: str) -> None
         assert uow.runs.claim(worker="late") is None
 
 
-def test_racing_first_calls_store_one_deterministic_value(pg_db: Database) -> None:
+def test_racing_first_calls_store_one_deterministic_value(db_pg: Database) -> None:
     # PostgreSQL only: there the racers' transactions truly overlap (on SQLite every unit of
     # work is an immediate transaction, so first calls are serialized by construction and
     # the single-process tests cover the semantics).
-    db, ws = pg_db, unique_slug()
+    db, ws = db_pg, unique_slug()
     with db.admin() as admin:
         admin.tenants.create(ws)
     with db.unit_of_work(ws) as uow:

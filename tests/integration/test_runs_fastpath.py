@@ -12,6 +12,7 @@ import pytest
 from persistence import Database
 from persistence.errors import AlreadyExistsError, ConflictError, NotFoundError
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import open_like
 from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x=None):\n    return x\n"
@@ -123,7 +124,7 @@ def test_a_rolled_back_savepoint_drops_what_the_hot_path_wrote(db: Database, ws:
 
 
 def test_compressed_args_and_results(db: Database, ws: str) -> None:
-    zstd = Database(db.settings.model_copy(update={"compression": "zstd"}))
+    zstd = open_like(db, compression="zstd")
     try:
         big = {"text": "x" * 5000, "n": list(range(100))}
         with zstd.unit_of_work(ws) as uow:
@@ -138,13 +139,13 @@ def test_compressed_args_and_results(db: Database, ws: str) -> None:
         zstd.close()
 
 
-def test_postgres_hot_path_is_one_statement_each_without_a_session(pg_db: Database) -> None:
+def test_postgres_hot_path_is_one_statement_each_without_a_session(db_pg: Database) -> None:
     slug = unique_slug()
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         admin.tenants.create(slug)
-    with pg_db.unit_of_work(slug) as uow:
+    with db_pg.unit_of_work(slug) as uow:
         uow.workflows.create("wf", SOURCE)
-    with pg_db.unit_of_work(slug) as uow, recorded(pg_db) as sent:
+    with db_pg.unit_of_work(slug) as uow, recorded(db_pg) as sent:
         run = uow.runs.start("wf", args={"a": 1})
         claimed = uow.runs.claim(worker="w")
         assert claimed is not None and claimed.id == run.id

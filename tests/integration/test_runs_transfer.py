@@ -52,11 +52,11 @@ def snapshot(db: Database, tenant: str) -> list[dict[str, object]]:
 
 
 def test_runs_round_trip_across_backends(
-    sqlite_db: Database, pg_db: Database, tmp_path: Path
+    db_sqlite: Database, db_pg: Database, tmp_path: Path
 ) -> None:
-    source, target = new_tenant(sqlite_db), new_tenant(pg_db)
-    fill(sqlite_db, source)
-    export_scope(sqlite_db, source, "default", tmp_path / "x")
+    source, target = new_tenant(db_sqlite), new_tenant(db_pg)
+    fill(db_sqlite, source)
+    export_scope(db_sqlite, source, "default", tmp_path / "x")
     files = sorted(p.name for p in (tmp_path / "x" / "runs").iterdir())
     assert files == ["child-1.json", "f-1.json", "p%3A1%40x.json"]
     doc = json.loads((tmp_path / "x" / "runs" / "p%3A1%40x.json").read_text())
@@ -65,13 +65,13 @@ def test_runs_round_trip_across_backends(
     ]  # fmt: skip
     assert doc["result"] == {"value": None} and doc["deterministic"] == {"seed": 0.125}
 
-    report = import_scope(pg_db, target, "default", tmp_path / "x")
+    report = import_scope(db_pg, target, "default", tmp_path / "x")
     assert report.written["runs"] == 3
-    assert snapshot(pg_db, target) == snapshot(sqlite_db, source)
-    assert diff_scope(pg_db, target, "default", tmp_path / "x") == []
-    again = import_scope(pg_db, target, "default", tmp_path / "x")
+    assert snapshot(db_pg, target) == snapshot(db_sqlite, source)
+    assert diff_scope(db_pg, target, "default", tmp_path / "x") == []
+    again = import_scope(db_pg, target, "default", tmp_path / "x")
     assert again.written["runs"] == 0
-    with pg_db.unit_of_work(target) as uow:
+    with db_pg.unit_of_work(target) as uow:
         exc = uow.runs.get_exception("f-1")
         assert exc is not None and "KeyError: 'inner'" in exc.traceback
         assert uow.runs.get_result("p:1@x") is None

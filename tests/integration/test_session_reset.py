@@ -13,6 +13,7 @@ from sqlalchemy import text
 from persistence import Database
 from persistence._session_reset import RESET
 from persistence.rls import TENANT_SETTING
+from tests.fixtures.bridge import driver_connection
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import wire
 
@@ -26,9 +27,11 @@ def db(pg_db: Database) -> Database:
 
 
 @pytest.fixture
-def db_of_one(postgres: PostgresTarget) -> Iterator[Database]:
-    """A pool of exactly one connection: every unit of work reuses it."""
-    with Database.from_url(
+def db_of_one(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> Iterator[Database]:
+    """A pool of exactly one connection: every unit of work reuses it (either API)."""
+    with open_database(
         postgres.runtime_url,
         owner_url=postgres.owner_url,
         pool_size=1,
@@ -144,10 +147,12 @@ def test_a_unit_of_work_that_left_nothing_sends_no_reset(
 
 
 def test_administration_sends_no_reset(
-    postgres: PostgresTarget, make_tenant: Callable[..., str]
+    postgres: PostgresTarget,
+    make_tenant: Callable[..., str],
+    open_database: Callable[..., Database],
 ) -> None:
     tenant = make_tenant()
-    with Database.from_url(postgres.owner_url, pool_size=1) as owner_db:  # admin on one URL
+    with open_database(postgres.owner_url, pool_size=1) as owner_db:  # admin on one URL
         with owner_db.admin() as admin:
             admin.tenants.get(tenant)
         with wire(owner_db) as sent, owner_db.admin() as admin:
@@ -165,7 +170,7 @@ def test_a_raw_connection_is_reset_and_a_dead_one_is_replaced(
     with db.unit_of_work(tenant) as uow:
         assert uow.states.load("nothing") is None  # unqualified names resolve again
     with db.engine.connect() as conn:
-        pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        pid = driver_connection(conn).info.backend_pid
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     # The reset at checkin failed on the dead connection: it was dropped, not pooled.

@@ -3,7 +3,7 @@ the hot reads hold on a database the planner has no statistics for."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from persistence.repositories import _store_statements as stores
 from persistence.repositories import _workflow_statements as workflows
 from persistence.repositories.states import statements as states
 from tests.conftest import new_tenant
-from tests.fixtures.services import provision
+from tests.fixtures.services import PostgresTarget, provision
 from tests.fixtures.statements import recorded
 
 SOURCE = "def run(x):\n    return x\n"
@@ -33,9 +33,9 @@ def _compiled(db: Database, statement: Statement) -> str:
     return statement.sql(db.engine.dialect)
 
 
-def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> None:
-    tenant = new_tenant(pg_db)
-    with pg_db.unit_of_work(tenant) as uow:
+def test_hot_paths_send_the_statement_compiled_from_core(db_pg: Database) -> None:
+    tenant = new_tenant(db_pg)
+    with db_pg.unit_of_work(tenant) as uow:
         uow.workflows.create("flow", SOURCE)
         uow.states.save("s", {"v": 0})
     cases: list[tuple[Any, list[Statement]]] = [
@@ -58,37 +58,44 @@ def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> Non
         ),
     ]
     for operation, expected in cases:
-        sent = _sent(pg_db, tenant, operation)
-        assert sent == [_compiled(pg_db, statement) for statement in expected]
+        sent = _sent(db_pg, tenant, operation)
+        assert sent == [_compiled(db_pg, statement) for statement in expected]
 
 
-def test_sqlite_runs_the_same_definitions(sqlite_db: Database) -> None:
-    tenant = new_tenant(sqlite_db)
-    with sqlite_db.unit_of_work(tenant) as uow:
+def test_sqlite_runs_the_same_definitions(db_sqlite: Database) -> None:
+    tenant = new_tenant(db_sqlite)
+    with db_sqlite.unit_of_work(tenant) as uow:
         uow.states.save("s", {"v": 0}, tags=["a"])
-    sent = _sent(sqlite_db, tenant, lambda uow: uow.states.save("s", {"v": 1}, tags=["a"]))
+    sent = _sent(db_sqlite, tenant, lambda uow: uow.states.save("s", {"v": 1}, tags=["a"]))
     pieces = [states.ADVANCE["any"], states.INSERT_VERSION, states.INSERT_TAGS]
     assert [sql for sql in sent if not sql.startswith("BEGIN")][:3] == [
-        _compiled(sqlite_db, statement) for statement in pieces
+        _compiled(db_sqlite, statement) for statement in pieces
     ]
-    sent = _sent(sqlite_db, tenant, lambda uow: uow.states.load("s"))
-    assert _compiled(sqlite_db, states.LOAD_LATEST) in sent
+    sent = _sent(db_sqlite, tenant, lambda uow: uow.states.load("s"))
+    assert _compiled(db_sqlite, states.LOAD_LATEST) in sent
 
 
 # -- plans on a database without statistics -------------------------------------------------
 
 
-@pytest.fixture
-def fresh_db(postgres_server: str) -> Iterator[Database]:
-    """A newly migrated database (no ANALYZE ever ran, autovacuum off for its tables),
-    used as a runtime role."""
+@pytest.fixture(scope="module")
+def fresh_target(postgres_server: str) -> Iterator[PostgresTarget]:
+    """A newly migrated database (no ANALYZE ever ran, autovacuum off for its tables)."""
     with provision(postgres_server) as target:
         with Database.from_url(target.owner_url) as owner_db, owner_db.owner_engine.begin() as conn:
             tables = ("state_heads", "state_versions", "workflows", "workflow_revisions")
             for table in (*tables, "store_items", "artifacts"):
                 conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        with Database.from_url(target.runtime_url, owner_url=target.owner_url) as db:
-            yield db
+        yield target
+
+
+@pytest.fixture
+def fresh_db(
+    fresh_target: PostgresTarget, open_database: Callable[..., Database]
+) -> Iterator[Database]:
+    """The fresh database as the runtime role, on either API."""
+    with open_database(fresh_target.runtime_url, owner_url=fresh_target.owner_url) as db:
+        yield db
 
 
 def _plan(db: Database, tenant: str, operation: Any) -> str:
@@ -98,8 +105,8 @@ def _plan(db: Database, tenant: str, operation: Any) -> str:
             operation(uow)
         assert len(statements) == 1, statements
         sql, params = statements[0]
-        driver: Any = uow.session.connection().connection.driver_connection
-        rows = driver.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params).fetchall()
+        explain = "EXPLAIN (ANALYZE, COSTS OFF) " + sql
+        rows = uow.session.connection().exec_driver_sql(explain, params).all()
     return "\n".join(row[0] for row in rows)
 
 

@@ -24,6 +24,7 @@ from persistence.errors import (
     VersionConflictError,
 )
 from persistence.settings import Settings
+from tests.fixtures.bridge import open_like
 
 MiB = 1024 * 1024
 
@@ -115,7 +116,7 @@ def test_old_versions_load_after_default_codec_changes(db: Database, tenant: str
     value = nested_value(20_000)
     codecs = ["zlib", "lz4", "zstd", "none"]
     for codec in codecs:
-        other = Database(db.settings.model_copy(update={"compression": codec}))
+        other = open_like(db, compression=codec)
         try:
             with other.unit_of_work(tenant) as uow:
                 assert uow.states.save("evolving", value).codec == codec
@@ -280,7 +281,7 @@ def test_max_versions_keeps_exactly_the_newest(db: Database, tenant: str) -> Non
 
 
 def test_settings_default_max_versions(db: Database, tenant: str) -> None:
-    limited = Database(db.settings.model_copy(update={"max_versions": 2}))
+    limited = open_like(db, max_versions=2)
     try:
         with limited.unit_of_work(tenant) as uow:
             for n in range(5):
@@ -459,7 +460,7 @@ def test_bad_input_refused_and_nothing_written(
 
 
 def test_state_above_size_limit_refused(db: Database, tenant: str) -> None:
-    small = Database(db.settings.model_copy(update={"max_state_bytes": 1000}))
+    small = open_like(db, max_state_bytes=1000)
     try:
         with small.unit_of_work(tenant) as uow:
             uow.states.save("fits", "x" * 990)

@@ -9,25 +9,31 @@ from typing import Any
 from sqlalchemy import event
 
 from persistence import Database
+from persistence._blocking import blocking
 from persistence.errors import VersionConflictError
+from tests.fixtures.bridge import is_async, open_on
+from tests.fixtures.statements import events_of
 
 WRITERS = 8
 SAVES = 50
 
 
 def _no_fsync_wait(dbapi_conn: Any, record: object) -> None:
-    dbapi_conn.execute("SET synchronous_commit = off")
-    dbapi_conn.commit()
+    driver = blocking(dbapi_conn)  # (the asyncio engine's: blocking calls on it)
+    autocommit, driver.autocommit = driver.autocommit, True
+    driver.execute("SET synchronous_commit = off")
+    driver.autocommit = autocommit
 
 
-def _writer(url: str, owner_url: str | None, tenant: str, writer: int) -> tuple[int, int]:
+def _writer(api: str, url: str, owner_url: str | None, tenant: str, writer: int) -> tuple[int, int]:
     """Phase 1: SAVES blind saves of "shared". Phase 2: SAVES read-then-save attempts on
-    "careful" with expected_version = what was read. Returns (successes, conflicts)."""
+    "careful" with expected_version = what was read. Returns (successes, conflicts).
+    ``api``: the test database's, which the writer process opens."""
     ok = conflicts = 0
-    with Database.from_url(url, owner_url=owner_url, pool_size=1) as db:
+    with open_on(api, url, owner_url=owner_url, pool_size=1) as db:
         if db.dialect == "postgresql":
             # Locking, not durability, is under test: skip the fsync wait of each commit.
-            event.listen(db.engine, "connect", _no_fsync_wait)
+            event.listen(events_of(db), "connect", _no_fsync_wait)
         for n in range(SAVES):
             with db.unit_of_work(tenant) as uow:
                 uow.states.save("shared", {"writer": writer, "n": n})
@@ -48,17 +54,13 @@ def _writer(url: str, owner_url: str | None, tenant: str, writer: int) -> tuple[
     return ok, conflicts
 
 
-def _urls(db: Database) -> tuple[str, str | None]:
-    settings = db.settings
-    return settings.database_url, settings.owner_database_url
-
-
 def _run(fn: object, db: Database, tenant: str) -> list[object]:
-    url, owner_url = _urls(db)
+    api = "async" if is_async(db) else "sync"
+    url, owner_url = db.settings.database_url, db.settings.owner_database_url
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=WRITERS, mp_context=context) as pool:
         futures = [
-            pool.submit(fn, url, owner_url, tenant, writer)  # type: ignore[arg-type]
+            pool.submit(fn, api, url, owner_url, tenant, writer)  # type: ignore[arg-type]
             for writer in range(WRITERS)
         ]
         return [f.result(timeout=240) for f in futures]

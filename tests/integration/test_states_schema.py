@@ -44,17 +44,17 @@ def _grow_to(pg_db: Database, tenant_id: Any, state_id: str, versions: int) -> N
         conn.execute(text("ANALYZE state_heads"))
 
 
-def test_load_latest_issues_the_same_statements_at_10000_versions(pg_db: Database) -> None:
-    tenant = new_tenant(pg_db)
-    with pg_db.unit_of_work(tenant) as uow:
+def test_load_latest_issues_the_same_statements_at_10000_versions(db_pg: Database) -> None:
+    tenant = new_tenant(db_pg)
+    with db_pg.unit_of_work(tenant) as uow:
         uow.states.save("one", {"value": 1})
         uow.states.save("many", {"value": 1})
         tenant_id = uow.tenant.id
-    _grow_to(pg_db, tenant_id, "many", 10_000)
-    with pg_db.unit_of_work(tenant) as uow:
-        with recorded(pg_db) as one:
+    _grow_to(db_pg, tenant_id, "many", 10_000)
+    with db_pg.unit_of_work(tenant) as uow:
+        with recorded(db_pg) as one:
             small = uow.states.load("one")
-        with recorded(pg_db) as many:
+        with recorded(db_pg) as many:
             big = uow.states.load("many")
         plan = "\n".join(
             row[0]
@@ -74,14 +74,14 @@ def _raw(postgres: PostgresTarget, which: str) -> psycopg.Connection[Any]:
 
 
 def test_rls_hides_other_tenants_states_from_raw_sql(
-    pg_db: Database, postgres: PostgresTarget
+    db_pg: Database, postgres: PostgresTarget
 ) -> None:
-    alpha, beta = new_tenant(pg_db), new_tenant(pg_db)
-    with pg_db.unit_of_work(alpha) as uow:
+    alpha, beta = new_tenant(db_pg), new_tenant(db_pg)
+    with db_pg.unit_of_work(alpha) as uow:
         uow.states.save("secret", {"of": "alpha"}, tags=["t"])
         uow.states.create_checkpoint("secret", "cp")
         alpha_id = uow.tenant.id
-    with pg_db.unit_of_work(beta) as uow:
+    with db_pg.unit_of_work(beta) as uow:
         uow.states.save("mine", {"of": "beta"}, tags=["t"])
     with _raw(postgres, "runtime") as conn:
         conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (beta,))
@@ -138,6 +138,7 @@ def test_tenant_and_workspace_delete_cascade_states(
     assert set(remaining().values()) == {0}
 
 
+# The schema (Alembic's diff on a sync engine): one for both APIs.
 def test_models_match_the_migration(sync_db: Database) -> None:
     drift = [d for d in diff(sync_db.owner_engine) if "state" in repr(d)]
     assert drift == []

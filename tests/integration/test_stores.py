@@ -20,7 +20,9 @@ from persistence.errors import (
     PersistenceError,
     StaleFenceError,
 )
+from tests.fixtures.bridge import open_like
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import events_of
 
 
 def test_mapping_basics(db: Database, tenant: str) -> None:
@@ -257,10 +259,10 @@ def test_tenant_delete_cascades(db: Database, make_tenant: Callable[..., str]) -
 
 
 def test_runtime_role_sees_no_other_tenants_store_rows(
-    pg_db: Database, postgres: PostgresTarget
+    db_pg: Database, postgres: PostgresTarget
 ) -> None:
-    a, b = _tenants(pg_db, 2)
-    pg_db.store(tenant=a, name="secret")["k"] = "a's"
+    a, b = _tenants(db_pg, 2)
+    db_pg.store(tenant=a, name="secret")["k"] = "a's"
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
         conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (b,))
         for table in ("stores", "store_items"):
@@ -284,7 +286,7 @@ def _tenants(db: Database, n: int) -> list[str]:
 
 
 def test_oversize_values_are_refused(db: Database, tenant: str) -> None:
-    small = Database(db.settings.model_copy(update={"max_store_value_bytes": 100}))
+    small = open_like(db, max_store_value_bytes=100)
     try:
         store = small.store(tenant=tenant, name="sized")
         store["fits"] = "x" * 98  # 100 bytes of JSON with the quotes
@@ -310,7 +312,7 @@ def test_single_key_and_bulk_paths_agree(db: Database, tenant: str, codec: str) 
     """Single-key reads and writes (prepared driver statements on PostgreSQL) and the
     paged and bulk statements see the same rows, values and codecs."""
     update = {"compression": codec, "compression_threshold": 0}
-    compressing = Database(db.settings.model_copy(update=update))
+    compressing = open_like(db, **update)
     try:
         store = compressing.store(tenant=tenant, name="paths")  # created by the first set
         values = {"a": {"x": [1, 2.5, None, "ü"], "": {}}, "b": "text", "c": 2**63 - 1, "d": 1.0}
@@ -417,20 +419,21 @@ def test_locked_transaction_creates_the_store_row_and_rolls_it_back(
     assert again.created_at == created and counter["n"] == 1
 
 
-def test_pg_lock_excludes_lockers_not_readers(pg_db: Database, postgres: PostgresTarget) -> None:
+def test_pg_lock_excludes_lockers_not_readers(db_pg: Database, postgres: PostgresTarget) -> None:
     import threading
 
     from sqlalchemy import event
 
-    (tenant,) = _tenants(pg_db, 1)
-    store = pg_db.store(tenant=tenant, name="held")
+    (tenant,) = _tenants(db_pg, 1)
+    store = db_pg.store(tenant=tenant, name="held")
     store["n"] = 0
     statements: list[str] = []
 
     def record(conn: object, cursor: object, statement: str, *args: object) -> None:
         statements.append(statement)
 
-    event.listen(pg_db.engine, "before_cursor_execute", record)
+    engine = events_of(db_pg)
+    event.listen(engine, "before_cursor_execute", record)
     try:
         with store.transaction():
             pass
@@ -438,8 +441,9 @@ def test_pg_lock_excludes_lockers_not_readers(pg_db: Database, postgres: Postgre
         statements.clear()
         with store.transaction(lock=True):
             store["n"] = store.get("n", 0) + 1
-            # the unit of work this thread's transaction() opened
-            uow, _known = store._runner._open[threading.get_ident()]  # type: ignore[attr-defined]
+            # the unit of work transaction() opened (for this thread, or on asyncio for
+            # the bridge's task of this thread): the only one open
+            ((uow, _known),) = store._runner._open.values()  # type: ignore[attr-defined]
             assert uow._require()._session is None  # no session on this path
             locked = statements[entry:]
             # Another locker waits; a reader in another transaction does not.
@@ -454,7 +458,7 @@ def test_pg_lock_excludes_lockers_not_readers(pg_db: Database, postgres: Postgre
             ):
                 conn.execute("SELECT 1 FROM stores WHERE name = 'held' FOR NO KEY UPDATE NOWAIT")
     finally:
-        event.remove(pg_db.engine, "before_cursor_execute", record)
+        event.remove(engine, "before_cursor_execute", record)
     assert len(locked) == 3 and "INSERT INTO stores" in locked[0]
     assert not any("SAVEPOINT" in s for s in statements)
     assert dict(store) == {"n": 1}

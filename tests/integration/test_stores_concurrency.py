@@ -13,6 +13,7 @@ import pytest
 from persistence import Database
 from persistence.errors import StatementTimeoutError
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import is_async
 from tests.fixtures.services import PostgresTarget
 
 PROCESSES = 4
@@ -20,10 +21,10 @@ INCREMENTS = 250
 
 WORKER = """
 import sys
-from persistence import Database
+from tests.fixtures.bridge import open_on
 
 url, owner, tenant, n = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4])
-with Database.from_url(url, owner_url=owner) as db:
+with open_on(sys.argv[5], url, owner_url=owner) as db:
     store = db.store(tenant=tenant, workspace="default", name="counter")
     for _ in range(n):
         with store.transaction(lock=True):
@@ -31,10 +32,11 @@ with Database.from_url(url, owner_url=owner) as db:
 """
 
 
-def run_workers(url: str, owner: str, tenant: str, cwd: Path) -> None:
+def run_workers(api: str, url: str, owner: str, tenant: str, cwd: Path) -> None:
+    """``PROCESSES`` worker processes on ``api`` ("sync" or "async")."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, owner, tenant, str(INCREMENTS)],
+            [sys.executable, "-c", WORKER, url, owner, tenant, str(INCREMENTS), api],
             cwd=cwd,
             stderr=subprocess.PIPE,
             text=True,
@@ -54,18 +56,19 @@ def run_workers(url: str, owner: str, tenant: str, cwd: Path) -> None:
 
 
 @pytest.fixture
-def target(request: pytest.FixtureRequest, db: Database) -> tuple[str, str]:
-    """(runtime URL, owner URL) of ``db`` for the worker processes."""
+def target(request: pytest.FixtureRequest, db: Database) -> tuple[str, str, str]:
+    """(API, runtime URL, owner URL) of ``db`` for the worker processes."""
+    api = "async" if is_async(db) else "sync"
     if db.dialect == "postgresql":
         pg: PostgresTarget = request.getfixturevalue("postgres")
-        return pg.runtime_url, pg.owner_url
-    return db.settings.database_url, ""
+        return api, pg.runtime_url, pg.owner_url
+    return api, db.settings.database_url, ""
 
 
 def test_four_processes_count_to_a_thousand(
     db: Database,
     make_tenant: Callable[..., str],
-    target: tuple[str, str],
+    target: tuple[str, str, str],
     tmp_path: Path,
 ) -> None:
     tenant = make_tenant()
@@ -73,18 +76,19 @@ def test_four_processes_count_to_a_thousand(
     store["run"] = 0
     store["other"] = "untouched"
     root = Path(__file__).resolve().parents[2]
-    run_workers(*target, tenant, root)
+    api, url, owner = target
+    run_workers(api, url, owner, tenant, root)
     assert store["run"] == PROCESSES * INCREMENTS == 1000
     assert dict(store) == {"run": 1000, "other": "untouched"}
 
 
 def test_a_locked_store_blocks_other_lockers_but_not_plain_writers(
-    postgres: PostgresTarget,
+    postgres: PostgresTarget, open_database: Callable[..., Database]
 ) -> None:
     """PostgreSQL: while one transaction holds ``transaction(lock=True)``, a plain write
     and a read of the same store go through at once; a second locker waits (here it runs
     into a 1 s statement timeout instead of waiting the holder out)."""
-    with Database.from_url(
+    with open_database(
         postgres.runtime_url, owner_url=postgres.owner_url, statement_timeout_ms=1000
     ) as db:
         tenant = unique_slug()

@@ -15,6 +15,7 @@ from persistence.cli import cli
 from persistence.errors import ConflictError, NotFoundError
 from persistence.transfer import TransferError, diff_scope, export_scope, import_scope
 from tests.conftest import unique_slug
+from tests.fixtures.bridge import open_like
 
 V1 = "def run(x):\n    return x\n"
 V2 = "import asyncio\r\n\r\nasync def run(x):\r\n    return x  # é\r\n"
@@ -68,27 +69,28 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def test_sqlite_to_postgres_is_lossless(
-    sqlite_db: Database, pg_db: Database, tmp_path: Path
+    db_sqlite: Database, db_pg: Database, tmp_path: Path
 ) -> None:
-    source, target = new_tenant(sqlite_db), new_tenant(pg_db)
-    fill(sqlite_db, source)
-    export_scope(sqlite_db, source, "default", tmp_path / "a")
-    report = import_scope(pg_db, target, "default", tmp_path / "a")
+    """Each API to each: an export of one reads back through the other the same."""
+    source, target = new_tenant(db_sqlite), new_tenant(db_pg)
+    fill(db_sqlite, source)
+    export_scope(db_sqlite, source, "default", tmp_path / "a")
+    report = import_scope(db_pg, target, "default", tmp_path / "a")
     assert report.written == {"workflows": 3, "artifacts": 5, "states": 3, "stores": 0, "runs": 0}
-    assert diff_scope(pg_db, target, "default", tmp_path / "a") == []
-    before, after = snapshot(sqlite_db, source), snapshot(pg_db, target)
+    assert diff_scope(db_pg, target, "default", tmp_path / "a") == []
+    before, after = snapshot(db_sqlite, source), snapshot(db_pg, target)
     assert len(before) == 11 and before == after  # checksums, bytes, times, tags, metadata
     # Exporting the copy gives the same files byte for byte (stable, no export time).
-    export_scope(pg_db, target, "default", tmp_path / "b")
+    export_scope(db_pg, target, "default", tmp_path / "b")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
-    again = import_scope(pg_db, target, "default", tmp_path / "a")
+    again = import_scope(db_pg, target, "default", tmp_path / "a")
     assert not again.changed and again.objects == report.objects
 
 
-def test_layout_is_reviewable(sqlite_db: Database, tmp_path: Path) -> None:
-    tenant = new_tenant(sqlite_db)
-    fill(sqlite_db, tenant)
-    export_scope(sqlite_db, tenant, "default", tmp_path)
+def test_layout_is_reviewable(db_sqlite: Database, tmp_path: Path) -> None:
+    tenant = new_tenant(db_sqlite)
+    fill(db_sqlite, tenant)
+    export_scope(db_sqlite, tenant, "default", tmp_path)
     files = tree(tmp_path)
     assert files["workflows/hello/000002.py"] == V2.encode()
     assert json.loads(files["workflows/hello/000001.json"])["tags"] == ["demo", "greeting"]
@@ -98,9 +100,9 @@ def test_layout_is_reviewable(sqlite_db: Database, tmp_path: Path) -> None:
     assert "states/agent%2F1/000002.meta.json" in files and "states/%2E%2E/000001.json" in files
     # Re-exporting replaces the earlier export (stale files go), keeps foreign entries.
     (tmp_path / ".git").mkdir()
-    with sqlite_db.unit_of_work(tenant) as uow:
+    with db_sqlite.unit_of_work(tenant) as uow:
         uow.artifacts.delete("reports")
-    export_scope(sqlite_db, tenant, "default", tmp_path)
+    export_scope(db_sqlite, tenant, "default", tmp_path)
     assert "artifacts/reports@data" not in tree(tmp_path) and (tmp_path / ".git").is_dir()
 
 
@@ -255,11 +257,11 @@ def test_diff_reports_each_kind_and_cli_exit_codes(db: Database, tmp_path: Path)
     assert (out / "workflows/hello/000003.py").read_text() == V1
 
 
-def test_limits_of_the_target_database_name_the_file(sqlite_db: Database, tmp_path: Path) -> None:
-    root = _export(sqlite_db, tmp_path)
-    strict = Database.from_url(sqlite_db.settings.database_url, max_artifact_bytes=10)
-    target = new_tenant(sqlite_db)
+def test_limits_of_the_target_database_name_the_file(db_sqlite: Database, tmp_path: Path) -> None:
+    root = _export(db_sqlite, tmp_path)
+    strict = open_like(db_sqlite, max_artifact_bytes=10)
+    target = new_tenant(db_sqlite)
     with pytest.raises(TransferError, match=r"^artifacts/\S+@data: .*over the limit"):
         import_scope(strict, target, "default", root)
     strict.close()
-    _assert_empty(sqlite_db, target)
+    _assert_empty(db_sqlite, target)

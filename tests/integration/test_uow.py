@@ -249,21 +249,21 @@ def test_read_only_unit_of_work_refuses_writes_and_leaves_the_connection_writabl
         assert loaded is not None and loaded.state == {"n": 12} and loaded.meta.version == 4
 
 
-def test_read_only_unit_of_work_reads_one_snapshot(pg_db: Database) -> None:
+def test_read_only_unit_of_work_reads_one_snapshot(db_pg: Database) -> None:
     tenant = unique_slug()
-    with pg_db.admin() as admin:
+    with db_pg.admin() as admin:
         admin.tenants.create(tenant)
-    with pg_db.unit_of_work(tenant) as uow:
+    with db_pg.unit_of_work(tenant) as uow:
         uow.states.save("snap", {"n": 1})
-    with pg_db.unit_of_work(tenant, read_only=True) as reader:
+    with db_pg.unit_of_work(tenant, read_only=True) as reader:
         first = reader.states.load("snap")
-        with pg_db.unit_of_work(tenant) as writer:  # commits while the reader is open
+        with db_pg.unit_of_work(tenant) as writer:  # commits while the reader is open
             writer.states.save("snap", {"n": 2})
             writer.states.save("other", {"n": 1})
         again = reader.states.load("snap")
         assert reader.states.load("other") is None
     assert first is not None and again is not None
     assert again.meta.version == first.meta.version == 1 and again.state == {"n": 1}
-    with pg_db.unit_of_work(tenant) as uow:  # an ordinary unit of work sees both
+    with db_pg.unit_of_work(tenant) as uow:  # an ordinary unit of work sees both
         latest = uow.states.load("snap")
         assert latest is not None and latest.meta.version == 2

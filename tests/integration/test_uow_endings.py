@@ -3,6 +3,7 @@ never reports a commit that did not happen, and never runs on a silently new con
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,32 +19,34 @@ from persistence.errors import (
     ReadOnlyError,
 )
 from persistence.records import ArtifactRecord
+from persistence.repositories import artifacts
 from tests.conftest import new_tenant
+from tests.fixtures.bridge import module_of, open_like
 from tests.fixtures.services import PostgresTarget
 from tests.integration.test_failures import _terminate
 
 
-def test_a_caught_error_that_aborted_the_transaction_commits_nothing(pg_db: Database) -> None:
-    tenant = new_tenant(pg_db)
+def test_a_caught_error_that_aborted_the_transaction_commits_nothing(db_pg: Database) -> None:
+    tenant = new_tenant(db_pg)
     ran: list[str] = []
     aborted = pytest.raises(DatabaseError, match="aborted by an earlier error")
-    with aborted as info, pg_db.unit_of_work(tenant) as uow:
+    with aborted as info, db_pg.unit_of_work(tenant) as uow:
         uow.states.save("a", {"v": 1})
         uow.on_commit(lambda: ran.append("on_commit"))
         with pytest.raises(DBAPIError):  # SQL of one's own, its error caught: aborted
             uow.session.execute(text("SELECT 1 / 0"))
     assert info.value.sqlstate == "25P02"
     assert ran == []  # never for a transaction that rolled back
-    with pg_db.unit_of_work(tenant) as uow:
+    with db_pg.unit_of_work(tenant) as uow:
         assert uow.states.load("a") is None
 
 
 def test_a_lost_connection_is_never_replaced_inside_the_unit_of_work(
-    pg_db: Database, postgres: PostgresTarget, postgres_server: str
+    db_pg: Database, postgres: PostgresTarget, postgres_server: str
 ) -> None:
-    tenant = new_tenant(pg_db)
+    tenant = new_tenant(db_pg)
     lost = pytest.raises(DatabaseUnavailableError, match="nothing was committed")
-    with lost, pg_db.unit_of_work(tenant) as uow:
+    with lost, db_pg.unit_of_work(tenant) as uow:
         uow.states.save("a", {"v": 1})
         pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
         _terminate(postgres_server, postgres.runtime_role, postgres.database, [pid])
@@ -51,7 +54,7 @@ def test_a_lost_connection_is_never_replaced_inside_the_unit_of_work(
             uow.states.save("b", {"v": 2})
         with pytest.raises(DatabaseUnavailableError, match="lost its database connection"):
             uow.states.save("c", {"v": 3})  # not on a new connection, without the tenant
-    with pg_db.unit_of_work(tenant) as uow:
+    with db_pg.unit_of_work(tenant) as uow:
         assert [uow.states.load(s) for s in "abc"] == [None, None, None]
 
 
@@ -61,10 +64,7 @@ def test_a_fenced_save_in_a_read_only_unit_of_work_leaves_it_usable(
     tenant = make_tenant()
     with db.unit_of_work(tenant) as uow:
         uow.states.save("a", {"v": 1})
-    settings = db.settings
-    lease_db = Database.from_url(
-        settings.database_url, owner_url=settings.owner_database_url, lease_backend="sql"
-    )
+    lease_db = open_like(db, lease_backend="sql")
     with (
         lease_db,
         lease_db.lease(tenant, "writer", ttl=30) as lease,
@@ -96,38 +96,23 @@ def test_a_value_a_column_type_refuses_is_invalid_input(
 
 
 def test_a_sqlite_artifact_whose_stream_fails_leaves_nothing(
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+    db_sqlite: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from persistence.repositories.artifacts import ArtifactRepository
-
-    tenant = new_tenant(sqlite_db)
-    with sqlite_db.unit_of_work(tenant) as uow:
+    db = db_sqlite
+    tenant = new_tenant(db)
+    with db.unit_of_work(tenant) as uow:
         uow.artifacts.save("kept.bin", b"old")
 
-    class _FailingBlob:
-        def __enter__(self) -> _FailingBlob:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-        def write(self, data: object) -> None:
+    def failing(driver: sqlite3.Connection, rowid: int, payload: bytes) -> None:
+        with driver.blobopen("artifacts", "payload", rowid):  # the row's space is reserved
             raise OSError("disk full")
 
-    class _Driver:
-        def __init__(self, real: object) -> None:
-            self._real = real
-
-        def blobopen(self, *args: object, **kwargs: object) -> _FailingBlob:
-            return _FailingBlob()
-
-    real = ArtifactRepository._driver
-    monkeypatch.setattr(ArtifactRepository, "_driver", lambda self: _Driver(real(self)))
-    with sqlite_db.unit_of_work(tenant) as uow:
+    monkeypatch.setattr(module_of(db, artifacts), "_write_blob", failing)
+    with db.unit_of_work(tenant) as uow:
         for name in ("new.bin", "kept.bin"):
             with pytest.raises(OSError):
                 uow.artifacts.save(name, b"x" * 100)  # caught: the unit of work commits
     monkeypatch.undo()
-    with sqlite_db.unit_of_work(tenant) as uow:
+    with db.unit_of_work(tenant) as uow:
         assert not uow.artifacts.exists("new.bin")
         assert uow.artifacts.load("kept.bin") == b"old"  # not a zero-filled replacement

@@ -1,5 +1,5 @@
-"""Run one call on one backend, and the same call on both: outcome, round trip, no
-write before a refusal, the same outcome on SQLite and PostgreSQL."""
+"""Run one call on one backend, and the same call on all: outcome, round trip, no
+write before a refusal, the same outcome on SQLite and PostgreSQL, sync and asyncio."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from sqlalchemy import event
 
 from persistence import Database
 from persistence.errors import InvalidInputError, PersistenceError
+from tests.fixtures.bridge import is_async
+from tests.fixtures.statements import events_of
 from tests.integration.bad_input.model import CURSOR, INT, TEXT, WRITE, Call, Ctx, Env
 
 _describe = reprlib.Repr()
@@ -29,7 +31,8 @@ class Statements:
 
     def __init__(self, db: Database):
         self.sent: list[str] = []
-        self._engines = {id(e): e for e in (db.engine, db.owner_engine)}.values()
+        engines = (events_of(db), getattr(db.owner_engine, "sync_engine", db.owner_engine))
+        self._engines = {id(e): e for e in engines}.values()
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.sent.append(statement)
@@ -55,7 +58,8 @@ def attempt(call: Call, ctx: Ctx, arg: Any) -> tuple[str, Any, list[str]]:
 
 
 def outcome(env: Env, call: Call, arg: Any, n: int) -> str:
-    where = f"{env.db.dialect}: {call.name} with {describe(arg)}"
+    api = "asyncio" if is_async(env.db) else "sync"
+    where = f"{env.db.dialect} ({api}): {call.name} with {describe(arg)}"
     try:
         if call.scope == "db":
             label, result, writes = attempt(call, Ctx(env, n), arg)
@@ -88,8 +92,10 @@ def wrong_type(kind: str, arg: Any) -> bool:
 
 
 def compare(backends: dict[str, Env], call: Call, arg: Any, n: int) -> None:
-    lite, pg = (outcome(backends[name], call, arg, n) for name in ("sqlite", "pg"))
-    assert lite == pg, f"{call.name} with {describe(arg)}: SQLite {lite}, PostgreSQL {pg}"
+    """The call on every backend (SQLite, PostgreSQL, each on both APIs): one outcome."""
+    outcomes = {name: outcome(env, call, arg, n) for name, env in backends.items()}
+    lite = outcomes["sqlite"]
+    assert set(outcomes.values()) == {lite}, f"{call.name} with {describe(arg)}: {outcomes}"
     if wrong_type(call.kind, arg):
         assert lite == "InvalidTypeError", f"{call.name} with {describe(arg)}: {lite}"
     if call.accepts is not None:
