@@ -42,6 +42,7 @@ NAMES = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "asynccontextmanager": "contextmanager",
+    "AbstractAsyncContextManager": "AbstractContextManager",
     "aclose": "close",
     "anext": "next",
     "aiter": "iter",
@@ -169,11 +170,16 @@ def _ruff() -> str:
     return found
 
 
+# What ruff fixes in a generated module: import order, imports only the async code used,
+# the order of __all__ (names change when Async is dropped).
+_FIXES = "I,F401,RUF022"
+
+
 def _format(code: str, path: Path) -> str:
     ruff = _ruff()
     name = str(path)
     fixed = subprocess.run(
-        [ruff, "check", "--quiet", "--select", "I,F401,RUF022", "--fix", "--stdin-filename", name, "-"],
+        [ruff, "check", "--quiet", "--select", _FIXES, "--fix", "--stdin-filename", name, "-"],
         input=code,
         capture_output=True,
         text=True,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from persistence import Database
+from persistence.database_async import AsyncDatabase
+from tests.fixtures.bridge import Loop, bridge
 
 if TYPE_CHECKING:
     from tests.fixtures.services import PostgresTarget
@@ -32,10 +34,47 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         yield db
 
 
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[Loop]:
+    """The event loop every bridged async object of the session runs on."""
+    loop = Loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def pg_adb(postgres: PostgresTarget, event_loop_thread: Loop) -> Iterator[Database]:
+    """The asyncio API on PostgreSQL, driven through the sync API's shape (bridge)."""
+    adb = AsyncDatabase.from_url(postgres.runtime_url, owner_url=postgres.owner_url)
+    yield bridge(adb, event_loop_thread)
+    event_loop_thread.run(adb.close())
+
+
+@pytest.fixture(scope="session")
+def sqlite_adb(
+    tmp_path_factory: pytest.TempPathFactory, event_loop_thread: Loop
+) -> Iterator[Database]:
+    path: Path = tmp_path_factory.mktemp("sqlite-async") / "persistence.sqlite3"
+    adb = AsyncDatabase.from_url(f"sqlite:///{path}")
+    event_loop_thread.run(adb.migrate())
+    yield bridge(adb, event_loop_thread)
+    event_loop_thread.run(adb.close())
+
+
 @pytest.fixture(params=["sqlite", "pg"])
-def db(request: pytest.FixtureRequest) -> Database:
-    """The same test on both backends."""
+def sync_db(request: pytest.FixtureRequest) -> Database:
+    """Both backends, the sync API only: for tests of the schema, the engines or the
+    driver (not of a behaviour both APIs share)."""
     return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["sqlite", "pg", "sqlite-async", "pg-async"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The same test body on both backends and both APIs: the async variants run the
+    asyncio API (``AsyncDatabase``) through ``tests.fixtures.bridge``."""
+    backend, _, api = request.param.partition("-")
+    name = f"{backend}_adb" if api else f"{backend}_db"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 def unique_slug(prefix: str = "t") -> str:

@@ -388,11 +388,11 @@ def test_workspace_and_tenant_delete_cascade(db: Database, ws: str) -> None:
             assert rows == 0, model.__tablename__
 
 
-def test_models_match_migration(db: Database) -> None:
+def test_models_match_migration(sync_db: Database) -> None:
     from persistence.migrations import diff
 
     run_tables = {"runs", "run_history", "run_values", "run_workers"}
-    assert [d for d in diff(db.owner_engine) if any(t in repr(d) for t in run_tables)] == []
+    assert [d for d in diff(sync_db.owner_engine) if any(t in repr(d) for t in run_tables)] == []
 
 
 def test_unstorable_text_is_escaped_in_exceptions_and_refused_elsewhere(

@@ -12,8 +12,8 @@ from persistence import Database
 from persistence._executor import Statement
 from persistence.repositories import _artifact_statements as artifacts
 from persistence.repositories import _run_statements as runs
+from persistence.repositories import _store_statements as stores
 from persistence.repositories import _workflow_statements as workflows
-from persistence.repositories import stores
 from persistence.repositories.states import statements as states
 from tests.conftest import new_tenant
 from tests.fixtures.services import provision
@@ -43,9 +43,9 @@ def test_hot_paths_send_the_statement_compiled_from_core(pg_db: Database) -> Non
         (lambda uow: uow.states.save("s", 2, expected_version=2), [states.SAVE["expected"]]),
         (lambda uow: uow.states.load("s"), [states.LOAD_LATEST]),
         (lambda uow: uow.states.load("s", version=1), [states.LOAD_VERSION]),
-        (lambda uow: uow.store("kv").__setitem__("k", 1), [stores._PUT_ENSURING]),
-        (lambda uow: uow.store("kv")["k"], [stores._GET]),
-        (lambda uow: "k" in uow.store("kv"), [stores._CONTAINS]),
+        (lambda uow: uow.store("kv").__setitem__("k", 1), [stores.PUT_ENSURING]),
+        (lambda uow: uow.store("kv")["k"], [stores.GET]),
+        (lambda uow: "k" in uow.store("kv"), [stores.CONTAINS]),
         (lambda uow: uow.workflows.get("flow"), [workflows.LATEST]),
         (lambda uow: uow.workflows.get("flow", revision=1), [workflows.BY_REVISION]),
         (lambda uow: uow.artifacts.save("a.bin", b"x" * 1024), [artifacts.SAVE]),

@@ -138,6 +138,6 @@ def test_tenant_and_workspace_delete_cascade_states(
     assert set(remaining().values()) == {0}
 
 
-def test_models_match_the_migration(db: Database) -> None:
-    drift = [d for d in diff(db.owner_engine) if "state" in repr(d)]
+def test_models_match_the_migration(sync_db: Database) -> None:
+    drift = [d for d in diff(sync_db.owner_engine) if "state" in repr(d)]
     assert drift == []

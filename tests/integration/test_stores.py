@@ -438,7 +438,8 @@ def test_pg_lock_excludes_lockers_not_readers(pg_db: Database, postgres: Postgre
         statements.clear()
         with store.transaction(lock=True):
             store["n"] = store.get("n", 0) + 1
-            uow = store._runner._local.uow  # type: ignore[attr-defined]
+            # the unit of work this thread's transaction() opened
+            uow, _known = store._runner._open[threading.get_ident()]  # type: ignore[attr-defined]
             assert uow._require()._session is None  # no session on this path
             locked = statements[entry:]
             # Another locker waits; a reader in another transaction does not.

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
 
-from persistence.fencing_async import check_fence
 from sqlalchemy import and_, func, select
 
 from persistence._executor_async import execute, run_one
 from persistence.codecs import Encoded, dump_json, encode, validate_codec
 from persistence.errors import InvalidInputError, NotFoundError
+from persistence.fencing_async import check_fence
 from persistence.models.base import utcnow
 from persistence.models.states import STATE_ID_LENGTH
 from persistence.records import Page

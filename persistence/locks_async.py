@@ -1,0 +1,411 @@
+"""Leases: named, expiring locks with fencing tokens, on Redis or on the database.
+
+``db.lease(tenant=..., name=..., ttl=30, wait=0)`` acquires at once and returns a
+:class:`Lease` (also a context manager that releases on exit). Its ``fence`` grows
+strictly per tenant and name; pass the lease to fenced writes so that a holder whose
+lease expired cannot overwrite a newer holder's data (see docs/leases.md).
+
+On the asyncio API ``db.lease(...)`` returns an :class:`AsyncLease` not yet acquired:
+awaiting it (``lease = await db.lease(...)``) or entering it (``async with db.lease(...)
+as lease:``) acquires it, once. A cancelled acquire leaves no lease behind (see
+:meth:`AsyncLease._request`).
+"""
+
+from __future__ import annotations
+
+import asyncio  # sync:
+import contextlib
+import math
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Generator
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from persistence._cancel import give_back_if_cancelled  # sync:
+from persistence.errors import (
+    ConfigurationError,
+    LeaseLostError,
+    LockNotAcquiredError,
+    PersistenceError,
+)
+from persistence.fencing_async import FenceToken, fence_floor
+from persistence.models.base import utcnow
+from persistence.records import LeaseRecord
+from persistence.repositories.leases_async import AsyncLeaseRepository
+from persistence.validation import validate_lease_name, validate_seconds
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis  # sync: from redis import Redis
+
+    from persistence.database_async import AsyncDatabase
+
+__all__ = ["AsyncLease", "AsyncLeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
+
+_MAX_TTL = 7 * 24 * 3600.0  # seconds
+
+
+def _seconds(value: object, what: str, *, zero: bool) -> float:
+    return validate_seconds(value, what, maximum=_MAX_TTL, allow_zero=zero)
+
+
+class AsyncLeaseBackend(Protocol):
+    """Where leases live. Each call is atomic on the backend."""
+
+    async def acquire(
+        self, tenant: str, name: str, token: str, ttl: float
+    ) -> tuple[uuid.UUID, int]:
+        """Take the lease if free: return (tenant id, fence); LockNotAcquiredError if held
+        or if the lock service cannot be reached."""
+        ...
+
+    async def extend(
+        self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float
+    ) -> bool:
+        """Reset the expiry if ``token`` still holds the lease; False otherwise."""
+        ...
+
+    async def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        """Free the lease if ``token`` still holds it; False otherwise."""
+        ...
+
+    async def list(self, tenant: str) -> list[LeaseRecord]:
+        """Leases of the tenant held now, by name."""
+        ...
+
+
+def make_backend(db: AsyncDatabase) -> AsyncLeaseBackend:
+    """Redis when configured (``lease_backend='auto'`` needs PostgreSQL and a Redis URL),
+    else the database."""
+    choice = db.settings.lease_backend
+    if choice == "redis" and not db.settings.redis_url:
+        raise ConfigurationError("lease_backend='redis' needs redis_url")
+    if choice == "redis" or (
+        choice == "auto" and db.settings.redis_url and db.dialect == "postgresql"
+    ):
+        return AsyncRedisLeaseBackend(db)
+    return AsyncSqlLeaseBackend(db)
+
+
+async def list_leases(db: AsyncDatabase, tenant: str) -> list[LeaseRecord]:
+    """The leases ``tenant`` holds now (name, holder, fence, remaining seconds)."""
+    return await db._lease_backend().list(tenant)
+
+
+def _new_token() -> str:
+    return f"{socket.gethostname()[:80]}/{os.getpid()}/{uuid.uuid4().hex}"
+
+
+class AsyncLease:
+    """A held lease. Use it as a context manager or call :meth:`release`.
+
+    ``fence`` is the fencing token: strictly greater than every fence issued before
+    for this tenant and name. ``held`` and ``remaining`` are this process's view,
+    counted from just before the acquire request; :meth:`extend` asks the backend.
+    On the asyncio API the lease is acquired when first awaited or entered.
+    """
+
+    tenant_id: uuid.UUID
+    fence = 0  # until acquired (fences start at 1)
+    _expires = 0.0
+
+    def __init__(
+        self, backend: AsyncLeaseBackend, tenant: str, name: str, ttl: float, wait: float
+    ) -> None:
+        self.name = validate_lease_name(name)
+        self.ttl = _seconds(ttl, "ttl", zero=False)
+        wait = _seconds(wait, "wait", zero=True)
+        self.tenant = tenant
+        self.token = _new_token()
+        self._backend = backend
+        self._released = False
+        self._lost = False
+        self._wait = wait  # sync: self.tenant_id, self.fence, self._expires = self._acquire(wait)
+
+    def __await__(self) -> Generator[Any, None, Self]:  # sync:
+        return self.__aenter__().__await__()  # sync:
+
+    async def _acquire(self, wait: float) -> tuple[uuid.UUID, int, float]:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            started = time.monotonic()
+            try:
+                tenant_id, fence = await self._request()
+                return tenant_id, fence, started + self.ttl
+            except LockNotAcquiredError as exc:
+                if getattr(exc, "unreachable", False) or time.monotonic() >= deadline:
+                    raise
+            pause = max(0.0, min(delay, deadline - time.monotonic()))
+            await asyncio.sleep(pause)  # sync: time.sleep(pause)
+            delay = min(delay * 2, 0.2)
+
+    async def _request(self) -> tuple[uuid.UUID, int]:
+        """One acquire request to the backend. On the asyncio API a cancellation that
+        arrives while it is in flight waits for its answer and releases what it was
+        granted before the ``CancelledError`` goes on: see
+        :func:`persistence._cancel.give_back_if_cancelled`."""
+        request = self._backend.acquire(self.tenant, self.name, self.token, self.ttl)
+        return await give_back_if_cancelled(request, self._give_back)  # sync: return request
+
+    async def _give_back(self, granted: tuple[uuid.UUID, int]) -> None:  # sync:
+        await self._backend.release(self.tenant, granted[0], self.name, self.token)  # sync:
+
+    def _require_acquired(self) -> None:  # sync:
+        if not self.fence:  # sync:
+            message = f"lease {self.name!r} is not acquired: await it or use `async with`"  # sync:
+            raise LockNotAcquiredError(message)  # sync:
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} fence={self.fence} held={self.held}>"
+
+    @property
+    def fence_token(self) -> FenceToken:
+        """What a fenced write carries (see :mod:`persistence.fencing`)."""
+        self._require_acquired()  # sync:
+        return FenceToken(self.tenant_id, self.name, self.fence, self.token)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the lease expires (0 once released or lost)."""
+        if self._released or self._lost:
+            return 0.0
+        return max(0.0, self._expires - time.monotonic())
+
+    @property
+    def held(self) -> bool:
+        return self.remaining > 0
+
+    async def extend(self, ttl: float | None = None) -> None:
+        """Reset the expiry to ``ttl`` (default: the acquire ttl) seconds from now.
+
+        Raises LeaseLostError if the lease expired, was taken over or released.
+        """
+        ttl = self.ttl if ttl is None else _seconds(ttl, "ttl", zero=False)
+        self._require_acquired()  # sync:
+        if self._released or self._lost:
+            raise LeaseLostError(f"lease {self.name!r} is no longer held")
+        started = time.monotonic()
+        if not await self._backend.extend(self.tenant, self.tenant_id, self.name, self.token, ttl):
+            self._lost = True
+            raise LeaseLostError(f"lease {self.name!r} was lost (expired or taken over)")
+        self._expires = started + ttl
+
+    async def release(self) -> None:
+        """Give the lease up. A second call does nothing.
+
+        Raises LeaseLostError if it had already expired or been taken over: the work
+        done under it may not have been exclusive.
+        """
+        if self._released:
+            return
+        self._require_acquired()  # sync:
+        if self._lost:
+            raise LeaseLostError(f"lease {self.name!r} was lost before it was released")
+        ok = await self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        self._released = True
+        if not ok:
+            self._lost = True
+            raise LeaseLostError(f"lease {self.name!r} expired or was taken over before release")
+
+    async def __aenter__(self) -> Self:
+        if not self.fence:  # sync:
+            self.tenant_id, self.fence, self._expires = await self._acquire(self._wait)  # sync:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.release()
+            return
+        # an exception is already on its way: don't hide it behind LeaseLostError
+        with contextlib.suppress(LeaseLostError):
+            await self.release()
+
+
+def unreachable(message: str) -> LockNotAcquiredError:
+    """A LockNotAcquiredError that ``wait`` does not retry: locks fail closed at once."""
+    error = LockNotAcquiredError(message)
+    error.unreachable = True  # type: ignore[attr-defined]
+    return error
+
+
+class AsyncSqlLeaseBackend:
+    """Leases in the ``leases`` table: one short transaction per call."""
+
+    def __init__(self, db: AsyncDatabase):
+        self._db = db
+
+    async def acquire(
+        self, tenant: str, name: str, token: str, ttl: float
+    ) -> tuple[uuid.UUID, int]:
+        async with self._db.unit_of_work(tenant) as uow:
+            fence = await AsyncLeaseRepository(uow.scope).acquire(name, token, ttl)
+            tenant_id = uow.scope.tenant_id
+        if fence is None:
+            raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
+        return tenant_id, fence
+
+    async def extend(
+        self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float
+    ) -> bool:
+        async with self._db.unit_of_work(tenant) as uow:
+            return await AsyncLeaseRepository(uow.scope).extend(name, token, ttl)
+
+    async def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        async with self._db.unit_of_work(tenant) as uow:
+            return await AsyncLeaseRepository(uow.scope).release(name, token)
+
+    async def list(self, tenant: str) -> list[LeaseRecord]:
+        async with self._db.unit_of_work(tenant) as uow:
+            return await AsyncLeaseRepository(uow.scope).held()
+
+
+# KEYS: lease key, fence counter. ARGV: token, ttl ms, floor (highest fence in the database),
+# counter retention ms. A missing counter (flushed, restarted, never used, or expired after
+# the retention without an acquire) restarts above both the database's floor and the
+# current time in ms, so it also clears fences handed out but never written; the counter
+# expires so that names no longer used do not stay in Redis for ever.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local floor = tonumber(ARGV[3])
+local current = redis.call('GET', KEYS[2])
+if not current then
+    local t = redis.call('TIME')
+    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if now_ms > floor then floor = now_ms end
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+elseif tonumber(current) < floor then
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return fence
+"""
+#: A fence counter not used for this long is dropped (and restarts safely, see above).
+FENCE_COUNTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+class AsyncRedisLeaseBackend:
+    """Leases in Redis under ``{prefix}:{<tenant id>}:lease:<name>`` (the braces are a
+    Cluster hash tag: a tenant's keys share a slot, so the scripts may touch two keys)."""
+
+    def __init__(self, db: AsyncDatabase):
+        self._db = db
+        self._prefix = db.settings.redis_key_prefix
+        self._scripts: dict[str, Any] = {}  # Script objects, bound to the current client
+
+    def _script(self, source: str) -> Any:
+        """The script for ``source`` on the current Redis client (EVALSHA, loaded once)."""
+        client = self._redis
+        script = self._scripts.get(source)
+        if script is None or script.registered_client is not client:
+            script = self._scripts[source] = client.register_script(source)
+        return script
+
+    @property
+    def _redis(self) -> Redis:
+        return self._db.redis
+
+    def _keys(self, tenant_id: uuid.UUID, name: str) -> list[str]:
+        base = f"{self._prefix}:{{{tenant_id}}}"
+        return [f"{base}:lease:{name}", f"{base}:fence:{name}"]
+
+    async def acquire(
+        self, tenant: str, name: str, token: str, ttl: float
+    ) -> tuple[uuid.UUID, int]:
+        from redis.exceptions import RedisError
+
+        async with self._db.unit_of_work(tenant) as uow:
+            tenant_id = uow.scope.tenant_id
+            floor = await fence_floor(uow.scope.connection, tenant_id, name)
+        try:
+            script = self._script(_ACQUIRE)
+            fence = await script(
+                keys=self._keys(tenant_id, name),
+                args=[token, _ms(ttl), floor, FENCE_COUNTER_RETENTION_MS],
+            )
+        except RedisError as exc:
+            raise unreachable(
+                f"lock service unreachable, lease {name!r} not acquired: {exc}"
+            ) from exc
+        if not fence:
+            raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
+        return tenant_id, int(fence)
+
+    async def _compare(self, source: str, keys: list[str], args: list[str | int]) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(await self._script(source)(keys=keys, args=args))
+        except RedisError as exc:  # cannot confirm we still hold it: treat it as lost
+            raise LeaseLostError(f"lock service unreachable: {exc}") from exc
+
+    async def extend(
+        self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float
+    ) -> bool:
+        return await self._compare(_EXTEND, self._keys(tenant_id, name)[:1], [token, _ms(ttl)])
+
+    async def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
+        return await self._compare(_RELEASE, self._keys(tenant_id, name)[:1], [token])
+
+    async def list(self, tenant: str) -> list[LeaseRecord]:
+        from redis.exceptions import RedisError
+
+        async with self._db.unit_of_work(tenant) as uow:
+            tenant_id = uow.scope.tenant_id
+        lease_key, _ = self._keys(tenant_id, "")
+        try:
+            scan = self._redis.scan_iter(match=_GLOB.sub(r"\\\1", lease_key) + "*")
+            keys = sorted([key async for key in scan])  # sync: keys = sorted(scan)
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                name = _text(key)[len(lease_key) :]
+                pipe.get(key)
+                pipe.pttl(key)
+                pipe.get(self._keys(tenant_id, name)[1])
+            replies = await pipe.execute()
+        except RedisError as exc:
+            raise PersistenceError(f"lock service unreachable: {exc}") from exc
+        now = utcnow()
+        records = []
+        for i, key in enumerate(keys):
+            holder, pttl, fence = replies[3 * i : 3 * i + 3]
+            if holder is None or pttl is None or pttl < 0:
+                continue  # expired between the scan and the read
+            records.append(
+                LeaseRecord.model_construct(
+                    tenant_id=tenant_id,
+                    name=_text(key)[len(lease_key) :],
+                    holder=_text(holder),
+                    fence=None if fence is None else int(fence),
+                    expires_at=now + timedelta(milliseconds=pttl),
+                    remaining=pttl / 1000,
+                )
+            )
+        return records
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,205 @@
+"""Stores and their items, inside the transaction of the scope they are given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select
+
+from persistence._cursor import cursor_key, encode_cursor
+from persistence._executor_async import execute, run, run_one, run_scalar
+from persistence.codecs import encode
+from persistence.errors import NotFoundError
+from persistence.models.base import utcnow
+from persistence.records import Page, StoreRecord
+from persistence.repositories._base_async import AsyncScope
+from persistence.repositories._store_statements import (
+    CLEAR,
+    CONTAINS,
+    COUNT,
+    ENSURE,
+    GET,
+    LOCK,
+    MISSING,
+    PUT,
+    PUT_ENSURING,
+    REMOVE,
+    STORES,
+    decoded,
+    dialect_statements,
+    key_hash,
+)
+from persistence.validation import count, validate_slug
+
+__all__ = ["MISSING", "AsyncStoreRepository", "key_hash"]
+
+
+class AsyncStoreRepository:
+    """Stores of one workspace. Item methods take the store name and raw JSON bytes
+    already validated by :mod:`persistence.stores`; nothing here commits."""
+
+    def __init__(self, scope: AsyncScope, known: set[str] | None = None):
+        self._scope = scope
+        # names whose row this transaction has locked, so exists until it ends
+        self._known = known if known is not None else set()
+
+    @property
+    def scope(self) -> AsyncScope:
+        return self._scope
+
+    async def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        return await execute(self._scope.connection, clause, params)
+
+    # -- stores ----------------------------------------------------------------------
+
+    def _store_where(self, name: str) -> ColumnElement[bool]:
+        c = STORES.c
+        return (
+            (c.tenant_id == self._scope.tenant_id)
+            & (c.workspace_id == self._scope.workspace_id)
+            & (c.name == name)
+        )
+
+    async def ensure(self, name: str) -> None:
+        """Create the store row if it is missing (items reference it), without waiting on
+        a store row another transaction holds locked (see ``ENSURE``)."""
+        if name in self._known:
+            return
+        scope = self._scope
+        await run(scope.connection, ENSURE, self._store_params(name))
+
+    def _store_params(self, name: str) -> dict[str, Any]:
+        scope = self._scope
+        return {
+            "tenant_id": scope.tenant_id,
+            "workspace_id": scope.workspace_id,
+            "store": name,
+            "created_at": utcnow(),
+        }
+
+    async def lock(self, name: str) -> None:
+        """Hold the store's row lock until the transaction ends.
+
+        One statement creates the row if needed and locks it: ``DO UPDATE`` of a non-key
+        column takes ``FOR NO KEY UPDATE`` on PostgreSQL, which excludes other lockers but
+        not plain writers: their foreign-key checks only take ``KEY SHARE``, and they look
+        for the store row with a plain read before creating it (``_ENSURE``). On SQLite
+        every transaction is already ``BEGIN IMMEDIATE``: the same statement just makes
+        sure the row exists.
+        """
+        await run(self._scope.connection, LOCK, self._store_params(name))
+        self._known.add(name)
+
+    async def list_stores(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[StoreRecord]:
+        """Stores of the workspace ordered by name, one page at a time."""
+        limit = count(limit, "limit", minimum=1, maximum=10_000)
+        c = STORES.c
+        query = select(STORES).where(
+            c.tenant_id == self._scope.tenant_id, c.workspace_id == self._scope.workspace_id
+        )
+        if cursor is not None:
+            query = query.where(c.name > validate_slug(cursor_key(cursor), what="cursor"))
+        rows = await self._run(query.order_by(c.name).limit(limit + 1))
+        items = [
+            StoreRecord.model_construct(
+                tenant_id=r.tenant_id,
+                workspace_id=r.workspace_id,
+                name=r.name,
+                created_at=r.created_at,
+            )
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
+
+    async def delete_store(self, name: str) -> None:
+        """Delete the store and all its items; NotFoundError if there is no such store."""
+        self._scope.require_writable("delete_store")
+        validate_slug(name, what="store name")
+        stmt = delete(STORES).where(self._store_where(name)).returning(STORES.c.name)
+        if not await self._run(stmt):
+            raise NotFoundError(f"store {name!r} does not exist")
+
+    # -- items -----------------------------------------------------------------------
+
+    def _params(self, name: str, key: str | None = None) -> dict[str, Any]:
+        params = {
+            "tenant_id": self._scope.tenant_id,
+            "workspace_id": self._scope.workspace_id,
+            "store": name,
+        }
+        if key is not None:
+            params["key_hash"] = key_hash(key)
+        return params
+
+    def _value(self, row: Any) -> Any:
+        return decoded(row.key, row.value, row.codec, row.checksum)
+
+    async def get(self, name: str, key: str) -> Any:
+        """The value, or MISSING."""
+        row = await run_one(self._scope.connection, GET, self._params(name, key))
+        return MISSING if row is None else self._value(row)
+
+    async def contains(self, name: str, key: str) -> bool:
+        return await run_one(self._scope.connection, CONTAINS, self._params(name, key)) is not None
+
+    async def count(self, name: str) -> int:
+        return int(await run_scalar(self._scope.connection, COUNT, self._params(name)))
+
+    async def put_many(self, name: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Insert or replace ``items`` (key, raw JSON)."""
+        if not items:
+            return
+        s = self._scope.settings
+        connection = self._scope.connection
+        ensure = name not in self._known
+        for key, raw in items:
+            enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
+            params = self._params(name, key)
+            params.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
+            if ensure and self._scope.is_postgres:  # one statement (see PUT_ENSURING)
+                params["created_at"] = utcnow()
+                await run(connection, PUT_ENSURING, params)
+            else:
+                if ensure:
+                    await self.ensure(name)
+                await run(connection, PUT, params)
+            ensure = False
+            self._known.add(name)
+
+    async def remove(self, name: str, key: str) -> Any:
+        """Delete the key; return its value, or MISSING when it was absent."""
+        row = await run_one(self._scope.connection, REMOVE, self._params(name, key))
+        return MISSING if row is None else self._value(row)
+
+    async def remove_first(self, name: str) -> tuple[str, Any] | None:
+        """Delete and return the item with the smallest key, or None when empty."""
+        stmt = dialect_statements(self._scope.dialect).remove_first
+        for _ in range(5):  # another transaction may take the same first key first
+            rows = await self._run(stmt, self._params(name))
+            row = rows[0] if rows else None
+            if row is not None:
+                return row.key, self._value(row)
+            if await self.count(name) == 0:
+                return None
+        return None
+
+    async def clear(self, name: str) -> None:
+        await run(self._scope.connection, CLEAR, self._params(name))
+
+    async def keys_after(self, name: str, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` keys greater than ``after``, in code point order."""
+        sql = dialect_statements(self._scope.dialect)
+        params = {**self._params(name), "after": after, "limit": limit}
+        stmt = sql.keys if after is None else sql.keys_after
+        return [row.key for row in await self._run(stmt, params)]
+
+    async def items_after(self, name: str, after: str | None, limit: int) -> list[tuple[str, Any]]:
+        """Up to ``limit`` (key, value) pairs with keys greater than ``after``."""
+        sql = dialect_statements(self._scope.dialect)
+        params = {**self._params(name), "after": after, "limit": limit}
+        stmt = sql.items if after is None else sql.items_after
+        return [(row.key, self._value(row)) for row in await self._run(stmt, params)]
