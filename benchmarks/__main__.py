@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     result = report.Result(profile=profile, ops=n, repeat=repeat)
     if _wants_sync(args):
         _run_sync(args, result, n, repeat)
+    async_started = time.monotonic()
     with bench_env() as env:  # a database of its own: the sync run's rows do not weigh
         async_section.run(env, result, only=args.only, skip=args.skip, n=n, repeat=repeat)
+    result.async_seconds = time.monotonic() - async_started
     result.seconds = time.monotonic() - started
     result.finished_at = report.now_utc()
     if args.save:
@@ -102,7 +104,8 @@ def _emit(result: report.Result, output: Path | None) -> int:
     text = report.markdown(result)
     print(text)
     if output:
-        output.write_text(report.page(result, text))
+        previous = output.read_text() if output.exists() else None
+        output.write_text(report.page(result, previous))
         print(f"wrote {output}", file=sys.stderr)
     return 0
 

@@ -78,8 +78,7 @@ def _concurrent(result: Result, key: str, label: str) -> Verdict:
     target = (
         f"64 tasks on 8 connections, {label} >= {CONCURRENT_MIN_RATIO}x raw psycopg on psycopg_pool"
     )
-    c = getattr(result, "concurrency", None)
-    mix = c.mix(key) if c is not None else None
+    mix = result.concurrency.mix(key) if result.concurrency is not None else None
     if mix is None or mix.ours is None or mix.raw is None or mix.ratio is None:
         why = mix.error if mix is not None and mix.error else "not run"
         return Verdict(key, target, None, f"not measured ({why})")
@@ -110,10 +109,8 @@ def _note(v: Verdict, said: set[str]) -> str:
 
 
 def targets_lines(result: Result) -> list[str]:
-    """The asyncio verdicts as Markdown list items (nothing when none was measured)."""
+    """The asyncio verdicts as Markdown list items."""
     verdicts = evaluate(result)
-    if all(v.met is None for v in verdicts):
-        return []
     lines: list[str] = []
     said: set[str] = set()
     for v in verdicts:

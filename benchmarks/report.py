@@ -7,7 +7,7 @@ import os
 import pickle
 import platform
 import subprocess
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,17 @@ class Result:
     async_rows: list[Row] = field(default_factory=list)  # the asyncio API's cases
     concurrency: ConcurrencyResult | None = None  # 64 tasks on 8 connections
     seconds: float = 0.0
+    async_seconds: float = 0.0  # of which the asyncio section
     finished_at: str = ""  # UTC, set when the run ends
 
     def row(self, key: str) -> Row | None:
-        rows = self.rows + getattr(self, "async_rows", [])  # (a run saved before them)
-        return next((r for r in rows if r.case.key == key), None)
+        return next((r for r in self.rows + self.async_rows if r.case.key == key), None)
+
+    def has_sync(self) -> bool:
+        return bool(self.rows) or any((self.scale, self.procs, self.memory))
+
+    def has_async(self) -> bool:
+        return bool(self.async_rows) or self.concurrency is not None
 
 
 def _ms(value: float) -> str:
@@ -190,13 +196,25 @@ def concurrency_section(c: ConcurrencyResult) -> list[str]:
 
 
 def markdown(result: Result) -> str:
-    from benchmarks.targets import targets_section
+    """The run's figures: the sync part, then the asyncio part (each when it ran)."""
+    parts = [sync_markdown(result)] if result.has_sync() else []
+    if result.has_async():
+        parts.append(async_markdown(result))
+    return "\n".join(parts)
 
-    out = [
+
+def _profile_line(result: Result, seconds: float) -> str:
+    return (
         f"Profile `{result.profile.name}`: {result.ops} operations per side per round, "
         f"{result.repeat} rounds, ours and the baseline alternating; figures are medians "
-        f"over the rounds. Run took {result.seconds:.0f} s.",
-    ]
+        f"over the rounds. Run took {seconds:.0f} s."
+    )
+
+
+def sync_markdown(result: Result) -> str:
+    from benchmarks.targets import targets_section
+
+    out = [_profile_line(result, result.seconds - result.async_seconds)]
     if result.rows:
         out += ["", "### Operations", "", *cases_table(result.rows)]
     if result.scale is not None:
@@ -205,14 +223,26 @@ def markdown(result: Result) -> str:
         out += ["", "### Processes", "", *procs_section(result.procs)]
     if result.memory is not None:
         out += ["", "### Memory", "", *memory_section(result.memory)]
-    async_rows = getattr(result, "async_rows", [])
-    if async_rows:
-        out += ["", "### Asyncio: operations", "", ASYNC_OPERATIONS_INTRO, ""]
-        out += cases_table(async_rows)
-    if getattr(result, "concurrency", None) is not None:
-        out += ["", "### Asyncio: 64 tasks on 8 connections", ""]
-        out += concurrency_section(result.concurrency)  # type: ignore[arg-type]
     out += ["", "### Targets", "", *targets_section(result)]
+    return "\n".join(out) + "\n"
+
+
+def async_markdown(result: Result) -> str:
+    from benchmarks.async_targets import targets_lines
+
+    out = [_profile_line(result, result.async_seconds)]
+    if result.async_rows:
+        out += [
+            "",
+            "### Operations",
+            "",
+            ASYNC_OPERATIONS_INTRO,
+            "",
+            *cases_table(result.async_rows),
+        ]
+    if result.concurrency is not None:
+        out += ["", "### 64 tasks on 8 connections", "", *concurrency_section(result.concurrency)]
+    out += ["", "### Targets", "", *targets_lines(result)]
     return "\n".join(out) + "\n"
 
 
@@ -271,6 +301,9 @@ def save(result: Result, path: Path) -> None:
 def load(path: Path) -> Result:
     result = pickle.loads(path.read_bytes())
     assert isinstance(result, Result)
+    for f in fields(Result):  # a run saved before a field existed gets its default
+        if not hasattr(result, f.name) and f.default_factory is not MISSING:
+            setattr(result, f.name, f.default_factory())
     return result
 
 
@@ -278,17 +311,32 @@ def _no_build(bench: Any) -> Any:
     raise RuntimeError("a saved case cannot run")
 
 
-def page(result: Result, body: str) -> str:
-    return "\n".join(
-        [
-            PAGE_HEAD,
-            METHOD,
-            ASYNC_METHOD,
-            TUNING,
-            f"## Results ({result.finished_at or now_utc()})",
-            "",
-            *machine(),
-            "",
-            body,
-        ]
-    )
+SYNC_HEADING = "## Results ("
+ASYNC_HEADING = "## Asyncio results ("
+
+
+def page(result: Result, previous: str | None = None) -> str:
+    """docs/performance.md: the prose, then the sync results and the asyncio results.
+
+    A part this run did not measure is kept as it was in ``previous`` (the page being
+    replaced), so ``--only 'async.*' --output docs/performance.md`` updates the asyncio
+    results alone."""
+    old_sync, old_async = _blocks(previous or "")
+    sync = _block(SYNC_HEADING, result, sync_markdown(result)) if result.has_sync() else old_sync
+    async_ = old_async
+    if result.has_async():
+        async_ = _block(ASYNC_HEADING, result, async_markdown(result))
+    parts = [PAGE_HEAD, METHOD, ASYNC_METHOD, TUNING, sync, async_]
+    return "\n".join(part.rstrip("\n") + "\n" for part in parts if part)
+
+
+def _block(heading: str, result: Result, body: str) -> str:
+    stamp = result.finished_at or now_utc()
+    return "\n".join([f"{heading}{stamp})", "", *machine(), "", body])
+
+
+def _blocks(text: str) -> tuple[str, str]:
+    """The sync and the asyncio results blocks of a page ("" for a missing one)."""
+    sync_at, async_at = text.find(SYNC_HEADING), text.find(ASYNC_HEADING)
+    sync = "" if sync_at < 0 else text[sync_at : async_at if async_at > sync_at else None]
+    return sync, "" if async_at < 0 else text[async_at:]

@@ -1,5 +1,5 @@
 """The targets of issue 11, judged on one run's figures (issue 12's asyncio targets are
-in ``benchmarks.async_targets``, listed after these)."""
+in ``benchmarks.async_targets``)."""
 
 from __future__ import annotations
 
@@ -227,10 +227,7 @@ def _operation_note(v: Verdict, first: dict[str, str]) -> str:
 def targets_section(result: Result) -> list[str]:
     lines = []
     first: dict[str, str] = {}
-    verdicts = evaluate(result)
-    if all(v.met is None for v in verdicts):
-        verdicts = []  # (an asyncio-only run)
-    for v in verdicts:
+    for v in evaluate(result):
         status = {True: "met", False: "MISSED", None: "not measured"}[v.met]
         if v.missed:
             status += f" ({' and '.join(v.missed)})"
@@ -242,6 +239,4 @@ def targets_section(result: Result) -> list[str]:
             met_note, missed_note = NOTES.get(v.key, ("", ""))
             note = met_note if v.met else missed_note
         lines.append(f"- {v.target}: **{status}**, {v.figure}." + (f" {note}" if note else ""))
-    from benchmarks.async_targets import targets_lines
-
-    return lines + targets_lines(result)
+    return lines

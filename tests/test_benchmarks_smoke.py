@@ -8,8 +8,9 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import psycopg
+import pytest
 
-from benchmarks import async_concurrency, async_section
+from benchmarks import async_concurrency, async_section, report
 from benchmarks.async_core import open_async_bench, run_async_cases
 from benchmarks.core import Bench
 from benchmarks.env import bench_env
@@ -51,7 +52,7 @@ def test_harness_runs_cases_and_cleans_up(postgres_server: str, redis_url: str) 
 
 
 def test_asyncio_section_runs_every_case_and_both_workloads(
-    postgres_server: str, redis_url: str
+    postgres_server: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cases = async_section.select(["async.*"])
     with bench_env(postgres_server, redis_url) as env, open_async_bench(env) as bench:
@@ -72,6 +73,11 @@ def test_asyncio_section_runs_every_case_and_both_workloads(
     result = Result(profile=Profile.quick(), ops=3, repeat=1, async_rows=rows)
     result.concurrency = concurrency
     text = markdown(result)
-    assert "### Asyncio: operations" in text and "| empty unit of work |" in text
-    assert "### Asyncio: 64 tasks on 8 connections" in text
+    assert "| empty unit of work |" in text and "### 64 tasks on 8 connections" in text
     assert "async state save >= 0.8x raw psycopg AsyncConnection" in text
+    # An asyncio-only run replaces the page's asyncio results and keeps its sync ones.
+    monkeypatch.setattr(report, "machine", lambda: [])
+    previous = report.page(result, f"# old\n\n{report.SYNC_HEADING}then)\n\nsync figures\n")
+    assert "sync figures" in previous and report.ASYNC_HEADING in previous
+    again = report.page(result, previous)
+    assert again.count(report.ASYNC_HEADING) == 1 and "sync figures" in again
