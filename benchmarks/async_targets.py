@@ -38,19 +38,21 @@ _MET = (
     "tenant entry and `COMMIT` as simple-protocol queries, the statement prepared."
 )
 _MISSED = (
-    "Same round trips and the same server work as the baseline, so the gap is client CPU "
-    "(the CPU figure): per unit of work, SQLAlchemy's async pool checkout and checkin "
-    "(a greenlet spawned for each) and the task that shields the end of the transaction "
-    "from cancellation (`persistence/_aio.py`), beside what the sync API spends too; "
-    "{profile} shows which functions take it."
+    "Same round trips and the same server work as the baseline, so the gap is the "
+    "client's CPU (the CPU figure): per unit of work, beside what the sync API spends "
+    "too, SQLAlchemy's async pool checkout and checkin (a new greenlet each) and the "
+    "task that shields the end of the transaction from cancellation (see 'The asyncio "
+    "API' above for both and their fixes); {profile} shows which functions take it."
 )
 _CONCURRENT_MET = (
     "Tasks queue for the 8 connections in SQLAlchemy's async pool as they do in "
     "psycopg_pool's; each unit of work costs what it costs sequentially."
 )
 _CONCURRENT_MISSED = (
-    "With 64 tasks on 2 cores the client is CPU bound, so the throughput ratio follows "
-    "the client CPU ratio (the CPU figure); where it goes: {profile}."
+    "64 tasks share the machine's 2 cores with the server, so the client is CPU bound "
+    "and the throughput ratio follows the client CPU ratio (the CPU figure): what each "
+    "unit of work costs sequentially, the pools' waits costing about the same on both "
+    "sides; where it goes: {profile}."
 )
 
 
