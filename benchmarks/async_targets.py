@@ -51,8 +51,8 @@ _CONCURRENT_MET = (
 _CONCURRENT_MISSED = (
     "64 tasks share the machine's 2 cores with the server, so the client is CPU bound "
     "and the throughput ratio follows the client CPU ratio (the CPU figure): what each "
-    "unit of work costs sequentially, the pools' waits costing about the same on both "
-    "sides; where it goes: {profile}."
+    "unit of work costs, SQLAlchemy's pool with its greenlets included (see 'The asyncio "
+    "API' above); where it goes: {profile}."
 )
 
 

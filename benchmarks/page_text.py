@@ -98,21 +98,21 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
   (the sync modules are generated from the asyncio ones), on psycopg's
   `AsyncConnection`: the same round trips (`BEGIN` with the tenant entry, the statement,
   `COMMIT`), the same prepared statements and server work as its baseline.
-- What it spends beyond the sync API, per unit of work (callgrind instruction counts
-  and system calls per operation, which a shared machine does not disturb; see the
-  asyncio targets for the figures of the last run): SQLAlchemy's async pool checkout
+- What it spends beyond the sync API, per unit of work (found with callgrind
+  instruction counts and system-call counts, which a shared machine does not
+  disturb as it does timings): SQLAlchemy's async pool checkout
   and checkin each run in a new greenlet (`greenlet_spawn`; on CPython 3.11 a new
   greenlet maps a fresh 16 KiB frame stack, faults it in and unmaps it when it ends:
   two page faults and four system calls per unit of work), and the end of the
   transaction runs in a task of its own so that a cancellation cannot cut it
   (`persistence/_aio.shielded`: a task, and three more event-loop iterations, each an
   `epoll_wait`). The raw baseline has neither: one connection, no pool, no shield.
-- Two changes would take most of it: a shield that spawns its task only when a
-  cancellation arrives (the coroutine driven in the caller's task, its waits watched
-  through a proxy future), and `psycopg_pool.AsyncConnectionPool` under the tenant unit
-  of work in place of SQLAlchemy's async pool (a checkout and checkin cost about 85,000
-  instructions there against 153,000 and two greenlets). With 64 tasks queueing for 8
-  connections the two pools cost the same.
+- Two changes would take most of it (each measured as a prototype, neither is in the
+  library yet): a shield that spawns its task only when a cancellation arrives (the
+  coroutine driven in the caller's task, its waits watched through a proxy future), and
+  `psycopg_pool.AsyncConnectionPool` under the tenant unit of work in place of
+  SQLAlchemy's async pool: no greenlet per checkout or checkin, and a cheaper
+  checkout and checkin (about 85,000 instructions against 153,000, greenlets aside).
 """
 
 
