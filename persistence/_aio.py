@@ -1,4 +1,6 @@
-"""What the asyncio API needs beyond its sync twin: cleanup that a cancellation cannot cut.
+"""What the asyncio API needs beyond its sync twin: cleanup that a cancellation cannot
+cut (ending a transaction, returning a connection, giving back a lease granted to a
+cancelled acquire), and schema operations in a worker thread.
 
 Imported only by the ``_async`` sources (the generated sync modules drop the import).
 """
@@ -10,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["drain", "on_owner", "shielded"]
+__all__ = ["drain", "give_back_if_cancelled", "on_owner", "shielded"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +37,44 @@ async def shielded(awaitable: Awaitable[T]) -> T:
             _PENDING.add(task)
             task.add_done_callback(_finished)
         raise
+
+
+async def give_back_if_cancelled(
+    request: Awaitable[T], give_back: Callable[[T], Awaitable[object]]
+) -> T:
+    """Await ``request`` (a lease acquire); if the caller is cancelled meanwhile, let the
+    request run to its answer, ``give_back`` what it was granted, then re-raise the
+    ``CancelledError``.
+
+    Cutting the request short is not safe: a command already sent (Redis ``SET NX``, the
+    ``COMMIT`` of the SQL backend's row) may still be carried out by the server, with
+    nobody left to learn that the lease was granted, and the lease would stay held
+    until its ttl ran out. So the request runs in a task of its own that the caller's
+    cancellation does not reach; the cancelled caller waits for its answer (one round
+    trip, bounded by the socket and statement timeouts) and for the release of what it
+    got. A second cancellation while it waits re-raises at once and leaves that cleanup
+    running on its own; a release that fails is logged (that lease then expires).
+    """
+    task = asyncio.ensure_future(request)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        cleanup = asyncio.ensure_future(_give_back(task, give_back))
+        _PENDING.add(cleanup)
+        cleanup.add_done_callback(_finished)
+        await asyncio.shield(cleanup)
+        raise
+
+
+async def _give_back(task: asyncio.Future[T], give_back: Callable[[T], Awaitable[object]]) -> None:
+    try:
+        granted = await task
+    except (Exception, asyncio.CancelledError):
+        return  # refused, failed or cancelled: nothing was granted
+    try:
+        await give_back(granted)
+    except Exception:
+        log.warning("a cancelled acquire could not give its lease back", exc_info=True)
 
 
 def _finished(task: asyncio.Task[Any]) -> None:

@@ -139,7 +139,7 @@ class Lease:
         """One acquire request to the backend. On the asyncio API a cancellation that
         arrives while it is in flight waits for its answer and releases what it was
         granted before the ``CancelledError`` goes on: see
-        :func:`persistence._cancel.give_back_if_cancelled`."""
+        :func:`persistence._aio.give_back_if_cancelled`."""
         request = self._backend.acquire(self.tenant, self.name, self.token, self.ttl)
         return request
 
@@ -186,7 +186,8 @@ class Lease:
             return
         if self._lost:
             raise LeaseLostError(f"lease {self.name!r} was lost before it was released")
-        ok = self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        request = self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        ok = request
         self._released = True
         if not ok:
             self._lost = True

@@ -26,7 +26,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from persistence._cancel import give_back_if_cancelled  # sync:
+from persistence._aio import give_back_if_cancelled, shielded  # sync:
 from persistence.errors import (
     ConfigurationError,
     LeaseLostError,
@@ -148,7 +148,7 @@ class AsyncLease:
         """One acquire request to the backend. On the asyncio API a cancellation that
         arrives while it is in flight waits for its answer and releases what it was
         granted before the ``CancelledError`` goes on: see
-        :func:`persistence._cancel.give_back_if_cancelled`."""
+        :func:`persistence._aio.give_back_if_cancelled`."""
         request = self._backend.acquire(self.tenant, self.name, self.token, self.ttl)
         return await give_back_if_cancelled(request, self._give_back)  # sync: return request
 
@@ -206,7 +206,8 @@ class AsyncLease:
         self._require_acquired()  # sync:
         if self._lost:
             raise LeaseLostError(f"lease {self.name!r} was lost before it was released")
-        ok = await self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        request = self._backend.release(self.tenant, self.tenant_id, self.name, self.token)
+        ok = await shielded(request)  # sync: ok = request
         self._released = True
         if not ok:
             self._lost = True

@@ -77,6 +77,20 @@ def db(request: pytest.FixtureRequest) -> Database:
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["sync", "async"])
+def open_database(request: pytest.FixtureRequest) -> Callable[..., Database]:
+    """``open_database(url, **settings)``: a ``Database.from_url``, or (async) an
+    ``AsyncDatabase.from_url`` through the bridge; both are context managers."""
+    if request.param == "sync":
+        return Database.from_url
+    loop: Loop = request.getfixturevalue("event_loop_thread")
+
+    def open_async(url: str, **settings: object) -> Database:
+        return bridge(AsyncDatabase.from_url(url, **settings), loop)  # type: ignore[no-any-return]
+
+    return open_async
+
+
 def unique_slug(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

@@ -4,6 +4,7 @@ of its work, returns its connection to the pool clean, and re-raises CancelledEr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from persistence import AsyncDatabase
-from persistence.errors import ConflictError, NotFoundError
+from persistence.errors import ConflictError, LockNotAcquiredError, NotFoundError
 from persistence.rls import TENANT_SETTING
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
@@ -193,5 +194,44 @@ def test_a_task_cancelled_inside_a_statement_reraises_and_keeps_nothing(
                 await task
             async with adb.unit_of_work(tenant=tenant) as uow:
                 assert await uow.states.load("kept-not") is None
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("backend", ["sql", "redis"])
+def test_cancelled_lease_acquires_leave_no_lease_behind(
+    postgres: PostgresTarget, redis_url: str, redis_prefix: str, backend: str
+) -> None:
+    from persistence.locks_async import list_leases
+
+    async def main() -> None:
+        async with AsyncDatabase.from_url(
+            postgres.runtime_url,
+            owner_url=postgres.owner_url,
+            redis_url=redis_url,
+            redis_key_prefix=f"{redis_prefix}-cancel",
+            lease_backend=backend,
+        ) as adb:
+            tenant = await _tenant(adb)
+            rng = random.Random(5)
+
+            async def acquire(i: int) -> None:
+                lease = await adb.lease(tenant=tenant, name=f"l{i % 5}", ttl=60, wait=0.2)
+                await lease.release()
+
+            async def cancelled_acquire(i: int) -> None:
+                task = asyncio.ensure_future(acquire(i))
+                await asyncio.sleep(rng.random() * 0.004)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LockNotAcquiredError):
+                    await task
+
+            for start in range(0, 200, 20):
+                await asyncio.gather(*(cancelled_acquire(i) for i in range(start, start + 20)))
+            await asyncio.sleep(0.2)  # give-backs of twice-cancelled acquires, if any
+            assert await list_leases(adb, tenant) == []
+            for k in range(5):  # and each name can be taken at once
+                async with adb.lease(tenant=tenant, name=f"l{k}", ttl=5) as lease:
+                    assert lease.fence > 0
 
     asyncio.run(main())

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from persistence import Database
+from persistence import Database, locks, locks_async
+from persistence.database_async import AsyncDatabase
 from persistence.errors import (
     InvalidInputError,
     InvalidTypeError,
@@ -21,7 +22,8 @@ from persistence.errors import (
     LockNotAcquiredError,
     StaleFenceError,
 )
-from persistence.locks import list_leases
+from persistence.records import LeaseRecord
+from tests.fixtures.bridge import Loop, bridge, call, unbridged
 from tests.fixtures.services import PostgresTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,11 +42,47 @@ def redis_pg_db(postgres: PostgresTarget, redis_url: str, redis_prefix: str) -> 
             db.redis.delete(key)
 
 
-@pytest.fixture(params=["sql-sqlite", "sql-pg", "redis-pg"])
+@pytest.fixture(scope="session")
+def redis_pg_adb(
+    postgres: PostgresTarget, redis_url: str, redis_prefix: str, event_loop_thread: Loop
+) -> Iterator[Database]:
+    """The asyncio API with Redis leases, through the bridge (see tests/conftest.py)."""
+    adb = AsyncDatabase.from_url(
+        postgres.runtime_url,
+        owner_url=postgres.owner_url,
+        redis_url=redis_url,
+        redis_key_prefix=f"{redis_prefix}-async",
+    )
+    yield bridge(adb, event_loop_thread)
+    event_loop_thread.run(adb.close())
+
+
+@pytest.fixture(
+    params=[
+        "sql-sqlite",
+        "sql-pg",
+        "redis-pg",
+        "sql-sqlite-async",
+        "sql-pg-async",
+        "redis-pg-async",
+    ]
+)
 def ldb(request: pytest.FixtureRequest) -> Database:
-    """The same lease test on each backend."""
-    name = {"sql-sqlite": "sqlite_db", "sql-pg": "pg_db", "redis-pg": "redis_pg_db"}
-    return request.getfixturevalue(name[request.param])  # type: ignore[no-any-return]
+    """The same lease test on each backend, on both APIs."""
+    backend, _, api = (
+        request.param.rpartition("-") if "async" in request.param else (request.param, "", "")
+    )
+    name = {"sql-sqlite": "sqlite_db", "sql-pg": "pg_db", "redis-pg": "redis_pg_db"}[backend]
+    if api:
+        name = name.replace("_db", "_adb")
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+def list_leases(db: Database, tenant: str) -> list[LeaseRecord]:
+    """``list_leases`` of the API ``db`` is on: ``persistence.locks`` or ``locks_async``."""
+    if isinstance(db, Database):
+        return locks.list_leases(db, tenant)
+    return call(locks_async.list_leases, db, tenant)  # type: ignore[no-any-return]
 
 
 def new_tenant(db: Database) -> str:
@@ -55,7 +93,7 @@ def new_tenant(db: Database) -> str:
 
 
 def backend_name(db: Database) -> str:
-    return type(db._lease_backend()).__name__
+    return type(unbridged(db._lease_backend())).__name__.removeprefix("Async")
 
 
 def test_backend_choice(ldb: Database) -> None:
@@ -199,7 +237,7 @@ def test_a_lease_fences_only_its_own_tenant(ldb: Database) -> None:
 
 WORKER = """
 import sys
-from persistence import Database
+from persistence import Database, locks, locks_async
 url, owner, redis_url, prefix, tenant = sys.argv[1:6]
 with Database.from_url(url, owner_url=owner or None, redis_url=redis_url or None,
                        redis_key_prefix=prefix) as db:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -33,15 +33,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def with_redis(postgres: PostgresTarget, url: str, **settings: object) -> Database:
-    return Database.from_url(
-        postgres.runtime_url, owner_url=postgres.owner_url, redis_url=url, **settings
-    )
+@pytest.fixture
+def with_redis(
+    postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> Callable[..., Database]:
+    """``with_redis(url, **settings)``: the database with Redis at ``url``, on either API."""
+
+    def open_it(url: str, **settings: object) -> Database:
+        return open_database(
+            postgres.runtime_url, owner_url=postgres.owner_url, redis_url=url, **settings
+        )
+
+    return open_it
 
 
-def test_closed_port_fails_closed_within_the_timeout(postgres: PostgresTarget) -> None:
+def test_closed_port_fails_closed_within_the_timeout(with_redis: Callable[..., Database]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with with_redis(postgres, url, redis_socket_timeout=1.0) as db:
+    with with_redis(url, redis_socket_timeout=1.0) as db:
         tenant = new_tenant(db)
         started = time.monotonic()
         with pytest.raises(LockNotAcquiredError, match="unreachable"):
@@ -49,13 +57,13 @@ def test_closed_port_fails_closed_within_the_timeout(postgres: PostgresTarget) -
         assert time.monotonic() - started < 1.0 + 5  # the timeout, plus a generous margin
 
 
-def test_silent_server_fails_closed_within_the_timeout(postgres: PostgresTarget) -> None:
+def test_silent_server_fails_closed_within_the_timeout(with_redis: Callable[..., Database]) -> None:
     """A server that accepts connections but never answers: the socket timeout fires."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-        with with_redis(postgres, url, redis_socket_timeout=0.5) as db:
+        with with_redis(url, redis_socket_timeout=0.5) as db:
             tenant = new_tenant(db)
             started = time.monotonic()
             with pytest.raises(LockNotAcquiredError):
@@ -88,10 +96,10 @@ def throwaway_redis() -> Iterator[str]:
 
 
 def test_fences_stay_above_postgres_after_flushall(
-    postgres: PostgresTarget, throwaway_redis: str
+    with_redis: Callable[..., Database], throwaway_redis: str
 ) -> None:
     client = redis.Redis.from_url(throwaway_redis)
-    with with_redis(postgres, throwaway_redis) as db:
+    with with_redis(throwaway_redis) as db:
         tenant = new_tenant(db)
         store = db.store(tenant=tenant, name="s")
         first = db.lease(tenant=tenant, name="job")
@@ -126,9 +134,9 @@ def test_fences_stay_above_postgres_after_flushall(
 
 
 def test_redis_keys_carry_the_tenant(
-    postgres: PostgresTarget, redis_url: str, redis_prefix: str
+    with_redis: Callable[..., Database], redis_url: str, redis_prefix: str
 ) -> None:
-    with with_redis(postgres, redis_url, redis_key_prefix=redis_prefix) as db:
+    with with_redis(redis_url, redis_key_prefix=redis_prefix) as db:
         a, b = new_tenant(db), new_tenant(db)
         with db.unit_of_work(a) as uow:
             a_id = uow.tenant.id
@@ -151,12 +159,12 @@ def test_redis_keys_carry_the_tenant(
 
 
 def test_fence_counters_expire_and_restart_above_every_fence(
-    postgres: PostgresTarget, throwaway_redis: str
+    with_redis: Callable[..., Database], throwaway_redis: str
 ) -> None:
     """A fence counter is not kept for ever (names no longer used leave Redis), and one
     that expired restarts above every fence handed out before."""
     client = redis.Redis.from_url(throwaway_redis)
-    with with_redis(postgres, throwaway_redis) as db:
+    with with_redis(throwaway_redis) as db:
         tenant = new_tenant(db)
         with db.unit_of_work(tenant) as uow:
             tenant_id = uow.tenant.id

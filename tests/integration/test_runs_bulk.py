@@ -16,6 +16,7 @@ from persistence.codecs import checksum
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import events_of
 
 SOURCE = "def run():\n    return None\n"
 FINISHED_RUNS = 50_000
@@ -58,9 +59,10 @@ def deletes(db: Database) -> Iterator[list[tuple[str, Any]]]:
         if statement.lstrip().upper().startswith("DELETE FROM RUNS"):
             seen.append((statement, parameters))
 
-    event.listen(db.engine, "after_cursor_execute", after)
+    engine = events_of(db)
+    event.listen(engine, "after_cursor_execute", after)
     yield seen
-    event.remove(db.engine, "after_cursor_execute", after)
+    event.remove(engine, "after_cursor_execute", after)
 
 
 def test_purge_of_50000_runs_goes_in_bounded_batches(
