@@ -4,9 +4,9 @@ PAGE_HEAD = """# Performance
 
 How fast `persistence` is against what users would otherwise pick: SQL written by
 hand with psycopg 3 (sync, and asyncio for `AsyncDatabase`), raw redis-py for leases,
-and LangGraph's `PostgresStore`. All
-sides run in the same run, on the same PostgreSQL server and Redis, with the same
-payloads; ours runs as production does, as the runtime role under row-level security.
+and LangGraph's `PostgresStore`. All sides run in the same run, on the same PostgreSQL
+server and Redis, with the same payloads; ours runs as production does, as the runtime
+role under row-level security.
 
 ## Reproduce
 
@@ -118,8 +118,8 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
 
 ASYNC_METHOD = """### The asyncio section
 
-- `AsyncDatabase` against raw psycopg `AsyncConnection` (autocommit, transactions
-  explicit), on one event loop (asyncio's default loop), one call awaited after the
+- `AsyncDatabase` against raw psycopg `AsyncConnection` (one connection, autocommit,
+  transactions explicit), on one event loop (asyncio's default loop), one call awaited after the
   other; timed, counted and judged like the sync cases (a round of ours, a round of the
   baseline, alternating; client CPU is the process's CPU time per operation, the event
   loop's included).
