@@ -1,4 +1,5 @@
-"""``python -m benchmarks``: ours against raw psycopg, redis-py and LangGraph; see --help."""
+"""``python -m benchmarks``: ours against raw psycopg (sync and asyncio), redis-py and
+LangGraph; see --help."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import memory, procs, report, scale
+from benchmarks import async_section, memory, procs, report, scale
 from benchmarks.core import CASES, Bench
 from benchmarks.env import bench_env
 from benchmarks.runner import run_cases, select
@@ -17,7 +18,8 @@ from benchmarks.runner import run_cases, select
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark persistence against raw psycopg, redis-py and LangGraph "
+        description="Benchmark persistence against raw psycopg (sync and asyncio), redis-py "
+        "and LangGraph "
         "on a throwaway database (PostgreSQL 127.0.0.1:5432, Redis 127.0.0.1:6379).",
     )
     parser.add_argument("--ops", type=int, default=None, help="operations per side per round")
@@ -29,13 +31,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         metavar="GLOB",
-        help="run only the cases whose key matches (repeatable), e.g. 'state.*'",
+        help="run only the cases whose key matches (repeatable), e.g. 'state.*', 'async.*'",
     )
     parser.add_argument(
         "--skip",
         action="append",
         default=[],
-        choices=["cases", "scale", "procs", "memory"],
+        choices=["cases", "scale", "procs", "memory", *async_section.SECTIONS],
         help="leave out a section (repeatable)",
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in CASES:
             print(f"{c.key:<28} {c.label} (vs {c.baseline})")
+        for key, label, baseline in async_section.listing():
+            print(f"{key:<28} {label} (vs {baseline})")
         return 0
     if args.render:
         return _emit(report.load(args.render), args.output)
@@ -60,9 +64,30 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or profile.repeat
     started = time.monotonic()
     result = report.Result(profile=profile, ops=n, repeat=repeat)
+    if _wants_sync(args):
+        _run_sync(args, result, n, repeat)
+    async_started = time.monotonic()
+    with bench_env() as env:  # a database of its own: the sync run's rows do not weigh
+        async_section.run(env, result, only=args.only, skip=args.skip, n=n, repeat=repeat)
+    result.async_seconds = time.monotonic() - async_started
+    result.seconds = time.monotonic() - started
+    result.finished_at = report.now_utc()
+    if args.save:
+        report.save(result, args.save)
+    return _emit(result, args.output)
+
+
+def _wants_sync(args: argparse.Namespace) -> bool:
+    if "cases" not in args.skip and select(args.only):
+        return True
+    return not args.only and any(s not in args.skip for s in ("scale", "procs", "memory"))
+
+
+def _run_sync(args: argparse.Namespace, result: report.Result, n: int, repeat: int) -> None:
+    profile = result.profile
     with bench_env() as env, ExitStack() as stack:
         bench = Bench.open(env, stack)
-        if "cases" not in args.skip:
+        if "cases" not in args.skip and select(args.only):
             print(f"cases ({n} ops x {repeat} rounds per side)", file=sys.stderr)
             result.rows = run_cases(
                 bench, select(args.only), n=n, repeat=repeat, warmup=profile.warmup
@@ -73,18 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             result.procs = procs.run(env, profile)
         if "memory" not in args.skip and not args.only:
             result.memory = memory.run(env, profile)
-    result.seconds = time.monotonic() - started
-    result.finished_at = report.now_utc()
-    if args.save:
-        report.save(result, args.save)
-    return _emit(result, args.output)
 
 
 def _emit(result: report.Result, output: Path | None) -> int:
     text = report.markdown(result)
     print(text)
     if output:
-        output.write_text(report.page(result, text))
+        previous = output.read_text() if output.exists() else None
+        output.write_text(report.page(result, previous))
         print(f"wrote {output}", file=sys.stderr)
     return 0
 

@@ -20,6 +20,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from persistence import Database
+from persistence.database_async import AsyncDatabase
 
 ADMIN_URL = os.environ.get(
     "PERSISTENCE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,6 +46,16 @@ class BenchEnv:
     def database(self, **settings: object) -> Database:
         """Our API, as production runs it: runtime role under RLS, owner for admin."""
         return Database.from_url(
+            self.runtime_url,
+            owner_url=self.owner_url,
+            redis_url=self.redis_url,
+            redis_key_prefix=self.redis_prefix,
+            **settings,
+        )
+
+    def async_database(self, **settings: object) -> AsyncDatabase:
+        """:meth:`database` on asyncio."""
+        return AsyncDatabase.from_url(
             self.runtime_url,
             owner_url=self.owner_url,
             redis_url=self.redis_url,

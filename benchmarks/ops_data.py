@@ -20,21 +20,22 @@ from benchmarks.targets import MIN_RATIO, OPERATIONS
 WORKFLOW_SOURCE = "def run(x=1):\n    return {'doubled': x * 2}\n"
 
 
-def _sha(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _ids(bench: Bench, **extra: Any) -> dict[str, Any]:
+def scope_params(bench: Any, **extra: Any) -> dict[str, Any]:
+    """The tenant and workspace ids (of a ``Bench`` or an ``AsyncBench``) plus ``extra``."""
     return {"t": bench.tenant_id, "w": bench.workspace_id, **extra}
 
 
 # -- stores ------------------------------------------------------------------------------
 
-_STORE_GET = """
+STORE_GET = """
 SELECT value, codec, checksum FROM store_items
 WHERE tenant_id = %(t)s AND workspace_id = %(w)s AND store = %(s)s AND key_hash = %(h)s
 """
-_STORE_PUT = """
+STORE_PUT = """
 INSERT INTO store_items (tenant_id, workspace_id, store, key_hash, key, value, codec, checksum)
 VALUES (%(t)s, %(w)s, %(s)s, %(h)s, %(k)s, %(v)s, 'none', %(c)s)
 ON CONFLICT (tenant_id, workspace_id, store, key_hash)
@@ -44,35 +45,44 @@ _STORE_LOCK = """
 SELECT name FROM stores WHERE tenant_id = %(t)s AND workspace_id = %(w)s AND name = %(s)s
 FOR NO KEY UPDATE
 """
-_STORE_CREATE = """
+STORE_CREATE = """
 INSERT INTO stores (tenant_id, workspace_id, name, created_at) VALUES (%(t)s, %(w)s, %(s)s, now())
 ON CONFLICT DO NOTHING
 """
 
 
-def _raw_store_get(conn: Any, params: dict[str, Any]) -> Any:
-    row = conn.execute(_STORE_GET, params, prepare=True).fetchone()
+def checked_item(row: Any) -> Any:
+    """A store item row's value: the checksum verified, the JSON decoded."""
     if row is None:
         return None
     value = bytes(row[0])
-    if _sha(value) != row[2]:
+    if sha256_hex(value) != row[2]:
         raise RuntimeError("checksum mismatch")
     return orjson.loads(value)
 
 
-def _raw_store_put(conn: Any, params: dict[str, Any], value: Any) -> None:
+def item_params(params: dict[str, Any], value: Any) -> dict[str, Any]:
+    """The parameters of :data:`STORE_PUT`: ``value`` serialized and checksummed."""
     data = orjson.dumps(value)
-    conn.execute(_STORE_PUT, {**params, "v": data, "c": _sha(data)}, prepare=True)
+    return {**params, "v": data, "c": sha256_hex(data)}
 
 
-def _store_params(bench: Bench, store: str, key: str) -> dict[str, Any]:
+def _raw_store_get(conn: Any, params: dict[str, Any]) -> Any:
+    return checked_item(conn.execute(STORE_GET, params, prepare=True).fetchone())
+
+
+def _raw_store_put(conn: Any, params: dict[str, Any], value: Any) -> None:
+    conn.execute(STORE_PUT, item_params(params, value), prepare=True)
+
+
+def store_params(bench: Any, store: str, key: str) -> dict[str, Any]:
     h = hashlib.sha256(key.encode()).digest()
-    return _ids(bench, s=store, k=key, h=h)
+    return scope_params(bench, s=store, k=key, h=h)
 
 
 def _raw_store_setup(bench: Bench, store: str) -> None:
     with bench.raw_tx() as conn:
-        conn.execute(_STORE_CREATE, _ids(bench, s=store))
+        conn.execute(STORE_CREATE, scope_params(bench, s=store))
 
 
 @case("store.get", "store get", target=MIN_RATIO)
@@ -81,7 +91,7 @@ def _store_get(bench: Bench) -> tuple[Op, Op]:
     ours = bench.db.store(tenant=bench.env.tenant, name="bench-get")
     ours["k"] = value
     _raw_store_setup(bench, "raw-get")
-    params = _store_params(bench, "raw-get", "k")
+    params = store_params(bench, "raw-get", "k")
     with bench.raw_tx() as conn:
         _raw_store_put(conn, params, value)
 
@@ -97,7 +107,7 @@ def _store_set(bench: Bench) -> tuple[Op, Op]:
     value = {"user": "u-42", "prefs": {"theme": "dark", "lang": "en"}, "count": 7}
     ours = bench.db.store(tenant=bench.env.tenant, name="bench-set")
     _raw_store_setup(bench, "raw-set")
-    params = [_store_params(bench, "raw-set", f"k{j}") for j in range(16)]
+    params = [store_params(bench, "raw-set", f"k{j}") for j in range(16)]
 
     def ours_set(i: int) -> None:
         ours[f"k{i % 16}"] = value
@@ -114,7 +124,7 @@ def _store_incr(bench: Bench) -> tuple[Op, Op]:
     ours = bench.db.store(tenant=bench.env.tenant, name="bench-incr")
     ours["n"] = 0
     _raw_store_setup(bench, "raw-incr")
-    params = _store_params(bench, "raw-incr", "n")
+    params = store_params(bench, "raw-incr", "n")
 
     def ours_incr(i: int) -> None:
         with ours.transaction(lock=True):
@@ -131,7 +141,7 @@ def _store_incr(bench: Bench) -> tuple[Op, Op]:
 
 # -- workflows ---------------------------------------------------------------------------
 
-_WORKFLOW_GET = """
+WORKFLOW_GET = """
 SELECT r.name, r.revision, r.source, r.description, r.tags, r.checksum, r.created_at,
        w.created_at, w.updated_at
 FROM workflows w
@@ -152,7 +162,7 @@ def _workflow_get(bench: Bench) -> tuple[Op, Op]:
 
     def raw(i: int) -> Any:
         with bench.raw_tx() as conn:
-            row = conn.execute(_WORKFLOW_GET, _ids(bench, n="bench_flow"), prepare=True)
+            row = conn.execute(WORKFLOW_GET, scope_params(bench, n="bench_flow"), prepare=True)
             return row.fetchone()
 
     return ours, raw
@@ -160,7 +170,7 @@ def _workflow_get(bench: Bench) -> tuple[Op, Op]:
 
 # -- artifacts ---------------------------------------------------------------------------
 
-_ARTIFACT_SAVE = """
+ARTIFACT_SAVE = """
 INSERT INTO artifacts (tenant_id, workspace_id, name, kind, content_type, user_metadata, codec,
                        checksum, size, stored_size, payload, created_at, updated_at)
 VALUES (%(t)s, %(w)s, %(n)s, 'bytes', 'application/octet-stream', '{}', 'none', %(c)s,
@@ -170,10 +180,23 @@ SET payload = excluded.payload, checksum = excluded.checksum, size = excluded.si
     stored_size = excluded.stored_size, updated_at = excluded.updated_at
 RETURNING created_at
 """
-_ARTIFACT_LOAD = """
+ARTIFACT_LOAD = """
 SELECT kind, codec, checksum, payload FROM artifacts
 WHERE tenant_id = %(t)s AND workspace_id = %(w)s AND name = %(n)s
 """
+
+
+def artifact_params(bench: Any, name: str, data: bytes) -> dict[str, Any]:
+    """The parameters of :data:`ARTIFACT_SAVE` (and :data:`ARTIFACT_LOAD`)."""
+    return scope_params(bench, n=name, c=sha256_hex(data), z=len(data), p=data)
+
+
+def checked_blob(row: Any) -> bytes:
+    """An artifact row's payload, its checksum verified."""
+    assert row is not None
+    if sha256_hex(row[3]) != row[2]:
+        raise RuntimeError("checksum mismatch")
+    return bytes(row[3])
 
 
 def _artifact_cases(size: int, label: str) -> None:
@@ -188,9 +211,9 @@ def _artifact_cases(size: int, label: str) -> None:
                 return uow.artifacts.save(f"save-{label}-{i % 8}", data)
 
         def raw(i: int) -> Any:
-            params = _ids(bench, n=f"raw-save-{label}-{i % 8}", c=_sha(data), z=len(data), p=data)
+            params = artifact_params(bench, f"raw-save-{label}-{i % 8}", data)
             with bench.raw_tx() as conn:
-                return conn.execute(_ARTIFACT_SAVE, params, prepare=True).fetchone()
+                return conn.execute(ARTIFACT_SAVE, params, prepare=True).fetchone()
 
         return ours, raw
 
@@ -198,9 +221,9 @@ def _artifact_cases(size: int, label: str) -> None:
     def _load(bench: Bench) -> tuple[Op, Op]:
         with bench.db.unit_of_work(bench.env.tenant) as uow:
             uow.artifacts.save(f"load-{label}", data)
-        params = _ids(bench, n=f"raw-load-{label}", c=_sha(data), z=len(data), p=data)
+        params = artifact_params(bench, f"raw-load-{label}", data)
         with bench.raw_tx() as conn:
-            conn.execute(_ARTIFACT_SAVE, params)
+            conn.execute(ARTIFACT_SAVE, params)
 
         def ours(i: int) -> Any:
             with bench.db.unit_of_work(bench.env.tenant) as uow:
@@ -208,11 +231,8 @@ def _artifact_cases(size: int, label: str) -> None:
 
         def raw(i: int) -> bytes:
             with bench.raw_tx() as conn, conn.cursor(binary=True) as cur:
-                row = cur.execute(_ARTIFACT_LOAD, params, prepare=True).fetchone()
-            assert row is not None
-            if _sha(row[3]) != row[2]:
-                raise RuntimeError("checksum mismatch")
-            return bytes(row[3])
+                row = cur.execute(ARTIFACT_LOAD, params, prepare=True).fetchone()
+            return checked_blob(row)
 
         return ours, raw
 
@@ -298,19 +318,19 @@ def _run_cycle(bench: Bench) -> tuple[Op, Op]:
         ids = {"t": bench.tenant_id, "w": raw_ws}
         payload = orjson.dumps(args)
         start = {**ids, "id": uuid.uuid4().hex, "wf": "bench_flow", "a": payload}
-        start["c"] = _sha(payload)
+        start["c"] = sha256_hex(payload)
         with bench.raw_tx() as conn:
             if conn.execute(_RUN_START, start, prepare=True).fetchone() is None:
                 raise RuntimeError("unknown workflow")
         with bench.raw_tx() as conn:
             row = conn.execute(_RUN_CLAIM, {**ids, "wk": "w1"}, prepare=True).fetchone()
         assert row is not None
-        if _sha(bytes(row[1])) != row[2]:
+        if sha256_hex(bytes(row[1])) != row[2]:
             raise RuntimeError("checksum mismatch")
         orjson.loads(bytes(row[1]))
         out = orjson.dumps(result)
         with bench.raw_tx() as conn:
-            done = {**ids, "id": row[0], "r": out, "c": _sha(out)}
+            done = {**ids, "id": row[0], "r": out, "c": sha256_hex(out)}
             conn.execute(_RUN_RESULT, done, prepare=True).fetchone()
 
     return ours, raw

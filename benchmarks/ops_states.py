@@ -20,7 +20,7 @@ from benchmarks.targets import MIN_RATIO
 
 STATES = 64  # saves rotate over this many states (one writer: no contention either way)
 
-_RAW_SAVE = """
+RAW_SAVE = """
 WITH head AS (
     INSERT INTO state_heads AS h (tenant_id, workspace_id, state_id, last_version,
                                   latest_version, parent_version, expires_at, updated_at)
@@ -39,7 +39,7 @@ FROM head
 RETURNING version, created_at
 """
 
-_RAW_LOAD_LATEST = """
+RAW_LOAD_LATEST = """
 SELECT v.version, v.parent_version, v.created_at, v.expires_at, v.raw_size, v.stored_size,
        v.codec, v.checksum, v.tags, v.metadata, v.payload
 FROM state_heads h
@@ -49,7 +49,7 @@ WHERE h.tenant_id = %(t)s AND h.workspace_id = %(w)s AND h.state_id = %(s)s
   AND (h.expires_at IS NULL OR h.expires_at > now())
 """
 
-_RAW_LOAD_VERSION = """
+RAW_LOAD_VERSION = """
 SELECT version, parent_version, created_at, expires_at, raw_size, stored_size,
        codec, checksum, tags, metadata, payload
 FROM state_versions
@@ -58,10 +58,10 @@ WHERE tenant_id = %(t)s AND workspace_id = %(w)s AND state_id = %(s)s AND versio
 """
 
 
-def raw_save(bench: Bench, state_id: str, value: Any) -> int:
-    """The raw baseline of ``uow.states.save``; returns the new version."""
+def save_params(bench: Any, state_id: str, value: Any) -> dict[str, Any]:
+    """The parameters of :data:`RAW_SAVE`: ``value`` serialized and checksummed."""
     payload = orjson.dumps(value)
-    params = {
+    return {
         "t": bench.tenant_id,
         "w": bench.workspace_id,
         "s": state_id,
@@ -69,24 +69,39 @@ def raw_save(bench: Bench, state_id: str, value: Any) -> int:
         "c": hashlib.sha256(payload).hexdigest(),
         "p": payload,
     }
-    with bench.raw_tx() as conn:
-        row = conn.execute(_RAW_SAVE, params, prepare=True).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
-def raw_load(bench: Bench, state_id: str, version: int | None = None) -> Any:
-    """The raw baseline of ``uow.states.load``: fetch, verify the checksum, decode."""
+def load_params(bench: Any, state_id: str, version: int | None) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters of a raw load (latest, or ``version``)."""
     params = {"t": bench.tenant_id, "w": bench.workspace_id, "s": state_id, "v": version}
-    sql = _RAW_LOAD_LATEST if version is None else _RAW_LOAD_VERSION
-    with bench.raw_tx() as conn:
-        row = conn.execute(sql, params, prepare=True).fetchone()
+    return (RAW_LOAD_LATEST if version is None else RAW_LOAD_VERSION), params
+
+
+def checked_value(row: Any) -> Any:
+    """A loaded row's value: the checksum verified, the JSON decoded."""
     if row is None:
         return None
     payload = bytes(row[10])
     if hashlib.sha256(payload).hexdigest() != row[7]:
         raise RuntimeError("checksum mismatch")
     return orjson.loads(payload)
+
+
+def raw_save(bench: Bench, state_id: str, value: Any) -> int:
+    """The raw baseline of ``uow.states.save``; returns the new version."""
+    params = save_params(bench, state_id, value)
+    with bench.raw_tx() as conn:
+        row = conn.execute(RAW_SAVE, params, prepare=True).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def raw_load(bench: Bench, state_id: str, version: int | None = None) -> Any:
+    """The raw baseline of ``uow.states.load``: fetch, verify the checksum, decode."""
+    sql, params = load_params(bench, state_id, version)
+    with bench.raw_tx() as conn:
+        row = conn.execute(sql, params, prepare=True).fetchone()
+    return checked_value(row)
 
 
 def ours_save(bench: Bench, state_id: str, value: Any) -> Any:

@@ -1,7 +1,10 @@
 """``python -m benchmarks.profile CASE [N]``: cProfile our side of one case.
 
 Prints the statements and round trips per operation, then the functions that took
-the most time (own time and cumulative) over ``N`` operations after a warm-up.
+the most time (own time and cumulative) over ``N`` operations after a warm-up. An
+asyncio case (``async.*``) is profiled on its event loop, the loop's own work included;
+a concurrency workload (``async.concurrent.*``) runs ``N`` operations on each of its
+64 tasks.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import cProfile
 import pstats
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from benchmarks.core import Bench, Op
 from benchmarks.env import bench_env
@@ -27,11 +31,21 @@ def _cpu_us(op: Op, n: int) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
-def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__)
-        return 2
-    key, n = argv[0], int(argv[1]) if len(argv) > 1 else 500
+@contextmanager
+def profiling() -> Iterator[None]:
+    """cProfile (CPU time, not waiting) what runs inside; print the statistics after."""
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+
+
+def _sync(key: str, n: int) -> int:
     cases = select([key])
     if not cases:
         print(f"no case matches {key!r}; see python -m benchmarks --list", file=sys.stderr)
@@ -43,15 +57,22 @@ def main(argv: list[str]) -> int:
         for name, side in (("ours", ours), ("baseline", baseline)):
             if side is not None:  # client CPU per op: unlike wall time, immune to waits
                 print(f"{name}: {_cpu_us(side, n):.0f} us of client CPU per op")
-        profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
-        profiler.enable()
-        for i in range(50, 50 + n):
-            ours(i)
-        profiler.disable()
-        stats = pstats.Stats(profiler).strip_dirs()
-        stats.sort_stats("tottime").print_stats(25)
-        stats.sort_stats("cumulative").print_stats(40)
+        with profiling():
+            for i in range(50, 50 + n):
+                ours(i)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    key, n = argv[0], int(argv[1]) if len(argv) > 1 else 500
+    if key.startswith("async."):
+        from benchmarks.async_profile import profile_async
+
+        return profile_async(key, n)
+    return _sync(key, n)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ import os
 import pickle
 import platform
 import subprocess
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.async_concurrency import ConcurrencyResult
 from benchmarks.memory import MemoryResult
+from benchmarks.page_text import ASYNC_METHOD, ASYNC_OPERATIONS_INTRO, METHOD, PAGE_HEAD, TUNING
 from benchmarks.procs import ProcsResult
 from benchmarks.runner import Row
 from benchmarks.scale import ScaleResult
@@ -31,6 +33,7 @@ class Profile:
     proc_seconds: float
     proc_rounds: int
     memory_bytes: int
+    per_task: int = 25  # operations of each of the 64 tasks per round (asyncio concurrency)
 
     @classmethod
     def full(cls) -> Profile:
@@ -43,7 +46,7 @@ class Profile:
     def quick(cls) -> Profile:
         return cls(
             "quick", 40, 3, 5, (1, 100, 1_000), (1_000, 5_000), 5, 5_000,
-            (1, 2, 4), 1.0, 1, 8 << 20,
+            (1, 2, 4), 1.0, 1, 8 << 20, 3,
         )  # fmt: skip
 
 
@@ -56,11 +59,20 @@ class Result:
     scale: ScaleResult | None = None
     procs: ProcsResult | None = None
     memory: MemoryResult | None = None
+    async_rows: list[Row] = field(default_factory=list)  # the asyncio API's cases
+    concurrency: ConcurrencyResult | None = None  # 64 tasks on 8 connections
     seconds: float = 0.0
+    async_seconds: float = 0.0  # of which the asyncio section
     finished_at: str = ""  # UTC, set when the run ends
 
     def row(self, key: str) -> Row | None:
-        return next((r for r in self.rows if r.case.key == key), None)
+        return next((r for r in self.rows + self.async_rows if r.case.key == key), None)
+
+    def has_sync(self) -> bool:
+        return bool(self.rows) or any((self.scale, self.procs, self.memory))
+
+    def has_async(self) -> bool:
+        return bool(self.async_rows) or self.concurrency is not None
 
 
 def _ms(value: float) -> str:
@@ -160,18 +172,51 @@ def memory_section(m: MemoryResult) -> list[str]:
     return lines
 
 
-def markdown(result: Result) -> str:
-    from benchmarks.targets import targets_section
+def concurrency_section(c: ConcurrencyResult) -> list[str]:
+    lines = [
+        f"{c.tasks} tasks in one process on one event loop, each doing {c.per_task} "
+        f"operations per round on its own state or key; ours on `AsyncDatabase(pool_size="
+        f"{c.connections}, max_overflow=0)`, the baseline on `psycopg_pool."
+        f"AsyncConnectionPool(min_size={c.connections}, max_size={c.connections})`; "
+        f"{c.rounds} rounds, the sides alternating, medians.",
+        "",
+        "| workload (per operation) | ours ops/s | baseline ops/s | ratio "
+        "| client CPU µs ours / base |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for m in c.mixes:
+        if m.ours is None or m.raw is None or m.ratio is None:
+            lines.append(f"| {m.label} | unavailable: {m.error} | | | |")
+            continue
+        lines.append(
+            f"| {m.label} | {m.ours.ops_per_s:,.0f} | {m.raw.ops_per_s:,.0f} | {m.ratio:.2f}x "
+            f"| {m.ours.cpu_us:,.0f} / {m.raw.cpu_us:,.0f} |"
+        )
+    return lines
 
-    out = [
+
+def markdown(result: Result) -> str:
+    """The run's figures: the sync part, then the asyncio part (each when it ran)."""
+    parts = [sync_markdown(result)] if result.has_sync() else []
+    if result.has_async():
+        parts.append(async_markdown(result))
+    return "\n".join(parts)
+
+
+def _profile_line(result: Result, seconds: float) -> str:
+    return (
         f"Profile `{result.profile.name}`: {result.ops} operations per side per round, "
         f"{result.repeat} rounds, ours and the baseline alternating; figures are medians "
-        f"over the rounds. Run took {result.seconds:.0f} s.",
-        "",
-        "### Operations",
-        "",
-        *cases_table(result.rows),
-    ]
+        f"over the rounds. Run took {seconds:.0f} s."
+    )
+
+
+def sync_markdown(result: Result) -> str:
+    from benchmarks.targets import targets_section
+
+    out = [_profile_line(result, result.seconds - result.async_seconds)]
+    if result.rows:
+        out += ["", "### Operations", "", *cases_table(result.rows)]
     if result.scale is not None:
         out += ["", "### Scale", "", *scale_section(result.scale)]
     if result.procs is not None:
@@ -179,6 +224,25 @@ def markdown(result: Result) -> str:
     if result.memory is not None:
         out += ["", "### Memory", "", *memory_section(result.memory)]
     out += ["", "### Targets", "", *targets_section(result)]
+    return "\n".join(out) + "\n"
+
+
+def async_markdown(result: Result) -> str:
+    from benchmarks.async_targets import targets_lines
+
+    out = [_profile_line(result, result.async_seconds)]
+    if result.async_rows:
+        out += [
+            "",
+            "### Operations",
+            "",
+            ASYNC_OPERATIONS_INTRO,
+            "",
+            *cases_table(result.async_rows),
+        ]
+    if result.concurrency is not None:
+        out += ["", "### 64 tasks on 8 connections", "", *concurrency_section(result.concurrency)]
+    out += ["", "### Targets", "", *targets_lines(result)]
     return "\n".join(out) + "\n"
 
 
@@ -224,97 +288,6 @@ def _pkg(name: str) -> str:
         return "not installed"
 
 
-PAGE_HEAD = """# Performance
-
-How fast `persistence` is against what users would otherwise pick: SQL written by
-hand with psycopg 3, raw redis-py for leases, and LangGraph's `PostgresStore`. All
-sides run in the same run, on the same PostgreSQL server and Redis, with the same
-payloads; ours runs as production does, as the runtime role under row-level security.
-
-## Reproduce
-
-```bash
-.venv/bin/pip install -e '.[bench]'     # langgraph-checkpoint-postgres (LangGraph baseline)
-.venv/bin/python -m benchmarks --output docs/performance.md   # full run, ~10 minutes
-.venv/bin/python -m benchmarks --quick                        # smoke run, under a minute
-.venv/bin/python -m benchmarks --only 'state.*' --ops 1000    # some cases, more operations
-.venv/bin/python -m benchmarks --list                         # the case keys
-.venv/bin/python -m benchmarks --save run.pkl                 # keep the figures ...
-.venv/bin/python -m benchmarks --render run.pkl --output docs/performance.md  # ... render later
-.venv/bin/python -m benchmarks.profile state.save 1000        # cProfile (CPU time) of ours
-```
-
-It needs PostgreSQL on 127.0.0.1:5432 (the `postgres` superuser creates a throwaway
-database, an owner role and a runtime role, like the test fixtures) and Redis on
-127.0.0.1:6379 (keys under a unique prefix); everything is dropped at the end.
-`PERSISTENCE_BENCH_DATABASE_URL` and `PERSISTENCE_BENCH_REDIS_URL` point elsewhere.
-"""
-
-METHOD = """## Method
-
-- Each operation runs `--ops` times per side per round for `--repeat` rounds, ours and
-  the baseline alternating (and who goes first alternating), after a warm-up. ops/s is
-  operations over wall time of the round; p50 and p99 are per-operation latencies;
-  every figure is the median over the rounds, and the ratio is the median of the
-  per-round ratios ours / baseline (above 1: ours is faster).
-- Every operation of ours is a whole unit of work as a service would use it
-  (`with db.unit_of_work(tenant=...)`: enter the tenant, the operation, commit), on a
-  pooled connection. Raw baselines use one psycopg connection, one transaction per
-  operation that sets the tenant for RLS (`set_config('persistence.tenant_id', ...,
-  true)`), prepared statements, and do the same work: JSON serialized and SHA-256
-  checksummed, checksums verified on read, gap-free version numbers (head row bumped
-  and version inserted in one statement).
-- Round trips: libpq's protocol trace on both sides, counting each turn from
-  client messages to server replies (one wait for the server; pipelined statements
-  share one); `stmt` is what SQLAlchemy's events see: `before_cursor_execute` (our
-  prepared statements on the driver connection report there too) plus the `begin` /
-  `commit` events of transactions SQLAlchemy manages. A unit of work on PostgreSQL
-  begins (`BEGIN` and the tenant entry in one query) and commits straight through
-  libpq, so an empty one shows 0 statements for its 2 round trips. Client CPU is the
-  benchmark process's CPU time per operation (the driver's and ours; the server's is
-  not included).
-- LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
-  database on the same server; it keeps one value per key, we keep every version.
-"""
-
-
-TUNING = """## How ours runs (what was tuned, issues 7 and 11)
-
-- **One executor for every statement** (`persistence/_executor.py`): each operation's
-  SQL is SQLAlchemy Core built from the models' tables, defined once as a `Statement`
-  and compiled once per dialect (SQL text, parameter order, bind and result processors
-  kept). On PostgreSQL it runs as a server-side prepared statement on the unit of
-  work's psycopg connection, on a cursor kept per pooled connection; on SQLite on the
-  unit of work's `sqlite3` connection. Statements whose SQL depends on the call (a
-  page query with optional filters, an `IN` list) go through SQLAlchemy's own
-  execution and its compiled cache on the same connection. Every statement shares the
-  transaction, the tenant setting and row-level security, errors are translated in one
-  place, and SQLAlchemy's `before_cursor_execute` / `after_cursor_execute` listeners
-  (tracing, statement counts) see it. `prepared_statements=False` turns server-side
-  preparing off (for PgBouncer in transaction mode before 1.21). A state save is one
-  statement on PostgreSQL (head row, version and tags as data-modifying CTEs), a store
-  set too (the item upsert, with the store row created in a CTE of it the first time).
-- **BEGIN with the tenant entry, and COMMIT, straight through libpq**
-  (`persistence/_enter.py`, `simple_query` in `persistence/_executor.py`): the unit of
-  work sends `BEGIN; SELECT * FROM persistence_enter(...)` as one simple-protocol query
-  (the slugs bound once per tenant and workspace), and `COMMIT` the same way, without
-  a psycopg cursor; psycopg sees the transaction open and sends no `BEGIN` of its own.
-- **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`,
-  default 1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a
-  connection idle for longer is pinged (and replaced if dead).
-- **No ORM session unless asked for** (`persistence/uow.py`): a PostgreSQL unit of work
-  runs on a pooled `Connection` and builds its `Session` (bound to that connection,
-  same transaction) only when a repository or `uow.session` needs one; savepoints emit
-  `SAVEPOINT` at once so statements that bypass the session are covered by them.
-- Where the remaining gap is: the unit of work's client CPU (the SQLAlchemy pool
-  checkout and checkin, reading the tenant entry row, building records, exact-JSON
-  validation of what it writes), and the tenant entry's server time
-  (`persistence_enter()` resolves both slugs and checks suspension; the raw baselines
-  set a tenant id they already know). `python -m benchmarks.profile CASE` shows where
-  one case's client CPU goes.
-"""
-
-
 def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -328,6 +301,9 @@ def save(result: Result, path: Path) -> None:
 def load(path: Path) -> Result:
     result = pickle.loads(path.read_bytes())
     assert isinstance(result, Result)
+    for f in fields(Result):  # a run saved before a field existed gets its default
+        if not hasattr(result, f.name) and f.default_factory is not MISSING:
+            setattr(result, f.name, f.default_factory())
     return result
 
 
@@ -335,16 +311,32 @@ def _no_build(bench: Any) -> Any:
     raise RuntimeError("a saved case cannot run")
 
 
-def page(result: Result, body: str) -> str:
-    return "\n".join(
-        [
-            PAGE_HEAD,
-            METHOD,
-            TUNING,
-            f"## Results ({result.finished_at or now_utc()})",
-            "",
-            *machine(),
-            "",
-            body,
-        ]
-    )
+SYNC_HEADING = "## Results ("
+ASYNC_HEADING = "## Asyncio results ("
+
+
+def page(result: Result, previous: str | None = None) -> str:
+    """docs/performance.md: the prose, then the sync results and the asyncio results.
+
+    A part this run did not measure is kept as it was in ``previous`` (the page being
+    replaced), so ``--only 'async.*' --output docs/performance.md`` updates the asyncio
+    results alone."""
+    old_sync, old_async = _blocks(previous or "")
+    sync = _block(SYNC_HEADING, result, sync_markdown(result)) if result.has_sync() else old_sync
+    async_ = old_async
+    if result.has_async():
+        async_ = _block(ASYNC_HEADING, result, async_markdown(result))
+    parts = [PAGE_HEAD, METHOD, ASYNC_METHOD, TUNING, sync, async_]
+    return "\n".join(part.rstrip("\n") + "\n" for part in parts if part)
+
+
+def _block(heading: str, result: Result, body: str) -> str:
+    stamp = result.finished_at or now_utc()
+    return "\n".join([f"{heading}{stamp})", "", *machine(), "", body])
+
+
+def _blocks(text: str) -> tuple[str, str]:
+    """The sync and the asyncio results blocks of a page ("" for a missing one)."""
+    sync_at, async_at = text.find(SYNC_HEADING), text.find(ASYNC_HEADING)
+    sync = "" if sync_at < 0 else text[sync_at : async_at if async_at > sync_at else None]
+    return sync, "" if async_at < 0 else text[async_at:]

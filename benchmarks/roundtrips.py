@@ -87,7 +87,8 @@ def _sqlalchemy_counter(engine: Engine, trace: _Trace) -> Iterator[list[int]]:
         count[0] += 1
 
     def on_checkout(dbapi_conn: Any, *_: Any) -> None:
-        trace.attach(dbapi_conn.pgconn)
+        # (the async engine's DBAPI connection is an adapter around psycopg's)
+        trace.attach(getattr(dbapi_conn, "driver_connection", dbapi_conn).pgconn)
 
     hooks: list[tuple[Any, str, Callable[..., None]]] = [
         (engine, "before_cursor_execute", on_statement),

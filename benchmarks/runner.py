@@ -6,6 +6,7 @@ import fnmatch
 import sys
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 # Importing the case modules registers their cases, in this order in the table.
 from benchmarks import ops_states, ops_data, ops_misc  # noqa: F401  # isort: skip
@@ -14,10 +15,13 @@ from benchmarks.roundtrips import Counts, count_ours, count_raw
 from benchmarks.targets import MAX_CPU, OPERATIONS
 from benchmarks.timing import Comparison, compare
 
+if TYPE_CHECKING:
+    from benchmarks.async_core import AsyncCase
+
 
 @dataclass(frozen=True)
 class Row:
-    case: Case
+    case: Case | AsyncCase
     comparison: Comparison | None = None
     ours_counts: Counts | None = None
     base_counts: Counts | None = None
@@ -65,12 +69,12 @@ def run_cases(
     for case in cases:
         row = run_case(bench, case, n=n, repeat=repeat, warmup=warmup)
         if log:
-            print(_progress(row), file=sys.stderr, flush=True)
+            print(progress(row), file=sys.stderr, flush=True)
         rows.append(row)
     return rows
 
 
-def _progress(row: Row) -> str:
+def progress(row: Row) -> str:
     if row.error or row.comparison is None:
         return f"  {row.case.key:<28} unavailable: {row.error}"
     ratio = f"{row.comparison.ratio:.2f}x" if row.comparison.ratio is not None else "-"

@@ -1,4 +1,5 @@
-"""The targets of issue 11, judged on one run's figures."""
+"""The targets of issue 11, judged on one run's figures (issue 12's asyncio targets are
+in ``benchmarks.async_targets``)."""
 
 from __future__ import annotations
 

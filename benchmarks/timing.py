@@ -5,10 +5,12 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 Op = Callable[[int], object]
+AsyncOp = Callable[[int], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,32 @@ def run_side(op: Op, n: int, offset: int = 0) -> Sample:
         t0 = clock()
         op(i)
         latencies.append(clock() - t0)
-    total = clock() - start
-    cpu = time.process_time() - cpu
+    return _sample(latencies, clock() - start, time.process_time() - cpu)
+
+
+async def run_side_async(op: AsyncOp, n: int, offset: int = 0) -> Sample:
+    """:func:`run_side` for a coroutine function, awaited one call after the other on the
+    running event loop (the loop's own CPU, its scheduling included, is counted)."""
+    latencies: list[float] = []
+    clock = time.perf_counter_ns
+    gc.collect()
+    cpu = time.process_time()
+    start = clock()
+    for i in range(offset, offset + n):
+        t0 = clock()
+        await op(i)
+        latencies.append(clock() - t0)
+    return _sample(latencies, clock() - start, time.process_time() - cpu)
+
+
+def _sample(latencies: list[float], total_ns: float, cpu_s: float) -> Sample:
+    n = len(latencies)
     latencies.sort()
     return Sample(
-        ops_per_s=n / (total / 1e9),
+        ops_per_s=n / (total_ns / 1e9),
         p50_ms=percentile(latencies, 0.50) / 1e6,
         p99_ms=percentile(latencies, 0.99) / 1e6,
-        cpu_us=cpu / n * 1e6,
+        cpu_us=cpu_s / n * 1e6,
     )
 
 
@@ -74,16 +94,26 @@ class Comparison:
     ratio: float | None  # median over rounds of ours ops/s / baseline ops/s
 
 
-def compare(ours: Op, baseline: Op | None, *, n: int, repeat: int, warmup: int) -> Comparison:
+def compare(
+    ours: Any,
+    baseline: Any,
+    *,
+    n: int,
+    repeat: int,
+    warmup: int,
+    run: Callable[[Any, int, int], Sample] = run_side,
+) -> Comparison:
     """Alternate ours and the baseline for ``repeat`` rounds of ``n`` operations each.
 
     Who goes first alternates too, so drift on a shared machine hits both sides alike.
     Operation indexes keep increasing across rounds (fresh names where an op creates).
+    ``run(side, n, offset)`` runs one side's round (default :func:`run_side`; the asyncio
+    cases pass one that runs :func:`run_side_async` on their event loop).
     """
     counter = 0
     for side in (ours, baseline):
         if side is not None:
-            run_side(side, warmup, counter)
+            run(side, warmup, counter)
             counter += warmup
     ours_samples: list[Sample] = []
     base_samples: list[Sample] = []
@@ -94,7 +124,7 @@ def compare(ours: Op, baseline: Op | None, *, n: int, repeat: int, warmup: int) 
         for name, side in order:
             if side is None:
                 continue
-            sample = run_side(side, n, counter)
+            sample = run(side, n, counter)
             counter += n
             (ours_samples if name == "ours" else base_samples).append(sample)
     ratio = None

@@ -8,13 +8,28 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import psycopg
+import pytest
 
+from benchmarks import async_concurrency, async_section, report
+from benchmarks.async_core import open_async_bench, run_async_cases
 from benchmarks.core import Bench
 from benchmarks.env import bench_env
 from benchmarks.report import Profile, Result, markdown
 from benchmarks.runner import run_cases, select
 
 SMOKE_CASES = ["uow.empty", "state.save", "state.load", "store.get", "lease"]
+# The sync cases the asyncio section measures again (issue 12: the same set).
+_SYNC_TWINS = [
+    "state.save",
+    "state.load",
+    "state.load_version",
+    "store.get",
+    "store.set",
+    "workflow.get",
+    "artifact.save_1 KiB",
+    "artifact.load_1 KiB",
+    "uow.empty",
+]
 
 
 def test_harness_runs_cases_and_cleans_up(postgres_server: str, redis_url: str) -> None:
@@ -34,3 +49,35 @@ def test_harness_runs_cases_and_cleans_up(postgres_server: str, redis_url: str) 
     with psycopg.connect(postgres_server) as conn:  # the throwaway database is gone
         gone = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
         assert gone.fetchone() is None
+
+
+def test_asyncio_section_runs_every_case_and_both_workloads(
+    postgres_server: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = async_section.select(["async.*"])
+    with bench_env(postgres_server, redis_url) as env, open_async_bench(env) as bench:
+        rows = run_async_cases(bench, cases, n=3, repeat=1, warmup=1, log=False)
+        mixes = async_concurrency.selected(None)
+        concurrency = async_concurrency.run(bench, mixes, per_task=1, rounds=1, log=False)
+    assert {r.case.key for r in rows} == {f"async.{key}" for key in _SYNC_TWINS}
+    for row in rows:
+        assert row.error is None, row.error
+        assert row.comparison is not None and row.comparison.ratio is not None
+        assert row.ours_counts is not None and row.base_counts is not None
+        # the same transaction shape on both sides: BEGIN + entry, the statement, COMMIT
+        assert row.ours_counts.round_trips == row.base_counts.round_trips, row.case.key
+    assert [m.key for m in concurrency.mixes] == mixes
+    for mix in concurrency.mixes:
+        assert mix.error is None, mix.error
+        assert mix.ratio is not None and mix.ours is not None and mix.ours.cpu_us > 0
+    result = Result(profile=Profile.quick(), ops=3, repeat=1, async_rows=rows)
+    result.concurrency = concurrency
+    text = markdown(result)
+    assert "| empty unit of work |" in text and "### 64 tasks on 8 connections" in text
+    assert "async state save >= 0.8x raw psycopg AsyncConnection" in text
+    # An asyncio-only run replaces the page's asyncio results and keeps its sync ones.
+    monkeypatch.setattr(report, "machine", lambda: [])
+    previous = report.page(result, f"# old\n\n{report.SYNC_HEADING}then)\n\nsync figures\n")
+    assert "sync figures" in previous and report.ASYNC_HEADING in previous
+    again = report.page(result, previous)
+    assert again.count(report.ASYNC_HEADING) == 1 and "sync figures" in again

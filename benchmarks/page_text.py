@@ -1,0 +1,143 @@
+"""The prose of docs/performance.md around the generated figures (``report.page``)."""
+
+PAGE_HEAD = """# Performance
+
+How fast `persistence` is against what users would otherwise pick: SQL written by
+hand with psycopg 3 (sync, and asyncio for `AsyncDatabase`), raw redis-py for leases,
+and LangGraph's `PostgresStore`. All sides run in the same run, on the same PostgreSQL
+server and Redis, with the same payloads; ours runs as production does, as the runtime
+role under row-level security.
+
+## Reproduce
+
+```bash
+.venv/bin/pip install -e '.[bench]'     # langgraph-checkpoint-postgres, psycopg-pool
+.venv/bin/python -m benchmarks --output docs/performance.md   # full run, ~10 minutes
+.venv/bin/python -m benchmarks --quick                        # smoke run, under a minute
+.venv/bin/python -m benchmarks --only 'state.*' --ops 1000    # some cases, more operations
+.venv/bin/python -m benchmarks --only 'async.*'               # the asyncio section only
+.venv/bin/python -m benchmarks --list                         # the case keys
+.venv/bin/python -m benchmarks --save run.pkl                 # keep the figures ...
+.venv/bin/python -m benchmarks --render run.pkl --output docs/performance.md  # ... render later
+.venv/bin/python -m benchmarks.profile state.save 1000        # cProfile (CPU time) of ours
+.venv/bin/python -m benchmarks.profile async.state.load 1000  # ... of an asyncio case
+```
+
+It needs PostgreSQL on 127.0.0.1:5432 (the `postgres` superuser creates a throwaway
+database, an owner role and a runtime role, like the test fixtures) and Redis on
+127.0.0.1:6379 (keys under a unique prefix); everything is dropped at the end.
+`PERSISTENCE_BENCH_DATABASE_URL` and `PERSISTENCE_BENCH_REDIS_URL` point elsewhere.
+"""
+
+METHOD = """## Method
+
+- Each operation runs `--ops` times per side per round for `--repeat` rounds, ours and
+  the baseline alternating (and who goes first alternating), after a warm-up. ops/s is
+  operations over wall time of the round; p50 and p99 are per-operation latencies;
+  every figure is the median over the rounds, and the ratio is the median of the
+  per-round ratios ours / baseline (above 1: ours is faster).
+- Every operation of ours is a whole unit of work as a service would use it
+  (`with db.unit_of_work(tenant=...)`: enter the tenant, the operation, commit), on a
+  pooled connection. Raw baselines use one psycopg connection, one transaction per
+  operation that sets the tenant for RLS (`set_config('persistence.tenant_id', ...,
+  true)`), prepared statements, and do the same work: JSON serialized and SHA-256
+  checksummed, checksums verified on read, gap-free version numbers (head row bumped
+  and version inserted in one statement).
+- Round trips: libpq's protocol trace on both sides, counting each turn from
+  client messages to server replies (one wait for the server; pipelined statements
+  share one); `stmt` is what SQLAlchemy's events see: `before_cursor_execute` (our
+  prepared statements on the driver connection report there too) plus the `begin` /
+  `commit` events of transactions SQLAlchemy manages. A unit of work on PostgreSQL
+  begins (`BEGIN` and the tenant entry in one query) and commits straight through
+  libpq, so an empty one shows 0 statements for its 2 round trips. Client CPU is the
+  benchmark process's CPU time per operation (the driver's and ours; the server's is
+  not included).
+- LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
+  database on the same server; it keeps one value per key, we keep every version.
+"""
+
+
+TUNING = """## How ours runs (what was tuned, issues 7 and 11)
+
+- **One executor for every statement** (`persistence/_executor.py`): each operation's
+  SQL is SQLAlchemy Core built from the models' tables, defined once as a `Statement`
+  and compiled once per dialect (SQL text, parameter order, bind and result processors
+  kept). On PostgreSQL it runs as a server-side prepared statement on the unit of
+  work's psycopg connection, on a cursor kept per pooled connection; on SQLite on the
+  unit of work's `sqlite3` connection. Statements whose SQL depends on the call (a
+  page query with optional filters, an `IN` list) go through SQLAlchemy's own
+  execution and its compiled cache on the same connection. Every statement shares the
+  transaction, the tenant setting and row-level security, errors are translated in one
+  place, and SQLAlchemy's `before_cursor_execute` / `after_cursor_execute` listeners
+  (tracing, statement counts) see it. `prepared_statements=False` turns server-side
+  preparing off (for PgBouncer in transaction mode before 1.21). A state save is one
+  statement on PostgreSQL (head row, version and tags as data-modifying CTEs), a store
+  set too (the item upsert, with the store row created in a CTE of it the first time).
+- **BEGIN with the tenant entry, and COMMIT, straight through libpq**
+  (`persistence/_enter.py`, `simple_query` in `persistence/_executor.py`): the unit of
+  work sends `BEGIN; SELECT * FROM persistence_enter(...)` as one simple-protocol query
+  (the slugs bound once per tenant and workspace), and `COMMIT` the same way, without
+  a psycopg cursor; psycopg sees the transaction open and sends no `BEGIN` of its own.
+- **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`,
+  default 1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a
+  connection idle for longer is pinged (and replaced if dead).
+- **No ORM session unless asked for** (`persistence/uow.py`): a PostgreSQL unit of work
+  runs on a pooled `Connection` and builds its `Session` (bound to that connection,
+  same transaction) only when a repository or `uow.session` needs one; savepoints emit
+  `SAVEPOINT` at once so statements that bypass the session are covered by them.
+- Where the remaining gap is: the unit of work's client CPU (the SQLAlchemy pool
+  checkout and checkin, reading the tenant entry row, building records, exact-JSON
+  validation of what it writes), and the tenant entry's server time
+  (`persistence_enter()` resolves both slugs and checks suspension; the raw baselines
+  set a tenant id they already know). `python -m benchmarks.profile CASE` shows where
+  one case's client CPU goes.
+
+### The asyncio API (issue 12)
+
+- `AsyncDatabase` runs the same executor, repositories and statements as `Database`
+  (the sync modules are generated from the asyncio ones), on psycopg's
+  `AsyncConnection`: the same round trips (`BEGIN` with the tenant entry, the statement,
+  `COMMIT`), the same prepared statements and server work as its baseline.
+- What it spends beyond the sync API, per unit of work (found with callgrind
+  instruction counts and system-call counts, which a shared machine does not
+  disturb as it does timings): SQLAlchemy's async pool checkout
+  and checkin each run in a new greenlet (`greenlet_spawn`; on CPython 3.11 a new
+  greenlet maps a fresh 16 KiB frame stack, faults it in and unmaps it when it ends:
+  two page faults and four system calls per unit of work), and the end of the
+  transaction runs in a task of its own so that a cancellation cannot cut it
+  (`persistence/_aio.shielded`: a task, and three more event-loop iterations, each an
+  `epoll_wait`). The raw baseline has neither: one connection, no pool, no shield.
+- Two changes would take most of it (each measured as a prototype, neither is in the
+  library yet): a shield that spawns its task only when a cancellation arrives (the
+  coroutine driven in the caller's task, its waits watched through a proxy future), and
+  `psycopg_pool.AsyncConnectionPool` under the tenant unit of work in place of
+  SQLAlchemy's async pool: no greenlet per checkout or checkin, and a cheaper
+  checkout and checkin (about 85,000 instructions against 153,000, greenlets aside).
+"""
+
+
+ASYNC_METHOD = """### The asyncio section
+
+- `AsyncDatabase` against raw psycopg `AsyncConnection` (one connection, autocommit,
+  transactions explicit), on one event loop (asyncio's default loop), one call awaited after the
+  other; timed, counted and judged like the sync cases (a round of ours, a round of the
+  baseline, alternating; client CPU is the process's CPU time per operation, the event
+  loop's included).
+- The baseline does the same work in the same round trips as a unit of work: `BEGIN`
+  and the tenant entry in one simple-protocol query (`BEGIN; SELECT tenant_status,
+  workspace_id FROM persistence_enter('bench', 'default')`, its row checked: the same
+  server work as ours), the operation's statement prepared, `COMMIT`; the same SQL,
+  orjson and SHA-256 checks as the sync baselines. (The sync baselines set a tenant id
+  they know instead, in a round trip of its own, so the two tables do not compare row
+  by row.)
+- 64 tasks on 8 connections: ours is `AsyncDatabase(pool_size=8, max_overflow=0)`,
+  the baseline the same work on `psycopg_pool.AsyncConnectionPool(min_size=8,
+  max_size=8)`, 64 tasks of one process sharing it; throughput is operations over the
+  round's wall time.
+"""
+
+ASYNC_OPERATIONS_INTRO = (
+    "`AsyncDatabase` against raw psycopg `AsyncConnection` doing the same work in the same "
+    "round trips (`BEGIN` with the tenant entry, the statement, `COMMIT`), one call after "
+    "the other on one event loop."
+)
