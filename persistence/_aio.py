@@ -35,8 +35,7 @@ async def shielded(awaitable: Awaitable[T]) -> T:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         if not task.done():
-            _PENDING.add(task)
-            task.add_done_callback(_finished)
+            _keep(task)
         raise
 
 
@@ -60,9 +59,7 @@ async def give_back_if_cancelled(
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        cleanup = asyncio.ensure_future(_give_back(task, give_back))
-        _PENDING.add(cleanup)
-        cleanup.add_done_callback(_finished)
+        cleanup = _keep(asyncio.ensure_future(_give_back(task, give_back)))
         await asyncio.shield(cleanup)
         raise
 
@@ -81,9 +78,14 @@ async def _give_back(task: asyncio.Future[T], give_back: Callable[[T], Awaitable
 def in_background(awaitable: Awaitable[object]) -> None:
     """Start ``awaitable`` (a cleanup nobody waits for) in a task of its own on the
     running loop; AsyncDatabase.close() waits for it, a failure is logged."""
-    task = asyncio.ensure_future(awaitable)
+    _keep(asyncio.ensure_future(awaitable))
+
+
+def _keep(task: asyncio.Task[T]) -> asyncio.Task[T]:
+    """Hold ``task`` (a cleanup running on its own) until it ends, for drain()."""
     _PENDING.add(task)
     task.add_done_callback(_finished)
+    return task
 
 
 def _finished(task: asyncio.Task[Any]) -> None:

@@ -73,7 +73,7 @@ class _AsyncTransaction:
         self._callbacks: list[list[Callback]] = [[]]
 
     @classmethod
-    async def on_connection(cls, connection: AsyncConnection) -> Self:
+    def on_connection(cls, connection: AsyncConnection) -> Self:
         return cls(connection, None, on_driver=True)
 
     @classmethod
@@ -217,7 +217,7 @@ class AsyncUnitOfWork:
 
     async def _open(self) -> _AsyncTransaction:
         if self._db.dialect == "postgresql":
-            return await _AsyncTransaction.on_connection(await self._db.engine.connect())
+            return _AsyncTransaction.on_connection(await self._db.engine.connect())
         return await _AsyncTransaction.on_session(self._db._runtime_sessions())
 
     async def _enter(self, tx: _AsyncTransaction) -> Mapping[Any, Any]:
