@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 __all__ = ["drain", "give_back_if_cancelled", "in_background", "on_owner", "shielded"]
@@ -29,14 +29,76 @@ async def shielded(awaitable: Awaitable[T]) -> T:
     The caller still sees its ``CancelledError`` at once; the cleanup goes on in its own
     task, so a cancelled unit of work never leaves its connection checked out or inside
     a transaction. A cleanup that fails after its caller left is logged.
+
+    Unlike ``asyncio.shield``, which runs the awaitable in a task of its own from the
+    start (a task per unit of work, and two more turns of the event loop), it runs in
+    the caller's task and moves to a task of its own only if the caller is cancelled:
+    each future it waits for is waited for through a stand-in, so that the caller's
+    cancellation cancels the stand-in and never the cleanup's own I/O.
     """
-    task = asyncio.ensure_future(awaitable)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            _keep(task)
-        raise
+    result: T = await _Shielded(awaitable.__await__())
+    return result
+
+
+class _Shielded:
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Generator[Any, None, Any]):
+        self._steps = steps
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        steps = self._steps
+        try:
+            waited = steps.send(None)
+            while True:
+                stand_in = None if waited is None else _stand_in(waited)
+                try:
+                    yield stand_in
+                except asyncio.CancelledError:
+                    if waited is None or not waited.cancelled():  # the caller's, not its own
+                        _keep(asyncio.ensure_future(_Resumed(steps, waited)))
+                        raise
+                # (done: the cleanup's await reads its result, or raises its error)
+                waited = steps.send(None)
+        except StopIteration as done:
+            return done.value
+
+
+def _stand_in(waited: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done when ``waited`` is, for the caller's task to wait on."""
+    stand_in: asyncio.Future[None] = waited.get_loop().create_future()
+
+    def done(_: object) -> None:
+        if not stand_in.done():  # (cancelled: its caller was)
+            stand_in.set_result(None)
+
+    waited.add_done_callback(done)
+    stand_in._asyncio_future_blocking = True  # (what ``await future`` sets)
+    return stand_in
+
+
+class _Resumed:
+    """The rest of a shielded cleanup whose caller was cancelled, in a task of its own:
+    ``waited`` first (the future it was waiting for), then its own awaits as they are."""
+
+    __slots__ = ("_steps", "_waited")
+
+    def __init__(self, steps: Generator[Any, None, Any], waited: asyncio.Future[Any] | None):
+        self._steps, self._waited = steps, waited
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        steps, waited = self._steps, self._waited
+        try:
+            while True:
+                try:
+                    yield waited
+                except BaseException as exc:  # (handed to the cleanup itself)
+                    if waited is None or not waited.done():
+                        waited = steps.throw(exc)
+                        continue
+                waited = steps.send(None)
+        except StopIteration as done:
+            return done.value
 
 
 async def give_back_if_cancelled(

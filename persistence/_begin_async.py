@@ -23,10 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence import _enter, _pool
 from persistence._aio import shielded  # sync:
-from persistence._executor_async import driver_of, pooled_cursor, raise_translated, simple_query
+from persistence._executor_async import (
+    driver_of,
+    pooled_cursor,
+    raise_translated,
+    simple_query,
+    sync_of,
+)
+from persistence._warm import mark_parked, warm_of
 from persistence.errors import ConfigurationError, DatabaseUnavailableError, translate
 
-__all__ = ["begin", "enter", "enter_admin", "reraise_translated"]
+__all__ = ["begin", "checkout", "enter", "enter_admin", "reraise_translated"]
 
 log = logging.getLogger(__name__)
 _CURSOR = "persistence_enter_cursor"
@@ -38,6 +45,27 @@ class _Opened(Protocol):
 
 TxT = TypeVar("TxT", bound=_Opened)
 T = TypeVar("T")
+
+
+async def checkout(engine: AsyncEngine) -> AsyncConnection:
+    """A connection of ``engine`` (the runtime engine) for a tenant unit of work: one
+    parked by the last unit of work to end (``persistence._warm``) if one is fit to use,
+    else one checked out of the pool. Parked connections found unfit on the way are
+    checked in (the pool pings or replaces them at their next checkout)."""
+    warm = warm_of(engine.sync_engine)  # sync: warm = warm_of(engine)
+    if warm is not None:
+        connection, unfit = warm.take()
+        if unfit:
+            await shielded(_check_in(unfit))  # sync: _check_in(unfit)
+        if connection is not None:
+            return connection  # type: ignore[no-any-return]
+    return await engine.connect()
+
+
+async def _check_in(parked: list[tuple[AsyncConnection, float]]) -> None:
+    for connection, parked_at in parked:
+        mark_parked(sync_of(connection), parked_at)
+        await connection.close()
 
 
 async def enter(

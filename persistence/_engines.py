@@ -24,6 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence import _pool, _role_check
 from persistence._aio import in_background
+from persistence._warm import WarmAsyncQueuePool, WarmQueuePool
 from persistence.settings import Settings
 
 __all__ = [
@@ -39,10 +40,12 @@ QUERY_ONLY = "persistence_query_only"
 
 
 def runtime_engine(url: URL, settings: Settings) -> Engine:
-    """The engine of tenant units of work (on PostgreSQL: the runtime role)."""
+    """The engine of tenant units of work (on PostgreSQL: the runtime role; its pool keeps
+    connections warm between them, see ``persistence._warm``)."""
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
-    return _runtime_hooks(create_engine(url, **_postgres(settings)), settings)
+    engine = create_engine(url, poolclass=WarmQueuePool, **_postgres(settings))
+    return _runtime_hooks(engine, settings)
 
 
 def owner_engine(url: URL, settings: Settings) -> Engine:
@@ -60,7 +63,7 @@ def runtime_engine_async(url: URL, settings: Settings) -> AsyncEngine:
     (they run inside SQLAlchemy's greenlet, see ``persistence._blocking``)."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_async(url, settings)
-    engine = create_async_engine(url, **_postgres(settings))
+    engine = create_async_engine(url, poolclass=WarmAsyncQueuePool, **_postgres(settings))
     _runtime_hooks(engine.sync_engine, settings)
     return engine
 

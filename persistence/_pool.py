@@ -14,6 +14,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from persistence._blocking import blocking
 from persistence._session_reset import DIRTY, reset_session
+from persistence._warm import PARKED_AT, warm_of
 
 __all__ = ["doubt", "install"]
 
@@ -40,6 +41,9 @@ def install(engine: Engine, idle: float) -> None:
     on every checkout.
     """
     doubted_at = _DOUBTED_AT.setdefault(engine, [-1.0])
+    warm = warm_of(engine)
+    if warm is not None:  # (persistence._warm: parked connections age by the same rules)
+        warm.idle, warm.doubted_at = idle, doubted_at
 
     @event.listens_for(engine, "checkout")
     def _checkout(
@@ -57,7 +61,8 @@ def install(engine: Engine, idle: float) -> None:
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         info = record.info
-        info[_IDLE_SINCE] = time.monotonic()
+        parked_at = info.pop(PARKED_AT, None)  # (idle since it was parked)
+        info[_IDLE_SINCE] = time.monotonic() if parked_at is None else parked_at
         if dbapi_conn is None:
             return
         dbapi_conn = blocking(dbapi_conn)  # (the async engine's: blocking calls on it)

@@ -15,10 +15,11 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from persistence._begin import begin, enter_admin, reraise_translated
+from persistence._begin import begin, checkout, enter_admin, reraise_translated
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor import driver_of, raise_translated, simple_query, sync_of
-from persistence._session_reset import mark_clean, mark_dirty
+from persistence._session_reset import DIRTY, mark_clean, mark_dirty
+from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -65,16 +66,20 @@ class _Transaction:
         session: Session | None,
         *,
         on_driver: bool,
+        warm: WarmConnections[Connection] | None = None,
     ):
         self.connection = connection
         self._session = session
         self._on_driver = on_driver
+        self._warm = warm
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
     @classmethod
-    def on_connection(cls, connection: Connection) -> Self:
-        return cls(connection, None, on_driver=True)
+    def on_connection(
+        cls, connection: Connection, warm: WarmConnections[Connection] | None
+    ) -> Self:
+        return cls(connection, None, on_driver=True, warm=warm)
 
     @classmethod
     def on_session(cls, session: Session) -> Self:
@@ -116,6 +121,7 @@ class _Transaction:
         self._callbacks[-1].extend(queued)
 
     def finish(self, failed: bool) -> None:
+        committed = False
         try:
             if failed:
                 if self._session is not None:
@@ -129,11 +135,27 @@ class _Transaction:
                     self._session.commit()
             if self._on_driver:  # what the session did not commit
                 self._end_on_driver(commit=True)  # (raises translated errors itself)
+            committed = True
         finally:
             if self._session is not None:
                 self._session.close()
-            self.connection.close()
+            if not (committed and self._park()):
+                self.connection.close()
         self._run_callbacks()
+
+    def _park(self) -> bool:
+        """Keep the connection warm for the next unit of work (``persistence._warm``) if
+        it is as the pool's checkin would leave it: no transaction, no session state."""
+        warm, connection = self._warm, self.connection
+        if warm is None or self._session is not None or connection.invalidated:
+            return False
+        sync = sync_of(connection)
+        if sync.closed or sync.in_transaction() or sync.connection.info.get(DIRTY, True):
+            return False
+        driver: Any = sync.connection.driver_connection
+        if driver.closed or driver.pgconn.transaction_status != TransactionStatus.IDLE:
+            return False
+        return warm.park(connection, born(sync))
 
     def _run_callbacks(self) -> None:
         for fn in self._callbacks[0] if self._callbacks[0] else ():
@@ -211,7 +233,9 @@ class UnitOfWork:
 
     def _open(self) -> _Transaction:
         if self._db.dialect == "postgresql":
-            return _Transaction.on_connection(self._db.engine.connect())
+            engine = self._db.engine
+            warm = warm_of(engine)
+            return _Transaction.on_connection(checkout(engine), warm)
         return _Transaction.on_session(self._db._runtime_sessions())
 
     def _enter(self, tx: _Transaction) -> Mapping[Any, Any]:

@@ -15,10 +15,11 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from persistence._aio import shielded  # sync:
-from persistence._begin_async import begin, enter_admin, reraise_translated
+from persistence._begin_async import begin, checkout, enter_admin, reraise_translated
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor_async import driver_of, raise_translated, simple_query, sync_of
-from persistence._session_reset import mark_clean, mark_dirty
+from persistence._session_reset import DIRTY, mark_clean, mark_dirty
+from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -65,16 +66,20 @@ class _AsyncTransaction:
         session: AsyncSession | None,
         *,
         on_driver: bool,
+        warm: WarmConnections[AsyncConnection] | None = None,
     ):
         self.connection = connection
         self._session = session
         self._on_driver = on_driver
+        self._warm = warm
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
     @classmethod
-    def on_connection(cls, connection: AsyncConnection) -> Self:
-        return cls(connection, None, on_driver=True)
+    def on_connection(
+        cls, connection: AsyncConnection, warm: WarmConnections[AsyncConnection] | None
+    ) -> Self:
+        return cls(connection, None, on_driver=True, warm=warm)
 
     @classmethod
     async def on_session(cls, session: AsyncSession) -> Self:
@@ -118,6 +123,7 @@ class _AsyncTransaction:
         self._callbacks[-1].extend(queued)
 
     async def finish(self, failed: bool) -> None:
+        committed = False
         try:
             if failed:
                 if self._session is not None:
@@ -131,11 +137,27 @@ class _AsyncTransaction:
                     await self._session.commit()
             if self._on_driver:  # what the session did not commit
                 await self._end_on_driver(commit=True)  # (raises translated errors itself)
+            committed = True
         finally:
             if self._session is not None:
                 await self._session.close()
-            await self.connection.close()
+            if not (committed and self._park()):
+                await self.connection.close()
         await self._run_callbacks()
+
+    def _park(self) -> bool:
+        """Keep the connection warm for the next unit of work (``persistence._warm``) if
+        it is as the pool's checkin would leave it: no transaction, no session state."""
+        warm, connection = self._warm, self.connection
+        if warm is None or self._session is not None or connection.invalidated:
+            return False
+        sync = sync_of(connection)
+        if sync.closed or sync.in_transaction() or sync.connection.info.get(DIRTY, True):
+            return False
+        driver: Any = sync.connection.driver_connection
+        if driver.closed or driver.pgconn.transaction_status != TransactionStatus.IDLE:
+            return False
+        return warm.park(connection, born(sync))
 
     async def _run_callbacks(self) -> None:
         for fn in self._callbacks[0] if self._callbacks[0] else ():
@@ -217,7 +239,9 @@ class AsyncUnitOfWork:
 
     async def _open(self) -> _AsyncTransaction:
         if self._db.dialect == "postgresql":
-            return _AsyncTransaction.on_connection(await self._db.engine.connect())
+            engine = self._db.engine
+            warm = warm_of(engine.sync_engine)  # sync: warm = warm_of(engine)
+            return _AsyncTransaction.on_connection(await checkout(engine), warm)
         return await _AsyncTransaction.on_session(self._db._runtime_sessions())
 
     async def _enter(self, tx: _AsyncTransaction) -> Mapping[Any, Any]:
