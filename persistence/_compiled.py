@@ -37,17 +37,21 @@ class _Compiled:
     processors: tuple[tuple[str, _Processor], ...]  # parameters whose type converts them
     row: Callable[[Any], Row] | None  # builds a named tuple; None: no result columns
     results: tuple[tuple[int, _Processor], ...]  # result columns whose type converts them
+    binary: bool  # PostgreSQL: results in binary format (bytea without hex text)
 
 
 class Statement:
     """A Core statement (``select``, ``insert``, ``update``, ``delete``, a CTE ...) to be
-    run by :func:`run`; compiled on first use per dialect."""
+    run by :func:`run`; compiled on first use per dialect. ``binary=True`` asks
+    PostgreSQL for its results in binary format: a ``bytea`` column then comes as its
+    bytes rather than as hex text twice their size to encode and decode."""
 
-    __slots__ = ("_compiled", "clause", "name")
+    __slots__ = ("_compiled", "binary", "clause", "name")
 
-    def __init__(self, clause: ClauseElement, name: str):
+    def __init__(self, clause: ClauseElement, name: str, *, binary: bool = False):
         self.clause = clause
         self.name = name
+        self.binary = binary
         self._compiled: dict[str, _Compiled] = {}
 
     def __repr__(self) -> str:
@@ -99,6 +103,7 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
         processors=tuple(processors),
         row=row,
         results=tuple(results),
+        binary=statement.binary,
     )
 
 

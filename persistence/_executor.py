@@ -79,7 +79,7 @@ def run(connection: Connection, statement: Statement, params: Mapping[str, Any])
     """
     sync = sync_of(connection)
     compiled, args = arguments(statement, sync.dialect, params)
-    raw = _execute(connection, sync, compiled.sql, args)
+    raw = _execute(connection, sync, compiled.sql, args, compiled.binary)
     return rows(compiled, raw)
 
 
@@ -95,7 +95,7 @@ def run_scalar(connection: Connection, statement: Statement, params: Mapping[str
     return found[0][0] if found else None
 
 
-def _execute(connection: Connection, sync: Connection, sql: str, args: Any) -> Any:
+def _execute(connection: Connection, sync: Connection, sql: str, args: Any, binary: bool) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
     # The flags SQLAlchemy's own execution checks before it looks at any listener.
@@ -113,7 +113,7 @@ def _execute(connection: Connection, sync: Connection, sql: str, args: Any) -> A
             context = _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
-            cursor.execute(sql, args, prepare=True)
+            cursor.execute(sql, args, prepare=True, binary=binary)
             result = cursor.pgresult  # (cursor.description would build column objects)
             raw = cursor.fetchall() if result and result.status == _TUPLES_OK else []
             # Drop the result (libpq's copy of the rows, a large payload's included) so a

@@ -84,7 +84,7 @@ async def run(
     """
     sync = sync_of(connection)
     compiled, args = arguments(statement, sync.dialect, params)
-    raw = await _execute(connection, sync, compiled.sql, args)
+    raw = await _execute(connection, sync, compiled.sql, args, compiled.binary)
     return rows(compiled, raw)
 
 
@@ -104,7 +104,9 @@ async def run_scalar(
     return found[0][0] if found else None
 
 
-async def _execute(connection: AsyncConnection, sync: Connection, sql: str, args: Any) -> Any:
+async def _execute(
+    connection: AsyncConnection, sync: Connection, sql: str, args: Any, binary: bool
+) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
     # The flags SQLAlchemy's own execution checks before it looks at any listener.
@@ -122,7 +124,7 @@ async def _execute(connection: AsyncConnection, sync: Connection, sql: str, args
             context = _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
-            await cursor.execute(sql, args, prepare=True)
+            await cursor.execute(sql, args, prepare=True, binary=binary)
             result = cursor.pgresult  # (cursor.description would build column objects)
             raw = await cursor.fetchall() if result and result.status == _TUPLES_OK else []
             # Drop the result (libpq's copy of the rows, a large payload's included) so a

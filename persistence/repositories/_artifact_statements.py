@@ -79,6 +79,7 @@ LOAD = Statement(
         ),
     ).where(_KEY),
     "artifacts_load",
+    binary=True,
 )
 LOAD_BLOB = Statement(
     select(
