@@ -35,14 +35,15 @@ CONCURRENT: dict[str, str] = {
 _MET = (
     "The unit of work runs on psycopg's `AsyncConnection` the way the sync one runs on "
     "`Connection` (the same executor, generated from the same source): `BEGIN` with the "
-    "tenant entry and `COMMIT` as simple-protocol queries, the statement prepared."
+    "tenant entry and `COMMIT` as simple-protocol queries, the statement prepared, the "
+    "connection kept warm from the last unit of work (no pool checkout or checkin), the "
+    "end of the transaction shielded without a task of its own."
 )
 _MISSED = (
-    "Same round trips and the same server work as the baseline, so the gap is the "
-    "client's CPU (the CPU figure): per unit of work, beside what the sync API spends "
-    "too, SQLAlchemy's async pool checkout and checkin (a new greenlet each) and the "
-    "task that shields the end of the transaction from cancellation (see 'The asyncio "
-    "API' above for both and their fixes); {profile} shows which functions take it."
+    "Same round trips and the same server work as the baseline; the gap is the client's "
+    "CPU (the CPU figure) for what the baseline does not do (validating the input as "
+    "exact JSON, building the records), and a write's server time, which varies from "
+    "round to round on a shared machine; {profile} shows which functions take it."
 )
 _CONCURRENT_MET = (
     "Tasks queue for the 8 connections in SQLAlchemy's async pool as they do in "
@@ -50,9 +51,9 @@ _CONCURRENT_MET = (
 )
 _CONCURRENT_MISSED = (
     "64 tasks share the machine's 2 cores with the server, so the client is CPU bound "
-    "and the throughput ratio follows the client CPU ratio (the CPU figure): what each "
-    "unit of work costs, SQLAlchemy's pool with its greenlets included (see 'The asyncio "
-    "API' above); where it goes: {profile}."
+    "and the throughput ratio follows the client CPU ratio (the CPU figure): with more "
+    "tasks than connections most units of work check a connection out of SQLAlchemy's "
+    "pool and back (a greenlet each) rather than find one warm; where it goes: {profile}."
 )
 
 

@@ -85,8 +85,15 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
   runs on a pooled `Connection` and builds its `Session` (bound to that connection,
   same transaction) only when a repository or `uow.session` needs one; savepoints emit
   `SAVEPOINT` at once so statements that bypass the session are covered by them.
-- Where the remaining gap is: the unit of work's client CPU (the SQLAlchemy pool
-  checkout and checkin, reading the tenant entry row, building records, exact-JSON
+- **Connections kept warm between units of work** (`persistence/_warm.py`, issue 12):
+  a tenant unit of work that ended cleanly leaves its connection checked out, parked
+  in the runtime pool, and the next one takes it without a pool checkout and checkin
+  (a `Connection`, the pool proxy and the pool events each; on asyncio a greenlet
+  each). The pool counts parked connections as idle and checks them in as soon as
+  any checkout begins, so nobody waits for one (see
+  [tenancy](tenancy.md#connections-stay-warm-between-units-of-work)).
+- Where the remaining gap is: the unit of work's client CPU (reading the tenant entry
+  row, building records, exact-JSON
   validation of what it writes), and the tenant entry's server time
   (`persistence_enter()` resolves both slugs and checks suspension; the raw baselines
   set a tenant id they already know). `python -m benchmarks.profile CASE` shows where
@@ -98,21 +105,26 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
   (the sync modules are generated from the asyncio ones), on psycopg's
   `AsyncConnection`: the same round trips (`BEGIN` with the tenant entry, the statement,
   `COMMIT`), the same prepared statements and server work as its baseline.
-- What it spends beyond the sync API, per unit of work (found with callgrind
-  instruction counts and system-call counts, which a shared machine does not
-  disturb as it does timings): SQLAlchemy's async pool checkout
-  and checkin each run in a new greenlet (`greenlet_spawn`; on CPython 3.11 a new
-  greenlet maps a fresh 16 KiB frame stack, faults it in and unmaps it when it ends:
-  two page faults and four system calls per unit of work), and the end of the
-  transaction runs in a task of its own so that a cancellation cannot cut it
-  (`persistence/_aio.shielded`: a task, and three more event-loop iterations, each an
-  `epoll_wait`). The raw baseline has neither: one connection, no pool, no shield.
-- Two changes would take most of it (each measured as a prototype, neither is in the
-  library yet): a shield that spawns its task only when a cancellation arrives (the
-  coroutine driven in the caller's task, its waits watched through a proxy future), and
-  `psycopg_pool.AsyncConnectionPool` under the tenant unit of work in place of
-  SQLAlchemy's async pool: no greenlet per checkout or checkin, and a cheaper
-  checkout and checkin (about 85,000 instructions against 153,000, greenlets aside).
+- What it spent beyond the sync API, per unit of work, before the two changes below
+  (found with callgrind instruction counts and system-call counts, which a shared
+  machine does not disturb as it does timings; an empty unit of work cost about 600 µs
+  of client CPU against 330 µs for the raw baseline here): SQLAlchemy's async pool
+  checkout and checkin, each in a new greenlet (`greenlet_spawn`: a fresh frame stack
+  faulted in and unmapped, two page faults and four system calls per unit of work),
+  and the end of the transaction in a task of its own so that a cancellation cannot
+  cut it (`asyncio.shield`: a task and three more event-loop iterations).
+- **Connections kept warm** (above): a unit of work that finds one parked sends no
+  pool checkout or checkin, so no greenlet either.
+- **A shield that spawns its task only when needed** (`persistence/_aio.shielded`):
+  the end of the transaction runs in the caller's task, each future it waits for
+  watched through a stand-in future; a cancellation cancels the stand-in, the caller
+  sees `CancelledError` at once, and only then does the rest move to a task of its own.
+- **Artifact payloads read in binary format** (`Statement(binary=True)`): a 1 KiB
+  `bytea` comes as its bytes, not hex text twice its size (both APIs).
+- Not chosen: `psycopg_pool.AsyncConnectionPool` under the tenant unit of work. A
+  prototype saved about what the warm connections save, but would move the tenant
+  pool out of SQLAlchemy's (`db.engine.pool`, its hooks, its errors) for the asyncio
+  API alone.
 """
 
 
