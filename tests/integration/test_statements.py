@@ -39,8 +39,12 @@ def test_hot_paths_send_the_statement_compiled_from_core(db_pg: Database) -> Non
         uow.workflows.create("flow", SOURCE)
         uow.states.save("s", {"v": 0})
     cases: list[tuple[Any, list[Statement]]] = [
-        (lambda uow: uow.states.save("s", {"v": 1}), [states.SAVE["any"]]),
-        (lambda uow: uow.states.save("s", 2, expected_version=2), [states.SAVE["expected"]]),
+        (lambda uow: uow.states.save("s", {"v": 1}), [states.SAVE_UNTAGGED["any"]]),
+        (
+            lambda uow: uow.states.save("s", 2, expected_version=2),
+            [states.SAVE_UNTAGGED["expected"]],
+        ),
+        (lambda uow: uow.states.save("s", 3, tags=["t"]), [states.SAVE["any"]]),
         (lambda uow: uow.states.load("s"), [states.LOAD_LATEST]),
         (lambda uow: uow.states.load("s", version=1), [states.LOAD_VERSION]),
         (lambda uow: uow.store("kv").__setitem__("k", 1), [stores.PUT_ENSURING]),

