@@ -60,42 +60,45 @@ def validate_json(value: object, *, what: str = "value", max_depth: int = MAX_JS
 
 
 def _is_exact_json(value: object, max_depth: int, *, check_text: bool) -> bool:
-    # The hot path: no per-node allocation beyond the stack; the message is built on failure.
-    stack = [value]
-    pop, push, extend = stack.pop, stack.append, stack.extend
+    # The hot path: containers go on a stack, scalars are checked where they are met
+    # (most nodes are scalars, and a push and a pop cost more than the check); no
+    # per-node allocation; the message is built on failure.
+    stack: list[Any] = [[value]]  # the document, as the one child of a list of depth 0
+    pop, push = stack.pop, stack.append
     surrogate = _LONE_SURROGATE.search
-    depth = 0
+    depth = -1
     while stack:
         item: Any = pop()
-        kind = type(item)
-        if kind is str:
-            if check_text and not item.isascii() and surrogate(item):
-                return False
-            continue
-        if kind is bool or item is None:
-            continue
         if item is _CLOSE:
             depth -= 1
-        elif kind is int:
-            if not _INT64_MIN <= item <= _INT64_MAX:
-                return False
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif kind is dict or kind is list:
-            depth += 1
-            if depth > max_depth:
-                return False
-            push(_CLOSE)
-            if kind is list:
-                extend(item)
-                continue
-            for key, child in item.items():
+            continue
+        kind = type(item)
+        if kind is dict:
+            children: Any = item.values()
+            for key in item:
                 if type(key) is not str or (check_text and not key.isascii() and surrogate(key)):
                     return False
-                push(child)
         else:
+            children = item
+        depth += 1
+        if depth > max_depth:
             return False
+        push(_CLOSE)
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                if check_text and not child.isascii() and surrogate(child):
+                    return False
+            elif kind is dict or kind is list:
+                push(child)
+            elif kind is int:
+                if not _INT64_MIN <= child <= _INT64_MAX:
+                    return False
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif not (kind is bool or child is None):
+                return False
     return True
 
 
