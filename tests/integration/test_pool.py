@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
 
 import psycopg
 import pytest
@@ -14,24 +13,12 @@ from sqlalchemy import text
 from persistence import Database
 from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
+from tests.fixtures.statements import count_pings
 
 
 def _backend_pid(db: Database, tenant: str) -> int:
     with db.unit_of_work(tenant) as uow:
         return int(uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
-
-
-def _count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spy on the dialect's ping (the real one still runs) and count its calls."""
-    calls: list[int] = []
-    real = db.engine.dialect.do_ping
-
-    def ping(dbapi_connection: Any) -> bool:
-        calls.append(1)
-        return real(dbapi_connection)
-
-    monkeypatch.setattr(db.engine.dialect, "do_ping", ping)
-    return calls
 
 
 def test_busy_connection_is_not_pinged(
@@ -42,7 +29,7 @@ def test_busy_connection_is_not_pinged(
 ) -> None:
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=60) as db:
-        pings = _count_pings(db, monkeypatch)
+        pings = count_pings(db, monkeypatch)
         pid = _backend_pid(db, tenant)
         for _ in range(5):
             assert _backend_pid(db, tenant) == pid  # the same pooled connection
@@ -57,7 +44,7 @@ def test_idle_connection_is_pinged(
 ) -> None:
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=0) as db:
-        pings = _count_pings(db, monkeypatch)
+        pings = count_pings(db, monkeypatch)
         for _ in range(3):
             _backend_pid(db, tenant)
         assert len(pings) == 2  # every checkout but the first (a fresh connection)
@@ -87,7 +74,7 @@ def test_after_a_dead_connection_the_others_are_pinged_and_kept(
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=3, pool_ping_after=3600) as db:
         before = _pids_at_once(db, tenant, 3)
-        pings = _count_pings(db, monkeypatch)
+        pings = count_pings(db, monkeypatch)
         with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s, 5000)", (before[1],))
         after = _pids_at_once(db, tenant, 3)

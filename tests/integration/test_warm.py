@@ -17,7 +17,7 @@ from sqlalchemy import event, text
 from persistence import Database
 from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
-from tests.fixtures.statements import events_of
+from tests.fixtures.statements import count_pings, events_of
 
 
 @contextmanager
@@ -136,14 +136,7 @@ def test_a_parked_connection_idle_past_ping_after_is_pinged_first(
 ) -> None:
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=1, pool_ping_after=0.2) as db:
-        pings: list[int] = []
-        real = db.engine.dialect.do_ping
-
-        def ping(dbapi_connection: Any) -> bool:
-            pings.append(1)
-            return real(dbapi_connection)
-
-        monkeypatch.setattr(db.engine.dialect, "do_ping", ping)
+        pings = count_pings(db, monkeypatch)
         _save(db, tenant, 0)
         _save(db, tenant, 1)
         assert pings == []  # used a moment ago: no ping
