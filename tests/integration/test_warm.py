@@ -176,3 +176,20 @@ def test_closing_the_database_closes_its_parked_connections(
     while _backends(postgres) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _backends(postgres) - before == set()
+
+
+def test_a_parked_connection_due_for_pool_recycle_is_replaced(
+    postgres: PostgresTarget, pg_db: Database, open_database: Callable[..., Database]
+) -> None:
+    tenant = new_tenant(pg_db)
+    before = _backends(postgres)
+    with open_database(postgres.runtime_url, pool_size=1, pool_recycle=1, pool_ping_after=60) as db:
+        _save(db, tenant, 0)
+        first = _backends(postgres) - before
+        time.sleep(1.2)  # its pool record is past pool_recycle while it sits parked
+        _save(db, tenant, 1)
+        deadline = time.monotonic() + 5
+        while first & _backends(postgres) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first & _backends(postgres)  # the old backend was closed, not reused
+        assert len(_backends(postgres) - before) == 1
