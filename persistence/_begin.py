@@ -56,7 +56,12 @@ def checkout(engine: Engine) -> Connection:
     if warm is not None:
         connection, unfit = warm.take()
         if unfit:
-            _check_in(unfit)
+            try:
+                _check_in(unfit)
+            except BaseException:  # (cancelled meanwhile) the one taken goes back too
+                if connection is not None:
+                    connection.close()
+                raise
         if connection is not None:
             return connection  # type: ignore[no-any-return]
     return engine.connect()

@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence import _enter, _pool
-from persistence._aio import shielded  # sync:
+from persistence._aio import in_background, shielded  # sync:
 from persistence._executor_async import (
     driver_of,
     pooled_cursor,
@@ -56,7 +56,12 @@ async def checkout(engine: AsyncEngine) -> AsyncConnection:
     if warm is not None:
         connection, unfit = warm.take()
         if unfit:
-            await shielded(_check_in(unfit))  # sync: _check_in(unfit)
+            try:
+                await shielded(_check_in(unfit))  # sync: _check_in(unfit)
+            except BaseException:  # (cancelled meanwhile) the one taken goes back too
+                if connection is not None:
+                    in_background(connection.close())  # sync: connection.close()
+                raise
         if connection is not None:
             return connection  # type: ignore[no-any-return]
     return await engine.connect()
