@@ -95,9 +95,7 @@ class RedisTierStats:
 class AsyncRedisTier:
     """The shared tier on ``client`` (``redis.asyncio.Redis``, or a cluster client)."""
 
-    def __init__(
-        self, client: Redis, prefix: str, *, ttl_ms: int = 60_000, breaker_s: float = 5.0
-    ):
+    def __init__(self, client: Redis, prefix: str, *, ttl_ms: int = 60_000, breaker_s: float = 5.0):
         self._client = client
         self._prefix = prefix
         self.ttl_ms = ttl_ms
