@@ -4,6 +4,7 @@ in the way of a checkout, checked in when idle too long or when the database clo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -193,3 +194,49 @@ def test_a_parked_connection_due_for_pool_recycle_is_replaced(
             time.sleep(0.05)
         assert not first & _backends(postgres)  # the old backend was closed, not reused
         assert len(_backends(postgres) - before) == 1
+
+
+def test_a_cancellation_while_unfit_connections_are_checked_in_leaks_no_connection(
+    postgres: PostgresTarget, pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit of work takes a fit parked connection and, with it, finds one due for
+    pool_recycle; cancelled while that one is checked in, it must give back both."""
+    import asyncio
+
+    from persistence import AsyncDatabase, _begin_async
+
+    tenant = new_tenant(pg_db)
+    real_check_in = _begin_async._check_in
+
+    async def slow_check_in(parked: Any) -> None:
+        await asyncio.sleep(0.2)  # a cancellation point inside the check-in
+        await real_check_in(parked)
+
+    async def main() -> None:
+        async with AsyncDatabase.from_url(
+            postgres.runtime_url, pool_size=2, max_overflow=0, pool_ping_after=60
+        ) as adb:
+
+            async def save(n: int) -> None:
+                async with adb.unit_of_work(tenant) as uow:
+                    await uow.states.save("doc", {"n": n})
+
+            await asyncio.gather(save(0), save(1))  # two connections, both parked
+            pool: Any = adb.engine.sync_engine.pool
+            warm = pool.warm
+            (fit, _), (due, _) = warm.release_all()[:2]
+            born = time.time()
+            warm.recycle = 3_600  # "due" is past pool_recycle, "fit" is not
+            assert warm.park(fit, born) and warm.park(due, born - 10_000)  # due on top
+            monkeypatch.setattr(_begin_async, "_check_in", slow_check_in)
+            task = asyncio.ensure_future(save(2))
+            await asyncio.sleep(0.05)  # inside the slow check-in
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            monkeypatch.setattr(_begin_async, "_check_in", real_check_in)
+            await asyncio.sleep(0.5)  # the check-in and the give-back finish on their own
+            assert pool.checkedout() == 0  # nothing leaked: both are back or parked
+            await save(3)  # and the pool serves the next one
+
+    asyncio.run(main())
