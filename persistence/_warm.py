@@ -87,16 +87,14 @@ class WarmConnections(Generic[ConnT]):
         with self._lock:
             while self._parked:
                 connection, parked_at, born = self._parked.pop()
-                if (
-                    now - parked_at < self.idle
-                    and parked_at > self.doubted_at[0]
-                    and (self.recycle < 0 or wall - born < self.recycle)
-                ):
+                # idle too long, or parked before a dead connection was found
+                aged = now - parked_at >= self.idle or parked_at <= self.doubted_at[0]
+                due = self.recycle >= 0 and wall - born >= self.recycle
+                if not (aged or due):
                     return connection, unfit
                 unfit.append((connection, parked_at))
-                if now - parked_at >= self.idle or parked_at <= self.doubted_at[0]:
-                    unfit.extend((c, at) for c, at, _ in self._parked)  # older: unfit too
-                    self._parked.clear()
+                if aged:  # every older one is aged too
+                    unfit += self._released()
         return None, unfit
 
     def checkout_starts(self) -> list[tuple[ConnT, float]]:
@@ -106,9 +104,7 @@ class WarmConnections(Generic[ConnT]):
         so this is nearly always empty; a checkout of your own takes them all back.)"""
         with self._lock:
             self._checkouts += 1
-            released = [(c, at) for c, at, _ in self._parked]
-            self._parked.clear()
-        return released
+            return self._released()
 
     def checkout_ends(self) -> None:
         with self._lock:
@@ -116,8 +112,13 @@ class WarmConnections(Generic[ConnT]):
 
     def release_all(self) -> list[tuple[ConnT, float]]:
         with self._lock:
-            released = [(c, at) for c, at, _ in self._parked]
-            self._parked.clear()
+            return self._released()
+
+    def _released(self) -> list[tuple[ConnT, float]]:
+        """Every parked connection, with when it was parked, taken off the stack (the
+        lock is held)."""
+        released = [(connection, at) for connection, at, _ in self._parked]
+        self._parked.clear()
         return released
 
 
@@ -135,8 +136,7 @@ class _Warming:
         self.warm = WarmConnections(limit=pool.size(), recycle=pool._recycle)
 
     def _do_get(self) -> Any:
-        for connection, parked_at in self.warm.checkout_starts():
-            check_in_parked(connection, parked_at)
+        _check_in_all(self.warm.checkout_starts())
         try:
             return super()._do_get()  # type: ignore[misc]
         finally:
@@ -146,8 +146,7 @@ class _Warming:
         return super().checkedout() - len(self.warm)  # type: ignore[misc,no-any-return]
 
     def dispose(self) -> None:
-        for connection, parked_at in self.warm.release_all():
-            check_in_parked(connection, parked_at)
+        _check_in_all(self.warm.release_all())
         super().dispose()  # type: ignore[misc]
 
     def recreate(self) -> Any:
@@ -183,6 +182,11 @@ def check_in_parked(connection: Any, parked_at: float) -> None:
         return
     mark_parked(sync, parked_at)
     sync.close()
+
+
+def _check_in_all(parked: list[tuple[Any, float]]) -> None:
+    for connection, parked_at in parked:
+        check_in_parked(connection, parked_at)
 
 
 def born(connection: Any) -> float:
