@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,20 +112,25 @@ class RedisTier:
         base = f"{self._prefix}:{{{tenant_id}}}"
         return [f"{base}:cache-epoch", f"{base}:cache:{key}"]
 
-    def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script; None (counted) if the breaker is open or Redis failed."""
+    def _send(self, command: Callable[[], Any]) -> Any:
+        """``await command()`` (one Redis round trip); None, counted, if the breaker is
+        open or Redis failed (which opens the breaker for ``breaker_s``)."""
         if time.monotonic() < self._open_until:
             self._counts["skipped"] += 1
             return None
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client.register_script(source)
         try:
-            return script(keys=keys, args=args)
+            return command()
         except (RedisError, OSError):
             self._counts["errors"] += 1
             self._open_until = time.monotonic() + self.breaker_s
             return None
+
+    def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script (loaded once, then by its SHA); None as for :meth:`_send`."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client.register_script(source)
+        return self._send(lambda: script(keys=keys, args=args))
 
     def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
         reply = self._call(_GET, self._keys(tenant_id, key), [])
@@ -161,14 +167,7 @@ class RedisTier:
     def bump_epoch(self, tenant_id: uuid.UUID) -> bool:
         """Make every entry of the tenant unservable at once; False if Redis failed (its
         entries then expire after ``ttl_ms``)."""
-        if time.monotonic() < self._open_until:
-            self._counts["skipped"] += 1
-            return False
-        try:
-            self._client.incr(self._keys(tenant_id, "")[0])
-        except (RedisError, OSError):
-            self._counts["errors"] += 1
-            self._open_until = time.monotonic() + self.breaker_s
+        if self._send(lambda: self._client.incr(self._keys(tenant_id, "")[0])) is None:
             return False
         self._counts["invalidations"] += 1
         return True
