@@ -18,7 +18,7 @@ import psycopg
 
 from benchmarks.env import BenchEnv, tenant_id, workspace_id
 from benchmarks.roundtrips import count_ours, count_raw
-from benchmarks.runner import Row, progress
+from benchmarks.runner import Row, run_each
 from benchmarks.targets import MIN_RATIO
 from benchmarks.timing import AsyncOp, Sample, compare, run_side_async
 from persistence.database_async import AsyncDatabase
@@ -165,10 +165,6 @@ def run_async_cases(
     warmup: int,
     log: bool = True,
 ) -> list[Row]:
-    rows = []
-    for case in cases:
-        row = run_async_case(bench, case, n=n, repeat=repeat, warmup=warmup)
-        if log:
-            print(progress(row), file=sys.stderr, flush=True)
-        rows.append(row)
-    return rows
+    return run_each(
+        cases, lambda case: run_async_case(bench, case, n=n, repeat=repeat, warmup=warmup), log
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from benchmarks.targets import MIN_RATIO, Verdict
+from benchmarks.targets import MIN_RATIO, Verdict, cpu_figure, measured
 
 if TYPE_CHECKING:
     from benchmarks.report import Result
@@ -63,16 +63,10 @@ def _profile(key: str) -> str:
 
 def _operation(result: Result, key: str, label: str) -> Verdict:
     target = f"async {label} >= {ASYNC_MIN_RATIO}x raw psycopg AsyncConnection"
-    row = result.row(key)
-    c = row.comparison if row is not None else None
-    if c is None or c.ratio is None or c.baseline is None or not c.baseline.cpu_us:
-        why = row.error if row is not None and row.error else "not run"
-        return Verdict(key, target, None, f"not measured ({why})")
-    cpu = c.ours.cpu_us / c.baseline.cpu_us
-    figure = (
-        f"ratio {c.ratio:.3f}x, client CPU {cpu:.2f}x "
-        f"({c.ours.cpu_us:,.0f} / {c.baseline.cpu_us:,.0f} µs)"
-    )
+    c, why = measured(result, key)
+    if c is None or c.ratio is None or c.baseline is None:
+        return Verdict(key, target, None, why)
+    figure = cpu_figure(c.ratio, c.ours.cpu_us, c.baseline.cpu_us)
     met = c.ratio >= ASYNC_MIN_RATIO
     return Verdict(key, target, met, figure, () if met else ("ratio",))
 
@@ -85,11 +79,7 @@ def _concurrent(result: Result, key: str, label: str) -> Verdict:
     if mix is None or mix.ours is None or mix.raw is None or mix.ratio is None:
         why = mix.error if mix is not None and mix.error else "not run"
         return Verdict(key, target, None, f"not measured ({why})")
-    cpu = mix.ours.cpu_us / mix.raw.cpu_us
-    figure = (
-        f"ratio {mix.ratio:.3f}x, client CPU {cpu:.2f}x "
-        f"({mix.ours.cpu_us:,.0f} / {mix.raw.cpu_us:,.0f} µs)"
-    )
+    figure = cpu_figure(mix.ratio, mix.ours.cpu_us, mix.raw.cpu_us)
     met = mix.ratio >= CONCURRENT_MIN_RATIO
     return Verdict(key, target, met, figure, () if met else ("ratio",))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fnmatch
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 # Importing the case modules registers their cases, in this order in the table.
 from benchmarks import ops_states, ops_data, ops_misc  # noqa: F401  # isort: skip
@@ -65,9 +66,20 @@ def run_case(bench: Bench, case: Case, *, n: int, repeat: int, warmup: int) -> R
 def run_cases(
     bench: Bench, cases: list[Case], *, n: int, repeat: int, warmup: int, log: bool = True
 ) -> list[Row]:
+    return run_each(
+        cases, lambda case: run_case(bench, case, n=n, repeat=repeat, warmup=warmup), log
+    )
+
+
+CaseT = TypeVar("CaseT")
+
+
+def run_each(cases: Sequence[CaseT], run: Callable[[CaseT], Row], log: bool) -> list[Row]:
+    """``run(case)`` for each case in turn (the sync and the asyncio sections), each row's
+    progress line on stderr when ``log``."""
     rows = []
     for case in cases:
-        row = run_case(bench, case, n=n, repeat=repeat, warmup=warmup)
+        row = run(case)
         if log:
             print(progress(row), file=sys.stderr, flush=True)
         rows.append(row)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from benchmarks.report import Result
+    from benchmarks.timing import Comparison
 
 #: Each operation against raw psycopg: at least this throughput ratio (ours / baseline) ...
 MIN_RATIO = 0.8
@@ -115,23 +116,37 @@ class Verdict:
     missed: tuple[str, ...] = ()  # the parts of the target that were missed
 
 
-def _operation(result: Result, key: str, label: str) -> Verdict:
-    target = f"{label} >= {MIN_RATIO}x raw psycopg, client CPU <= {MAX_CPU}x raw psycopg's"
+def measured(result: Result, key: str) -> tuple[Comparison | None, str]:
+    """The comparison of case ``key`` if it has a baseline with its client CPU (and so a
+    ratio), else None and the figure saying why not."""
     row = result.row(key)
     c = row.comparison if row is not None else None
     if c is None or c.ratio is None or c.baseline is None or not c.baseline.cpu_us:
         why = row.error if row is not None and row.error else "not run"
-        return Verdict(key, target, None, f"not measured ({why})")
+        return None, f"not measured ({why})"
+    return c, ""
+
+
+def cpu_figure(ratio: float, ours_cpu: float, base_cpu: float) -> str:
+    """``ratio 0.820x, client CPU 1.26x (951 / 752 µs)``."""
+    return (
+        f"ratio {ratio:.3f}x, client CPU {ours_cpu / base_cpu:.2f}x "
+        f"({ours_cpu:,.0f} / {base_cpu:,.0f} µs)"
+    )
+
+
+def _operation(result: Result, key: str, label: str) -> Verdict:
+    target = f"{label} >= {MIN_RATIO}x raw psycopg, client CPU <= {MAX_CPU}x raw psycopg's"
+    c, why = measured(result, key)
+    if c is None or c.ratio is None or c.baseline is None:
+        return Verdict(key, target, None, why)
     cpu = c.ours.cpu_us / c.baseline.cpu_us
     missed = tuple(
         part
         for part, ok in (("ratio", c.ratio >= MIN_RATIO), ("client CPU", cpu <= MAX_CPU))
         if not ok
     )
-    figure = (
-        f"ratio {c.ratio:.3f}x, client CPU {cpu:.2f}x "
-        f"({c.ours.cpu_us:,.0f} / {c.baseline.cpu_us:,.0f} µs)"
-    )
+    figure = cpu_figure(c.ratio, c.ours.cpu_us, c.baseline.cpu_us)
     return Verdict(key, target, not missed, figure, missed)
 
 
