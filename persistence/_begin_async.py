@@ -30,7 +30,7 @@ from persistence._executor_async import (
     simple_query,
     sync_of,
 )
-from persistence._warm import mark_parked, warm_of
+from persistence._warm import WarmConnections, mark_parked
 from persistence.errors import ConfigurationError, DatabaseUnavailableError, translate
 
 __all__ = ["begin", "checkout", "enter", "enter_admin", "reraise_translated"]
@@ -47,12 +47,12 @@ TxT = TypeVar("TxT", bound=_Opened)
 T = TypeVar("T")
 
 
-async def checkout(engine: AsyncEngine) -> AsyncConnection:
+async def checkout(engine: AsyncEngine, warm: WarmConnections[Any] | None) -> AsyncConnection:
     """A connection of ``engine`` (the runtime engine) for a tenant unit of work: one
-    parked by the last unit of work to end (``persistence._warm``) if one is fit to use,
-    else one checked out of the pool. Parked connections found unfit on the way are
-    checked in (the pool pings or replaces them at their next checkout)."""
-    warm = warm_of(engine.sync_engine)  # sync: warm = warm_of(engine)
+    parked by the last unit of work to end (in ``warm``, its pool's: ``persistence._warm``)
+    if one is fit to use, else one checked out of the pool. Parked connections found
+    unfit on the way are checked in (the pool pings or replaces them at their next
+    checkout)."""
     if warm is not None:
         connection, unfit = warm.take()
         if unfit:

@@ -235,7 +235,7 @@ class UnitOfWork:
         if self._db.dialect == "postgresql":
             engine = self._db.engine
             warm = warm_of(engine)
-            return _Transaction.on_connection(checkout(engine), warm)
+            return _Transaction.on_connection(checkout(engine, warm), warm)
         return _Transaction.on_session(self._db._runtime_sessions())
 
     def _enter(self, tx: _Transaction) -> Mapping[Any, Any]:

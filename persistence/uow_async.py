@@ -241,7 +241,7 @@ class AsyncUnitOfWork:
         if self._db.dialect == "postgresql":
             engine = self._db.engine
             warm = warm_of(engine.sync_engine)  # sync: warm = warm_of(engine)
-            return _AsyncTransaction.on_connection(await checkout(engine), warm)
+            return _AsyncTransaction.on_connection(await checkout(engine, warm), warm)
         return await _AsyncTransaction.on_session(self._db._runtime_sessions())
 
     async def _enter(self, tx: _AsyncTransaction) -> Mapping[Any, Any]:
