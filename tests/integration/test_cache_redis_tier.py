@@ -4,7 +4,6 @@ and failing open with a breaker when Redis is gone."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,26 +16,14 @@ from redis.crc import key_slot
 from persistence._cache_redis import RedisTier
 from persistence._cache_redis_async import AsyncRedisTier
 from persistence.cache import Entry
+from tests.fixtures.bridge import Bridged, Loop
 from tests.fixtures.services import free_port
-
-
-class _Blocking:
-    """An AsyncRedisTier seen through blocking calls (one event loop per test)."""
-
-    def __init__(self, tier: AsyncRedisTier, loop: asyncio.AbstractEventLoop):
-        self._tier, self._loop = tier, loop
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._tier, name)
-        if not asyncio.iscoroutinefunction(attr):
-            return attr
-        return lambda *a, **k: self._loop.run_until_complete(attr(*a, **k))
 
 
 @pytest.fixture(params=["sync", "async"])
 def make_tier(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[..., Any]]:
-    """``make_tier(url=redis_url, **options)``: a tier on its own key prefix."""
-    loop = asyncio.new_event_loop()
+    """``make_tier(url=redis_url, **options)``: a tier on its own key prefix (the async
+    one through the bridge, on the session's event loop)."""
     closers: list[Callable[[], Any]] = []
 
     def make(url: str = redis_url, **options: Any) -> Any:
@@ -46,14 +33,14 @@ def make_tier(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callab
             client = redis.Redis.from_url(url, **timeouts)
             closers.append(client.close)
             return RedisTier(client, prefix, **options)
+        loop: Loop = request.getfixturevalue("event_loop_thread")
         aclient = redis.asyncio.Redis.from_url(url, **timeouts)
-        closers.append(lambda: loop.run_until_complete(aclient.aclose()))
-        return _Blocking(AsyncRedisTier(aclient, prefix, **options), loop)
+        closers.append(lambda: loop.run(aclient.aclose()))
+        return Bridged(AsyncRedisTier(aclient, prefix, **options), loop)
 
     yield make
     for close in closers:
         close()
-    loop.close()
 
 
 def test_a_miss_then_a_fill_then_a_hit(make_tier: Callable[..., Any]) -> None:
