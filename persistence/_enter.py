@@ -11,6 +11,7 @@ from sqlalchemy import String, and_, bindparam, func, select
 from sqlalchemy.engine import Dialect
 
 from persistence._compiled import Statement
+from persistence.errors import NotFoundError, TenantSuspendedError
 from persistence.models.tenancy import Tenant, Workspace
 from persistence.records import TenantRecord, WorkspaceRecord
 
@@ -20,10 +21,12 @@ __all__ = [
     "BEGIN_ADMIN",
     "BEGIN_READ_ONLY",
     "ENTRY",
+    "PIPELINED_BEGIN",
     "SET_READ_ONLY",
     "EntryRow",
     "entry_ids",
     "rendered",
+    "require_entered",
     "tenant_record",
     "workspace_record",
 ]
@@ -39,6 +42,8 @@ ADMIN_CHECK = (
     "FROM pg_class WHERE oid = 'tenants'::regclass"
 )
 BEGIN_ADMIN = "BEGIN; " + ADMIN_CHECK
+# The same BEGINs as one statement each, for a pipeline (persistence._deferred).
+PIPELINED_BEGIN = {False: BEGIN.removesuffix("; "), True: BEGIN_READ_ONLY.removesuffix("; ")}
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
@@ -137,6 +142,19 @@ _UNREAD = object()
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:
     """``(tenant_id, workspace_id)`` of an entry row, as UUIDs."""
     return _uuid(m["tenant_id"]), _uuid(m["workspace_id"])
+
+
+def require_entered(m: Mapping[Any, Any] | None, tenant: str, workspace: str) -> Mapping[Any, Any]:
+    """``m``, the entry row of ``tenant``/``workspace``, if it lets a unit of work in:
+    NotFoundError for an unknown tenant or workspace, TenantSuspendedError for a
+    suspended tenant."""
+    if m is None:
+        raise NotFoundError(f"tenant {tenant!r} does not exist")
+    if m["tenant_status"] != "active":
+        raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
+    if m["workspace_id"] is None:
+        raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
+    return m
 
 
 def tenant_record(m: Mapping[Any, Any]) -> TenantRecord:

@@ -39,7 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection  # sync:
 
 from persistence._compiled import Row, Statement, arguments, rows
-from persistence.errors import DatabaseUnavailableError, translate
+from persistence.errors import DatabaseUnavailableError, PersistenceError, translate
 
 __all__ = [
     "Row",
@@ -49,6 +49,7 @@ __all__ = [
     "pooled_cursor",
     "raise_translated",
     "run",
+    "run_entering",
     "run_one",
     "run_scalar",
     "simple_query",
@@ -59,6 +60,7 @@ CursorT = TypeVar("CursorT")
 _TUPLES_OK = ExecStatus.TUPLES_OK
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
+_ENTRY_CURSOR = "persistence_entry_cursor"
 _LOST = "the unit of work lost its database connection: nothing more can run in it"
 
 
@@ -109,11 +111,7 @@ async def _execute(
 ) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
-    # The flags SQLAlchemy's own execution checks before it looks at any listener.
-    observed = sync._has_events or sync.engine._has_events
-    if observed:
-        dispatch = sync.dispatch
-        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    observed = _observed(sync)
     pooled = sync.connection
     driver: Any = pooled.driver_connection
     is_pg = isinstance(driver, psycopg.AsyncConnection)
@@ -125,16 +123,7 @@ async def _execute(
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
             await cursor.execute(sql, args, prepare=True, binary=binary)
-            result = cursor.pgresult  # (cursor.description would build column objects)
-            raw = await cursor.fetchall() if result and result.status == _TUPLES_OK else []
-            # Drop the result (libpq's copy of the rows, a large payload's included) so a
-            # pooled connection does not hold it until its next statement.
-            reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
-            if reset is not None:
-                reset()
-            else:
-                pooled.info.pop(_CURSOR, None)
-                await cursor.close()
+            raw = await _fetched(pooled, cursor)
         else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
             raw = await driver.execute_fetchall(sql, args)  # sync: raw = _fetch(driver, sql, args)
         if observed:
@@ -144,17 +133,101 @@ async def _execute(
         await raise_translated(connection, sql, args, exc)
 
 
+def _observed(sync: Connection) -> bool:
+    """Whether statement listeners are registered (the flags SQLAlchemy's own execution
+    checks before it looks at any listener)."""
+    if not (sync._has_events or sync.engine._has_events):
+        return False
+    dispatch = sync.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+
+async def _fetched(pooled: Any, cursor: psycopg.AsyncCursor[Any]) -> list[Any]:
+    """The rows of the statement ``cursor`` ran, then its result dropped (libpq's copy
+    of the rows, a large payload's included) so a pooled connection does not hold it
+    until its next statement."""
+    result = cursor.pgresult  # (cursor.description would build column objects)
+    raw = await cursor.fetchall() if result and result.status == _TUPLES_OK else []
+    reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
+    if reset is not None:
+        reset()
+    else:
+        pooled.info.pop(_CURSOR, None)
+        await cursor.close()
+    return raw
+
+
+async def run_entering(
+    connection: AsyncConnection,
+    begin: str,
+    entry: tuple[str, Any],
+    statement: Statement,
+    params: Mapping[str, Any],
+) -> tuple[Any, list[Row] | PersistenceError]:
+    """``begin`` (``BEGIN ...``), the tenant entry (``entry``: its SQL and arguments) and
+    ``statement`` in one round trip, as one libpq pipeline (PostgreSQL only).
+
+    Returns the entry's result (its row as text, for ``persistence._enter.EntryRow``)
+    and the statement's rows, or the error the statement raised, translated, for the
+    caller to raise once it has read the entry: a statement sent for a tenant that was
+    suspended since fails on row-level security, and the entry says why. Raises the
+    translated error when the entry did not run (a dead connection).
+
+    The driver connection is switched to autocommit (psycopg would send a ``BEGIN`` of
+    its own and wait for it); the transaction is ``begin``'s, explicit, so nothing
+    commits before the unit of work's ``COMMIT``. The pool's checkin switches it back.
+    """
+    sync = sync_of(connection)
+    if sync.invalidated:
+        raise DatabaseUnavailableError(_LOST)
+    pooled = sync.connection
+    driver: Any = pooled.driver_connection
+    compiled, args = arguments(statement, sync.dialect, params)
+    head, cursor = _cursor(pooled, driver, _ENTRY_CURSOR), _cursor(pooled, driver)
+    observed, before, failed = _observed(sync), head.pgresult, None
+    try:
+        if not driver.autocommit:
+            await driver.set_autocommit(True)
+        if observed:
+            context = _Context()
+            sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
+        async with driver.pipeline():
+            await head.execute(begin)
+            await head.execute(entry[0], entry[1], prepare=True)
+            await cursor.execute(compiled.sql, args, prepare=True, binary=compiled.binary)
+    except psycopg.Error as exc:
+        failed = exc
+    entered = head.pgresult
+    if entered is None or entered is before or entered.status != _TUPLES_OK:
+        await raise_translated(connection, entry[0], entry[1], failed or _no_entry())
+    if failed is not None:
+        try:
+            await raise_translated(connection, compiled.sql, args, failed)
+        except PersistenceError as translated:
+            return entered, translated
+    raw = await _fetched(pooled, cursor)
+    if observed:
+        sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
+    return entered, rows(compiled, raw)
+
+
+def _no_entry() -> psycopg.Error:
+    return psycopg.InterfaceError("the tenant entry returned no result")
+
+
 def _fetch(driver: Any, sql: str, args: Any) -> Any:
     """SQLite's rows for ``sql`` (the sync twin of aiosqlite's ``execute_fetchall``)."""
     return driver.execute(sql, args).fetchall()
 
 
-def _cursor(pooled: Any, driver: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
-    """The cursor kept for the pooled connection (see :func:`pooled_cursor`)."""
+def _cursor(
+    pooled: Any, driver: psycopg.AsyncConnection[Any], key: str = _CURSOR
+) -> psycopg.AsyncCursor[Any]:
+    """The cursor kept for the pooled connection under ``key`` (see :func:`pooled_cursor`)."""
     info = pooled.info
-    cursor: psycopg.AsyncCursor[Any] | None = info.get(_CURSOR)
+    cursor: psycopg.AsyncCursor[Any] | None = info.get(key)
     if cursor is None or cursor.closed:
-        cursor = info[_CURSOR] = psycopg.AsyncCursor(driver)
+        cursor = info[key] = psycopg.AsyncCursor(driver)
     return cursor
 
 

@@ -13,15 +13,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence import _begin, _engines, _enter, _role_check, _session_reset
+from persistence import _begin, _engines, _enter, _role_check
 from persistence import migrations as _migrations
+from persistence._deferred import KnownScopes
 from persistence._executor import run_one, sync_of
 from persistence.access import AccessDescriptor
 from persistence.errors import (
     ConfigurationError,
     InvalidInputError,
-    NotFoundError,
-    TenantSuspendedError,
     translate_errors,
 )
 from persistence.migrations import on_owner
@@ -77,6 +76,8 @@ class Database:
         self._access_scope: tuple[str, str] | None = None
         self._redis: Redis | None = None
         self._leases: LeaseBackend | None = None
+        # Scopes entered before, whose units of work defer their entry (PostgreSQL).
+        self._known_scopes = KnownScopes()
 
     @classmethod
     def from_url(
@@ -330,7 +331,6 @@ class Database:
             _VALID_SCOPES.add(scope)  # a process enters the same few scopes again and again
         connection = tx.connection
         if self.dialect == "postgresql":
-            _session_reset.mark_clean(sync_of(connection))  # until uow.session is handed out
             if not self.settings.allow_rls_bypass:
                 _role_check.require_rls(connection)
             m: Mapping[Any, Any] | None = _begin.enter(
@@ -343,13 +343,7 @@ class Database:
             if read_only:  # undone when the connection goes back to the pool
                 sync_of(connection).connection.info[_engines.QUERY_ONLY] = True
                 connection.execute(text("PRAGMA query_only = ON"))
-        if m is None:
-            raise NotFoundError(f"tenant {tenant!r} does not exist")
-        if m["tenant_status"] != "active":
-            raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
-        if m["workspace_id"] is None:
-            raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
-        return m
+        return _enter.require_entered(m, tenant, workspace)
 
 
 _VALID_SCOPES: set[tuple[str, str]] = set()

@@ -12,16 +12,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from persistence import _begin_async, _engines, _enter, _role_check, _session_reset
+from persistence import _begin_async, _engines, _enter, _role_check
 from persistence import migrations as _migrations
 from persistence._aio import drain, on_owner  # sync: from persistence.migrations import on_owner
+from persistence._deferred_async import KnownScopes
 from persistence._executor_async import run_one, sync_of
 from persistence.access import AccessDescriptor
 from persistence.errors import (
     ConfigurationError,
     InvalidInputError,
-    NotFoundError,
-    TenantSuspendedError,
     translate_errors,
 )
 from persistence.settings import Settings, mask_url
@@ -76,6 +75,8 @@ class AsyncDatabase:
         self._access_scope: tuple[str, str] | None = None
         self._redis: Redis | None = None
         self._leases: AsyncLeaseBackend | None = None
+        # Scopes entered before, whose units of work defer their entry (PostgreSQL).
+        self._known_scopes = KnownScopes()
 
     @classmethod
     def from_url(
@@ -332,7 +333,6 @@ class AsyncDatabase:
             _VALID_SCOPES.add(scope)  # a process enters the same few scopes again and again
         connection = tx.connection
         if self.dialect == "postgresql":
-            _session_reset.mark_clean(sync_of(connection))  # until uow.session is handed out
             if not self.settings.allow_rls_bypass:
                 await _role_check.require_rls_async(connection)
             m: Mapping[Any, Any] | None = await _begin_async.enter(
@@ -345,13 +345,7 @@ class AsyncDatabase:
             if read_only:  # undone when the connection goes back to the pool
                 sync_of(connection).connection.info[_engines.QUERY_ONLY] = True
                 await connection.execute(text("PRAGMA query_only = ON"))
-        if m is None:
-            raise NotFoundError(f"tenant {tenant!r} does not exist")
-        if m["tenant_status"] != "active":
-            raise TenantSuspendedError(f"tenant {tenant!r} is suspended")
-        if m["workspace_id"] is None:
-            raise NotFoundError(f"workspace {workspace!r} does not exist in tenant {tenant!r}")
-        return m
+        return _enter.require_entered(m, tenant, workspace)
 
 
 _VALID_SCOPES: set[tuple[str, str]] = set()

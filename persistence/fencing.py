@@ -9,11 +9,6 @@ writes nothing. Correctness rests on the database, not on the lock service.
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import Connection
-
-from persistence._executor import run_one, run_scalar
 from persistence._fences import FLOOR, RECORD, Fenced, FenceToken, as_fence_token
 from persistence.errors import InvalidInputError, StaleFenceError
 from persistence.models.base import utcnow
@@ -41,14 +36,15 @@ def check_fence(scope: Scope, fence: object | None) -> None:
         "holder": token.holder,
         "now": utcnow(),
     }
-    if run_one(scope.connection, RECORD, params) is None:
+    if scope.run_one(RECORD, params) is None:
         raise StaleFenceError(
             f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
             "written; nothing was written"
         )
 
 
-def fence_floor(connection: Connection, tenant_id: uuid.UUID, name: str) -> int:
-    """The highest fence the database knows for ``name`` (written or issued), else 0."""
-    params = {"tenant_id": tenant_id, "name": name}
-    return int(run_scalar(connection, FLOOR, params))
+def fence_floor(scope: Scope, name: str) -> int:
+    """The highest fence the database knows for ``name`` (written or issued) in the
+    tenant of ``scope``, else 0."""
+    params = {"tenant_id": scope.tenant_id, "name": name}
+    return int(scope.run_scalar(FLOOR, params))

@@ -8,11 +8,6 @@ writes nothing. Correctness rests on the database, not on the lock service.
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from persistence._executor_async import run_one, run_scalar
 from persistence._fences import FLOOR, RECORD, Fenced, FenceToken, as_fence_token
 from persistence.errors import InvalidInputError, StaleFenceError
 from persistence.models.base import utcnow
@@ -40,14 +35,15 @@ async def check_fence(scope: AsyncScope, fence: object | None) -> None:
         "holder": token.holder,
         "now": utcnow(),
     }
-    if await run_one(scope.connection, RECORD, params) is None:
+    if await scope.run_one(RECORD, params) is None:
         raise StaleFenceError(
             f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
             "written; nothing was written"
         )
 
 
-async def fence_floor(connection: AsyncConnection, tenant_id: uuid.UUID, name: str) -> int:
-    """The highest fence the database knows for ``name`` (written or issued), else 0."""
-    params = {"tenant_id": tenant_id, "name": name}
-    return int(await run_scalar(connection, FLOOR, params))
+async def fence_floor(scope: AsyncScope, name: str) -> int:
+    """The highest fence the database knows for ``name`` (written or issued) in the
+    tenant of ``scope``, else 0."""
+    params = {"tenant_id": scope.tenant_id, "name": name}
+    return int(await scope.run_scalar(FLOOR, params))

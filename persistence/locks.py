@@ -308,7 +308,7 @@ class RedisLeaseBackend:
 
         with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
-            floor = fence_floor(uow.scope.connection, tenant_id, name)
+            floor = fence_floor(uow.scope, name)
         try:
             script = self._script(_ACQUIRE)
             fence = script(

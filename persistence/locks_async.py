@@ -336,7 +336,7 @@ class AsyncRedisLeaseBackend:
 
         async with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
-            floor = await fence_floor(uow.scope.connection, tenant_id, name)
+            floor = await fence_floor(uow.scope, name)
         try:
             script = self._script(_ACQUIRE)
             fence = await script(

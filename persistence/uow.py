@@ -16,8 +16,10 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from persistence._begin import begin, checkout, enter_admin, reraise_translated
+from persistence._compiled import Row, Statement
+from persistence._deferred import Deferred, enter_now, first_statement, make_ready
 from persistence._enter import entry_ids, tenant_record, workspace_record
-from persistence._executor import driver_of, raise_translated, simple_query, sync_of
+from persistence._executor import driver_of, raise_translated, run, simple_query, sync_of
 from persistence._session_reset import DIRTY, mark_clean, mark_dirty
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
@@ -71,7 +73,11 @@ class _Transaction:
         self.connection = connection
         self._session = session
         self._on_driver = on_driver
-        self._warm = warm
+        self.warm = warm
+        # The tenant entry, while it waits for the first statement (persistence._deferred),
+        # and the entry row (as the unit of work last knows it).
+        self.pending: Deferred | None = None
+        self.entry: Mapping[Any, Any] | None = None
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
@@ -93,8 +99,26 @@ class _Transaction:
     @property
     def session(self) -> Session:
         if self._session is None:
-            self._session = Session(bind=self.connection, expire_on_commit=False, autoflush=False)
+            self._session = _session_for(self)
         return self._session
+
+    @property
+    def has_session(self) -> bool:
+        """Whether the ORM session was handed out (SQL of the caller's own)."""
+        return self._session is not None
+
+    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``statement`` in this transaction (the first one carries the entry)."""
+        pending = self.pending
+        if pending is None:
+            return run(self.connection, statement, params)
+        return first_statement(self, pending, statement, params)
+
+    def connected(self) -> Connection:
+        """The transaction's connection, its entry sent."""
+        if self.pending is not None:
+            enter_now(self, self.pending)
+        return self.connection
 
     def on_commit(self, fn: Callback) -> None:
         """Run ``fn`` after the root transaction commits; never if it rolls back."""
@@ -103,6 +127,7 @@ class _Transaction:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside rolls back only this block."""
+        self.connected()
         nested = self.session.begin_nested()
         # The session emits SAVEPOINT lazily, on its first statement; statements on the
         # driver connection (the fast paths) do not go through it, so emit it now.
@@ -146,7 +171,7 @@ class _Transaction:
     def _park(self) -> bool:
         """Keep the connection warm for the next unit of work (``persistence._warm``) if
         it is as the pool's checkin would leave it: no transaction, no session state."""
-        warm, connection = self._warm, self.connection
+        warm, connection = self.warm, self.connection
         if warm is None or self._session is not None or connection.invalidated:
             return False
         sync = sync_of(connection)
@@ -170,6 +195,8 @@ class _Transaction:
         the block (a COMMIT would silently roll back, and callbacks would run for nothing)."""
         if not self._on_driver:
             return
+        if self.pending is not None and self.pending.failure is not None:
+            raise self.pending.failure
         if self.connection.invalidated:
             raise DatabaseUnavailableError(
                 "the unit of work lost its database connection: nothing was committed"
@@ -196,6 +223,27 @@ class _Transaction:
             raise_translated(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
 
 
+class _EnteringSession(Session):
+    """The ORM session of a PostgreSQL tenant unit of work: bound to its transaction's
+    connection, once the tenant entry is sent (``persistence._deferred``: a session's
+    first statement sends it first, on a live connection)."""
+
+    def __init__(self, *, transaction: _Transaction, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._unit_tx = transaction
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Connection:
+        tx = self._unit_tx
+        if tx.pending is not None:  # (inside SQLAlchemy's greenlet, on asyncio)
+            enter_now(tx, tx.pending)
+        return sync_of(tx.connection)
+
+
+def _session_for(tx: _Transaction) -> Session:
+    options: dict[str, Any] = {"transaction": tx, "expire_on_commit": False, "autoflush": False}
+    return _EnteringSession(**options)
+
+
 class UnitOfWork:
     """One transaction bound to one tenant and workspace.
 
@@ -216,7 +264,14 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         db = self._db
-        tx, entry = begin(self._open, self._enter, url=db.settings.url_label, engine=db.engine)
+        known = db._known_scopes.get(self._tenant_slug, self._workspace_slug)
+        if known is not None:
+            tx, entry = self._defer(known), known
+        else:
+            tx, entry = begin(self._open, self._enter, url=db.settings.url_label, engine=db.engine)
+            if db.dialect == "postgresql":
+                db._known_scopes.remember(self._tenant_slug, self._workspace_slug, entry)
+        tx.entry = entry
         self._tx = tx
         self._entry, self._tenant, self._workspace = entry, None, None
         tenant_id, workspace_id = entry_ids(entry)
@@ -238,7 +293,22 @@ class UnitOfWork:
             return _Transaction.on_connection(checkout(engine, warm), warm)
         return _Transaction.on_session(self._db._runtime_sessions())
 
+    def _defer(self, known: Mapping[Any, Any]) -> _Transaction:
+        """A transaction on a connection of the pool whose entry waits for its first
+        statement (``persistence._deferred``): nothing is sent yet."""
+        db = self._db
+        tx, _ = begin(self._open, self._ready, url=db.settings.url_label, engine=db.engine)
+        tx.pending = Deferred(
+            db, self._tenant_slug, self._workspace_slug, known, read_only=self.read_only
+        )
+        return tx
+
+    def _ready(self, tx: _Transaction) -> None:
+        make_ready(tx.connection, self._db)
+
     def _enter(self, tx: _Transaction) -> Mapping[Any, Any]:
+        if self._db.dialect == "postgresql":
+            mark_clean(sync_of(tx.connection))  # until uow.session is handed out
         return self._db._enter_scope(
             tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
         )
@@ -250,6 +320,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         tx, self._tx = self._require(), None
+        self._entry = tx.entry
         self._repos.clear()
         failed = exc_type is not None
         tx.finish(failed)
@@ -257,19 +328,24 @@ class UnitOfWork:
 
     @property
     def tenant(self) -> TenantRecord:
-        """The tenant this unit of work is bound to (as it was when it began)."""
+        """The tenant this unit of work is bound to, as its entry read it (before its
+        first statement, as this process last entered it: ``persistence._deferred``)."""
+        entry = self._entered()
         if self._tenant is None:
-            self._tenant = tenant_record(self._entered())
+            self._tenant = tenant_record(entry)
         return self._tenant
 
     @property
     def workspace(self) -> WorkspaceRecord:
-        """The workspace this unit of work is bound to (as it was when it began)."""
+        """The workspace this unit of work is bound to, as its entry read it."""
+        entry = self._entered()
         if self._workspace is None:
-            self._workspace = workspace_record(self._entered())
+            self._workspace = workspace_record(entry)
         return self._workspace
 
     def _entered(self) -> Mapping[Any, Any]:
+        if self._tx is not None and self._tx.entry is not self._entry:  # (sent since)
+            self._entry, self._tenant, self._workspace = self._tx.entry, None, None
         if self._entry is None:
             raise PersistenceError("the unit of work has not begun: use it in a `with` block")
         return self._entry

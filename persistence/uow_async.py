@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any, Self
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session  # sync:
+from sqlalchemy.util import await_only  # sync:
 
 from persistence._aio import shielded  # sync:
 from persistence._begin_async import begin, checkout, enter_admin, reraise_translated
+from persistence._compiled import Row, Statement
+from persistence._deferred_async import Deferred, enter_now, first_statement, make_ready
 from persistence._enter import entry_ids, tenant_record, workspace_record
-from persistence._executor_async import driver_of, raise_translated, simple_query, sync_of
+from persistence._executor_async import driver_of, raise_translated, run, simple_query, sync_of
 from persistence._session_reset import DIRTY, mark_clean, mark_dirty
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
@@ -71,7 +76,11 @@ class _AsyncTransaction:
         self.connection = connection
         self._session = session
         self._on_driver = on_driver
-        self._warm = warm
+        self.warm = warm
+        # The tenant entry, while it waits for the first statement (persistence._deferred),
+        # and the entry row (as the unit of work last knows it).
+        self.pending: Deferred | None = None
+        self.entry: Mapping[Any, Any] | None = None
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
@@ -93,10 +102,26 @@ class _AsyncTransaction:
     @property
     def session(self) -> AsyncSession:
         if self._session is None:
-            self._session = AsyncSession(
-                bind=self.connection, expire_on_commit=False, autoflush=False
-            )
+            self._session = _session_for(self)
         return self._session
+
+    @property
+    def has_session(self) -> bool:
+        """Whether the ORM session was handed out (SQL of the caller's own)."""
+        return self._session is not None
+
+    async def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``statement`` in this transaction (the first one carries the entry)."""
+        pending = self.pending
+        if pending is None:
+            return await run(self.connection, statement, params)
+        return await first_statement(self, pending, statement, params)
+
+    async def connected(self) -> AsyncConnection:
+        """The transaction's connection, its entry sent."""
+        if self.pending is not None:
+            await enter_now(self, self.pending)
+        return self.connection
 
     def on_commit(self, fn: Callback) -> None:
         """Run ``fn`` after the root transaction commits; never if it rolls back."""
@@ -105,6 +130,7 @@ class _AsyncTransaction:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A nested transaction: an exception inside rolls back only this block."""
+        await self.connected()
         nested = await self.session.begin_nested()
         # The session emits SAVEPOINT lazily, on its first statement; statements on the
         # driver connection (the fast paths) do not go through it, so emit it now.
@@ -148,7 +174,7 @@ class _AsyncTransaction:
     def _park(self) -> bool:
         """Keep the connection warm for the next unit of work (``persistence._warm``) if
         it is as the pool's checkin would leave it: no transaction, no session state."""
-        warm, connection = self._warm, self.connection
+        warm, connection = self.warm, self.connection
         if warm is None or self._session is not None or connection.invalidated:
             return False
         sync = sync_of(connection)
@@ -174,6 +200,8 @@ class _AsyncTransaction:
         the block (a COMMIT would silently roll back, and callbacks would run for nothing)."""
         if not self._on_driver:
             return
+        if self.pending is not None and self.pending.failure is not None:
+            raise self.pending.failure
         if self.connection.invalidated:
             raise DatabaseUnavailableError(
                 "the unit of work lost its database connection: nothing was committed"
@@ -200,6 +228,28 @@ class _AsyncTransaction:
             await raise_translated(connection, "COMMIT" if commit else "ROLLBACK", (), exc)
 
 
+class _EnteringSession(Session):
+    """The ORM session of a PostgreSQL tenant unit of work: bound to its transaction's
+    connection, once the tenant entry is sent (``persistence._deferred``: a session's
+    first statement sends it first, on a live connection)."""
+
+    def __init__(self, *, transaction: _AsyncTransaction, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._unit_tx = transaction
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Connection:
+        tx = self._unit_tx
+        if tx.pending is not None:  # (inside SQLAlchemy's greenlet, on asyncio)
+            await_only(enter_now(tx, tx.pending))  # sync: enter_now(tx, tx.pending)
+        return sync_of(tx.connection)
+
+
+def _session_for(tx: _AsyncTransaction) -> AsyncSession:
+    options: dict[str, Any] = {"transaction": tx, "expire_on_commit": False, "autoflush": False}
+    options["sync_session_class"] = _EnteringSession  # sync:
+    return AsyncSession(**options)  # sync: return _EnteringSession(**options)
+
+
 class AsyncUnitOfWork:
     """One transaction bound to one tenant and workspace.
 
@@ -220,9 +270,16 @@ class AsyncUnitOfWork:
 
     async def __aenter__(self) -> Self:
         db = self._db
-        tx, entry = await begin(
-            self._open, self._enter, url=db.settings.url_label, engine=db.engine
-        )
+        known = db._known_scopes.get(self._tenant_slug, self._workspace_slug)
+        if known is not None:
+            tx, entry = await self._defer(known), known
+        else:
+            tx, entry = await begin(
+                self._open, self._enter, url=db.settings.url_label, engine=db.engine
+            )
+            if db.dialect == "postgresql":
+                db._known_scopes.remember(self._tenant_slug, self._workspace_slug, entry)
+        tx.entry = entry
         self._tx = tx
         self._entry, self._tenant, self._workspace = entry, None, None
         tenant_id, workspace_id = entry_ids(entry)
@@ -244,7 +301,22 @@ class AsyncUnitOfWork:
             return _AsyncTransaction.on_connection(await checkout(engine, warm), warm)
         return await _AsyncTransaction.on_session(self._db._runtime_sessions())
 
+    async def _defer(self, known: Mapping[Any, Any]) -> _AsyncTransaction:
+        """A transaction on a connection of the pool whose entry waits for its first
+        statement (``persistence._deferred``): nothing is sent yet."""
+        db = self._db
+        tx, _ = await begin(self._open, self._ready, url=db.settings.url_label, engine=db.engine)
+        tx.pending = Deferred(
+            db, self._tenant_slug, self._workspace_slug, known, read_only=self.read_only
+        )
+        return tx
+
+    async def _ready(self, tx: _AsyncTransaction) -> None:
+        await make_ready(tx.connection, self._db)
+
     async def _enter(self, tx: _AsyncTransaction) -> Mapping[Any, Any]:
+        if self._db.dialect == "postgresql":
+            mark_clean(sync_of(tx.connection))  # until uow.session is handed out
         return await self._db._enter_scope(
             tx, self._tenant_slug, self._workspace_slug, read_only=self.read_only
         )
@@ -256,6 +328,7 @@ class AsyncUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         tx, self._tx = self._require(), None
+        self._entry = tx.entry
         self._repos.clear()
         failed = exc_type is not None
         await shielded(tx.finish(failed))  # sync: tx.finish(failed)
@@ -263,19 +336,24 @@ class AsyncUnitOfWork:
 
     @property
     def tenant(self) -> TenantRecord:
-        """The tenant this unit of work is bound to (as it was when it began)."""
+        """The tenant this unit of work is bound to, as its entry read it (before its
+        first statement, as this process last entered it: ``persistence._deferred``)."""
+        entry = self._entered()
         if self._tenant is None:
-            self._tenant = tenant_record(self._entered())
+            self._tenant = tenant_record(entry)
         return self._tenant
 
     @property
     def workspace(self) -> WorkspaceRecord:
-        """The workspace this unit of work is bound to (as it was when it began)."""
+        """The workspace this unit of work is bound to, as its entry read it."""
+        entry = self._entered()
         if self._workspace is None:
-            self._workspace = workspace_record(self._entered())
+            self._workspace = workspace_record(entry)
         return self._workspace
 
     def _entered(self) -> Mapping[Any, Any]:
+        if self._tx is not None and self._tx.entry is not self._entry:  # (sent since)
+            self._entry, self._tenant, self._workspace = self._tx.entry, None, None
         if self._entry is None:
             raise PersistenceError("the unit of work has not begun: use it in a `with` block")
         return self._entry

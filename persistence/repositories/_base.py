@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from persistence._executor import sync_of
+from persistence._compiled import Row, Statement
+from persistence._executor import execute, sync_of
 from persistence._session_reset import mark_dirty
-from persistence.errors import ReadOnlyError
+from persistence.errors import PersistenceError, ReadOnlyError
 from persistence.settings import Settings
 
 __all__ = ["Scope"]
@@ -24,6 +25,13 @@ class _Transaction(Protocol):
     def session(self) -> Session: ...
 
     connection: Connection
+
+    @property
+    def pending(self) -> object | None: ...
+
+    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]: ...
+
+    def connected(self) -> Connection: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +61,38 @@ class Scope:
 
     @property
     def connection(self) -> Connection:
-        """The transaction's connection."""
-        return self.transaction.connection
+        """The transaction's connection, for code that has sent a statement already:
+        before the first, ``await scope.connected()`` (it sends the tenant entry)."""
+        transaction = self.transaction
+        if transaction.pending is not None:
+            raise PersistenceError(
+                "the unit of work has not sent its tenant entry yet: use "
+                "`await scope.connected()` (or scope.run / scope.execute) for the first statement"
+            )
+        return transaction.connection
+
+    def connected(self) -> Connection:
+        """The transaction's connection, the tenant entry sent (``persistence._deferred``)."""
+        return self.transaction.connected()
+
+    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``statement`` (``persistence._executor.run``) in this transaction; the
+        first statement of a unit of work carries its ``BEGIN`` and tenant entry."""
+        return self.transaction.run(statement, params)
+
+    def run_one(self, statement: Statement, params: Mapping[str, Any]) -> Row:
+        """The first row of :meth:`run`, or ``None``."""
+        found = self.transaction.run(statement, params)
+        return found[0] if found else None
+
+    def run_scalar(self, statement: Statement, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row of :meth:`run`, or ``None``."""
+        found = self.transaction.run(statement, params)
+        return found[0][0] if found else None
+
+    def execute(self, clause: Any, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """A statement built per call (``persistence._executor.execute``)."""
+        return execute(self.transaction.connected(), clause, params)
 
     @property
     def is_postgres(self) -> bool:

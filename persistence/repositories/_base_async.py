@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from persistence._executor_async import sync_of
+from persistence._compiled import Row, Statement
+from persistence._executor_async import execute, sync_of
 from persistence._session_reset import mark_dirty
-from persistence.errors import ReadOnlyError
+from persistence.errors import PersistenceError, ReadOnlyError
 from persistence.settings import Settings
 
 __all__ = ["AsyncScope"]
@@ -22,6 +23,13 @@ class _Transaction(Protocol):
     def session(self) -> AsyncSession: ...
 
     connection: AsyncConnection
+
+    @property
+    def pending(self) -> object | None: ...
+
+    async def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]: ...
+
+    async def connected(self) -> AsyncConnection: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +59,38 @@ class AsyncScope:
 
     @property
     def connection(self) -> AsyncConnection:
-        """The transaction's connection."""
-        return self.transaction.connection
+        """The transaction's connection, for code that has sent a statement already:
+        before the first, ``await scope.connected()`` (it sends the tenant entry)."""
+        transaction = self.transaction
+        if transaction.pending is not None:
+            raise PersistenceError(
+                "the unit of work has not sent its tenant entry yet: use "
+                "`await scope.connected()` (or scope.run / scope.execute) for the first statement"
+            )
+        return transaction.connection
+
+    async def connected(self) -> AsyncConnection:
+        """The transaction's connection, the tenant entry sent (``persistence._deferred``)."""
+        return await self.transaction.connected()
+
+    async def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``statement`` (``persistence._executor.run``) in this transaction; the
+        first statement of a unit of work carries its ``BEGIN`` and tenant entry."""
+        return await self.transaction.run(statement, params)
+
+    async def run_one(self, statement: Statement, params: Mapping[str, Any]) -> Row:
+        """The first row of :meth:`run`, or ``None``."""
+        found = await self.transaction.run(statement, params)
+        return found[0] if found else None
+
+    async def run_scalar(self, statement: Statement, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row of :meth:`run`, or ``None``."""
+        found = await self.transaction.run(statement, params)
+        return found[0][0] if found else None
+
+    async def execute(self, clause: Any, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """A statement built per call (``persistence._executor.execute``)."""
+        return await execute(await self.transaction.connected(), clause, params)
 
     @property
     def is_postgres(self) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.engine import Row
 
 from persistence import codecs
-from persistence._executor import Statement, execute, run_one
+from persistence._executor import Statement
 from persistence.errors import InvalidTypeError, NotFoundError
 from persistence.models.base import utcnow
 from persistence.models.runs import Run, RunValue, Worker
@@ -50,7 +50,7 @@ class RunBase:
 
     def _exec(self, statement: Any) -> _Rows:
         """Run a statement built per call (errors translated); its rows."""
-        return _Rows(execute(self._scope.connection, statement))
+        return _Rows(self._scope.execute(statement))
 
     def _first(self, statement: Any) -> Any:
         """The first row of a statement built per call, or None."""
@@ -59,7 +59,7 @@ class RunBase:
 
     def _run(self, statement: Statement, params: dict[str, Any]) -> Any:
         """The first row of a prebuilt statement (:mod:`._run_statements`), or None."""
-        return run_one(self._scope.connection, statement, params)
+        return self._scope.run_one(statement, params)
 
     def _insert(self, model: Any) -> Any:
         return upsert(model)

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, literal, select
 from sqlalchemy.engine import Row
 
 from persistence import codecs
-from persistence._executor_async import Statement, execute, run_one
+from persistence._executor_async import Statement
 from persistence.errors import InvalidTypeError, NotFoundError
 from persistence.models.base import utcnow
 from persistence.models.runs import Run, RunValue, Worker
@@ -49,7 +49,7 @@ class AsyncRunBase:
 
     async def _exec(self, statement: Any) -> _Rows:
         """Run a statement built per call (errors translated); its rows."""
-        return _Rows(await execute(self._scope.connection, statement))
+        return _Rows(await self._scope.execute(statement))
 
     async def _first(self, statement: Any) -> Any:
         """The first row of a statement built per call, or None."""
@@ -58,7 +58,7 @@ class AsyncRunBase:
 
     async def _run(self, statement: Statement, params: dict[str, Any]) -> Any:
         """The first row of a prebuilt statement (:mod:`._run_statements`), or None."""
-        return await run_one(self._scope.connection, statement, params)
+        return await self._scope.run_one(statement, params)
 
     def _insert(self, model: Any) -> Any:
         return upsert(model)

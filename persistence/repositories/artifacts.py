@@ -13,7 +13,7 @@ import psycopg
 from sqlalchemy import and_, delete, func, select
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence._executor import driver_of, execute, raise_translated, run, run_one
+from persistence._executor import driver_of, execute, raise_translated, run
 from persistence.codecs import (
     Encoded,
     checksum,
@@ -160,15 +160,15 @@ class ArtifactRepository:
     def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
         """Insert or replace the row; its ``created_at`` (the first save's)."""
         params = dict(values, **self._key(name), created_at=created_at)
-        connection = self._scope.connection
         if self._scope.is_postgres:
-            saved = run(connection, SAVE, params)
+            saved = self._scope.run(SAVE, params)
             return cast(datetime, saved[0].created_at)
         payload: bytes = params.pop("payload")
         reserve = dict(params, payload_size=len(payload))
         if not payload:
-            saved = run(connection, SAVE_RESERVING, reserve)
+            saved = self._scope.run(SAVE_RESERVING, reserve)
             return cast(datetime, saved[0].created_at)
+        connection = self._scope.connected()
         # The row (its checksum) and the bytes streamed into it stand or fall together: a
         # stream that fails halfway must not leave a zero-filled payload to be committed.
         with connection.begin_nested():
@@ -196,7 +196,7 @@ class ArtifactRepository:
         validate_artifact_name(name)
         if self._scope.is_postgres:
             return self._payload_row_binary(name)
-        row = run_one(self._scope.connection, LOAD_BLOB, self._key(name))
+        row = self._scope.run_one(LOAD_BLOB, self._key(name))
         if row is None:
             raise NotFoundError(f"artifact {name!r} does not exist")
         payload = self._on_sqlite(lambda driver: _read_blob(driver, row.rowid))
@@ -205,7 +205,7 @@ class ArtifactRepository:
     def _payload_row_binary(self, name: str) -> Any:
         # A small payload comes with the first, prepared read; a larger one in chunks.
         for _attempt in range(3):
-            row = run_one(self._scope.connection, LOAD, self._key(name))
+            row = self._scope.run_one(LOAD, self._key(name))
             if row is None:
                 raise NotFoundError(f"artifact {name!r} does not exist")
             kind, codec, digest, stored_size, payload = row
@@ -219,7 +219,7 @@ class ArtifactRepository:
     def _read_chunks(self, name: str, codec: str, digest: str, stored_size: int) -> bytes | None:
         """The payload in binary format, in chunks (see ``CHUNK``); None when it was
         replaced meanwhile."""
-        connection = self._scope.connection
+        connection = self._scope.connected()
         sql = CHUNK.sql(connection.dialect)
         key = dict(self._key(name), checksum=digest, codec=codec, stored_size=stored_size)
         driver: psycopg.Connection[Any] = self._driver()
@@ -264,7 +264,7 @@ class ArtifactRepository:
         """Metadata only (no data). Raises NotFoundError."""
         validate_artifact_name(name)
         rows = execute(
-            self._scope.connection,
+            self._scope.connected(),
             select(*META_COLUMNS).where(self._mine(), Artifact.name == name),
         )
         row = rows[0] if rows else None
@@ -275,7 +275,7 @@ class ArtifactRepository:
     def exists(self, name: str) -> bool:
         validate_artifact_name(name)
         stmt = select(Artifact.name).where(self._mine(), Artifact.name == name)
-        return bool(execute(self._scope.connection, stmt))
+        return bool(self._scope.execute(stmt))
 
     def list(
         self, prefix: str | None = None, *, limit: int = 100, cursor: str | None = None
@@ -289,7 +289,7 @@ class ArtifactRepository:
             stmt = stmt.where(func.substr(Artifact.name, 1, len(prefix)) == prefix)
         if cursor is not None:
             stmt = stmt.where(Artifact.name > cursor_key(cursor))
-        items = [_record(row) for row in execute(self._scope.connection, stmt)]
+        items = [_record(row) for row in self._scope.execute(stmt)]
         more = len(items) > limit
         items = items[:limit]
         return Page(items=items, next_cursor=encode_cursor(items[-1].name) if more else None)
@@ -299,7 +299,7 @@ class ArtifactRepository:
         self._scope.require_writable("delete")
         validate_artifact_name(name)
         deleted = execute(
-            self._scope.connection,
+            self._scope.connected(),
             delete(Artifact).where(self._mine(), Artifact.name == name).returning(Artifact.name),
         )
         if not deleted:

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Interval, Table, func, literal, select, update
 
-from persistence._executor import execute
 from persistence.fencing import fence_floor
 from persistence.models.base import UTCDateTime, utcnow
 from persistence.models.leases import Lease
@@ -60,7 +59,7 @@ class LeaseRepository:
         fenced write (so switching from Redis to this backend keeps fences growing).
         """
         c = _leases.c
-        floor = fence_floor(self._scope.connection, self._scope.tenant_id, name)
+        floor = fence_floor(self._scope, name)
         stmt = upsert(_leases).values(
             tenant_id=self._scope.tenant_id,
             name=name,
@@ -81,7 +80,7 @@ class LeaseRepository:
             },
             where=c.holder.is_(None) | (c.expires_at <= self._now()),
         ).returning(c.fence)
-        rows = execute(self._scope.connection, stmt)
+        rows = self._scope.execute(stmt)
         return int(rows[0].fence) if rows else None
 
     def extend(self, name: str, token: str, ttl: float) -> bool:
@@ -91,7 +90,7 @@ class LeaseRepository:
             .values(expires_at=self._later(ttl))
             .returning(_leases.c.fence)
         )
-        return bool(execute(self._scope.connection, stmt))
+        return bool(self._scope.execute(stmt))
 
     def release(self, name: str, token: str) -> bool:
         stmt = (
@@ -100,14 +99,13 @@ class LeaseRepository:
             .values(holder=None, acquired_at=None, expires_at=None)
             .returning(_leases.c.fence)
         )
-        return bool(execute(self._scope.connection, stmt))
+        return bool(self._scope.execute(stmt))
 
     def held(self) -> list[LeaseRecord]:
         """Leases held now, by name."""
         c = _leases.c
         now = utcnow()
-        rows = execute(
-            self._scope.connection,
+        rows = self._scope.execute(
             select(c.name, c.holder, c.fence, c.expires_at)
             .where(
                 c.tenant_id == self._scope.tenant_id,

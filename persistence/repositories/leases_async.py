@@ -7,7 +7,6 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Interval, Table, func, literal, select, update
 
-from persistence._executor_async import execute
 from persistence.fencing_async import fence_floor
 from persistence.models.base import UTCDateTime, utcnow
 from persistence.models.leases import Lease
@@ -59,7 +58,7 @@ class AsyncLeaseRepository:
         fenced write (so switching from Redis to this backend keeps fences growing).
         """
         c = _leases.c
-        floor = await fence_floor(self._scope.connection, self._scope.tenant_id, name)
+        floor = await fence_floor(self._scope, name)
         stmt = upsert(_leases).values(
             tenant_id=self._scope.tenant_id,
             name=name,
@@ -80,7 +79,7 @@ class AsyncLeaseRepository:
             },
             where=c.holder.is_(None) | (c.expires_at <= self._now()),
         ).returning(c.fence)
-        rows = await execute(self._scope.connection, stmt)
+        rows = await self._scope.execute(stmt)
         return int(rows[0].fence) if rows else None
 
     async def extend(self, name: str, token: str, ttl: float) -> bool:
@@ -90,7 +89,7 @@ class AsyncLeaseRepository:
             .values(expires_at=self._later(ttl))
             .returning(_leases.c.fence)
         )
-        return bool(await execute(self._scope.connection, stmt))
+        return bool(await self._scope.execute(stmt))
 
     async def release(self, name: str, token: str) -> bool:
         stmt = (
@@ -99,14 +98,13 @@ class AsyncLeaseRepository:
             .values(holder=None, acquired_at=None, expires_at=None)
             .returning(_leases.c.fence)
         )
-        return bool(await execute(self._scope.connection, stmt))
+        return bool(await self._scope.execute(stmt))
 
     async def held(self) -> list[LeaseRecord]:
         """Leases held now, by name."""
         c = _leases.c
         now = utcnow()
-        rows = await execute(
-            self._scope.connection,
+        rows = await self._scope.execute(
             select(c.name, c.holder, c.fence, c.expires_at)
             .where(
                 c.tenant_id == self._scope.tenant_id,

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, select
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence._executor import execute, run, run_one, run_scalar
 from persistence.codecs import encode
 from persistence.errors import NotFoundError
 from persistence.models.base import utcnow
@@ -50,7 +49,7 @@ class StoreRepository:
         return self._scope
 
     def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        return execute(self._scope.connection, clause, params)
+        return self._scope.execute(clause, params)
 
     # -- stores ----------------------------------------------------------------------
 
@@ -68,7 +67,7 @@ class StoreRepository:
         if name in self._known:
             return
         scope = self._scope
-        run(scope.connection, ENSURE, self._store_params(name))
+        scope.run(ENSURE, self._store_params(name))
 
     def _store_params(self, name: str) -> dict[str, Any]:
         scope = self._scope
@@ -89,7 +88,7 @@ class StoreRepository:
         every transaction is already ``BEGIN IMMEDIATE``: the same statement just makes
         sure the row exists.
         """
-        run(self._scope.connection, LOCK, self._store_params(name))
+        self._scope.run(LOCK, self._store_params(name))
         self._known.add(name)
 
     def list_stores(self, *, limit: int = 100, cursor: str | None = None) -> Page[StoreRecord]:
@@ -139,21 +138,20 @@ class StoreRepository:
 
     def get(self, name: str, key: str) -> Any:
         """The value, or MISSING."""
-        row = run_one(self._scope.connection, GET, self._params(name, key))
+        row = self._scope.run_one(GET, self._params(name, key))
         return MISSING if row is None else self._value(row)
 
     def contains(self, name: str, key: str) -> bool:
-        return run_one(self._scope.connection, CONTAINS, self._params(name, key)) is not None
+        return self._scope.run_one(CONTAINS, self._params(name, key)) is not None
 
     def count(self, name: str) -> int:
-        return int(run_scalar(self._scope.connection, COUNT, self._params(name)))
+        return int(self._scope.run_scalar(COUNT, self._params(name)))
 
     def put_many(self, name: str, items: Sequence[tuple[str, bytes]]) -> None:
         """Insert or replace ``items`` (key, raw JSON)."""
         if not items:
             return
         s = self._scope.settings
-        connection = self._scope.connection
         ensure = name not in self._known
         for key, raw in items:
             enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
@@ -161,17 +159,17 @@ class StoreRepository:
             params.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
             if ensure and self._scope.is_postgres:  # one statement (see PUT_ENSURING)
                 params["created_at"] = utcnow()
-                run(connection, PUT_ENSURING, params)
+                self._scope.run(PUT_ENSURING, params)
             else:
                 if ensure:
                     self.ensure(name)
-                run(connection, PUT, params)
+                self._scope.run(PUT, params)
             ensure = False
             self._known.add(name)
 
     def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
-        row = run_one(self._scope.connection, REMOVE, self._params(name, key))
+        row = self._scope.run_one(REMOVE, self._params(name, key))
         return MISSING if row is None else self._value(row)
 
     def remove_first(self, name: str) -> tuple[str, Any] | None:
@@ -187,7 +185,7 @@ class StoreRepository:
         return None
 
     def clear(self, name: str) -> None:
-        run(self._scope.connection, CLEAR, self._params(name))
+        self._scope.run(CLEAR, self._params(name))
 
     def keys_after(self, name: str, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` keys greater than ``after``, in code point order."""

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, select
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence._executor_async import execute, run, run_one, run_scalar
 from persistence.codecs import encode
 from persistence.errors import NotFoundError
 from persistence.models.base import utcnow
@@ -49,7 +48,7 @@ class AsyncStoreRepository:
         return self._scope
 
     async def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        return await execute(self._scope.connection, clause, params)
+        return await self._scope.execute(clause, params)
 
     # -- stores ----------------------------------------------------------------------
 
@@ -67,7 +66,7 @@ class AsyncStoreRepository:
         if name in self._known:
             return
         scope = self._scope
-        await run(scope.connection, ENSURE, self._store_params(name))
+        await scope.run(ENSURE, self._store_params(name))
 
     def _store_params(self, name: str) -> dict[str, Any]:
         scope = self._scope
@@ -88,7 +87,7 @@ class AsyncStoreRepository:
         every transaction is already ``BEGIN IMMEDIATE``: the same statement just makes
         sure the row exists.
         """
-        await run(self._scope.connection, LOCK, self._store_params(name))
+        await self._scope.run(LOCK, self._store_params(name))
         self._known.add(name)
 
     async def list_stores(
@@ -140,21 +139,20 @@ class AsyncStoreRepository:
 
     async def get(self, name: str, key: str) -> Any:
         """The value, or MISSING."""
-        row = await run_one(self._scope.connection, GET, self._params(name, key))
+        row = await self._scope.run_one(GET, self._params(name, key))
         return MISSING if row is None else self._value(row)
 
     async def contains(self, name: str, key: str) -> bool:
-        return await run_one(self._scope.connection, CONTAINS, self._params(name, key)) is not None
+        return await self._scope.run_one(CONTAINS, self._params(name, key)) is not None
 
     async def count(self, name: str) -> int:
-        return int(await run_scalar(self._scope.connection, COUNT, self._params(name)))
+        return int(await self._scope.run_scalar(COUNT, self._params(name)))
 
     async def put_many(self, name: str, items: Sequence[tuple[str, bytes]]) -> None:
         """Insert or replace ``items`` (key, raw JSON)."""
         if not items:
             return
         s = self._scope.settings
-        connection = self._scope.connection
         ensure = name not in self._known
         for key, raw in items:
             enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
@@ -162,17 +160,17 @@ class AsyncStoreRepository:
             params.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
             if ensure and self._scope.is_postgres:  # one statement (see PUT_ENSURING)
                 params["created_at"] = utcnow()
-                await run(connection, PUT_ENSURING, params)
+                await self._scope.run(PUT_ENSURING, params)
             else:
                 if ensure:
                     await self.ensure(name)
-                await run(connection, PUT, params)
+                await self._scope.run(PUT, params)
             ensure = False
             self._known.add(name)
 
     async def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
-        row = await run_one(self._scope.connection, REMOVE, self._params(name, key))
+        row = await self._scope.run_one(REMOVE, self._params(name, key))
         return MISSING if row is None else self._value(row)
 
     async def remove_first(self, name: str) -> tuple[str, Any] | None:
@@ -188,7 +186,7 @@ class AsyncStoreRepository:
         return None
 
     async def clear(self, name: str) -> None:
-        await run(self._scope.connection, CLEAR, self._params(name))
+        await self._scope.run(CLEAR, self._params(name))
 
     async def keys_after(self, name: str, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` keys greater than ``after``, in code point order."""

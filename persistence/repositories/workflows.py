@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence._executor import execute, run_one
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -58,7 +57,7 @@ class WorkflowRepository:
         self._t, self._w = scope.tenant_id, scope.workspace_id
 
     def _run(self, clause: Any) -> list[Any]:
-        return execute(self._scope.connection, clause)
+        return self._scope.execute(clause)
 
     def _mine(self, model: Any) -> Any:
         return and_(model.tenant_id == self._t, model.workspace_id == self._w)
@@ -146,7 +145,7 @@ class WorkflowRepository:
         latest = self._latest_for_update(name)
         if latest is None:
             try:
-                with self._scope.connection.begin_nested():
+                with (self._scope.connected()).begin_nested():
                     return self.create(name, source, description or "", tag_tuple or ())
             except AlreadyExistsError:  # a concurrent first save won; revise it
                 latest = self._latest_for_update(name)
@@ -176,7 +175,7 @@ class WorkflowRepository:
 
     def _latest_for_update(self, name: str) -> WorkflowRecord | None:
         params = {"t": self._t, "w": self._w, "name": name}
-        row = run_one(self._scope.connection, LATEST_FOR_UPDATE, params)
+        row = self._scope.run_one(LATEST_FOR_UPDATE, params)
         return _record(row) if row is not None else None
 
     def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
@@ -186,9 +185,9 @@ class WorkflowRepository:
             revision = count(revision, "revision", minimum=1)
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
-            row = run_one(self._scope.connection, LATEST, params)
+            row = self._scope.run_one(LATEST, params)
         else:
-            row = run_one(self._scope.connection, BY_REVISION, dict(params, revision=revision))
+            row = self._scope.run_one(BY_REVISION, dict(params, revision=revision))
         if row is None:
             which = f" revision {revision}" if revision is not None else ""
             raise NotFoundError(f"workflow {name!r}{which} does not exist")

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence._executor_async import execute, run_one
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -57,7 +56,7 @@ class AsyncWorkflowRepository:
         self._t, self._w = scope.tenant_id, scope.workspace_id
 
     async def _run(self, clause: Any) -> list[Any]:
-        return await execute(self._scope.connection, clause)
+        return await self._scope.execute(clause)
 
     def _mine(self, model: Any) -> Any:
         return and_(model.tenant_id == self._t, model.workspace_id == self._w)
@@ -145,7 +144,7 @@ class AsyncWorkflowRepository:
         latest = await self._latest_for_update(name)
         if latest is None:
             try:
-                async with self._scope.connection.begin_nested():
+                async with (await self._scope.connected()).begin_nested():
                     return await self.create(name, source, description or "", tag_tuple or ())
             except AlreadyExistsError:  # a concurrent first save won; revise it
                 latest = await self._latest_for_update(name)
@@ -175,7 +174,7 @@ class AsyncWorkflowRepository:
 
     async def _latest_for_update(self, name: str) -> WorkflowRecord | None:
         params = {"t": self._t, "w": self._w, "name": name}
-        row = await run_one(self._scope.connection, LATEST_FOR_UPDATE, params)
+        row = await self._scope.run_one(LATEST_FOR_UPDATE, params)
         return _record(row) if row is not None else None
 
     async def get(self, name: str, revision: int | None = None) -> WorkflowRecord:
@@ -185,11 +184,9 @@ class AsyncWorkflowRepository:
             revision = count(revision, "revision", minimum=1)
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
-            row = await run_one(self._scope.connection, LATEST, params)
+            row = await self._scope.run_one(LATEST, params)
         else:
-            row = await run_one(
-                self._scope.connection, BY_REVISION, dict(params, revision=revision)
-            )
+            row = await self._scope.run_one(BY_REVISION, dict(params, revision=revision))
         if row is None:
             which = f" revision {revision}" if revision is not None else ""
             raise NotFoundError(f"workflow {name!r}{which} does not exist")

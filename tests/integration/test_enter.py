@@ -29,16 +29,75 @@ def _round_trips(db: Database) -> Iterator[list[int]]:
     result.append(sum(1 for a, b in turns if (a, b) == ("F", "B")))
 
 
-def test_empty_unit_of_work_is_two_round_trips(
+def _sent(messages: list[tuple[str, str, str]]) -> list[str]:
+    """The types of the messages the client sent."""
+    return [kind for direction, kind, _ in messages if direction == "F"]
+
+
+def _trips(messages: list[tuple[str, str, str]]) -> list[list[str]]:
+    """The client's messages, grouped by round trip (each group ends where the server
+    answered)."""
+    groups: list[list[str]] = [[]]
+    previous = "B"
+    for direction, kind, body in messages:
+        if direction == "F":
+            if previous == "B" and groups[-1]:
+                groups.append([])
+            groups[-1].append(" ".join(f"{kind} {body}".split()))
+        previous = direction
+    return groups
+
+
+def test_the_first_unit_of_work_of_a_scope_enters_in_one_round_trip(
     pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
 ) -> None:
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=1) as db:
-        with db.unit_of_work(tenant):  # connect and prepare outside the count
+        with db.engine.connect():  # connect outside the count
             pass
         with _round_trips(db) as trips, db.unit_of_work(tenant):
             pass
-    assert trips == [2]  # BEGIN + persistence_enter(), then COMMIT: like BEGIN; COMMIT
+    assert trips == [2]  # BEGIN + persistence_enter() (it learns the ids), then COMMIT
+
+
+def test_a_unit_of_work_that_sends_no_statement_sends_nothing(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, pool_size=1) as db:
+        with db.unit_of_work(tenant):  # the process learns the scope
+            pass
+        with wire(db) as messages:
+            for read_only in (False, True):
+                with db.unit_of_work(tenant, read_only=read_only) as uow:
+                    assert uow.tenant.slug == tenant  # (as the process last entered it)
+                with db.unit_of_work(tenant) as uow:
+                    uow.on_commit(lambda: None)
+        assert _sent(messages) == []  # not a byte: no BEGIN, no entry, no COMMIT
+
+
+def test_a_write_sends_begin_the_entry_and_itself_in_one_round_trip(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, pool_size=1) as db:
+        for n in range(2):  # learn the scope, connect, prepare (in the pipeline too)
+            with db.unit_of_work(tenant) as uow:
+                uow.states.save("doc", {"n": n})
+        with wire(db) as messages, db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 1})
+        first, commit = _trips(messages)
+        assert [m.split()[0] for m in first] == [
+            *("Parse", "Bind", "Describe", "Execute"),  # BEGIN (unnamed)
+            *("Bind", "Describe", "Execute"),  # persistence_enter() (prepared)
+            *("Bind", "Describe", "Execute"),  # the save (prepared)
+            *("Sync", "Flush"),  # (psycopg asks for the results at once)
+        ]
+        assert "BEGIN" in first[0] and tenant in first[4]
+        assert commit == ['Query "COMMIT"']
+        with db.unit_of_work(tenant) as uow:
+            assert uow.states.load("doc").state == {"n": 1}
+            assert uow.workspace.slug == "default" and uow.tenant.status == "active"
 
 
 def test_connections_go_back_to_the_pool_without_autocommit(

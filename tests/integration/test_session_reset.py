@@ -134,7 +134,8 @@ def test_a_unit_of_work_that_left_nothing_sends_no_reset(
                 assert uow.store("s")["k"] == n
     assert _reset_count(clean) == 0
     statements = [kind for kind, _ in _sent(clean) if kind in ("Query", "Execute")]
-    assert len(statements) == 3 * 6  # BEGIN + enter, 4 statements, COMMIT: nothing added
+    # BEGIN and the entry (with the save), 4 statements, COMMIT: nothing added
+    assert len(statements) == 3 * 7
 
     with wire(db) as empty, db.unit_of_work(tenant):
         pass

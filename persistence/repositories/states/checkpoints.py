@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from persistence._executor import execute, run_one
 from persistence.codecs import Encoded, decode, decode_json
 from persistence.errors import (
     AlreadyExistsError,
@@ -68,21 +67,18 @@ class StateCheckpoints:
             payload=source.payload,
         )
         stmt = upsert(sql.CKPT).values(values)
-        created = execute(
-            self._scope.connection, stmt.on_conflict_do_nothing().returning(sql.CKPT.c.id)
-        )
+        created = self._scope.execute(stmt.on_conflict_do_nothing().returning(sql.CKPT.c.id))
         if not created:
             raise AlreadyExistsError(f"state {sid!r} already has a checkpoint named {label!r}")
         return inputs.checkpoint_record(SimpleNamespace(**values))
 
     def _source(self, sid: str, version: int | None) -> Any:
-        connection = self._scope.connection
         if version is None:
-            found = run_one(connection, sql.LOAD_LATEST, self._writer.params(sid))
+            found = self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
             if found is None:
                 raise NotFoundError(f"state {sid!r} does not exist")
             return found
-        found = run_one(connection, sql.LOAD_VERSION, self._writer.params(sid, version=version))
+        found = self._scope.run_one(sql.LOAD_VERSION, self._writer.params(sid, version=version))
         if found is None:
             raise NotFoundError(f"state {sid!r} has no version {version}")
         return found
@@ -95,13 +91,13 @@ class StateCheckpoints:
             .where(scoped(sql.CKPT), sql.CKPT.c.state_id == sid)
             .order_by(sql.CKPT.c.created_at, sql.CKPT.c.name)
         )
-        rows = execute(self._scope.connection, stmt, self._key())
+        rows = self._scope.execute(stmt, self._key())
         return [inputs.checkpoint_record(row) for row in rows]
 
     def _row(self, checkpoint_id: uuid.UUID | str) -> Any:
         cid = inputs.checkpoint_id(checkpoint_id)
         stmt = select(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == cid)
-        rows = execute(self._scope.connection, stmt, self._key())
+        rows = self._scope.execute(stmt, self._key())
         if not rows:
             raise NotFoundError(f"checkpoint {cid} does not exist")
         return rows[0]
@@ -126,4 +122,4 @@ class StateCheckpoints:
         self._scope.require_writable("delete_checkpoint")
         row = self._row(checkpoint_id)
         stmt = delete(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == row.id)
-        execute(self._scope.connection, stmt, self._key())
+        self._scope.execute(stmt, self._key())

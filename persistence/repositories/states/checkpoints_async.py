@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from persistence._executor_async import execute, run_one
 from persistence.codecs import Encoded, decode, decode_json
 from persistence.errors import (
     AlreadyExistsError,
@@ -69,22 +68,19 @@ class AsyncStateCheckpoints:
             payload=source.payload,
         )
         stmt = upsert(sql.CKPT).values(values)
-        created = await execute(
-            self._scope.connection, stmt.on_conflict_do_nothing().returning(sql.CKPT.c.id)
-        )
+        created = await self._scope.execute(stmt.on_conflict_do_nothing().returning(sql.CKPT.c.id))
         if not created:
             raise AlreadyExistsError(f"state {sid!r} already has a checkpoint named {label!r}")
         return inputs.checkpoint_record(SimpleNamespace(**values))
 
     async def _source(self, sid: str, version: int | None) -> Any:
-        connection = self._scope.connection
         if version is None:
-            found = await run_one(connection, sql.LOAD_LATEST, self._writer.params(sid))
+            found = await self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
             if found is None:
                 raise NotFoundError(f"state {sid!r} does not exist")
             return found
-        found = await run_one(
-            connection, sql.LOAD_VERSION, self._writer.params(sid, version=version)
+        found = await self._scope.run_one(
+            sql.LOAD_VERSION, self._writer.params(sid, version=version)
         )
         if found is None:
             raise NotFoundError(f"state {sid!r} has no version {version}")
@@ -98,13 +94,13 @@ class AsyncStateCheckpoints:
             .where(scoped(sql.CKPT), sql.CKPT.c.state_id == sid)
             .order_by(sql.CKPT.c.created_at, sql.CKPT.c.name)
         )
-        rows = await execute(self._scope.connection, stmt, self._key())
+        rows = await self._scope.execute(stmt, self._key())
         return [inputs.checkpoint_record(row) for row in rows]
 
     async def _row(self, checkpoint_id: uuid.UUID | str) -> Any:
         cid = inputs.checkpoint_id(checkpoint_id)
         stmt = select(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == cid)
-        rows = await execute(self._scope.connection, stmt, self._key())
+        rows = await self._scope.execute(stmt, self._key())
         if not rows:
             raise NotFoundError(f"checkpoint {cid} does not exist")
         return rows[0]
@@ -129,4 +125,4 @@ class AsyncStateCheckpoints:
         self._scope.require_writable("delete_checkpoint")
         row = await self._row(checkpoint_id)
         stmt = delete(sql.CKPT).where(scoped(sql.CKPT), sql.CKPT.c.id == row.id)
-        await execute(self._scope.connection, stmt, self._key())
+        await self._scope.execute(stmt, self._key())

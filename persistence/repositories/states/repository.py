@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
 
-from persistence._executor import execute, run_one
 from persistence.codecs import Encoded, dump_json, encode, validate_codec
 from persistence.errors import InvalidInputError, NotFoundError
 from persistence.fencing import check_fence
@@ -107,11 +106,11 @@ class StateRepository:
         """
         sid = inputs.state_id(state_id)
         if version is None:
-            row = run_one(self._scope.connection, sql.LOAD_LATEST, self._writer.params(sid))
+            row = self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
         else:
             number = inputs.count(version, "version", minimum=1)
             params = self._writer.params(sid, version=number)
-            row = run_one(self._scope.connection, sql.LOAD_VERSION, params)
+            row = self._scope.run_one(sql.LOAD_VERSION, params)
         if row is None:
             return None
         meta = inputs.version_record(row)
@@ -133,7 +132,7 @@ class StateRepository:
         )
         if after is not None:
             stmt = stmt.where(sql.VER.c.version < after[0])
-        rows = execute(self._scope.connection, stmt, self._writer.params(sid))
+        rows = self._scope.execute(stmt, self._writer.params(sid))
         return self._page(rows, limit, lambda m: (m.version,))
 
     @staticmethod
@@ -166,7 +165,7 @@ class StateRepository:
             stmt = stmt.where(func.substr(head.state_id, 1, len(prefix)) == prefix)
         if after is not None:
             stmt = stmt.where(head.state_id > after[0])
-        rows = execute(self._scope.connection, stmt, self._scope_params())
+        rows = self._scope.execute(stmt, self._scope_params())
         return self._page(rows, limit, lambda m: (m.state_id,))
 
     def search_by_tags(
@@ -212,7 +211,7 @@ class StateRepository:
             .where(scoped(sql.HEAD))
             .order_by(head.state_id)
         )
-        rows = execute(self._scope.connection, stmt, self._scope_params())
+        rows = self._scope.execute(stmt, self._scope_params())
         return self._page(rows, limit, lambda m: (m.state_id,))
 
     # -- history ------------------------------------------------------------------------
@@ -252,7 +251,7 @@ class StateRepository:
         expires_at, expected = inputs.expiry(ttl, now), self._expected(expected_version)
         keep = self._keep(max_versions)
         params = self._writer.params(sid, version=number)
-        source = run_one(self._scope.connection, sql.LOAD_VERSION, params)
+        source = self._scope.run_one(sql.LOAD_VERSION, params)
         if source is None:
             raise NotFoundError(f"state {sid!r} has no version {number}")
         meta = inputs.version_record(source)

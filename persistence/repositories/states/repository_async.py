@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
 
-from persistence._executor_async import execute, run_one
 from persistence.codecs import Encoded, dump_json, encode, validate_codec
 from persistence.errors import InvalidInputError, NotFoundError
 from persistence.fencing_async import check_fence
@@ -106,11 +105,11 @@ class AsyncStateRepository:
         """
         sid = inputs.state_id(state_id)
         if version is None:
-            row = await run_one(self._scope.connection, sql.LOAD_LATEST, self._writer.params(sid))
+            row = await self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
         else:
             number = inputs.count(version, "version", minimum=1)
             params = self._writer.params(sid, version=number)
-            row = await run_one(self._scope.connection, sql.LOAD_VERSION, params)
+            row = await self._scope.run_one(sql.LOAD_VERSION, params)
         if row is None:
             return None
         meta = inputs.version_record(row)
@@ -132,7 +131,7 @@ class AsyncStateRepository:
         )
         if after is not None:
             stmt = stmt.where(sql.VER.c.version < after[0])
-        rows = await execute(self._scope.connection, stmt, self._writer.params(sid))
+        rows = await self._scope.execute(stmt, self._writer.params(sid))
         return self._page(rows, limit, lambda m: (m.version,))
 
     @staticmethod
@@ -165,7 +164,7 @@ class AsyncStateRepository:
             stmt = stmt.where(func.substr(head.state_id, 1, len(prefix)) == prefix)
         if after is not None:
             stmt = stmt.where(head.state_id > after[0])
-        rows = await execute(self._scope.connection, stmt, self._scope_params())
+        rows = await self._scope.execute(stmt, self._scope_params())
         return self._page(rows, limit, lambda m: (m.state_id,))
 
     async def search_by_tags(
@@ -211,7 +210,7 @@ class AsyncStateRepository:
             .where(scoped(sql.HEAD))
             .order_by(head.state_id)
         )
-        rows = await execute(self._scope.connection, stmt, self._scope_params())
+        rows = await self._scope.execute(stmt, self._scope_params())
         return self._page(rows, limit, lambda m: (m.state_id,))
 
     # -- history ------------------------------------------------------------------------
@@ -251,7 +250,7 @@ class AsyncStateRepository:
         expires_at, expected = inputs.expiry(ttl, now), self._expected(expected_version)
         keep = self._keep(max_versions)
         params = self._writer.params(sid, version=number)
-        source = await run_one(self._scope.connection, sql.LOAD_VERSION, params)
+        source = await self._scope.run_one(sql.LOAD_VERSION, params)
         if source is None:
             raise NotFoundError(f"state {sid!r} has no version {number}")
         meta = inputs.version_record(source)

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import case, delete, exists, func, insert, literal, or_, select, tuple_
 
-from persistence._executor import execute
 from persistence.codecs import checksum, compress, dump_json, validate_codec
 from persistence.errors import ConflictError, InvalidInputError
 from persistence.models.base import UTCDateTime, utcnow
@@ -34,7 +33,7 @@ class StateRetention:
         self._key = {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
 
     def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        return execute(self._scope.connection, clause, self._key if params is None else params)
+        return self._scope.execute(clause, self._key if params is None else params)
 
     def _first(self, clause: Any) -> Any:
         rows = self._run(clause)

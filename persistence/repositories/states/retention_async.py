@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import case, delete, exists, func, insert, literal, or_, select, tuple_
 
-from persistence._executor_async import execute
 from persistence.codecs import checksum, compress, dump_json, validate_codec
 from persistence.errors import ConflictError, InvalidInputError
 from persistence.models.base import UTCDateTime, utcnow
@@ -33,9 +32,7 @@ class AsyncStateRetention:
         self._key = {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
 
     async def _run(self, clause: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        return await execute(
-            self._scope.connection, clause, self._key if params is None else params
-        )
+        return await self._scope.execute(clause, self._key if params is None else params)
 
     async def _first(self, clause: Any) -> Any:
         rows = await self._run(clause)

@@ -9,7 +9,6 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
-from persistence._executor import run, run_one, run_scalar
 from persistence.codecs import Encoded
 from persistence.errors import InvalidInputError, NotFoundError, VersionConflictError
 from persistence.models.base import utcnow
@@ -85,38 +84,33 @@ class StateWriter:
             # The previous history expired or was deleted: this version starts afresh.
             self.drop_history(sid, before=version)
         if keep is not None:
-            run(self._connection, sql.PRUNE, self.params(sid, skip=keep - 1))
+            self._scope.run(sql.PRUNE, self.params(sid, skip=keep - 1))
         written = SimpleNamespace(**params)  # the version's columns, by name
         return StateVersion.from_row(
             written, version=version, parent_version=parent, created_at=now, tags=tags
         )
 
-    @property
-    def _connection(self) -> Any:
-        return self._scope.connection
-
     def _insert(
         self, mode: str, params: dict[str, Any], sid: str, expected: int | None
     ) -> tuple[int, int | None]:
         """Take the next number and insert the version and its tags; the numbers."""
-        connection = self._connection
         if self._scope.is_postgres:  # one statement (see statements.SAVE)
             statement = (sql.SAVE if params["tags"] else sql.SAVE_UNTAGGED)[mode]
-            row = run_one(connection, statement, params)
+            row = self._scope.run_one(statement, params)
             if row is None:
                 self._conflict(sid, expected)
             return int(row.last_version), row.parent_version
-        row = run_one(connection, sql.ADVANCE[mode], params)
+        row = self._scope.run_one(sql.ADVANCE[mode], params)
         if row is None:
             self._conflict(sid, expected)
         params.update(last_version=row.last_version, parent_version=row.parent_version)
-        run(connection, sql.INSERT_VERSION, params)
+        self._scope.run(sql.INSERT_VERSION, params)
         if params["tags"]:
-            run(connection, sql.INSERT_TAGS, params)
+            self._scope.run(sql.INSERT_TAGS, params)
         return int(row.last_version), row.parent_version
 
     def _conflict(self, sid: str, expected: int | None) -> NoReturn:
-        actual = int(run_scalar(self._connection, sql.CURRENT, self.params(sid)) or 0)
+        actual = int(self._scope.run_scalar(sql.CURRENT, self.params(sid)) or 0)
         raise VersionConflictError(
             f"state {sid!r}: expected version {expected}, but the latest is {actual}",
             expected=expected,
@@ -126,22 +120,19 @@ class StateWriter:
     def drop_history(self, sid: str, *, before: int | None = None) -> None:
         """Delete the versions of ``sid`` (those numbered below ``before``) and its
         checkpoints."""
-        connection = self._connection
         if before is None:
-            run(connection, sql.DROP_VERSIONS, self.params(sid))
+            self._scope.run(sql.DROP_VERSIONS, self.params(sid))
         else:
-            run(connection, sql.DROP_VERSIONS_BEFORE, self.params(sid, version=before))
-        run(connection, sql.DROP_CHECKPOINTS, self.params(sid))
+            self._scope.run(sql.DROP_VERSIONS_BEFORE, self.params(sid, version=before))
+        self._scope.run(sql.DROP_CHECKPOINTS, self.params(sid))
 
     def delete_version(self, sid: str, version: int) -> None:
         """Delete one version; the one before it becomes the latest if it was the latest."""
         self._scope.require_writable("delete_version")
-        connection = self._connection
-        if not run(connection, sql.DELETE_VERSION, self.params(sid, version=version)):
+        if not self._scope.run(sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
-        newest = run_one(connection, sql.NEWEST, self.params(sid))
-        run(
-            connection,
+        newest = self._scope.run_one(sql.NEWEST, self.params(sid))
+        self._scope.run(
             sql.REPOINT_HEAD,
             self.params(
                 sid,
@@ -155,9 +146,8 @@ class StateWriter:
     def delete(self, sid: str) -> None:
         """Delete every version and checkpoint of ``sid``, keeping its counter."""
         self._scope.require_writable("delete")
-        connection = self._connection
-        latest = run_one(connection, sql.HEAD_LATEST, self.params(sid))
+        latest = self._scope.run_one(sql.HEAD_LATEST, self.params(sid))
         if latest is None or latest.latest_version is None:
             raise NotFoundError(f"state {sid!r} does not exist")
         self.drop_history(sid)
-        run(connection, sql.CLEAR_HEAD, self.params(sid))
+        self._scope.run(sql.CLEAR_HEAD, self.params(sid))

@@ -8,7 +8,6 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
-from persistence._executor_async import run, run_one, run_scalar
 from persistence.codecs import Encoded
 from persistence.errors import InvalidInputError, NotFoundError, VersionConflictError
 from persistence.models.base import utcnow
@@ -86,38 +85,33 @@ class AsyncStateWriter:
             # The previous history expired or was deleted: this version starts afresh.
             await self.drop_history(sid, before=version)
         if keep is not None:
-            await run(self._connection, sql.PRUNE, self.params(sid, skip=keep - 1))
+            await self._scope.run(sql.PRUNE, self.params(sid, skip=keep - 1))
         written = SimpleNamespace(**params)  # the version's columns, by name
         return StateVersion.from_row(
             written, version=version, parent_version=parent, created_at=now, tags=tags
         )
 
-    @property
-    def _connection(self) -> Any:
-        return self._scope.connection
-
     async def _insert(
         self, mode: str, params: dict[str, Any], sid: str, expected: int | None
     ) -> tuple[int, int | None]:
         """Take the next number and insert the version and its tags; the numbers."""
-        connection = self._connection
         if self._scope.is_postgres:  # one statement (see statements.SAVE)
             statement = (sql.SAVE if params["tags"] else sql.SAVE_UNTAGGED)[mode]
-            row = await run_one(connection, statement, params)
+            row = await self._scope.run_one(statement, params)
             if row is None:
                 await self._conflict(sid, expected)
             return int(row.last_version), row.parent_version
-        row = await run_one(connection, sql.ADVANCE[mode], params)
+        row = await self._scope.run_one(sql.ADVANCE[mode], params)
         if row is None:
             await self._conflict(sid, expected)
         params.update(last_version=row.last_version, parent_version=row.parent_version)
-        await run(connection, sql.INSERT_VERSION, params)
+        await self._scope.run(sql.INSERT_VERSION, params)
         if params["tags"]:
-            await run(connection, sql.INSERT_TAGS, params)
+            await self._scope.run(sql.INSERT_TAGS, params)
         return int(row.last_version), row.parent_version
 
     async def _conflict(self, sid: str, expected: int | None) -> NoReturn:
-        actual = int(await run_scalar(self._connection, sql.CURRENT, self.params(sid)) or 0)
+        actual = int(await self._scope.run_scalar(sql.CURRENT, self.params(sid)) or 0)
         raise VersionConflictError(
             f"state {sid!r}: expected version {expected}, but the latest is {actual}",
             expected=expected,
@@ -127,22 +121,19 @@ class AsyncStateWriter:
     async def drop_history(self, sid: str, *, before: int | None = None) -> None:
         """Delete the versions of ``sid`` (those numbered below ``before``) and its
         checkpoints."""
-        connection = self._connection
         if before is None:
-            await run(connection, sql.DROP_VERSIONS, self.params(sid))
+            await self._scope.run(sql.DROP_VERSIONS, self.params(sid))
         else:
-            await run(connection, sql.DROP_VERSIONS_BEFORE, self.params(sid, version=before))
-        await run(connection, sql.DROP_CHECKPOINTS, self.params(sid))
+            await self._scope.run(sql.DROP_VERSIONS_BEFORE, self.params(sid, version=before))
+        await self._scope.run(sql.DROP_CHECKPOINTS, self.params(sid))
 
     async def delete_version(self, sid: str, version: int) -> None:
         """Delete one version; the one before it becomes the latest if it was the latest."""
         self._scope.require_writable("delete_version")
-        connection = self._connection
-        if not await run(connection, sql.DELETE_VERSION, self.params(sid, version=version)):
+        if not await self._scope.run(sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
-        newest = await run_one(connection, sql.NEWEST, self.params(sid))
-        await run(
-            connection,
+        newest = await self._scope.run_one(sql.NEWEST, self.params(sid))
+        await self._scope.run(
             sql.REPOINT_HEAD,
             self.params(
                 sid,
@@ -156,9 +147,8 @@ class AsyncStateWriter:
     async def delete(self, sid: str) -> None:
         """Delete every version and checkpoint of ``sid``, keeping its counter."""
         self._scope.require_writable("delete")
-        connection = self._connection
-        latest = await run_one(connection, sql.HEAD_LATEST, self.params(sid))
+        latest = await self._scope.run_one(sql.HEAD_LATEST, self.params(sid))
         if latest is None or latest.latest_version is None:
             raise NotFoundError(f"state {sid!r} does not exist")
         await self.drop_history(sid)
-        await run(connection, sql.CLEAR_HEAD, self.params(sid))
+        await self._scope.run(sql.CLEAR_HEAD, self.params(sid))
