@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 # Importing the case modules registers their cases, in this order in the table.
-from benchmarks import ops_states, ops_data, ops_misc  # noqa: F401  # isort: skip
+from benchmarks import ops_states, ops_data, ops_misc, ops_cache  # noqa: F401  # isort: skip
 from benchmarks.core import CASES, Bench, Case
 from benchmarks.roundtrips import Counts, count_ours, count_raw
 from benchmarks.targets import MAX_CPU, OPERATIONS

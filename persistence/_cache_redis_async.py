@@ -1,9 +1,9 @@
 """The read cache's shared tier: versioned entries in Redis, guarded by scripts (issue
-13; the sync module ``_cache_redis.py`` is generated from this one). Not wired into the
-repositories yet.
+13; the sync module ``_cache_redis.py`` is generated from this one), behind the cache's
+front (``persistence._cache_front``).
 
-Keys: ``{prefix}:{<tenant id>}:cache:<key>`` for an entry (a hash: epoch, version,
-value, meta, or a tombstone) and ``{prefix}:{<tenant id>}:cache-epoch`` for the
+Keys: ``{prefix}:{<tenant id>}:cache:<key>`` for an entry (one string: its epoch,
+version, meta and value, or a tombstone) and ``{prefix}:{<tenant id>}:cache-epoch`` for the
 tenant's epoch. The braces are a Redis Cluster hash tag: a tenant's keys share a slot,
 so one script may read the epoch and the entry together.
 
@@ -35,41 +35,100 @@ from persistence.cache import Entry
 
 __all__ = ["AsyncRedisTier", "Fetched", "RedisTierStats"]
 
-# KEYS: epoch, entry. Returns the epoch and the entry's fields.
-_GET = """
-local e = redis.call('HMGET', KEYS[2], 'epoch', 'version', 'value', 'meta', 'tomb')
-return {redis.call('GET', KEYS[1]) or '0', e[1], e[2], e[3], e[4], e[5]}
+# An entry is one string: "E:<epoch>:<version>:<written>:<meta length>:<meta><value>"
+# (<written>: the writer's clock, in ms, when it sent the entry); a writer's
+# tombstone is "T:<epoch>:<floor>:". One string, so a read is one MGET of the epoch and
+# the entry (two keys of one slot), with no script and two replies to parse.
+_HEAD = """
+local function head(cur)
+    if not cur then return nil end
+    local kind, e, v = string.match(cur, '^(%u):(%d+):(%d+):')
+    return kind, e, tonumber(v)
+end
 """
-# KEYS: epoch, entry. ARGV: epoch seen, version, value, meta, ttl ms. 1 if filled.
-_PUT = """
+# KEYS: epoch, entry. ARGV: epoch seen, version, "<meta length>:<meta><value>", ttl ms.
+_PUT = (
+    _HEAD
+    + """
 local epoch = redis.call('GET', KEYS[1]) or '0'
 if epoch ~= ARGV[1] then return 0 end
-local cur = redis.call('HMGET', KEYS[2], 'epoch', 'version', 'tomb')
-if cur[1] == epoch and cur[2] then
-    local version, new = tonumber(cur[2]), tonumber(ARGV[2])
-    if cur[3] then
+local kind, e, version = head(redis.call('GET', KEYS[2]))
+if e == epoch then
+    local new = tonumber(ARGV[2])
+    if kind == 'T' then
         if new < version then return 0 end
     elseif new <= version then
         return 0
     end
 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'epoch', epoch, 'version', ARGV[2], 'value', ARGV[3], 'meta', ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[2], 'E:' .. epoch .. ':' .. ARGV[2] .. ':' .. ARGV[3], 'PX', ARGV[4])
 return 1
 """
+)
 # KEYS: epoch, entry. ARGV: floor, ttl ms. A tombstone: fills below ``floor`` refused.
-_INVALIDATE = """
+_INVALIDATE = (
+    _HEAD
+    + """
 local epoch = redis.call('GET', KEYS[1]) or '0'
-local cur = redis.call('HMGET', KEYS[2], 'epoch', 'version')
-if cur[1] == epoch and cur[2] and tonumber(cur[2]) >= tonumber(ARGV[1]) then
+local kind, e, version = head(redis.call('GET', KEYS[2]))
+if e == epoch and version >= tonumber(ARGV[1]) then
     return 0  -- an entry or a tombstone as new already: a late invalidation lowers nothing
 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'epoch', epoch, 'version', ARGV[1], 'tomb', '1')
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], 'T:' .. epoch .. ':' .. ARGV[1] .. ':', 'PX', ARGV[2])
 return 1
 """
+)
+# KEYS: epoch, entry. ARGV: version, "<meta length>:<meta><value>", ttl ms, tombstone
+# (1/0), channel, message. A writer's commit: its entry (for a delete, a tombstone at
+# the floor) replaces anything older, and the other processes hear of it.
+_WRITE = (
+    _HEAD
+    + """
+local epoch = redis.call('GET', KEYS[1]) or '0'
+local kind, e, version = head(redis.call('GET', KEYS[2]))
+if not (e == epoch and version > tonumber(ARGV[1])) then
+    local body = 'E:' .. epoch .. ':' .. ARGV[1] .. ':' .. ARGV[2]
+    if ARGV[4] == '1' then body = 'T:' .. epoch .. ':' .. ARGV[1] .. ':' end
+    redis.call('SET', KEYS[2], body, 'PX', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+"""
+)
+# KEYS: epoch. ARGV: ttl ms, channel, message. Every entry of the tenant unservable,
+# everywhere. The epoch outlives every entry filled before it moved (see EPOCH_TTL_MS).
+_BUMP = """
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+#: How long a tenant's epoch lives after it last moved: it only has to outlive the
+#: entries filled under the epoch before (cache_ttl, far less), and an epoch that
+#: expired starts again at 0, under which every entry older than that has expired too.
+EPOCH_TTL_MS = 86_400_000
+
+
+def _body(entry: Entry) -> bytes:
+    """What follows an entry's version: ``<written>:<meta length>:<meta><value>``."""
+    meta = b"" if entry.meta is None else entry.meta
+    return b"%d:%d:%b%b" % (int(time.time() * 1000), len(meta), meta, entry.value)
+
+
+def _parse(raw: bytes, epoch: int) -> Entry | None:
+    """The entry ``raw`` holds, if it is one (not a tombstone) of ``epoch``."""
+    if raw[:2] != b"E:":
+        return None
+    at = raw.index(b":", 2)
+    if int(raw[2:at]) != epoch:
+        return None
+    after_version = raw.index(b":", at + 1)
+    after_written = raw.index(b":", after_version + 1)
+    after_length = raw.index(b":", after_written + 1)
+    start = after_length + 1 + int(raw[after_written + 1 : after_length])
+    meta = raw[after_length + 1 : start]
+    written = int(raw[after_version + 1 : after_written]) / 1000
+    return Entry(int(raw[at + 1 : after_version]), raw[start:], meta or None, written_at=written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,23 +191,20 @@ class AsyncRedisTier:
         return await self._send(lambda: script(keys=keys, args=args))
 
     async def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
-        reply = await self._call(_GET, self._keys(tenant_id, key), [])
+        keys = self._keys(tenant_id, key)
+        reply = await self._send(lambda: self._client.mget(keys))
         if reply is None:
             return Fetched(None, None)
-        epoch_raw, entry_epoch, version, value, meta, tomb = reply
-        epoch = int(epoch_raw)
-        if entry_epoch is None or tomb is not None or int(entry_epoch) != epoch:
-            self._counts["misses"] += 1
-            return Fetched(epoch, None)
-        self._counts["hits"] += 1
-        return Fetched(epoch, Entry(int(version), bytes(value), bytes(meta) if meta else None))
+        epoch = int(reply[0] or 0)
+        entry = _parse(reply[1], epoch) if reply[1] is not None else None
+        self._counts["misses" if entry is None else "hits"] += 1
+        return Fetched(epoch, entry)
 
     async def put(self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int) -> bool:
         """Fill ``key`` with ``entry`` (its ``meta`` bytes or None; empty bytes read back
         as None), read under ``epoch`` (from :meth:`get`); whether it was kept (see the
         module: stale fills are refused)."""
-        meta = b"" if entry.meta is None else entry.meta
-        args = [epoch, entry.version, entry.value, meta, self.ttl_ms]
+        args = [epoch, entry.version, _body(entry), self.ttl_ms]
         done = await self._call(_PUT, self._keys(tenant_id, key), args)
         if done is None:
             return False
@@ -163,13 +219,45 @@ class AsyncRedisTier:
             self._counts["invalidations"] += 1
         return bool(done)
 
-    async def bump_epoch(self, tenant_id: uuid.UUID) -> bool:
-        """Make every entry of the tenant unservable at once; False if Redis failed (its
+    async def drop(self, tenant_id: uuid.UUID, key: str) -> None:
+        """Delete the entry under ``key`` (one that failed its checksum)."""
+        entry_key = self._keys(tenant_id, key)[1]
+        await self._send(lambda: self._client.delete(entry_key))
+
+    async def bump_epoch(
+        self, tenant_id: uuid.UUID, *, publish: tuple[str, bytes] | None = None
+    ) -> bool:
+        """Make every entry of the tenant unservable at once (and, with ``publish``,
+        ``(channel, message)``, tell the other processes); False if Redis failed (its
         entries then expire after ``ttl_ms``)."""
-        if await self._send(lambda: self._client.incr(self._keys(tenant_id, "")[0])) is None:
+        channel, note = publish if publish is not None else ("", b"")
+        ttl = max(EPOCH_TTL_MS, 2 * self.ttl_ms)
+        done = await self._call(_BUMP, self._keys(tenant_id, "")[:1], [ttl, channel, note])
+        if done is None:
             return False
         self._counts["invalidations"] += 1
         return True
+
+    async def write(
+        self,
+        tenant_id: uuid.UUID,
+        key: str,
+        entry: Entry | None,
+        *,
+        floor: int,
+        publish: tuple[str, bytes],
+    ) -> bool:
+        """After a commit: ``entry`` (None: a tombstone at ``floor``) replaces anything
+        older under ``key``, and ``publish`` (channel, message) goes out; False if
+        Redis failed."""
+        if entry is None:
+            args = [floor, b"", self.ttl_ms, 1, *publish]
+        else:
+            args = [entry.version, _body(entry), self.ttl_ms, 0, *publish]
+        done = await self._call(_WRITE, self._keys(tenant_id, key), args)
+        if done is not None:
+            self._counts["invalidations"] += 1
+        return done is not None
 
     def stats(self) -> RedisTierStats:
         return RedisTierStats(**self._counts)

@@ -73,6 +73,13 @@ class KnownScopes:
     def forget(self, tenant: str, workspace: str) -> None:
         self._rows.pop((tenant, workspace), None)
 
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Forget every scope of the tenant ``tenant_id`` (it changed: the read cache's
+        invalidation, ``persistence._cache_front``)."""
+        for scope, row in list(self._rows.items()):
+            if str(row["tenant_id"]) == tenant_id:
+                self._rows.pop(scope, None)
+
     def clear(self) -> None:
         self._rows.clear()
 

@@ -1,5 +1,6 @@
-"""The read cache's in-process tier: versioned entries, least recently used first out,
-bounded in bytes (issue 13; the Redis tier and the wiring into the repositories follow).
+"""The read cache's in-process tier (versioned entries, least recently used first out,
+bounded in bytes) and what the cache's front (``persistence._cache_front``) keeps beside
+it: the kinds of entries, the watermarks, the lookups' tickets, the stats.
 
 An entry carries the version of the row it was read from (a state's version, a
 workflow's revision, a commit stamp). The tier never replaces an entry with an older
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from persistence.errors import InvalidInputError
 
-__all__ = ["Entry", "LocalTier", "TierStats"]
+__all__ = ["CacheStats", "Entry", "Kind", "LocalTier", "Marks", "Ticket", "TierStats"]
 
 #: What an entry costs beyond its value's bytes (key, entry object, bookkeeping), counted
 #: so that many small entries cannot exceed the budget unseen.
@@ -36,6 +38,9 @@ class Entry:
     version: int
     value: bytes
     meta: Any = None
+    # Bookkeeping, not part of what an entry is (equality ignores it):
+    filled_at: float = field(default=0.0, compare=False)  # (monotonic) taken in-process
+    written_at: float = field(default=0.0, compare=False)  # (wall clock) written to Redis
 
     @property
     def size(self) -> int:
@@ -134,3 +139,70 @@ class LocalTier:
                 entries=len(self._entries),
                 bytes=self._bytes,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of cached read: how its ``meta`` (a record) travels through Redis."""
+
+    name: str
+    pack: Callable[[Any], bytes]
+    unpack: Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Taken by a lookup that missed, before the database read: what the fill of its
+    result is checked against."""
+
+    lkey: str
+    seq: int  # watermark drops seen so far
+    epoch: int | None  # the Redis epoch read (None: nothing to fill in Redis)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """``db.cache.stats()``: each tier's counts, and the front's own."""
+
+    local: TierStats
+    shared: Any  # RedisTierStats (persistence._cache_redis), or None
+    served_local: int
+    served_shared: int
+    refused_stale: int  # lookups or fills refused by a watermark or an entry's age
+    invalidations_received: int
+
+
+class Marks:
+    """Per in-process key, the newest version seen; bounded (thread-safe)."""
+
+    def __init__(self, limit: int = 65_536):
+        self._marks: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+        self.dropped = 0  # how many times watermarks were dropped (a sequence)
+        self.lock = threading.Lock()
+
+    def get(self, lkey: str) -> int:
+        with self.lock:
+            return self._marks.get(lkey, 0)
+
+    def raise_to(self, lkey: str, version: int) -> None:
+        with self.lock:
+            if self._marks.get(lkey, 0) < version:
+                self._marks[lkey] = version
+            if lkey in self._marks:
+                self._marks.move_to_end(lkey)
+            while len(self._marks) > self._limit:
+                self._marks.popitem(last=False)
+                self.dropped += 1
+
+    def allows(self, ticket: Ticket, version: int) -> bool:
+        with self.lock:
+            mark = self._marks.get(ticket.lkey)
+            if mark is None:  # never seen, or dropped since: only if nothing was dropped
+                return self.dropped == ticket.seq
+            return version >= mark
+
+    def clear(self) -> None:
+        with self.lock:
+            self.dropped += len(self._marks)
+            self._marks.clear()

@@ -5,6 +5,7 @@ work (``database.py``, the sync API, is generated from ``database_async.py``).""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -14,7 +15,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import _begin, _engines, _enter, _role_check
+from persistence import _cache_front as _cache_front
 from persistence import migrations as _migrations
+from persistence._cache_front import ReadCache
 from persistence._deferred import KnownScopes
 from persistence._executor import run_one, sync_of
 from persistence.access import AccessDescriptor
@@ -67,7 +70,7 @@ class Database:
         if self._owner_url.get_backend_name() != self._url.get_backend_name():
             raise ConfigurationError("the owner and runtime URLs must use the same database")
         self.dialect = self._url.get_backend_name()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (cache builds the Redis client under it)
         self._engine: Engine | None = None
         self._owner_engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
@@ -78,6 +81,7 @@ class Database:
         self._leases: LeaseBackend | None = None
         # Scopes entered before, whose units of work defer their entry (PostgreSQL).
         self._known_scopes = KnownScopes()
+        self._cache: ReadCache | None = None
 
     @classmethod
     def from_url(
@@ -167,6 +171,9 @@ class Database:
                 engine.dispose()
         self._engine = self._owner_engine = None
         self._sessions = self._owner_session_factory = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
         if self._redis is not None:
             self._redis.close()
         self._redis = None
@@ -309,6 +316,32 @@ class Database:
                         retry=Retry(NoBackoff(), 0),
                     )
         return self._redis
+
+    @property
+    def cache(self) -> ReadCache | None:
+        """The read cache (docs/cache.md), or None with ``cache='off'`` (the default):
+        ``stats()``, ``flush(tenant_id=None)``."""
+        if self.settings.cache == "off":
+            return None
+        if self._cache is None:
+            with self._lock:
+                if self._cache is None:
+                    cache = _cache_front.build(self.settings, lambda: self.redis)
+                    cache.on_tenant_changed(self._known_scopes.forget_tenant)
+                    self._cache = cache
+        return self._cache
+
+    def _tenant_changed(self, tenant_id: uuid.UUID) -> None:
+        """A tenant was suspended, resumed, renamed or deleted, or one of its workspaces
+        renamed or deleted (committed): forget its scopes, and make the read cache's
+        entries of it unservable, here and (with a ``redis_url``, whatever this
+        database's own ``cache`` setting) in every other process."""
+        self._known_scopes.forget_tenant(str(tenant_id))
+        cache = self.cache
+        if cache is not None:
+            cache.tenant_changed(tenant_id)
+        elif self.settings.redis_url:
+            _cache_front.announce(self.settings, self.redis, tenant_id)
 
     def _enter_scope(
         self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False

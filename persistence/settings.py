@@ -84,12 +84,34 @@ class Settings(BaseSettings):
     mode before 1.21, or without ``max_prepared_statements``)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
+    cache: Literal["off", "local", "shared"] = "off"
+    """The read cache (docs/cache.md): ``off``; ``local``, an in-process tier per
+    ``Database``; ``shared``, that tier in front of a shared one in Redis (needs
+    ``redis_url``), invalidated across processes through Redis pub/sub."""
+    cache_local_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """What the in-process tier may hold (values plus a per-entry overhead)."""
+    cache_ttl: float = Field(default=30.0, gt=0)
+    """Seconds an entry lives in Redis: the bound on staleness when an invalidation
+    could not reach Redis (down, hung) and the writer could not make up for it."""
+    cache_max_stale: float = Field(default=2.0, gt=0)
+    """Seconds an in-process entry may be served without the invalidation channel's
+    word that nothing changed (``local``: always; ``shared``: while the channel is
+    down or silent): the bound on staleness across processes then."""
+    cache_breaker: float = Field(default=5.0, gt=0)
+    """Seconds Redis is skipped by the cache after it failed (no latency per call)."""
+
     compression: Codec = "none"
     compression_threshold: int = Field(default=1024, ge=0)
     max_state_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     max_versions: int | None = Field(default=None, ge=1)
     max_artifact_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     gc_batch_size: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _shared_cache_needs_redis(self) -> Settings:
+        if self.cache == "shared" and not self.redis_url:
+            raise ValueError("cache='shared' needs redis_url (PERSISTENCE_REDIS_URL)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

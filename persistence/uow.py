@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -78,6 +79,7 @@ class _Transaction:
         # and the entry row (as the unit of work last knows it).
         self.pending: Deferred | None = None
         self.entry: Mapping[Any, Any] | None = None
+        self.written: set[str] = set()  # cache keys written (read from the database then)
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
@@ -283,6 +285,7 @@ class UnitOfWork:
             dialect=self._db.dialect,
             on_commit=tx.on_commit,
             read_only=self.read_only,
+            cache=None if self.read_only else db.cache,
         )
         return self
 
@@ -450,9 +453,18 @@ class AdminUnitOfWork:
         db = self._db
         self._tx, _ = begin(self._open, self._check, url=self._url, engine=db.owner_engine)
         session = self._tx.session
-        self.tenants = TenantRepository(session)
-        self.workspaces = WorkspaceRepository(session)
+        self.tenants = TenantRepository(session, self._changed)
+        self.workspaces = WorkspaceRepository(session, self._changed)
+        self._changes: set[uuid.UUID] = set()
         return self
+
+    def _changed(self, tenant_id: uuid.UUID) -> None:
+        """A tenant changed: once committed, units of work and the read cache (here and,
+        through Redis, in other processes) forget what they knew of it."""
+        if tenant_id not in self._changes and self._tx is not None:
+            self._changes.add(tenant_id)
+            db = self._db
+            self._tx.on_commit(lambda: db._tenant_changed(tenant_id))
 
     def _open(self) -> _Transaction:
         return _Transaction.on_session(self._db._owner_sessions())

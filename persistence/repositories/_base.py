@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -17,6 +17,10 @@ from persistence._session_reset import mark_dirty
 from persistence.errors import PersistenceError, ReadOnlyError
 from persistence.settings import Settings
 
+if TYPE_CHECKING:
+    from persistence._cache_front import ReadCache
+    from persistence.cache import Entry, Kind
+
 __all__ = ["Scope"]
 
 
@@ -25,6 +29,7 @@ class _Transaction(Protocol):
     def session(self) -> Session: ...
 
     connection: Connection
+    written: set[str]
 
     @property
     def pending(self) -> object | None: ...
@@ -51,6 +56,9 @@ class Scope:
     dialect: str
     on_commit: Callable[[Callable[[], Any]], None]
     read_only: bool = False
+    cache: ReadCache | None = None
+    """The read cache (docs/cache.md); None when off, and in a read-only unit of work
+    (it reads its snapshot)."""
 
     @property
     def session(self) -> Session:
@@ -97,6 +105,25 @@ class Scope:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def cache_for(self, key: str) -> ReadCache | None:
+        """The read cache, if ``key`` may be read through it here: not when it is off or
+        the unit of work read-only, nor once this unit of work wrote ``key`` (it reads
+        its own uncommitted write)."""
+        cache = self.cache
+        if cache is None or key in self.transaction.written:
+            return None
+        return cache
+
+    def cache_written(self, kind: Kind, key: str, entry: Entry | None, floor: int) -> None:
+        """This unit of work wrote ``key``: after it commits, ``entry`` is what it holds
+        (None: nothing below version ``floor`` may be served); a rollback does nothing."""
+        cache = self.cache
+        if cache is None:
+            return
+        self.transaction.written.add(key)
+        tenant_id = self.tenant_id
+        self.on_commit(lambda: cache.committed(tenant_id, kind, key, entry, floor))
 
     def require_writable(self, what: str) -> None:
         """Raise ReadOnlyError if this unit of work is read-only.

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -25,11 +28,19 @@ def workspace_record(row: Workspace) -> WorkspaceRecord:
     return WorkspaceRecord.model_validate(row, from_attributes=True)
 
 
-class TenantRepository:
-    """Create, read, rename, suspend, resume and delete tenants."""
+def _ignore(tenant_id: uuid.UUID) -> None:
+    pass
 
-    def __init__(self, session: Session):
+
+class TenantRepository:
+    """Create, read, rename, suspend, resume and delete tenants.
+
+    ``changed(tenant_id)`` is called for each change a unit of work's entry or the read
+    cache must hear of once it commits (the admin unit of work passes it)."""
+
+    def __init__(self, session: Session, changed: Callable[[uuid.UUID], None] | None = None):
         self._session = session
+        self._changed = changed if changed is not None else _ignore
 
     def _row(self, slug: str) -> Tenant:
         validate_slug(slug, what="tenant slug")
@@ -80,6 +91,7 @@ class TenantRepository:
         row.name = display_name(name, default=slug)
         row.updated_at = utcnow()
         self._session.flush()
+        self._changed(row.id)
         return tenant_record(row)
 
     def suspend(self, slug: str) -> TenantRecord:
@@ -94,20 +106,23 @@ class TenantRepository:
         row.status = status
         row.updated_at = utcnow()
         self._session.flush()
+        self._changed(row.id)
         return tenant_record(row)
 
     def delete(self, slug: str) -> None:
         """Delete the tenant and every row it owns (foreign keys cascade)."""
         row = self._row(slug)
         self._session.execute(delete(Tenant).where(Tenant.id == row.id))
+        self._changed(row.id)
 
 
 class WorkspaceRepository:
     """Create, read and delete the workspaces of a tenant."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, changed: Callable[[uuid.UUID], None] | None = None):
         self._session = session
         self._tenants = TenantRepository(session)
+        self._changed = changed if changed is not None else _ignore
 
     def create(self, tenant: str, slug: str, *, name: str | None = None) -> WorkspaceRecord:
         """Create a workspace; AlreadyExistsError if the tenant already has that slug."""
@@ -154,6 +169,7 @@ class WorkspaceRepository:
                 Workspace.tenant_id == record.tenant_id, Workspace.id == record.id
             )
         )
+        self._changed(record.tenant_id)
 
     def rename(self, tenant: str, slug: str, name: str) -> WorkspaceRecord:
         record = self.get(tenant, slug)
@@ -162,4 +178,5 @@ class WorkspaceRepository:
             .where(Workspace.tenant_id == record.tenant_id, Workspace.id == record.id)
             .values(name=display_name(name, default=slug), updated_at=utcnow())
         )
+        self._changed(record.tenant_id)
         return self.get(tenant, slug)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,11 +27,19 @@ def workspace_record(row: Workspace) -> WorkspaceRecord:
     return WorkspaceRecord.model_validate(row, from_attributes=True)
 
 
-class AsyncTenantRepository:
-    """Create, read, rename, suspend, resume and delete tenants."""
+def _ignore(tenant_id: uuid.UUID) -> None:
+    pass
 
-    def __init__(self, session: AsyncSession):
+
+class AsyncTenantRepository:
+    """Create, read, rename, suspend, resume and delete tenants.
+
+    ``changed(tenant_id)`` is called for each change a unit of work's entry or the read
+    cache must hear of once it commits (the admin unit of work passes it)."""
+
+    def __init__(self, session: AsyncSession, changed: Callable[[uuid.UUID], None] | None = None):
         self._session = session
+        self._changed = changed if changed is not None else _ignore
 
     async def _row(self, slug: str) -> Tenant:
         validate_slug(slug, what="tenant slug")
@@ -79,6 +90,7 @@ class AsyncTenantRepository:
         row.name = display_name(name, default=slug)
         row.updated_at = utcnow()
         await self._session.flush()
+        self._changed(row.id)
         return tenant_record(row)
 
     async def suspend(self, slug: str) -> TenantRecord:
@@ -93,20 +105,23 @@ class AsyncTenantRepository:
         row.status = status
         row.updated_at = utcnow()
         await self._session.flush()
+        self._changed(row.id)
         return tenant_record(row)
 
     async def delete(self, slug: str) -> None:
         """Delete the tenant and every row it owns (foreign keys cascade)."""
         row = await self._row(slug)
         await self._session.execute(delete(Tenant).where(Tenant.id == row.id))
+        self._changed(row.id)
 
 
 class AsyncWorkspaceRepository:
     """Create, read and delete the workspaces of a tenant."""
 
-    def __init__(self, session: AsyncSession):
+    def __init__(self, session: AsyncSession, changed: Callable[[uuid.UUID], None] | None = None):
         self._session = session
         self._tenants = AsyncTenantRepository(session)
+        self._changed = changed if changed is not None else _ignore
 
     async def create(self, tenant: str, slug: str, *, name: str | None = None) -> WorkspaceRecord:
         """Create a workspace; AlreadyExistsError if the tenant already has that slug."""
@@ -153,6 +168,7 @@ class AsyncWorkspaceRepository:
                 Workspace.tenant_id == record.tenant_id, Workspace.id == record.id
             )
         )
+        self._changed(record.tenant_id)
 
     async def rename(self, tenant: str, slug: str, name: str) -> WorkspaceRecord:
         record = await self.get(tenant, slug)
@@ -161,4 +177,5 @@ class AsyncWorkspaceRepository:
             .where(Workspace.tenant_id == record.tenant_id, Workspace.id == record.id)
             .values(name=display_name(name, default=slug), updated_at=utcnow())
         )
+        self._changed(record.tenant_id)
         return await self.get(tenant, slug)

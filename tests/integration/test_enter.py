@@ -87,11 +87,14 @@ def test_a_write_sends_begin_the_entry_and_itself_in_one_round_trip(
         with wire(db) as messages, db.unit_of_work(tenant) as uow:
             uow.states.save("doc", {"n": 1})
         first, commit = _trips(messages)
-        assert [m.split()[0] for m in first] == [
+        kinds = [m.split()[0] for m in first]
+        if kinds[-1] == "Flush":  # (psycopg asks for the results at once, when not in yet)
+            kinds.pop()
+        assert kinds == [
             *("Parse", "Bind", "Describe", "Execute"),  # BEGIN (unnamed)
             *("Bind", "Describe", "Execute"),  # persistence_enter() (prepared)
             *("Bind", "Describe", "Execute"),  # the save (prepared)
-            *("Sync", "Flush"),  # (psycopg asks for the results at once)
+            "Sync",
         ]
         assert "BEGIN" in first[0] and tenant in first[4]
         assert commit == ['Query "COMMIT"']

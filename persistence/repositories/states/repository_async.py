@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
 
+from persistence._cache_front_async import AsyncReadCache
+from persistence.cache import Entry
 from persistence.codecs import Encoded, dump_json, encode, validate_codec
-from persistence.errors import InvalidInputError, NotFoundError
+from persistence.errors import DataCorruptionError, InvalidInputError, NotFoundError
 from persistence.fencing_async import check_fence
 from persistence.models.base import utcnow
 from persistence.models.states import STATE_ID_LENGTH
@@ -18,7 +20,7 @@ from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
 from persistence.repositories._base_async import AsyncScope
 from persistence.repositories._sql import scoped
-from persistence.repositories.states import inputs
+from persistence.repositories.states import cached, inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints_async import AsyncStateCheckpoints, decode_payload
 from persistence.repositories.states.retention_async import AsyncStateRetention
@@ -105,6 +107,10 @@ class AsyncStateRepository:
         """
         sid = inputs.state_id(state_id)
         if version is None:
+            key = cached.latest_key(self._scope.workspace_id, sid)
+            cache = self._scope.cache_for(key)
+            if cache is not None:
+                return await self._load_cached(cache, key, sid)
             row = await self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
         else:
             number = inputs.count(version, "version", minimum=1)
@@ -114,6 +120,28 @@ class AsyncStateRepository:
             return None
         meta = inputs.version_record(row)
         return LoadedState(decode_payload(meta, row.payload), meta)
+
+    async def _load_cached(self, cache: AsyncReadCache, key: str, sid: str) -> LoadedState | None:
+        """The latest version through the read cache: a hit is verified (checksum) and
+        decoded as a row from the database is; a miss is read, then filled."""
+        tenant_id = self._scope.tenant_id
+        entry, ticket = await cache.get(tenant_id, cached.LATEST, key)
+        if entry is not None:
+            meta: StateVersion = entry.meta
+            if meta.expires_at is None or meta.expires_at > utcnow():
+                try:  # verified as a row of the database is; a bad entry is dropped
+                    return LoadedState(decode_payload(meta, entry.value), meta)
+                except DataCorruptionError:
+                    await cache.discard(tenant_id, key)
+        row = await self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
+        if row is None:
+            return None
+        meta = inputs.version_record(row)
+        loaded = LoadedState(decode_payload(meta, row.payload), meta)
+        await cache.fill(
+            tenant_id, cached.LATEST, key, Entry(meta.version, row.payload, meta), ticket
+        )
+        return loaded
 
     async def list_versions(
         self, state_id: str, *, limit: int = 100, cursor: str | None = None

@@ -230,6 +230,7 @@ class StateRetention:
             if tags:
                 rows = [dict(self._key, tag=t, state_id=sid, version=version) for t in tags]
                 self._run(insert(sql.TAG).values(rows))
+            self._writer.changed(sid, version)  # (it may be the latest now)
             return True
         self._existing(meta)  # written meanwhile by a concurrent import
         return False

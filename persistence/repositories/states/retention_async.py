@@ -229,6 +229,7 @@ class AsyncStateRetention:
             if tags:
                 rows = [dict(self._key, tag=t, state_id=sid, version=version) for t in tags]
                 await self._run(insert(sql.TAG).values(rows))
+            self._writer.changed(sid, version)  # (it may be the latest now)
             return True
         await self._existing(meta)  # written meanwhile by a concurrent import
         return False

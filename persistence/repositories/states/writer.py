@@ -9,11 +9,13 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
+from persistence.cache import Entry
 from persistence.codecs import Encoded
 from persistence.errors import InvalidInputError, NotFoundError, VersionConflictError
 from persistence.models.base import utcnow
 from persistence.records.states import StateVersion
 from persistence.repositories._base import Scope
+from persistence.repositories.states import cached
 from persistence.repositories.states import statements as sql
 
 __all__ = ["NewVersion", "StateWriter"]
@@ -86,9 +88,17 @@ class StateWriter:
         if keep is not None:
             self._scope.run(sql.PRUNE, self.params(sid, skip=keep - 1))
         written = SimpleNamespace(**params)  # the version's columns, by name
-        return StateVersion.from_row(
+        meta = StateVersion.from_row(
             written, version=version, parent_version=parent, created_at=now, tags=tags
         )
+        self.changed(sid, version, Entry(version, encoded.payload, meta))
+        return meta
+
+    def changed(self, sid: str, floor: int, entry: Entry | None = None) -> None:
+        """After this transaction commits, ``entry`` is the state's latest version (None:
+        no version below ``floor`` is: the read cache drops what it has)."""
+        key = cached.latest_key(self._scope.workspace_id, sid)
+        self._scope.cache_written(cached.LATEST, key, entry, floor)
 
     def _insert(
         self, mode: str, params: dict[str, Any], sid: str, expected: int | None
@@ -131,6 +141,7 @@ class StateWriter:
         self._scope.require_writable("delete_version")
         if not self._scope.run(sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
+        self.changed(sid, version + 1)
         newest = self._scope.run_one(sql.NEWEST, self.params(sid))
         self._scope.run(
             sql.REPOINT_HEAD,
@@ -149,5 +160,6 @@ class StateWriter:
         latest = self._scope.run_one(sql.HEAD_LATEST, self.params(sid))
         if latest is None or latest.latest_version is None:
             raise NotFoundError(f"state {sid!r} does not exist")
+        self.changed(sid, latest.latest_version + 1)
         self.drop_history(sid)
         self._scope.run(sql.CLEAR_HEAD, self.params(sid))

@@ -8,11 +8,13 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
+from persistence.cache import Entry
 from persistence.codecs import Encoded
 from persistence.errors import InvalidInputError, NotFoundError, VersionConflictError
 from persistence.models.base import utcnow
 from persistence.records.states import StateVersion
 from persistence.repositories._base_async import AsyncScope
+from persistence.repositories.states import cached
 from persistence.repositories.states import statements as sql
 
 __all__ = ["AsyncStateWriter", "NewVersion"]  # sync: __all__ = ["NewVersion", "StateWriter"]
@@ -87,9 +89,17 @@ class AsyncStateWriter:
         if keep is not None:
             await self._scope.run(sql.PRUNE, self.params(sid, skip=keep - 1))
         written = SimpleNamespace(**params)  # the version's columns, by name
-        return StateVersion.from_row(
+        meta = StateVersion.from_row(
             written, version=version, parent_version=parent, created_at=now, tags=tags
         )
+        self.changed(sid, version, Entry(version, encoded.payload, meta))
+        return meta
+
+    def changed(self, sid: str, floor: int, entry: Entry | None = None) -> None:
+        """After this transaction commits, ``entry`` is the state's latest version (None:
+        no version below ``floor`` is: the read cache drops what it has)."""
+        key = cached.latest_key(self._scope.workspace_id, sid)
+        self._scope.cache_written(cached.LATEST, key, entry, floor)
 
     async def _insert(
         self, mode: str, params: dict[str, Any], sid: str, expected: int | None
@@ -132,6 +142,7 @@ class AsyncStateWriter:
         self._scope.require_writable("delete_version")
         if not await self._scope.run(sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
+        self.changed(sid, version + 1)
         newest = await self._scope.run_one(sql.NEWEST, self.params(sid))
         await self._scope.run(
             sql.REPOINT_HEAD,
@@ -150,5 +161,6 @@ class AsyncStateWriter:
         latest = await self._scope.run_one(sql.HEAD_LATEST, self.params(sid))
         if latest is None or latest.latest_version is None:
             raise NotFoundError(f"state {sid!r} does not exist")
+        self.changed(sid, latest.latest_version + 1)
         await self.drop_history(sid)
         await self._scope.run(sql.CLEAR_HEAD, self.params(sid))
