@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKeyConstraint, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKeyConstraint, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.models.base import Base, UTCDateTime, utcnow, workspace_fk
@@ -49,3 +49,6 @@ class StoreItem(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary())
     codec: Mapped[str] = mapped_column(String(8))
     checksum: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger(), server_default=text("0"))
+    """Grows with every write of the key, across deletes too (migration 0007): what the
+    read cache orders its entries by."""

@@ -104,14 +104,27 @@ class AsyncScope:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
-    def cache_for(self, key: str) -> AsyncReadCache | None:
-        """The read cache, if ``key`` may be read through it here: not when it is off or
-        the unit of work read-only, nor once this unit of work wrote ``key`` (it reads
-        its own uncommitted write)."""
+    def cache_for(self, *keys: str) -> AsyncReadCache | None:
+        """The read cache, if ``keys`` may be read through it here: not when it is off or
+        the unit of work read-only, nor once this unit of work wrote (or locked) one of
+        them: it reads its own uncommitted write, or under its lock."""
         cache = self.cache
-        if cache is None or key in self.transaction.written:
+        if cache is None:
             return None
-        return cache
+        written = self.transaction.written
+        return None if any(key in written for key in keys) else cache
+
+    def cache_bypass(self, key: str) -> None:
+        """Read ``key`` from the database for the rest of this unit of work."""
+        self.transaction.written.add(key)
+
+    def cache_tenant_changed(self) -> None:
+        """After this unit of work commits, nothing of its tenant cached before is served
+        (a write too wide to name its keys: a store cleared or deleted)."""
+        cache = self.cache
+        if cache is not None:
+            tenant_id = self.tenant_id
+            self.on_commit(lambda: cache.tenant_changed(tenant_id))
 
     def cache_written(self, kind: Kind, key: str, entry: Entry | None, floor: int) -> None:
         """This unit of work wrote ``key``: after it commits, ``entry`` is what it holds

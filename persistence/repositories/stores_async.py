@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 
+from persistence._cache_front_async import AsyncReadCache
 from persistence._cursor import cursor_key, encode_cursor
+from persistence.cache import Entry
 from persistence.codecs import encode
-from persistence.errors import NotFoundError
+from persistence.errors import DataCorruptionError, NotFoundError
 from persistence.models.base import utcnow
 from persistence.records import Page, StoreRecord
+from persistence.repositories import _store_cached as cached
 from persistence.repositories._base_async import AsyncScope
 from persistence.repositories._store_statements import (
     CLEAR,
@@ -89,6 +93,7 @@ class AsyncStoreRepository:
         """
         await self._scope.run(LOCK, self._store_params(name))
         self._known.add(name)
+        self._scope.cache_bypass(cached.store_key(self._scope.workspace_id, name))
 
     async def list_stores(
         self, *, limit: int = 100, cursor: str | None = None
@@ -121,6 +126,7 @@ class AsyncStoreRepository:
         stmt = delete(STORES).where(self._store_where(name)).returning(STORES.c.name)
         if not await self._run(stmt):
             raise NotFoundError(f"store {name!r} does not exist")
+        self._scope.cache_tenant_changed()
 
     # -- items -----------------------------------------------------------------------
 
@@ -138,12 +144,44 @@ class AsyncStoreRepository:
         return decoded(row.key, row.value, row.codec, row.checksum)
 
     async def get(self, name: str, key: str) -> Any:
-        """The value, or MISSING."""
-        row = await self._scope.run_one(GET, self._params(name, key))
+        """The value, or MISSING (through the read cache where it applies)."""
+        params = self._params(name, key)
+        cache, item = self._cache(name, params)
+        if cache is not None:
+            return await self._get_cached(cache, item, params)
+        row = await self._scope.run_one(GET, params)
         return MISSING if row is None else self._value(row)
 
     async def contains(self, name: str, key: str) -> bool:
-        return await self._scope.run_one(CONTAINS, self._params(name, key)) is not None
+        params = self._params(name, key)
+        cache, item = self._cache(name, params)
+        if cache is not None:
+            return await self._get_cached(cache, item, params) is not MISSING
+        return await self._scope.run_one(CONTAINS, params) is not None
+
+    def _cache(self, name: str, params: dict[str, Any]) -> tuple[AsyncReadCache | None, str]:
+        workspace = self._scope.workspace_id
+        item = cached.item_key(workspace, name, params["key_hash"])
+        return self._scope.cache_for(item, cached.store_key(workspace, name)), item
+
+    async def _get_cached(self, cache: AsyncReadCache, item: str, params: dict[str, Any]) -> Any:
+        """A hit verified (checksum) and decoded as a row is; a miss read, then filled.
+        An absent key is not cached."""
+        tenant_id = self._scope.tenant_id
+        entry, ticket = await cache.get(tenant_id, cached.ITEM, item)
+        if entry is not None:
+            key, codec, checksum = entry.meta
+            try:
+                return decoded(key, entry.value, codec, checksum)
+            except DataCorruptionError:
+                await cache.discard(tenant_id, item)
+        row = await self._scope.run_one(GET, params)
+        if row is None:
+            return MISSING
+        value = self._value(row)
+        meta = (row.key, row.codec, row.checksum)
+        await cache.fill(tenant_id, cached.ITEM, item, Entry(row.version, row.value, meta), ticket)
+        return value
 
     async def count(self, name: str) -> int:
         return int(await self._scope.run_scalar(COUNT, self._params(name)))
@@ -158,20 +196,34 @@ class AsyncStoreRepository:
             enc = encode(raw, codec=s.compression, threshold=s.compression_threshold)
             params = self._params(name, key)
             params.update(key=key, value=enc.payload, codec=enc.codec, checksum=enc.checksum)
+            params["now_us"] = time.time_ns() // 1000  # (SQLite's version clock)
             if ensure and self._scope.is_postgres:  # one statement (see PUT_ENSURING)
                 params["created_at"] = utcnow()
-                await self._scope.run(PUT_ENSURING, params)
+                written = await self._scope.run(PUT_ENSURING, params)
             else:
                 if ensure:
                     await self.ensure(name)
-                await self._scope.run(PUT, params)
+                written = await self._scope.run(PUT, params)
             ensure = False
             self._known.add(name)
+            version = int(written[0].version)
+            entry = Entry(version, enc.payload, (key, enc.codec, enc.checksum))
+            self._changed(name, params["key_hash"], version, entry)
+
+    def _changed(self, name: str, digest: bytes, floor: int, entry: Entry | None = None) -> None:
+        """After this transaction commits, ``entry`` is what the key holds (None: it is
+        gone, and nothing below version ``floor`` may be served)."""
+        item = cached.item_key(self._scope.workspace_id, name, digest)
+        self._scope.cache_written(cached.ITEM, item, entry, floor)
 
     async def remove(self, name: str, key: str) -> Any:
         """Delete the key; return its value, or MISSING when it was absent."""
-        row = await self._scope.run_one(REMOVE, self._params(name, key))
-        return MISSING if row is None else self._value(row)
+        params = self._params(name, key)
+        row = await self._scope.run_one(REMOVE, params)
+        if row is None:
+            return MISSING
+        self._changed(name, params["key_hash"], int(row.version) + 1)
+        return self._value(row)
 
     async def remove_first(self, name: str) -> tuple[str, Any] | None:
         """Delete and return the item with the smallest key, or None when empty."""
@@ -180,6 +232,7 @@ class AsyncStoreRepository:
             rows = await self._run(stmt, self._params(name))
             row = rows[0] if rows else None
             if row is not None:
+                self._changed(name, key_hash(row.key), int(row.version) + 1)
                 return row.key, self._value(row)
             if await self.count(name) == 0:
                 return None
@@ -187,6 +240,7 @@ class AsyncStoreRepository:
 
     async def clear(self, name: str) -> None:
         await self._scope.run(CLEAR, self._params(name))
+        self._scope.cache_tenant_changed()  # (too wide to name its keys)
 
     async def keys_after(self, name: str, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` keys greater than ``after``, in code point order."""

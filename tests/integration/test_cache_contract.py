@@ -320,3 +320,61 @@ def test_a_corrupted_entry_is_never_served(
     unbridged(db).cache.local.clear()
     assert _load(db, tenant) == {"n": 1}  # verified on the way out, read again
     assert _load(cached(), tenant) == {"n": 1}
+
+
+# -- stores: get and `in` ------------------------------------------------------------------
+
+
+def test_store_reads_your_writes_and_in_from_the_cache(pg_db: Database, cached: Opener) -> None:
+    tenant, db = new_tenant(pg_db), cached()
+    store = db.store(tenant, "notes")
+    store["k"] = {"v": 1}
+    before = _stats(db).served_local
+    assert store["k"] == {"v": 1} and "k" in store
+    assert _stats(db).served_local == before + 2
+    store["k"] = {"v": 2}
+    assert store["k"] == {"v": 2}
+
+
+def test_store_deletes_and_clears_reach_other_processes(pg_db: Database, cached: Opener) -> None:
+    tenant = new_tenant(pg_db)
+    writer, reader = cached(), cached()
+    mine, theirs = writer.store(tenant, "notes"), reader.store(tenant, "notes")
+    mine.update({"a": 1, "b": 2})
+    assert theirs["a"] == 1 and theirs["b"] == 2  # cached in the reader's tier
+    del mine["a"]
+    assert _eventually(lambda: "a" not in theirs, within=2.0)
+    mine.clear()
+    assert _eventually(lambda: "b" not in theirs, within=2.0)
+    mine["b"] = 3
+    assert _eventually(lambda: theirs.get("b") == 3, within=2.0)
+
+
+def test_store_reads_inside_a_locked_transaction_go_to_the_database(
+    pg_db: Database, cached: Opener
+) -> None:
+    tenant, db = new_tenant(pg_db), cached()
+    store = db.store(tenant, "counter")
+    store["n"] = 1
+    assert store["n"] == 1  # (cached)
+    served = _stats(db).served_local
+    with store.transaction(lock=True) as locked:
+        locked["n"] = locked["n"] + 1  # read under the lock, from PostgreSQL
+        assert locked["n"] == 2  # its own uncommitted write
+    assert _stats(db).served_local == served
+    assert store["n"] == 2
+
+
+def test_a_store_write_in_a_unit_of_work_is_read_back_uncommitted(
+    pg_db: Database, cached: Opener
+) -> None:
+    tenant, db = new_tenant(pg_db), cached()
+    db.store(tenant, "notes")["k"] = "old"
+    with db.unit_of_work(tenant) as uow:
+        notes = uow.store("notes")
+        notes["k"] = "new"
+        assert notes["k"] == "new" and "k" in notes
+    with pytest.raises(RuntimeError), db.unit_of_work(tenant) as uow:
+        uow.store("notes")["k"] = "rolled back"
+        raise RuntimeError
+    assert db.store(tenant, "notes")["k"] == "new"

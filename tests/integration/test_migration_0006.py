@@ -76,7 +76,7 @@ def test_upgrade_keeps_every_state_and_downgrade_restores_the_indexes(at_0005: D
     before = _contents(db)
     assert _partial(db.owner_engine) == dict.fromkeys(INDEXES, False)
 
-    db.migrate()
+    db.migrate("0006")
     assert db.current_revision() == "0006"
     assert _partial(db.owner_engine) == dict.fromkeys(INDEXES, True)
     assert _contents(db) == before
