@@ -304,19 +304,9 @@ class AsyncDatabase:
         if self._redis is None:
             if not self.settings.redis_url:
                 raise ConfigurationError("no redis_url is configured")
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
             with self._lock:
                 if self._redis is None:
-                    timeout = self.settings.redis_socket_timeout
-                    self._redis = Redis.from_url(
-                        self.settings.redis_url,
-                        socket_timeout=timeout,
-                        socket_connect_timeout=timeout,
-                        retry=Retry(NoBackoff(), 0),
-                    )
+                    self._redis = _redis_client(self.settings)
         return self._redis
 
     @property
@@ -379,6 +369,22 @@ class AsyncDatabase:
                 sync_of(connection).connection.info[_engines.QUERY_ONLY] = True
                 await connection.execute(text("PRAGMA query_only = ON"))
         return _enter.require_entered(m, tenant, workspace)
+
+
+def _redis_client(settings: Settings) -> Redis:
+    """A client for ``settings.redis_url`` (a cluster's, with ``redis_cluster``): no
+    retries, explicit socket timeouts."""
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    url, timeout = settings.redis_url, settings.redis_socket_timeout
+    assert url is not None
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if settings.redis_cluster:
+        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
 
 
 _VALID_SCOPES: set[tuple[str, str]] = set()

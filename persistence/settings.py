@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     """Password for a database URL that carries none (``Database.from_access``)."""
     redis_password: SecretStr | None = None
     """Password for a Redis URL that carries none (``Database.from_access``)."""
+    redis_cluster: bool = False
+    """``redis_url`` names one node of a Redis Cluster: the client finds the others. Every
+    key of a tenant carries its id in a hash tag, so a tenant's keys share one slot."""
     redis_key_prefix: str = "persistence"
     redis_socket_timeout: float = Field(default=2.0, gt=0)
     """Seconds a Redis connect or reply may take (leases fail closed after it)."""

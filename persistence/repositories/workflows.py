@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
 
 from persistence._cursor import cursor_key, encode_cursor
+from persistence.cache import Entry, Kind
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -43,6 +44,19 @@ __all__ = ["WorkflowRepository", "score", "validate_revision", "validate_source"
 
 def _record(row: Any) -> WorkflowRecord:
     return WorkflowRecord.from_row(row, tags=tuple(row.tags))
+
+
+def _pack(record: WorkflowRecord) -> bytes:
+    return record.model_dump_json().encode()
+
+
+#: What the read cache keeps of a workflow: the record of its latest revision, or of a
+#: revision by number (immutable), under :func:`_cache_key` (``@<revision>`` for one).
+WORKFLOW = Kind("workflow", pack=_pack, unpack=WorkflowRecord.model_validate_json)
+
+
+def _cache_key(workspace_id: Any, name: str) -> str:
+    return f"workflow:{workspace_id}:{name}"
 
 
 class WorkflowRepository:
@@ -110,7 +124,15 @@ class WorkflowRepository:
         record = self._revision(name, 1, source, description, check_tags(tags))
         if not self._insert_head(self._head(record)):
             raise AlreadyExistsError(f"workflow {name!r} already exists")
-        return self._insert_revision(record)
+        return self._changed(self._insert_revision(record))
+
+    def _changed(self, latest: WorkflowRecord) -> WorkflowRecord:
+        """After this transaction commits, ``latest`` is the workflow's latest revision
+        (the read cache's entry of it)."""
+        key = _cache_key(self._w, latest.name)
+        entry = Entry(latest.revision, b"", latest)
+        self._scope.cache_written(WORKFLOW, key, entry, latest.revision)
+        return latest
 
     @staticmethod
     def _head(record: WorkflowRecord) -> dict[str, Any]:
@@ -171,7 +193,7 @@ class WorkflowRepository:
                 updated_at=record.created_at,
             )
         )
-        return self._insert_revision(record)
+        return self._changed(self._insert_revision(record))
 
     def _latest_for_update(self, name: str) -> WorkflowRecord | None:
         params = {"t": self._t, "w": self._w, "name": name}
@@ -183,6 +205,20 @@ class WorkflowRepository:
         validate_workflow_name(name)
         if revision is not None:
             revision = count(revision, "revision", minimum=1)
+        latest = _cache_key(self._w, name)
+        key = latest if revision is None else f"{latest}@{revision}"
+        cache = self._scope.cache_for(key, latest)  # (not once this unit of work wrote it)
+        if cache is None:
+            return self._read(name, revision)
+        entry, ticket = cache.get(self._t, WORKFLOW, key)
+        if entry is not None:
+            found: WorkflowRecord = entry.meta
+            return found
+        record = self._read(name, revision)
+        cache.fill(self._t, WORKFLOW, key, Entry(record.revision, b"", record), ticket)
+        return record
+
+    def _read(self, name: str, revision: int | None) -> WorkflowRecord:
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
             row = self._scope.run_one(LATEST, params)
@@ -284,6 +320,9 @@ class WorkflowRepository:
         )
         if not deleted:
             raise NotFoundError(f"workflow {name!r} does not exist")
+        # Its revisions' entries go with the tenant's epoch: a name created again starts
+        # at revision 1, below what the cache has seen of the old one (deletes are rare).
+        self._scope.cache_tenant_changed()
 
     def import_revision(self, record: WorkflowRecord) -> bool:
         """Write ``record`` with its exact revision number and metadata (for import).
@@ -308,6 +347,7 @@ class WorkflowRepository:
             return False
         self._import_head(record)
         self._insert_revision(record)
+        self._scope.cache_tenant_changed()  # (imports are rare; the head may have moved)
         return True
 
     def _import_head(self, record: WorkflowRecord) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
 
 from persistence._cursor import cursor_key, encode_cursor
+from persistence.cache import Entry, Kind
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -42,6 +43,19 @@ __all__ = ["AsyncWorkflowRepository", "score", "validate_revision", "validate_so
 
 def _record(row: Any) -> WorkflowRecord:
     return WorkflowRecord.from_row(row, tags=tuple(row.tags))
+
+
+def _pack(record: WorkflowRecord) -> bytes:
+    return record.model_dump_json().encode()
+
+
+#: What the read cache keeps of a workflow: the record of its latest revision, or of a
+#: revision by number (immutable), under :func:`_cache_key` (``@<revision>`` for one).
+WORKFLOW = Kind("workflow", pack=_pack, unpack=WorkflowRecord.model_validate_json)
+
+
+def _cache_key(workspace_id: Any, name: str) -> str:
+    return f"workflow:{workspace_id}:{name}"
 
 
 class AsyncWorkflowRepository:
@@ -109,7 +123,15 @@ class AsyncWorkflowRepository:
         record = self._revision(name, 1, source, description, check_tags(tags))
         if not await self._insert_head(self._head(record)):
             raise AlreadyExistsError(f"workflow {name!r} already exists")
-        return await self._insert_revision(record)
+        return self._changed(await self._insert_revision(record))
+
+    def _changed(self, latest: WorkflowRecord) -> WorkflowRecord:
+        """After this transaction commits, ``latest`` is the workflow's latest revision
+        (the read cache's entry of it)."""
+        key = _cache_key(self._w, latest.name)
+        entry = Entry(latest.revision, b"", latest)
+        self._scope.cache_written(WORKFLOW, key, entry, latest.revision)
+        return latest
 
     @staticmethod
     def _head(record: WorkflowRecord) -> dict[str, Any]:
@@ -170,7 +192,7 @@ class AsyncWorkflowRepository:
                 updated_at=record.created_at,
             )
         )
-        return await self._insert_revision(record)
+        return self._changed(await self._insert_revision(record))
 
     async def _latest_for_update(self, name: str) -> WorkflowRecord | None:
         params = {"t": self._t, "w": self._w, "name": name}
@@ -182,6 +204,20 @@ class AsyncWorkflowRepository:
         validate_workflow_name(name)
         if revision is not None:
             revision = count(revision, "revision", minimum=1)
+        latest = _cache_key(self._w, name)
+        key = latest if revision is None else f"{latest}@{revision}"
+        cache = self._scope.cache_for(key, latest)  # (not once this unit of work wrote it)
+        if cache is None:
+            return await self._read(name, revision)
+        entry, ticket = await cache.get(self._t, WORKFLOW, key)
+        if entry is not None:
+            found: WorkflowRecord = entry.meta
+            return found
+        record = await self._read(name, revision)
+        await cache.fill(self._t, WORKFLOW, key, Entry(record.revision, b"", record), ticket)
+        return record
+
+    async def _read(self, name: str, revision: int | None) -> WorkflowRecord:
         params: dict[str, Any] = {"t": self._t, "w": self._w, "name": name}
         if revision is None:
             row = await self._scope.run_one(LATEST, params)
@@ -283,6 +319,9 @@ class AsyncWorkflowRepository:
         )
         if not deleted:
             raise NotFoundError(f"workflow {name!r} does not exist")
+        # Its revisions' entries go with the tenant's epoch: a name created again starts
+        # at revision 1, below what the cache has seen of the old one (deletes are rare).
+        self._scope.cache_tenant_changed()
 
     async def import_revision(self, record: WorkflowRecord) -> bool:
         """Write ``record`` with its exact revision number and metadata (for import).
@@ -307,6 +346,7 @@ class AsyncWorkflowRepository:
             return False
         await self._import_head(record)
         await self._insert_revision(record)
+        self._scope.cache_tenant_changed()  # (imports are rare; the head may have moved)
         return True
 
     async def _import_head(self, record: WorkflowRecord) -> None:

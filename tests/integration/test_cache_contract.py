@@ -378,3 +378,46 @@ def test_a_store_write_in_a_unit_of_work_is_read_back_uncommitted(
         uow.store("notes")["k"] = "rolled back"
         raise RuntimeError
     assert db.store(tenant, "notes")["k"] == "new"
+
+
+# -- workflows: get, latest and by revision ----------------------------------------------
+
+SOURCE = "def run():\n    return {n}\n"
+
+
+def _workflow(db: Database, tenant: str, revision: int | None = None) -> Any:
+    with db.unit_of_work(tenant) as uow:
+        return uow.workflows.get("flow", revision)
+
+
+def test_workflow_gets_read_your_writes_from_the_cache(pg_db: Database, cached: Opener) -> None:
+    tenant, db = new_tenant(pg_db), cached()
+    with db.unit_of_work(tenant) as uow:
+        uow.workflows.save("flow", SOURCE.format(n=1))
+    before = _stats(db).served_local
+    assert _workflow(db, tenant).revision == 1
+    assert _stats(db).served_local == before + 1
+    with db.unit_of_work(tenant) as uow:
+        uow.workflows.save("flow", SOURCE.format(n=2))
+        assert uow.workflows.get("flow").revision == 2  # its own write, from PostgreSQL
+    assert _workflow(db, tenant).source == SOURCE.format(n=2)
+    assert _workflow(db, tenant, 1).source == SOURCE.format(n=1)  # by revision: filled
+    served = _stats(db).served_local
+    assert _workflow(db, tenant, 1).revision == 1
+    assert _stats(db).served_local == served + 1
+
+
+def test_a_workflow_deleted_and_created_again_is_never_served_old(
+    pg_db: Database, cached: Opener
+) -> None:
+    tenant = new_tenant(pg_db)
+    writer, reader = cached(), cached()
+    with writer.unit_of_work(tenant) as uow:
+        uow.workflows.save("flow", SOURCE.format(n=1))
+        uow.workflows.save("flow", SOURCE.format(n=2))
+    assert _workflow(reader, tenant).revision == 2  # cached in the reader
+    with writer.unit_of_work(tenant) as uow:
+        uow.workflows.delete("flow")
+        uow.workflows.save("flow", SOURCE.format(n=3))  # revision 1 again
+    assert _eventually(lambda: _workflow(reader, tenant).source == SOURCE.format(n=3), 2.0)
+    assert _workflow(reader, tenant).revision == 1
