@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     """Seconds an in-process entry may be served without the invalidation channel's
     word that nothing changed (``local``: always; ``shared``: while the channel is
     down or silent): the bound on staleness across processes then."""
+    cache_max_artifact_bytes: int = Field(default=64 * 1024, ge=0)
+    """Largest artifact (stored size) the read cache keeps; larger ones are read from
+    the database every time."""
     cache_breaker: float = Field(default=5.0, gt=0)
     """Seconds Redis is skipped by the cache after it failed (no latency per call)."""
 

@@ -1,4 +1,5 @@
-"""Store items carry a version, so the read cache can order what it holds (docs/cache.md).
+"""Store items and artifacts carry a version, so the read cache can order what it holds
+(docs/cache.md).
 
 Every write of an item sets ``version`` to the clock in microseconds (PostgreSQL's; on
 SQLite the writer's), or to one above the item's last version when the clock has not
@@ -7,7 +8,10 @@ the key, unless the clock is set back (then the cache reads such a key from the
 database until it is written again). Rows written before this revision start at 0;
 their next write gives them a real version.
 
-PostgreSQL adds a column with a constant default without rewriting the table.
+PostgreSQL adds a column with a constant default without rewriting the table. SQLite
+rebuilds ``artifacts`` to put the column before ``payload``, which stays last (see
+migration 0003: a large payload is streamed, and a column after it would be read by
+walking the payload's overflow pages).
 
 Revision ID: 0007
 Revises: 0006
@@ -25,13 +29,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _version() -> sa.Column[int]:
+    return sa.Column("version", sa.BigInteger(), nullable=False, server_default=sa.text("0"))
+
+
 def upgrade() -> None:
-    op.add_column(
-        "store_items",
-        sa.Column("version", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-    )
+    op.add_column("store_items", _version())
+    if op.get_bind().dialect.name != "sqlite":
+        op.add_column("artifacts", _version())
+        return
+    with op.batch_alter_table("artifacts", recreate="always") as batch:
+        batch.add_column(_version(), insert_before="payload")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("store_items") as batch:
-        batch.drop_column("version")
+    for table in ("artifacts", "store_items"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("version")

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.models.base import Base, UTCDateTime, workspace_fk
@@ -38,5 +38,7 @@ class Artifact(Base):
     stored_size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Grows with every save of the name (migration 0007): what the read cache orders by."""
     # Last column on purpose (see migration 0003): large payloads stream in on SQLite.
     payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -19,7 +19,7 @@ from sqlalchemy import Table, and_, bindparam, case, func, literal_column, selec
 
 from persistence._compiled import Statement
 from persistence.models.artifacts import Artifact
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import ClockMicros, next_version, upsert
 
 __all__ = [
     "CHUNK",
@@ -55,14 +55,17 @@ def _save(payload: Any, *returning: Any) -> Statement:
     """Insert or replace one artifact (saves and imports); returns ``created_at`` (the
     first save's) and ``returning``. ``excluded.<column>``: each value, the payload above
     all, is sent once."""
-    values = {column.key: bindparam(column.key, type_=column.type) for column in _ART.c}
+    values: dict[str, Any] = {c.key: bindparam(c.key, type_=c.type) for c in _ART.c}
     values["payload"] = payload
+    values["version"] = ClockMicros()  # (the read cache orders by it: migration 0007)
     stmt = upsert(_ART).values(values)
+    written = {key: stmt.excluded[key] for key in _WRITTEN}
     stmt = stmt.on_conflict_do_update(
         index_elements=[_ART.c.tenant_id, _ART.c.workspace_id, _ART.c.name],
-        set_={key: stmt.excluded[key] for key in _WRITTEN},
+        set_={**written, "version": next_version(_ART, stmt)},
     )
-    return Statement(stmt.returning(_ART.c.created_at, *returning), "artifacts_save")
+    returned = (_ART.c.created_at, _ART.c.version, *returning)
+    return Statement(stmt.returning(*returned), "artifacts_save")
 
 
 SAVE = _save(bindparam("payload", type_=_ART.c.payload.type))
@@ -74,6 +77,7 @@ LOAD = Statement(
         _ART.c.codec,
         _ART.c.checksum,
         _ART.c.stored_size,
+        _ART.c.version,
         case((_ART.c.stored_size <= literal_column(str(PG_SMALL)), _ART.c.payload)).label(
             "payload"
         ),
@@ -83,7 +87,11 @@ LOAD = Statement(
 )
 LOAD_BLOB = Statement(
     select(
-        literal_column("rowid").label("rowid"), _ART.c.kind, _ART.c.codec, _ART.c.checksum
+        literal_column("rowid").label("rowid"),
+        _ART.c.kind,
+        _ART.c.codec,
+        _ART.c.checksum,
+        _ART.c.version,
     ).where(_KEY),
     "artifacts_load_blob",
 )

@@ -9,14 +9,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Integer, Table, Text, bindparam, delete, exists, func, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import Integer, Table, Text, bindparam, delete, exists, func, select
 
 from persistence._compiled import Statement
 from persistence.codecs import decode, decode_json
 from persistence.models.stores import Store, StoreItem
-from persistence.repositories._sql import upsert
+from persistence.repositories._sql import ClockMicros, next_version, upsert
 
 __all__ = [
     "CLEAR",
@@ -61,54 +59,20 @@ REMOVE = Statement(delete(_items).where(_ONE_KEY).returning(*_ROW), "stores_remo
 CLEAR = Statement(delete(_items).where(_IN_STORE), "stores_clear")
 
 
-class _ClockMicros(FunctionElement[int]):
-    """The clock in microseconds since the epoch: PostgreSQL's, or (SQLite, whose clock
-    counts milliseconds) the writer's, bound as ``now_us``: every writer of an embedded
-    database runs on its machine."""
-
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(_ClockMicros, "postgresql")
-def _clock_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    return "CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)"
-
-
-@compiles(_ClockMicros, "sqlite")
-def _clock_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(bindparam("now_us", type_=BigInteger()), **kw))
-
-
-class _Greatest(FunctionElement[int]):
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(_Greatest, "postgresql")
-def _greatest_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    return f"greatest({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_Greatest, "sqlite")
-def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    return f"max({compiler.process(element.clauses, **kw)})"
-
-
 def _put() -> Any:
     """Insert or replace an item; its new version: the clock, or one above the item's
     last version when the clock has not moved past it (versions of a key only grow,
     across a delete and a new write too, unless the clock went back)."""
     columns = ("tenant_id", "workspace_id", "store", "key_hash", "key", "value", "codec")
     values: dict[str, Any] = {column: bindparam(column) for column in (*columns, "checksum")}
-    insert = upsert(_items).values({**values, "version": _ClockMicros()})
+    insert = upsert(_items).values({**values, "version": ClockMicros()})
     return insert.on_conflict_do_update(
         index_elements=[_c.tenant_id, _c.workspace_id, _c.store, _c.key_hash],
         set_={
             "value": insert.excluded.value,
             "codec": insert.excluded.codec,
             "checksum": insert.excluded.checksum,
-            "version": _Greatest(insert.excluded.version, _c.version + 1),
+            "version": next_version(_items, insert),
         },
     ).returning(_c.version)
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar, cast
 
+import orjson
 import psycopg
 from sqlalchemy import and_, delete, func, select
 
 from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor_async import driver_of, execute, raise_translated, run
+from persistence.cache import Entry, Kind
 from persistence.codecs import (
     Encoded,
     checksum,
@@ -22,6 +25,7 @@ from persistence.codecs import (
 )
 from persistence.errors import (
     ConflictError,
+    DataCorruptionError,
     InvalidInputError,
     NotFoundError,
 )
@@ -65,6 +69,22 @@ class _PayloadRow(NamedTuple):
     codec: str
     checksum: str
     payload: bytes
+    version: int
+    cached: bool = False  # (from the read cache: a checksum failure drops the entry)
+
+
+def _pack(meta: tuple[str, str, str]) -> bytes:
+    return orjson.dumps(meta)
+
+
+def _unpack(meta: bytes) -> tuple[str, str, str]:
+    kind, codec, digest = orjson.loads(meta)
+    return kind, codec, digest
+
+
+#: What the read cache keeps of an artifact (up to ``cache_max_artifact_bytes`` stored):
+#: its stored payload, with ``(kind, codec, checksum)`` beside it.
+ARTIFACT = Kind("artifact", pack=_pack, unpack=_unpack)
 
 
 def _record(row: Any) -> ArtifactRecord:
@@ -132,7 +152,12 @@ class AsyncArtifactRepository:
         del raw  # keep at most the caller's data and the stored payload alive
         now = utcnow()
         values = self._values(kind, ctype, meta, encoded, now)
-        created = await self._upsert(name, values, created_at=now)
+        created, version = await self._upsert(name, values, created_at=now)
+        small = encoded.stored_size <= s.cache_max_artifact_bytes
+        entry = Entry(version, encoded.payload, (kind, encoded.codec, encoded.checksum))
+        self._scope.cache_written(
+            ARTIFACT, self._cache_key(name), entry if small else None, version
+        )
         row = SimpleNamespace(**values)  # the columns just written, by name
         return ArtifactRecord.from_row(row, name=name, metadata=meta, created_at=created)
 
@@ -156,17 +181,23 @@ class AsyncArtifactRepository:
     def _key(self, name: str) -> dict[str, Any]:
         return {"tenant_id": self._t, "workspace_id": self._w, "name": name}
 
-    async def _upsert(self, name: str, values: dict[str, Any], *, created_at: datetime) -> datetime:
-        """Insert or replace the row; its ``created_at`` (the first save's)."""
+    def _cache_key(self, name: str) -> str:
+        return f"artifact:{self._w}:{name}"
+
+    async def _upsert(
+        self, name: str, values: dict[str, Any], *, created_at: datetime
+    ) -> tuple[datetime, int]:
+        """Insert or replace the row; its ``created_at`` (the first save's) and version."""
         params = dict(values, **self._key(name), created_at=created_at)
+        params["now_us"] = time.time_ns() // 1000  # (SQLite's version clock)
         if self._scope.is_postgres:
             saved = await self._scope.run(SAVE, params)
-            return cast(datetime, saved[0].created_at)
+            return cast(datetime, saved[0].created_at), int(saved[0].version)
         payload: bytes = params.pop("payload")
         reserve = dict(params, payload_size=len(payload))
         if not payload:
             saved = await self._scope.run(SAVE_RESERVING, reserve)
-            return cast(datetime, saved[0].created_at)
+            return cast(datetime, saved[0].created_at), int(saved[0].version)
         connection = await self._scope.connected()
         # The row (its checksum) and the bytes streamed into it stand or fall together: a
         # stream that fails halfway must not leave a zero-filled payload to be committed.
@@ -174,7 +205,7 @@ class AsyncArtifactRepository:
             saved = await run(connection, SAVE_RESERVING, reserve)
             row = saved[0]
             await self._on_sqlite(lambda driver: _write_blob(driver, row.rowid, payload))
-        return cast(datetime, row.created_at)
+        return cast(datetime, row.created_at), int(row.version)
 
     def _driver(self) -> Any:
         """The DB-API connection of this unit of work (same transaction)."""
@@ -191,28 +222,62 @@ class AsyncArtifactRepository:
         done: T = await driver._execute(work, driver._conn)  # sync: done: T = work(driver)
         return done
 
-    async def _payload_row(self, name: str) -> Any:
+    async def _payload_row(self, name: str) -> _PayloadRow:
+        """The stored payload and what decodes it: through the read cache when it applies
+        (a payload up to ``cache_max_artifact_bytes`` is filled after a miss)."""
         validate_artifact_name(name)
+        key = self._cache_key(name)
+        cache = self._scope.cache_for(key)
+        if cache is None:
+            return await self._stored_row(name)
+        entry, ticket = await cache.get(self._t, ARTIFACT, key)
+        if entry is not None:
+            kind, codec, digest = entry.meta
+            return _PayloadRow(kind, codec, digest, entry.value, entry.version, cached=True)
+        row = await self._stored_row(name)
+        if len(row.payload) <= self._scope.settings.cache_max_artifact_bytes:
+            meta = (row.kind, row.codec, row.checksum)
+            await cache.fill(self._t, ARTIFACT, key, Entry(row.version, row.payload, meta), ticket)
+        return row
+
+    async def _decoded(self, name: str) -> tuple[str, bytes]:
+        """The kind and the verified raw bytes of the artifact; an entry of the read
+        cache that fails its checksum is dropped and the row read again."""
+        what = f"artifact {name!r}"
+        row = await self._payload_row(name)
+        try:
+            raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
+        except DataCorruptionError:
+            if not row.cached:
+                raise
+            cache = self._scope.cache
+            if cache is not None:
+                await cache.discard(self._t, self._cache_key(name))
+            row = await self._stored_row(name)
+            raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
+        return row.kind, raw
+
+    async def _stored_row(self, name: str) -> _PayloadRow:
         if self._scope.is_postgres:
             return await self._payload_row_binary(name)
         row = await self._scope.run_one(LOAD_BLOB, self._key(name))
         if row is None:
             raise NotFoundError(f"artifact {name!r} does not exist")
         payload = await self._on_sqlite(lambda driver: _read_blob(driver, row.rowid))
-        return _PayloadRow(row.kind, row.codec, row.checksum, payload)
+        return _PayloadRow(row.kind, row.codec, row.checksum, payload, row.version)
 
-    async def _payload_row_binary(self, name: str) -> Any:
+    async def _payload_row_binary(self, name: str) -> _PayloadRow:
         # A small payload comes with the first, prepared read; a larger one in chunks.
         for _attempt in range(3):
             row = await self._scope.run_one(LOAD, self._key(name))
             if row is None:
                 raise NotFoundError(f"artifact {name!r} does not exist")
-            kind, codec, digest, stored_size, payload = row
+            kind, codec, digest, stored_size, version, payload = row
             del row
             if stored_size > PG_SMALL:
                 payload = await self._read_chunks(name, codec, digest, stored_size)
             if payload is not None:
-                return _PayloadRow(kind, codec, digest, payload)
+                return _PayloadRow(kind, codec, digest, payload, version)
         raise ConflictError(f"artifact {name!r} kept changing while it was read")
 
     async def _read_chunks(
@@ -245,21 +310,15 @@ class AsyncArtifactRepository:
     async def load_raw(self, name: str) -> bytes:
         """The artifact's data as bytes (UTF-8 for ``str``, JSON text for ``json``),
         checksum-verified. Raises NotFoundError, DataCorruptionError."""
-        row = await self._payload_row(name)
-        return decode(
-            row.payload, codec=row.codec, expected_checksum=row.checksum, what=f"artifact {name!r}"
-        )
+        return (await self._decoded(name))[1]
 
     async def load(self, name: str) -> bytes | str | Any:
         """The data as saved: bytes, str or the JSON value.
 
         Raises NotFoundError, DataCorruptionError (checksum mismatch, undecodable data).
         """
-        row = await self._payload_row(name)
-        kind, what = row.kind, f"artifact {name!r}"
-        raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
-        del row  # drop the stored (maybe compressed) payload before building the result
-        return decode_artifact(kind, raw, what=what)
+        kind, raw = await self._decoded(name)
+        return decode_artifact(kind, raw, what=f"artifact {name!r}")
 
     async def get(self, name: str) -> ArtifactRecord:
         """Metadata only (no data). Raises NotFoundError."""
@@ -301,10 +360,14 @@ class AsyncArtifactRepository:
         validate_artifact_name(name)
         deleted = await execute(
             await self._scope.connected(),
-            delete(Artifact).where(self._mine(), Artifact.name == name).returning(Artifact.name),
+            delete(Artifact)
+            .where(self._mine(), Artifact.name == name)
+            .returning(Artifact.name, Artifact.version),
         )
         if not deleted:
             raise NotFoundError(f"artifact {name!r} does not exist")
+        floor = int(deleted[0].version) + 1
+        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, floor)
 
     async def import_artifact(self, record: ArtifactRecord, raw: bytes) -> bool:
         """Write an exported artifact with its exact metadata and times (for import).
@@ -334,5 +397,6 @@ class AsyncArtifactRepository:
         s = self._scope.settings
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
-        await self._upsert(name, values, created_at=record.created_at)
+        _, version = await self._upsert(name, values, created_at=record.created_at)
+        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, version)
         return True

@@ -16,7 +16,7 @@ import redis
 from redis.crc import key_slot
 
 from persistence import Database
-from persistence.errors import TenantSuspendedError
+from persistence.errors import NotFoundError, TenantSuspendedError
 from tests.conftest import new_tenant
 from tests.fixtures.bridge import is_async, unbridged
 from tests.fixtures.services import PostgresTarget
@@ -421,3 +421,53 @@ def test_a_workflow_deleted_and_created_again_is_never_served_old(
         uow.workflows.save("flow", SOURCE.format(n=3))  # revision 1 again
     assert _eventually(lambda: _workflow(reader, tenant).source == SOURCE.format(n=3), 2.0)
     assert _workflow(reader, tenant).revision == 1
+
+
+# -- artifacts: load, up to cache_max_artifact_bytes -----------------------------------------
+
+
+def _artifact(db: Database, tenant: str, name: str = "notes.txt") -> Any:
+    with db.unit_of_work(tenant) as uow:
+        return uow.artifacts.load(name)
+
+
+def test_small_artifacts_load_from_the_cache_large_ones_never(
+    pg_db: Database, cached: Opener
+) -> None:
+    tenant, db = new_tenant(pg_db), cached(cache_max_artifact_bytes=1024)
+    with db.unit_of_work(tenant) as uow:
+        uow.artifacts.save("notes.txt", "small")
+        uow.artifacts.save("big.bin", b"x" * 4096)
+    served = _stats(db).served_local
+    assert _artifact(db, tenant) == "small"
+    assert _stats(db).served_local == served + 1
+    assert _artifact(db, tenant, "big.bin") == b"x" * 4096  # over the size: the database
+    assert _artifact(db, tenant, "big.bin") == b"x" * 4096
+    assert _stats(db).served_local == served + 1
+
+
+def test_artifact_saves_and_deletes_reach_other_processes(pg_db: Database, cached: Opener) -> None:
+    tenant = new_tenant(pg_db)
+    writer, reader = cached(), cached()
+    with writer.unit_of_work(tenant) as uow:
+        uow.artifacts.save("notes.txt", "one")
+    assert _artifact(reader, tenant) == "one"
+    with writer.unit_of_work(tenant) as uow:
+        uow.artifacts.save("notes.txt", "two")
+    assert _eventually(lambda: _artifact(reader, tenant) == "two", within=2.0)
+    with writer.unit_of_work(tenant) as uow:
+        uow.artifacts.delete("notes.txt")
+
+    def gone() -> bool:
+        with reader.unit_of_work(tenant) as uow:
+            return not uow.artifacts.exists("notes.txt") and _missing(uow)
+
+    assert _eventually(gone, within=2.0)
+
+
+def _missing(uow: Any) -> bool:
+    try:
+        uow.artifacts.load("notes.txt")
+    except NotFoundError:
+        return True
+    return False

@@ -1,5 +1,6 @@
-"""Migration 0007 (store item versions) on a database filled at 0006: nothing lost up
-and down; rows from before start at version 0 and the next write gives them a real one."""
+"""Migration 0007 (store item and artifact versions) on a database filled at 0006: nothing
+lost up and down; rows from before start at version 0 and the next write gives them a
+real one; on SQLite the artifacts' payload stays their last column."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from sqlalchemy.engine import make_url
 
 from persistence import Database
 from persistence.codecs import encode
+from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.models.stores import Store, StoreItem
 from persistence.repositories._store_statements import key_hash
 from tests.fixtures.services import PostgresTarget
 
 ITEMS = {f"k{n}": {"n": n, "text": "é" * n} for n in range(20)}
+ARTIFACT = bytes(range(256)) * 300
 
 
 @pytest.fixture(params=["pg", "sqlite"])
@@ -71,9 +74,26 @@ def _fill_as_0006(db: Database) -> None:
             }
         )
     store = {"tenant_id": tenant.id, "workspace_id": workspace, "name": "notes"}
+    now, blob = utcnow(), encode(ARTIFACT, codec="zlib", threshold=0)
+    artifact = dict(
+        tenant_id=tenant.id,
+        workspace_id=workspace,
+        name="report.bin",
+        kind="bytes",
+        content_type="application/octet-stream",
+        user_metadata={"k": 1},
+        codec=blob.codec,
+        checksum=blob.checksum,
+        size=blob.raw_size,
+        stored_size=blob.stored_size,
+        created_at=now,
+        updated_at=now,
+        payload=blob.payload,
+    )
     with db.owner_engine.begin() as conn:  # (no version column named: there is none yet)
-        conn.execute(insert(Store.__table__).values({**store, "created_at": utcnow()}))
+        conn.execute(insert(Store.__table__).values({**store, "created_at": now}))
         conn.execute(insert(StoreItem.__table__), rows)
+        conn.execute(insert(Artifact.__table__).values(artifact))
 
 
 def _raw_items(db: Database) -> dict[str, tuple[bytes, str, str]]:
@@ -97,6 +117,13 @@ def test_upgrade_and_downgrade_keep_every_item(at_0006: Database) -> None:
     assert _raw_items(db) == before and set(_versions(db).values()) == {0}
     store = db.store("acme", "notes")
     assert dict(store.items()) == ITEMS  # read back, checksums verified
+    with db.unit_of_work("acme") as uow:
+        assert uow.artifacts.load("report.bin") == ARTIFACT
+        uow.artifacts.save("report.bin", b"new")
+    if db.dialect == "sqlite":  # payload last: large payloads stream in (migration 0003)
+        with db.owner_engine.connect() as conn:
+            names = [column["name"] for column in inspect(conn).get_columns("artifacts")]
+        assert names[-2:] == ["version", "payload"]
     store["k1"] = {"n": "new"}
     store["k1"] = {"n": "newer"}
     first = _versions(db)["k1"]
@@ -111,6 +138,11 @@ def test_upgrade_and_downgrade_keep_every_item(at_0006: Database) -> None:
     with db.owner_engine.connect() as conn:
         columns = {column["name"] for column in inspect(conn).get_columns("store_items")}
     assert "version" not in columns
+    with db.owner_engine.connect() as conn:  # the artifact is there, as saved last
+        (name, size) = conn.execute(text("SELECT name, size FROM artifacts")).one()
+    assert (name, size) == ("report.bin", 3)
     db.migrate()
+    with db.unit_of_work("acme") as uow:
+        assert uow.artifacts.load("report.bin") == b"new"
     assert db.store("acme", "notes")["k1"] == {"n": "again"}
     assert db.store("acme", "notes")["k2"] == ITEMS["k2"]
