@@ -10,13 +10,12 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar, cast
 
-import orjson
 import psycopg
 from sqlalchemy import and_, delete, func, select
 
 from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor import driver_of, execute, raise_translated, run
-from persistence.cache import Entry, Kind
+from persistence.cache import Entry
 from persistence.codecs import (
     Encoded,
     checksum,
@@ -33,6 +32,7 @@ from persistence.errors import (
 from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.records import ArtifactRecord, Page
+from persistence.repositories import _cached as cached
 from persistence.repositories._artifact_statements import (
     CHUNK,
     LOAD,
@@ -72,20 +72,6 @@ class _PayloadRow(NamedTuple):
     payload: bytes
     version: int
     cached: bool = False  # (from the read cache: a checksum failure drops the entry)
-
-
-def _pack(meta: tuple[str, str, str]) -> bytes:
-    return orjson.dumps(meta)
-
-
-def _unpack(meta: bytes) -> tuple[str, str, str]:
-    kind, codec, digest = orjson.loads(meta)
-    return kind, codec, digest
-
-
-#: What the read cache keeps of an artifact (up to ``cache_max_artifact_bytes`` stored):
-#: its stored payload, with ``(kind, codec, checksum)`` beside it.
-ARTIFACT = Kind("artifact", pack=_pack, unpack=_unpack)
 
 
 def _record(row: Any) -> ArtifactRecord:
@@ -157,7 +143,7 @@ class ArtifactRepository:
         small = encoded.stored_size <= s.cache_max_artifact_bytes
         entry = Entry(version, encoded.payload, (kind, encoded.codec, encoded.checksum))
         self._scope.cache_written(
-            ARTIFACT, self._cache_key(name), entry if small else None, version
+            cached.ARTIFACT, self._cache_key(name), entry if small else None, version
         )
         row = SimpleNamespace(**values)  # the columns just written, by name
         return ArtifactRecord.from_row(row, name=name, metadata=meta, created_at=created)
@@ -183,7 +169,7 @@ class ArtifactRepository:
         return {"tenant_id": self._t, "workspace_id": self._w, "name": name}
 
     def _cache_key(self, name: str) -> str:
-        return f"artifact:{self._w}:{name}"
+        return cached.artifact_key(self._w, name)
 
     def _upsert(
         self, name: str, values: dict[str, Any], *, created_at: datetime
@@ -231,14 +217,14 @@ class ArtifactRepository:
         cache = self._scope.cache_for(key)
         if cache is None:
             return self._stored_row(name)
-        entry, ticket = cache.get(self._t, ARTIFACT, key)
+        entry, ticket = cache.get(self._t, cached.ARTIFACT, key)
         if entry is not None:
             kind, codec, digest = entry.meta
             return _PayloadRow(kind, codec, digest, entry.value, entry.version, cached=True)
         row = self._stored_row(name)
         if len(row.payload) <= self._scope.settings.cache_max_artifact_bytes:
             meta = (row.kind, row.codec, row.checksum)
-            cache.fill(self._t, ARTIFACT, key, Entry(row.version, row.payload, meta), ticket)
+            cache.fill(self._t, cached.ARTIFACT, key, Entry(row.version, row.payload, meta), ticket)
         return row
 
     def _decoded(self, name: str) -> tuple[str, bytes]:
@@ -366,7 +352,7 @@ class ArtifactRepository:
         if not deleted:
             raise NotFoundError(f"artifact {name!r} does not exist")
         floor = int(deleted[0].version) + 1
-        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, floor)
+        self._scope.cache_written(cached.ARTIFACT, self._cache_key(name), None, floor)
 
     def import_artifact(self, record: ArtifactRecord, raw: bytes) -> bool:
         """Write an exported artifact with its exact metadata and times (for import).
@@ -397,5 +383,5 @@ class ArtifactRepository:
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
         _, version = self._upsert(name, values, created_at=record.created_at)
-        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, version)
+        self._scope.cache_written(cached.ARTIFACT, self._cache_key(name), None, version)
         return True

@@ -9,13 +9,12 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar, cast
 
-import orjson
 import psycopg
 from sqlalchemy import and_, delete, func, select
 
 from persistence._cursor import cursor_key, encode_cursor
 from persistence._executor_async import driver_of, execute, raise_translated, run
-from persistence.cache import Entry, Kind
+from persistence.cache import Entry
 from persistence.codecs import (
     Encoded,
     checksum,
@@ -32,6 +31,7 @@ from persistence.errors import (
 from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.records import ArtifactRecord, Page
+from persistence.repositories import _cached as cached
 from persistence.repositories._artifact_statements import (
     CHUNK,
     LOAD,
@@ -71,20 +71,6 @@ class _PayloadRow(NamedTuple):
     payload: bytes
     version: int
     cached: bool = False  # (from the read cache: a checksum failure drops the entry)
-
-
-def _pack(meta: tuple[str, str, str]) -> bytes:
-    return orjson.dumps(meta)
-
-
-def _unpack(meta: bytes) -> tuple[str, str, str]:
-    kind, codec, digest = orjson.loads(meta)
-    return kind, codec, digest
-
-
-#: What the read cache keeps of an artifact (up to ``cache_max_artifact_bytes`` stored):
-#: its stored payload, with ``(kind, codec, checksum)`` beside it.
-ARTIFACT = Kind("artifact", pack=_pack, unpack=_unpack)
 
 
 def _record(row: Any) -> ArtifactRecord:
@@ -156,7 +142,7 @@ class AsyncArtifactRepository:
         small = encoded.stored_size <= s.cache_max_artifact_bytes
         entry = Entry(version, encoded.payload, (kind, encoded.codec, encoded.checksum))
         self._scope.cache_written(
-            ARTIFACT, self._cache_key(name), entry if small else None, version
+            cached.ARTIFACT, self._cache_key(name), entry if small else None, version
         )
         row = SimpleNamespace(**values)  # the columns just written, by name
         return ArtifactRecord.from_row(row, name=name, metadata=meta, created_at=created)
@@ -182,7 +168,7 @@ class AsyncArtifactRepository:
         return {"tenant_id": self._t, "workspace_id": self._w, "name": name}
 
     def _cache_key(self, name: str) -> str:
-        return f"artifact:{self._w}:{name}"
+        return cached.artifact_key(self._w, name)
 
     async def _upsert(
         self, name: str, values: dict[str, Any], *, created_at: datetime
@@ -230,14 +216,16 @@ class AsyncArtifactRepository:
         cache = self._scope.cache_for(key)
         if cache is None:
             return await self._stored_row(name)
-        entry, ticket = await cache.get(self._t, ARTIFACT, key)
+        entry, ticket = await cache.get(self._t, cached.ARTIFACT, key)
         if entry is not None:
             kind, codec, digest = entry.meta
             return _PayloadRow(kind, codec, digest, entry.value, entry.version, cached=True)
         row = await self._stored_row(name)
         if len(row.payload) <= self._scope.settings.cache_max_artifact_bytes:
             meta = (row.kind, row.codec, row.checksum)
-            await cache.fill(self._t, ARTIFACT, key, Entry(row.version, row.payload, meta), ticket)
+            await cache.fill(
+                self._t, cached.ARTIFACT, key, Entry(row.version, row.payload, meta), ticket
+            )
         return row
 
     async def _decoded(self, name: str) -> tuple[str, bytes]:
@@ -367,7 +355,7 @@ class AsyncArtifactRepository:
         if not deleted:
             raise NotFoundError(f"artifact {name!r} does not exist")
         floor = int(deleted[0].version) + 1
-        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, floor)
+        self._scope.cache_written(cached.ARTIFACT, self._cache_key(name), None, floor)
 
     async def import_artifact(self, record: ArtifactRecord, raw: bytes) -> bool:
         """Write an exported artifact with its exact metadata and times (for import).
@@ -398,5 +386,5 @@ class AsyncArtifactRepository:
         encoded = encode(raw, codec=s.compression, threshold=s.compression_threshold)
         values = self._values(record.kind, ctype, meta, encoded, record.updated_at)
         _, version = await self._upsert(name, values, created_at=record.created_at)
-        self._scope.cache_written(ARTIFACT, self._cache_key(name), None, version)
+        self._scope.cache_written(cached.ARTIFACT, self._cache_key(name), None, version)
         return True

@@ -15,7 +15,7 @@ from persistence.codecs import encode
 from persistence.errors import DataCorruptionError, NotFoundError
 from persistence.models.base import utcnow
 from persistence.records import Page, StoreRecord
-from persistence.repositories import _store_cached as cached
+from persistence.repositories import _cached as cached
 from persistence.repositories._base_async import AsyncScope
 from persistence.repositories._store_statements import (
     CLEAR,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, delete, func, insert, or_, select, update
 
 from persistence._cursor import cursor_key, encode_cursor
-from persistence.cache import Entry, Kind
+from persistence.cache import Entry
 from persistence.codecs import checksum
 from persistence.errors import (
     AlreadyExistsError,
@@ -20,6 +20,7 @@ from persistence.errors import (
 from persistence.models.base import utcnow
 from persistence.models.workflows import Workflow, WorkflowRevision
 from persistence.records import Page, WorkflowRecord
+from persistence.repositories import _cached as cached
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import upsert
 from persistence.repositories._workflow_rules import (
@@ -44,19 +45,6 @@ __all__ = ["WorkflowRepository", "score", "validate_revision", "validate_source"
 
 def _record(row: Any) -> WorkflowRecord:
     return WorkflowRecord.from_row(row, tags=tuple(row.tags))
-
-
-def _pack(record: WorkflowRecord) -> bytes:
-    return record.model_dump_json().encode()
-
-
-#: What the read cache keeps of a workflow: the record of its latest revision, or of a
-#: revision by number (immutable), under :func:`_cache_key` (``@<revision>`` for one).
-WORKFLOW = Kind("workflow", pack=_pack, unpack=WorkflowRecord.model_validate_json)
-
-
-def _cache_key(workspace_id: Any, name: str) -> str:
-    return f"workflow:{workspace_id}:{name}"
 
 
 class WorkflowRepository:
@@ -129,9 +117,9 @@ class WorkflowRepository:
     def _changed(self, latest: WorkflowRecord) -> WorkflowRecord:
         """After this transaction commits, ``latest`` is the workflow's latest revision
         (the read cache's entry of it)."""
-        key = _cache_key(self._w, latest.name)
+        key = cached.workflow_key(self._w, latest.name)
         entry = Entry(latest.revision, b"", latest)
-        self._scope.cache_written(WORKFLOW, key, entry, latest.revision)
+        self._scope.cache_written(cached.WORKFLOW, key, entry, latest.revision)
         return latest
 
     @staticmethod
@@ -205,17 +193,17 @@ class WorkflowRepository:
         validate_workflow_name(name)
         if revision is not None:
             revision = count(revision, "revision", minimum=1)
-        latest = _cache_key(self._w, name)
-        key = latest if revision is None else f"{latest}@{revision}"
+        latest = cached.workflow_key(self._w, name)
+        key = cached.workflow_key(self._w, name, revision)
         cache = self._scope.cache_for(key, latest)  # (not once this unit of work wrote it)
         if cache is None:
             return self._read(name, revision)
-        entry, ticket = cache.get(self._t, WORKFLOW, key)
+        entry, ticket = cache.get(self._t, cached.WORKFLOW, key)
         if entry is not None:
             found: WorkflowRecord = entry.meta
             return found
         record = self._read(name, revision)
-        cache.fill(self._t, WORKFLOW, key, Entry(record.revision, b"", record), ticket)
+        cache.fill(self._t, cached.WORKFLOW, key, Entry(record.revision, b"", record), ticket)
         return record
 
     def _read(self, name: str, revision: int | None) -> WorkflowRecord:

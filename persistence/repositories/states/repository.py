@@ -19,9 +19,10 @@ from persistence.models.base import utcnow
 from persistence.models.states import STATE_ID_LENGTH
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
+from persistence.repositories import _cached as cached
 from persistence.repositories._base import Scope
 from persistence.repositories._sql import scoped
-from persistence.repositories.states import cached, inputs
+from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints import StateCheckpoints, decode_payload
 from persistence.repositories.states.retention import StateRetention
@@ -108,7 +109,7 @@ class StateRepository:
         """
         sid = inputs.state_id(state_id)
         if version is None:
-            key = cached.latest_key(self._scope.workspace_id, sid)
+            key = cached.state_key(self._scope.workspace_id, sid)
             cache = self._scope.cache_for(key)
             if cache is not None:
                 return self._load_cached(cache, key, sid)
@@ -126,7 +127,7 @@ class StateRepository:
         """The latest version through the read cache: a hit is verified (checksum) and
         decoded as a row from the database is; a miss is read, then filled."""
         tenant_id = self._scope.tenant_id
-        entry, ticket = cache.get(tenant_id, cached.LATEST, key)
+        entry, ticket = cache.get(tenant_id, cached.STATE, key)
         if entry is not None:
             meta: StateVersion = entry.meta
             if meta.expires_at is None or meta.expires_at > utcnow():
@@ -139,7 +140,7 @@ class StateRepository:
             return None
         meta = inputs.version_record(row)
         loaded = LoadedState(decode_payload(meta, row.payload), meta)
-        cache.fill(tenant_id, cached.LATEST, key, Entry(meta.version, row.payload, meta), ticket)
+        cache.fill(tenant_id, cached.STATE, key, Entry(meta.version, row.payload, meta), ticket)
         return loaded
 
     def list_versions(

@@ -18,9 +18,10 @@ from persistence.models.base import utcnow
 from persistence.models.states import STATE_ID_LENGTH
 from persistence.records import Page
 from persistence.records.states import Checkpoint, LoadedState, StateStats, StateVersion
+from persistence.repositories import _cached as cached
 from persistence.repositories._base_async import AsyncScope
 from persistence.repositories._sql import scoped
-from persistence.repositories.states import cached, inputs
+from persistence.repositories.states import inputs
 from persistence.repositories.states import statements as sql
 from persistence.repositories.states.checkpoints_async import AsyncStateCheckpoints, decode_payload
 from persistence.repositories.states.retention_async import AsyncStateRetention
@@ -107,7 +108,7 @@ class AsyncStateRepository:
         """
         sid = inputs.state_id(state_id)
         if version is None:
-            key = cached.latest_key(self._scope.workspace_id, sid)
+            key = cached.state_key(self._scope.workspace_id, sid)
             cache = self._scope.cache_for(key)
             if cache is not None:
                 return await self._load_cached(cache, key, sid)
@@ -125,7 +126,7 @@ class AsyncStateRepository:
         """The latest version through the read cache: a hit is verified (checksum) and
         decoded as a row from the database is; a miss is read, then filled."""
         tenant_id = self._scope.tenant_id
-        entry, ticket = await cache.get(tenant_id, cached.LATEST, key)
+        entry, ticket = await cache.get(tenant_id, cached.STATE, key)
         if entry is not None:
             meta: StateVersion = entry.meta
             if meta.expires_at is None or meta.expires_at > utcnow():
@@ -139,7 +140,7 @@ class AsyncStateRepository:
         meta = inputs.version_record(row)
         loaded = LoadedState(decode_payload(meta, row.payload), meta)
         await cache.fill(
-            tenant_id, cached.LATEST, key, Entry(meta.version, row.payload, meta), ticket
+            tenant_id, cached.STATE, key, Entry(meta.version, row.payload, meta), ticket
         )
         return loaded
 

@@ -14,8 +14,8 @@ from persistence.codecs import Encoded
 from persistence.errors import InvalidInputError, NotFoundError, VersionConflictError
 from persistence.models.base import utcnow
 from persistence.records.states import StateVersion
+from persistence.repositories import _cached as cached
 from persistence.repositories._base import Scope
-from persistence.repositories.states import cached
 from persistence.repositories.states import statements as sql
 
 __all__ = ["NewVersion", "StateWriter"]
@@ -97,8 +97,8 @@ class StateWriter:
     def changed(self, sid: str, floor: int, entry: Entry | None = None) -> None:
         """After this transaction commits, ``entry`` is the state's latest version (None:
         no version below ``floor`` is: the read cache drops what it has)."""
-        key = cached.latest_key(self._scope.workspace_id, sid)
-        self._scope.cache_written(cached.LATEST, key, entry, floor)
+        key = cached.state_key(self._scope.workspace_id, sid)
+        self._scope.cache_written(cached.STATE, key, entry, floor)
 
     def _insert(
         self, mode: str, params: dict[str, Any], sid: str, expected: int | None
