@@ -9,7 +9,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import async_section, memory, procs, report, scale
+from benchmarks import async_section, cache_section, memory, procs, report, scale
 from benchmarks.core import CASES, Bench
 from benchmarks.env import bench_env
 from benchmarks.runner import run_cases, select
@@ -37,7 +37,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["cases", "scale", "procs", "memory", *async_section.SECTIONS],
+        choices=["cases", "scale", "procs", "memory", "cache", *async_section.SECTIONS],
         help="leave out a section (repeatable)",
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in CASES:
             print(f"{c.key:<28} {c.label} (vs {c.baseline})")
-        for key, label, baseline in async_section.listing():
+        for key, label, baseline in cache_section.listing() + async_section.listing():
             print(f"{key:<28} {label} (vs {baseline})")
         return 0
     if args.render:
@@ -77,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     return _emit(result, args.output)
 
 
+def _cache_parts(args: argparse.Namespace) -> list[str]:
+    return cache_section.selected(args.only) if "cache" not in args.skip else []
+
+
 def _wants_sync(args: argparse.Namespace) -> bool:
-    if "cases" not in args.skip and select(args.only):
+    if ("cases" not in args.skip and select(args.only)) or _cache_parts(args):
         return True
     return not args.only and any(s not in args.skip for s in ("scale", "procs", "memory"))
 
@@ -98,6 +102,8 @@ def _run_sync(args: argparse.Namespace, result: report.Result, n: int, repeat: i
             result.procs = procs.run(env, profile)
         if "memory" not in args.skip and not args.only:
             result.memory = memory.run(env, profile)
+        if _cache_parts(args):
+            result.cache = cache_section.run(env, profile, _cache_parts(args))
 
 
 def _emit(result: report.Result, output: Path | None) -> int:

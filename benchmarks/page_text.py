@@ -16,6 +16,7 @@ role under row-level security.
 .venv/bin/python -m benchmarks --quick                        # smoke run, under a minute
 .venv/bin/python -m benchmarks --only 'state.*' --ops 1000    # some cases, more operations
 .venv/bin/python -m benchmarks --only 'async.*'               # the asyncio section only
+.venv/bin/python -m benchmarks --only 'cache.*'               # the read cache: cases, section
 .venv/bin/python -m benchmarks --list                         # the case keys
 .venv/bin/python -m benchmarks --save run.pkl                 # keep the figures ...
 .venv/bin/python -m benchmarks --render run.pkl --output docs/performance.md  # ... render later
@@ -156,4 +157,10 @@ ASYNC_OPERATIONS_INTRO = (
     "`AsyncDatabase` against raw psycopg `AsyncConnection` doing the same work in the same "
     "round trips (`BEGIN` with the tenant entry, the statement, `COMMIT`), one call after "
     "the other on one event loop."
+)
+
+CACHE_INTRO = (
+    "The read cache ([cache](cache.md)) on the run's throwaway database and Redis prefix, "
+    "default settings unless said; every figure below measured in this run "
+    "({seconds:.0f} s)."
 )

@@ -11,7 +11,9 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cache_section
 from benchmarks.async_concurrency import ConcurrencyResult
+from benchmarks.cache_section import CacheResult
 from benchmarks.memory import MemoryResult
 from benchmarks.page_text import ASYNC_METHOD, ASYNC_OPERATIONS_INTRO, METHOD, PAGE_HEAD, TUNING
 from benchmarks.procs import ProcsResult
@@ -34,6 +36,10 @@ class Profile:
     proc_rounds: int
     memory_bytes: int
     per_task: int = 25  # operations of each of the 64 tasks per round (asyncio concurrency)
+    cache_versions: int = 200  # versions written while reader processes watch (staleness)
+    cache_readers: int = 2  # reader processes
+    zipf_states: int = 1_000  # states of the Zipf workload (hit ratios)
+    zipf_ops: int = 10_000  # its operations per run
 
     @classmethod
     def full(cls) -> Profile:
@@ -46,7 +52,7 @@ class Profile:
     def quick(cls) -> Profile:
         return cls(
             "quick", 40, 3, 5, (1, 100, 1_000), (1_000, 5_000), 5, 5_000,
-            (1, 2, 4), 1.0, 1, 8 << 20, 3,
+            (1, 2, 4), 1.0, 1, 8 << 20, 3, 50, 2, 200, 2_000,
         )  # fmt: skip
 
 
@@ -59,6 +65,7 @@ class Result:
     scale: ScaleResult | None = None
     procs: ProcsResult | None = None
     memory: MemoryResult | None = None
+    cache: CacheResult | None = None  # the read cache's section
     async_rows: list[Row] = field(default_factory=list)  # the asyncio API's cases
     concurrency: ConcurrencyResult | None = None  # 64 tasks on 8 connections
     seconds: float = 0.0
@@ -69,7 +76,7 @@ class Result:
         return next((r for r in self.rows + self.async_rows if r.case.key == key), None)
 
     def has_sync(self) -> bool:
-        return bool(self.rows) or any((self.scale, self.procs, self.memory))
+        return bool(self.rows) or any((self.scale, self.procs, self.memory, self.cache))
 
     def has_async(self) -> bool:
         return bool(self.async_rows) or self.concurrency is not None
@@ -223,6 +230,8 @@ def sync_markdown(result: Result) -> str:
         out += ["", "### Processes", "", *procs_section(result.procs)]
     if result.memory is not None:
         out += ["", "### Memory", "", *memory_section(result.memory)]
+    if result.cache is not None:
+        out += ["", "### Read cache", "", *cache_section.lines(result.cache)]
     out += ["", "### Targets", "", *targets_section(result)]
     return "\n".join(out) + "\n"
 

@@ -97,6 +97,14 @@ NOTES: dict[str, tuple[str, str]] = {
         "caller's own copy of the data.",
         "",
     ),
+    "cache.redis_down": (
+        "After the first error the circuit breaker skips Redis for `cache_breaker` seconds, "
+        "so a load costs the in-process lookup and fill on top of the database read.",
+        "The breaker skips Redis after the first error, so what a load adds to the "
+        "database read is the in-process lookup and fill (and the invalidation channel's "
+        "thread, subscribing again every 0.25 s); the sides alternate load by load, so a "
+        "miss here is the cache's own cost, see the p50s and the client CPU.",
+    ),
     "procs": (
         "The machine has 2 cores shared by the clients and the server, so more than two "
         "processes add little; raw psycopg scales further because it spends its time "
@@ -168,6 +176,7 @@ def evaluate(result: Result) -> list[Verdict]:
         _versions(result),
         _memory(result),
         _procs(result),
+        _cache_outage(result),
     ]
     return verdicts
 
@@ -219,6 +228,22 @@ def _procs(result: Result) -> Verdict:
     raw = p.scaling("raw")
     extra = f" (raw psycopg: {raw:.2f}x)" if raw is not None else ""
     return Verdict("procs", label, scaling >= 1.5, f"{scaling:.2f}x{extra}")
+
+
+def _cache_outage(result: Result) -> Verdict:
+    from benchmarks.cache_section import OUTAGE_P99
+
+    label = f"state loads with Redis dead (cache='shared'): p99 within {OUTAGE_P99}x of uncached"
+    o = result.cache.outage if result.cache is not None else None
+    p99 = o.p99_ratio if o is not None else None
+    if o is None or p99 is None or o.dead is None or o.off is None:
+        why = o.error if o is not None and o.error else "not run"
+        return Verdict("cache.redis_down", label, None, f"not measured ({why})")
+    figure = (
+        f"{p99:.2f}x ({o.dead.p99_ms:.3f} / {o.off.p99_ms:.3f} ms), client CPU "
+        f"{o.dead.cpu_us / o.off.cpu_us:.2f}x ({o.dead.cpu_us:,.0f} / {o.off.cpu_us:,.0f} µs)"
+    )
+    return Verdict("cache.redis_down", label, p99 <= OUTAGE_P99, figure)
 
 
 def _profile(key: str) -> str:

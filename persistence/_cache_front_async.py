@@ -16,9 +16,10 @@ step across processes by the invalidation channel (``persistence._cache_channel`
   tier and, with ``shared``, into Redis (replacing anything older) while the
   invalidation goes out, before the unit of work's ``with`` returns.
 * **Age.** An in-process entry is served while younger than ``cache_max_stale``, or
-  (``shared``) while the invalidation channel has been live since it was filled;
-  never after ``cache_ttl``. So when invalidations cannot be delivered, entries stop
-  being served after a bounded age.
+  (``shared``) while the invalidation channel has been live since it was read; never
+  ``cache_ttl`` after it was read (one from Redis: after it was written there). So
+  when invalidations cannot be delivered, entries stop being served after a bounded
+  age. Reading the same version again renews an entry.
 * **Tenants.** Every key starts with the tenant id; a tenant's local epoch (bumped
   by a suspension, deletion, renaming or workspace deletion, here or, through the
   channel, elsewhere) is part of the in-process key, and Redis keeps an epoch of its
@@ -79,36 +80,40 @@ class AsyncReadCache:
     async def get(self, tenant_id: uuid.UUID, kind: Kind, key: str) -> tuple[Entry | None, Ticket]:
         """The entry to serve for ``key`` of ``tenant_id`` (its ``meta`` the record), or
         None and the ticket to fill with after reading the database."""
-        lkey = self._lkey(tenant_id, key)
+        lkey, at = self._lkey(tenant_id, key), time.monotonic()
         mark, seq = self._marks.get(lkey), self._marks.dropped
         found = self.local.get(lkey)
-        if found is not None and found.version >= mark and self._servable(found):
+        if found is not None and found.version >= mark and self._servable(found, at):
             self._counts["local"] += 1
-            return found, Ticket(lkey, seq, None)
+            return found, Ticket(lkey, seq, None, at)
         if self.shared is None:
-            return None, Ticket(lkey, seq, None)
+            return None, Ticket(lkey, seq, None, at)
         fetched = await self.shared.get(tenant_id, key)
         entry = fetched.entry
         if entry is None:
-            return None, Ticket(lkey, seq, fetched.epoch)
+            return None, Ticket(lkey, seq, fetched.epoch, at)
         if entry.version < mark:  # older than what this process has seen
             self._counts["stale"] += 1
-            return None, Ticket(lkey, seq, None)
+            return None, Ticket(lkey, seq, None, at)
         meta = kind.unpack(entry.meta) if entry.meta is not None else None
-        # Its age counts from when it was written to Redis: an entry that missed its
-        # invalidation there is never served in-process for longer than cache_ttl.
+        # Read at ``at``: a write after that is heard of through the channel. But an
+        # entry that missed its invalidation in Redis (its writer could not reach it)
+        # is never served in-process past cache_ttl from when it was written there.
         age = max(0.0, time.time() - entry.written_at)
-        served = Entry(entry.version, entry.value, meta, time.monotonic() - age)
+        served = Entry(entry.version, entry.value, meta, at, at + self.ttl - age)
         self.local.put(lkey, served)
         self._marks.raise_to(lkey, entry.version)
         self._counts["shared"] += 1
-        return served, Ticket(lkey, seq, None)
+        return served, Ticket(lkey, seq, None, at)
 
-    def _servable(self, entry: Entry) -> bool:
-        age = time.monotonic() - entry.filled_at
-        if age < self.max_stale:
+    def _servable(self, entry: Entry, now: float) -> bool:
+        """Whether an in-process entry may be served at ``now`` (see the module)."""
+        if now >= entry.expires:
+            self._counts["stale"] += 1
+            return False
+        if now - entry.filled_at < self.max_stale:
             return True
-        if age >= self.ttl or self.channel is None:
+        if self.channel is None:
             self._counts["stale"] += 1
             return False
         since = self.channel.live_since
@@ -126,7 +131,9 @@ class AsyncReadCache:
         if not self._marks.allows(ticket, entry.version):
             self._counts["stale"] += 1
             return
-        if self.local.put(ticket.lkey, replace(entry, filled_at=time.monotonic())):
+        # (read from the database after the lookup began: as fresh as then)
+        fresh = replace(entry, filled_at=ticket.at, expires=ticket.at + self.ttl)
+        if self.local.put(ticket.lkey, fresh):
             self._marks.raise_to(ticket.lkey, entry.version)
         if self.shared is not None and ticket.epoch is not None:
             packed = Entry(entry.version, entry.value, kind.pack(entry.meta))
@@ -152,7 +159,8 @@ class AsyncReadCache:
             self.local.invalidate(lkey, below=floor)
         else:
             self.local.invalidate(lkey, below=floor)
-            self.local.put(lkey, replace(entry, filled_at=time.monotonic()))
+            now = time.monotonic()
+            self.local.put(lkey, replace(entry, filled_at=now, expires=now + self.ttl))
         if self.shared is not None:
             packed = (
                 None if entry is None else Entry(entry.version, entry.value, kind.pack(entry.meta))
@@ -245,7 +253,7 @@ def build(settings: Settings, redis: Callable[[], Any]) -> AsyncReadCache:
         return AsyncReadCache(**common)
     url, channel = settings.redis_url, _channel(settings)
     assert url is not None  # (Settings refuses cache='shared' without it)
-    tier = _tier(settings, redis())
+    tier = _tier(settings, redis)
 
     def listen(apply: Callable[[str, str, int], None]) -> InvalidationChannel:
         return InvalidationChannel(url, channel, apply, timeout=settings.redis_socket_timeout)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from persistence.cache import Entry
 
@@ -157,7 +157,7 @@ class RedisTier:
     """The shared tier on ``client`` (``redis.asyncio.Redis``, or a cluster client)."""
 
     def __init__(self, client: Redis, prefix: str, *, ttl_ms: int = 60_000, breaker_s: float = 5.0):
-        self._client = client
+        self._factory = client if callable(client) else (lambda: client)
         self._prefix = prefix
         self.ttl_ms = ttl_ms
         self.breaker_s = breaker_s
@@ -166,6 +166,10 @@ class RedisTier:
         self._counts = dict.fromkeys(
             ("hits", "misses", "fills", "refused_fills", "invalidations", "errors", "skipped"), 0
         )
+
+    @property
+    def _client(self) -> Redis:
+        return self._factory()
 
     def _keys(self, tenant_id: uuid.UUID, key: str) -> list[str]:
         base = f"{self._prefix}:{{{tenant_id}}}"
@@ -179,17 +183,21 @@ class RedisTier:
             return None
         try:
             return command()
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             self._counts["errors"] += 1
             self._open_until = time.monotonic() + self.breaker_s
             return None
 
     def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """Run a script (loaded once, then by its SHA); None as for :meth:`_send`."""
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client.register_script(source)
-        return self._send(lambda: script(keys=keys, args=args))
+
+        def run() -> Any:
+            script = self._scripts.get(source)
+            if script is None:
+                script = self._scripts[source] = self._client.register_script(source)
+            return script(keys=keys, args=args)
+
+        return self._send(run)
 
     def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
         keys = self._keys(tenant_id, key)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from persistence.cache import Entry
 
@@ -156,7 +156,7 @@ class AsyncRedisTier:
     """The shared tier on ``client`` (``redis.asyncio.Redis``, or a cluster client)."""
 
     def __init__(self, client: Redis, prefix: str, *, ttl_ms: int = 60_000, breaker_s: float = 5.0):
-        self._client = client
+        self._factory = client if callable(client) else (lambda: client)
         self._prefix = prefix
         self.ttl_ms = ttl_ms
         self.breaker_s = breaker_s
@@ -165,6 +165,10 @@ class AsyncRedisTier:
         self._counts = dict.fromkeys(
             ("hits", "misses", "fills", "refused_fills", "invalidations", "errors", "skipped"), 0
         )
+
+    @property
+    def _client(self) -> Redis:
+        return self._factory()
 
     def _keys(self, tenant_id: uuid.UUID, key: str) -> list[str]:
         base = f"{self._prefix}:{{{tenant_id}}}"
@@ -178,17 +182,21 @@ class AsyncRedisTier:
             return None
         try:
             return await command()
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             self._counts["errors"] += 1
             self._open_until = time.monotonic() + self.breaker_s
             return None
 
     async def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """Run a script (loaded once, then by its SHA); None as for :meth:`_send`."""
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client.register_script(source)
-        return await self._send(lambda: script(keys=keys, args=args))
+
+        async def run() -> Any:
+            script = self._scripts.get(source)
+            if script is None:
+                script = self._scripts[source] = self._client.register_script(source)
+            return await script(keys=keys, args=args)
+
+        return await self._send(run)
 
     async def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
         keys = self._keys(tenant_id, key)

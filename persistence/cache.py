@@ -14,6 +14,7 @@ tier serves both APIs and every thread of a process.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,7 +40,8 @@ class Entry:
     value: bytes
     meta: Any = None
     # Bookkeeping, not part of what an entry is (equality ignores it):
-    filled_at: float = field(default=0.0, compare=False)  # (monotonic) taken in-process
+    filled_at: float = field(default=0.0, compare=False)  # (monotonic) read in-process
+    expires: float = field(default=math.inf, compare=False)  # (monotonic) never served after
     written_at: float = field(default=0.0, compare=False)  # (wall clock) written to Redis
 
     @property
@@ -52,7 +54,7 @@ class TierStats:
     hits: int
     misses: int
     fills: int
-    stale_fills: int  # puts refused: an entry as new or newer was there already
+    stale_fills: int  # puts refused: a newer entry, or the same one as fresh, was there
     invalidations: int
     evictions: int
     entries: int
@@ -85,13 +87,18 @@ class LocalTier:
             return entry
 
     def put(self, key: str, entry: Entry) -> bool:
-        """Keep ``entry`` under ``key`` unless an entry of the same or a newer version is
-        there already (False: nothing changed). An entry larger than the whole budget is
-        not kept; older entries make room for a new one."""
+        """Keep ``entry`` under ``key`` unless a newer version is there already, or the
+        same version filled as late (False: nothing changed): the same version read again
+        renews the entry's age (``filled_at``), so a key read often stays servable. An
+        entry larger than the whole budget is not kept; older entries make room for a
+        new one."""
         size = entry.size
         with self._lock:
             current = self._entries.get(key)
-            if current is not None and current.version >= entry.version:
+            if current is not None and (
+                current.version > entry.version
+                or (current.version == entry.version and current.filled_at >= entry.filled_at)
+            ):
                 self._stale += 1
                 return False
             if size > self.max_bytes:
@@ -158,6 +165,7 @@ class Ticket:
     lkey: str
     seq: int  # watermark drops seen so far
     epoch: int | None  # the Redis epoch read (None: nothing to fill in Redis)
+    at: float = 0.0  # (monotonic) when the lookup began
 
 
 @dataclass(frozen=True, slots=True)

@@ -331,7 +331,7 @@ class Database:
         if cache is not None:
             cache.tenant_changed(tenant_id)
         elif self.settings.redis_url:
-            _cache_front.announce(self.settings, self.redis, tenant_id)
+            _cache_front.announce(self.settings, lambda: self.redis, tenant_id)
 
     def _enter_scope(
         self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False

@@ -333,7 +333,7 @@ class AsyncDatabase:
         if cache is not None:
             await cache.tenant_changed(tenant_id)
         elif self.settings.redis_url:
-            await _cache_front.announce(self.settings, self.redis, tenant_id)
+            await _cache_front.announce(self.settings, lambda: self.redis, tenant_id)
 
     async def _enter_scope(
         self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False

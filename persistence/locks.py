@@ -304,7 +304,7 @@ class RedisLeaseBackend:
         return [f"{base}:lease:{name}", f"{base}:fence:{name}"]
 
     def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
@@ -315,7 +315,7 @@ class RedisLeaseBackend:
                 keys=self._keys(tenant_id, name),
                 args=[token, _ms(ttl), floor, FENCE_COUNTER_RETENTION_MS],
             )
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise unreachable(
                 f"lock service unreachable, lease {name!r} not acquired: {exc}"
             ) from exc
@@ -324,11 +324,14 @@ class RedisLeaseBackend:
         return tenant_id, int(fence)
 
     def _compare(self, source: str, keys: list[str], args: list[str | int]) -> bool:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         try:
             return bool(self._script(source)(keys=keys, args=args))
-        except RedisError as exc:  # cannot confirm we still hold it: treat it as lost
+        except (
+            RedisError,
+            RedisClusterException,
+        ) as exc:  # cannot confirm we still hold it: treat it as lost
             raise LeaseLostError(f"lock service unreachable: {exc}") from exc
 
     def extend(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float) -> bool:
@@ -338,7 +341,7 @@ class RedisLeaseBackend:
         return self._compare(_RELEASE, self._keys(tenant_id, name)[:1], [token])
 
     def list(self, tenant: str) -> list[LeaseRecord]:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
@@ -353,7 +356,7 @@ class RedisLeaseBackend:
                 pipe.pttl(key)
                 pipe.get(self._keys(tenant_id, name)[1])
             replies = pipe.execute()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise PersistenceError(f"lock service unreachable: {exc}") from exc
         now = utcnow()
         records = []

@@ -332,7 +332,7 @@ class AsyncRedisLeaseBackend:
     async def acquire(
         self, tenant: str, name: str, token: str, ttl: float
     ) -> tuple[uuid.UUID, int]:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         async with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
@@ -343,7 +343,7 @@ class AsyncRedisLeaseBackend:
                 keys=self._keys(tenant_id, name),
                 args=[token, _ms(ttl), floor, FENCE_COUNTER_RETENTION_MS],
             )
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise unreachable(
                 f"lock service unreachable, lease {name!r} not acquired: {exc}"
             ) from exc
@@ -352,11 +352,14 @@ class AsyncRedisLeaseBackend:
         return tenant_id, int(fence)
 
     async def _compare(self, source: str, keys: list[str], args: list[str | int]) -> bool:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         try:
             return bool(await self._script(source)(keys=keys, args=args))
-        except RedisError as exc:  # cannot confirm we still hold it: treat it as lost
+        except (
+            RedisError,
+            RedisClusterException,
+        ) as exc:  # cannot confirm we still hold it: treat it as lost
             raise LeaseLostError(f"lock service unreachable: {exc}") from exc
 
     async def extend(
@@ -368,7 +371,7 @@ class AsyncRedisLeaseBackend:
         return await self._compare(_RELEASE, self._keys(tenant_id, name)[:1], [token])
 
     async def list(self, tenant: str) -> list[LeaseRecord]:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         async with self._db.unit_of_work(tenant) as uow:
             tenant_id = uow.scope.tenant_id
@@ -383,7 +386,7 @@ class AsyncRedisLeaseBackend:
                 pipe.pttl(key)
                 pipe.get(self._keys(tenant_id, name)[1])
             replies = await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise PersistenceError(f"lock service unreachable: {exc}") from exc
         now = utcnow()
         records = []

@@ -16,7 +16,11 @@ from tests.fixtures.bridge import Loop, bridge
 if TYPE_CHECKING:
     from tests.fixtures.services import PostgresTarget
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.throwaway"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.throwaway",
+    "tests.fixtures.redis_cluster",
+]
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,12 @@ It asserts that every side ran, counted its round trips and rendered, never timi
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 
 import psycopg
 import pytest
 
-from benchmarks import async_concurrency, async_section, report
+from benchmarks import async_concurrency, async_section, cache_section, report
 from benchmarks.async_core import open_async_bench, run_async_cases
 from benchmarks.core import Bench
 from benchmarks.env import bench_env
@@ -87,3 +88,23 @@ def test_asyncio_section_runs_every_case_and_both_workloads(
     assert "sync figures" in previous and report.ASYNC_HEADING in previous
     again = report.page(result, previous)
     assert again.count(report.ASYNC_HEADING) == 1 and "sync figures" in again
+
+
+def test_cache_section_runs_and_renders(postgres_server: str, redis_url: str) -> None:
+    """The read cache's section: staleness across real processes, hit ratios of a Zipf
+    workload, and loads with a throwaway Redis killed (its redis-server started here)."""
+    profile = replace(
+        Profile.quick(), cache_versions=5, zipf_states=20, zipf_ops=100, ops=10, warmup=2
+    )
+    with bench_env(postgres_server, redis_url) as env:
+        cache = cache_section.run(env, profile, cache_section.selected(["cache.*"]))
+    s, z, o = cache.staleness, cache.zipf, cache.outage
+    assert s is not None and s.error is None, s and s.error
+    assert s.missed == 0 and s.regressions == 0 and s.received >= s.versions
+    assert z is not None and z.error is None, z and z.error
+    assert [r.label for r in z.runs] == ["cache off", "shared, cold", "shared, second process"]
+    assert z.runs[1].served_local and z.runs[2].served_shared
+    assert o is not None and o.error is None, o and o.error
+    assert o.errors >= 1 and o.skipped > 0 and o.served_local == 0
+    text = markdown(Result(profile=profile, ops=10, repeat=1, cache=cache))
+    assert "### Read cache" in text and "state loads with Redis dead" in text

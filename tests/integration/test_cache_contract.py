@@ -471,3 +471,19 @@ def _missing(uow: Any) -> bool:
     except NotFoundError:
         return True
     return False
+
+
+def test_an_entry_read_again_after_its_age_is_served_again(
+    pg_db: Database, open_database: Opener, postgres: PostgresTarget
+) -> None:
+    """``cache='local'``: an entry older than ``cache_max_stale`` is not served; the read
+    that goes to the database renews it, and the next read is served from memory."""
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, cache="local", cache_max_stale=0.2) as db:
+        _save(db, tenant, {"n": 1})
+        assert _load(db, tenant) == {"n": 1} and _stats(db).served_local == 1
+        time.sleep(0.3)
+        assert _load(db, tenant) == {"n": 1}  # too old: from PostgreSQL, and renewed
+        assert _stats(db).served_local == 1
+        assert _load(db, tenant) == {"n": 1}
+        assert _stats(db).served_local == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -38,6 +39,16 @@ def test_an_older_or_equal_version_never_replaces_a_newer_one() -> None:
     assert got is not None and got.version == 6
     assert tier.stats().stale_fills == 2
     assert tier.stats().bytes == 20 + ENTRY_OVERHEAD  # the replaced entry's bytes are freed
+
+
+def test_the_same_version_read_again_renews_the_entrys_age() -> None:
+    tier = LocalTier(10_000)
+    tier.put("k", replace(_entry(5), filled_at=1.0))
+    assert tier.put("k", replace(_entry(5), filled_at=2.0))  # read again later: renewed
+    got = tier.get("k")
+    assert got is not None and got.filled_at == 2.0
+    assert not tier.put("k", replace(_entry(5), filled_at=1.5))  # (an older read of it)
+    assert tier.stats().entries == 1
 
 
 def test_the_least_recently_used_go_first_and_the_budget_holds() -> None:
