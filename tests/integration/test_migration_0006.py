@@ -3,16 +3,14 @@ and down, and the indexes are partial only at 0006."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from persistence import Database
+from tests.fixtures.migrated import database_at
 from tests.fixtures.services import PostgresTarget
 
 INDEXES = ("ix_state_heads_expires_at", "ix_state_versions_expires_at")
@@ -23,25 +21,8 @@ def at_0005(
     request: pytest.FixtureRequest, postgres: PostgresTarget, tmp_path: Path
 ) -> Iterator[Database]:
     """A database migrated to 0005 (runtime role granted on PostgreSQL)."""
-    if request.param == "sqlite":
-        with Database.from_url(f"sqlite:///{tmp_path / 'old.sqlite3'}") as db:
-            db.migrate("0005")
-            yield db
-        return
-    name = f"ptest_0006_{uuid.uuid4().hex[:10]}"
-    admin = postgres.psycopg_url("admin")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" OWNER "{postgres.owner_role}"')
-    owner = make_url(postgres.owner_url).set(database=name).render_as_string(False)
-    runtime = make_url(postgres.runtime_url).set(database=name).render_as_string(False)
-    try:
-        with Database.from_url(runtime, owner_url=owner) as db:
-            db.migrate("0005")
-            db.grant_runtime_role(postgres.runtime_role, create=False)
-            yield db
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_at(request.param, "0005", postgres, tmp_path) as db:
+        yield db
 
 
 def _partial(engine: Engine) -> dict[str, bool]:

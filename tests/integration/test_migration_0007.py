@@ -4,15 +4,12 @@ real one; on SQLite the artifacts' payload stays their last column."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import psycopg
 import pytest
 from sqlalchemy import insert, inspect, text
-from sqlalchemy.engine import make_url
 
 from persistence import Database
 from persistence.codecs import encode
@@ -20,6 +17,7 @@ from persistence.models.artifacts import Artifact
 from persistence.models.base import utcnow
 from persistence.models.stores import Store, StoreItem
 from persistence.repositories._store_statements import key_hash
+from tests.fixtures.migrated import database_at
 from tests.fixtures.services import PostgresTarget
 
 ITEMS = {f"k{n}": {"n": n, "text": "é" * n} for n in range(20)}
@@ -31,25 +29,8 @@ def at_0006(
     request: pytest.FixtureRequest, postgres: PostgresTarget, tmp_path: Path
 ) -> Iterator[Database]:
     """A database migrated to 0006 (runtime role granted on PostgreSQL)."""
-    if request.param == "sqlite":
-        with Database.from_url(f"sqlite:///{tmp_path / 'old.sqlite3'}") as db:
-            db.migrate("0006")
-            yield db
-        return
-    name = f"ptest_0007_{uuid.uuid4().hex[:10]}"
-    admin = postgres.psycopg_url("admin")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" OWNER "{postgres.owner_role}"')
-    owner = make_url(postgres.owner_url).set(database=name).render_as_string(False)
-    runtime = make_url(postgres.runtime_url).set(database=name).render_as_string(False)
-    try:
-        with Database.from_url(runtime, owner_url=owner) as db:
-            db.migrate("0006")
-            db.grant_runtime_role(postgres.runtime_role, create=False)
-            yield db
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_at(request.param, "0006", postgres, tmp_path) as db:
+        yield db
 
 
 def _fill_as_0006(db: Database) -> None:
