@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.throwaway",
     "tests.fixtures.redis_cluster",
+    "tests.fixtures.cache",
 ]
 
 

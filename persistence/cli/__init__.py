@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "stores",
     "leases",
     "runs",
+    "cache",
 )
 
 

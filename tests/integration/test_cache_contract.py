@@ -7,8 +7,7 @@ import asyncio
 import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,36 +21,6 @@ from tests.fixtures.bridge import is_async, unbridged
 from tests.fixtures.services import PostgresTarget
 
 Opener = Callable[..., Database]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"ptest-cache-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def cached(
-    open_database: Opener, postgres: PostgresTarget, redis_url: str, prefix: str
-) -> Iterator[Opener]:
-    """``cached(**settings)``: a database with the shared cache (a process of its own, as
-    far as the cache goes: its own in-process tier), all on one Redis key prefix."""
-    opened: list[Any] = []
-
-    def open_cached(**settings: Any) -> Database:
-        settings = {"cache": "shared", "redis_key_prefix": prefix, **settings}
-        db = open_database(postgres.runtime_url, redis_url=redis_url, **settings)
-        db.__enter__()
-        opened.append(db)
-        channel = unbridged(db).cache.channel
-        assert channel is None or channel.wait_live(5)
-        return db
-
-    yield open_cached
-    for db in reversed(opened):
-        db.__exit__(None, None, None)
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        client.delete(key)
 
 
 def _load(db: Database, tenant: str, sid: str = "doc") -> Any:
