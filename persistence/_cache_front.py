@@ -39,7 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from persistence._cache_channel import InvalidationChannel, message
-from persistence._cache_redis import RedisTier
+from persistence._cache_redis import RedisTier, SharedTier
 from persistence.cache import CacheStats, Entry, Kind, LocalTier, Marks, Ticket
 from persistence.settings import Settings
 
@@ -57,7 +57,7 @@ class ReadCache:
         local_bytes: int,
         ttl: float,
         max_stale: float,
-        shared: RedisTier | None = None,
+        shared: SharedTier | None = None,
         channel: str = "",
         listen: Callable[[Callable[[str, str, int], None]], InvalidationChannel] | None = None,
     ):
@@ -222,6 +222,8 @@ class ReadCache:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        if self.shared is not None:
+            self.shared.close()
 
 
 def _channel(settings: Settings) -> str:

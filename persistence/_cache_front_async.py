@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from persistence._cache_channel import InvalidationChannel, message
-from persistence._cache_redis_async import AsyncRedisTier
+from persistence._cache_redis_async import AsyncRedisTier, AsyncSharedTier
 from persistence.cache import CacheStats, Entry, Kind, LocalTier, Marks, Ticket
 from persistence.settings import Settings
 
@@ -56,7 +56,7 @@ class AsyncReadCache:
         local_bytes: int,
         ttl: float,
         max_stale: float,
-        shared: AsyncRedisTier | None = None,
+        shared: AsyncSharedTier | None = None,
         channel: str = "",
         listen: Callable[[Callable[[str, str, int], None]], InvalidationChannel] | None = None,
     ):
@@ -217,10 +217,12 @@ class AsyncReadCache:
             invalidations_received=self._counts["received"],
         )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        if self.shared is not None:
+            await self.shared.close()
 
 
 def _channel(settings: Settings) -> str:

@@ -174,7 +174,7 @@ class AsyncDatabase:
         self._engine = self._owner_engine = None
         self._sessions = self._owner_session_factory = None
         if self._cache is not None:
-            self._cache.close()
+            await self._cache.close()
             self._cache = None
         if self._redis is not None:
             await self._redis.aclose()

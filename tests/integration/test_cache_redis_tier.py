@@ -31,12 +31,14 @@ def make_tier(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callab
         timeouts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
         if request.param == "sync":
             client = redis.Redis.from_url(url, **timeouts)
-            closers.append(client.close)
-            return RedisTier(client, prefix, **options)
+            tier = RedisTier(client, prefix, **options)
+            closers.extend((tier.close, client.close))  # (the tier's own connections too)
+            return tier
         loop: Loop = request.getfixturevalue("event_loop_thread")
         aclient = redis.asyncio.Redis.from_url(url, **timeouts)
-        closers.append(lambda: loop.run(aclient.aclose()))
-        return Bridged(AsyncRedisTier(aclient, prefix, **options), loop)
+        bridged = Bridged(AsyncRedisTier(aclient, prefix, **options), loop)
+        closers.extend((bridged.close, lambda: loop.run(aclient.aclose())))
+        return bridged
 
     yield make
     for close in closers:
