@@ -53,7 +53,13 @@ _CONCURRENT_MISSED = (
     "64 tasks share the machine's 2 cores with the server, so the client is CPU bound "
     "and the throughput ratio follows the client CPU ratio (the CPU figure): with more "
     "tasks than connections most units of work check a connection out of SQLAlchemy's "
-    "pool and back (a greenlet each) rather than find one warm; where it goes: {profile}."
+    "pool and back (a greenlet each) rather than find one warm. Since the deferred "
+    "tenant entry (issue 13), the first statement goes out with BEGIN and the entry in "
+    "psycopg's pipeline mode: one round trip fewer, but about 100 µs more client CPU "
+    "per unit of work than the simple-protocol entry before it (psycopg's pipeline and "
+    "cursor machinery for three queries), which a CPU-bound run pays in throughput "
+    "(at the issue-12 commit, 8897dfe, the same run gave 0.79x and 0.80x); where it "
+    "goes: {profile}."
 )
 
 
