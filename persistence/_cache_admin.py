@@ -2,9 +2,10 @@
 
 Unlike the cache itself, which fails open, these fail loudly: an operator who asked
 for a flush must know when Redis did not take it. A flush moves each tenant's epoch
-and announces it on the invalidation channel first (every process stops serving the
-tenant's entries at once, in-process tiers included), then unlinks the entry keys so
-their memory is freed rather than left to expire.
+and announces it on the invalidation channel first (the path every tenant change
+takes, ``Database._tenant_changed``: every process stops serving the tenant's entries
+at once, in-process tiers included), then unlinks the entry keys so their memory is
+freed rather than left to expire.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from persistence._cache_channel import message
-from persistence._cache_redis import _BUMP, EPOCH_TTL_MS
+from persistence._cache_redis import ENTRY_KEY, EPOCH_KEY, tenant_tag
 from persistence.errors import PersistenceError
 from persistence.records._base import Record
 
 if TYPE_CHECKING:
     from persistence.database import Database
 
-__all__ = ["TenantCacheUsage", "flush", "usage"]
+__all__ = ["TenantCacheUsage", "cached_tenants", "flush", "usage"]
 
 BATCH = 500  # keys per pipelined round trip
-_KEY = re.compile(rb"\{([0-9a-f-]{36})\}:cache:")
+_KEY = re.compile(rb"\{([0-9a-f-]{36})\}" + re.escape(ENTRY_KEY.encode()))
 
 
 class TenantCacheUsage(Record):
@@ -38,28 +38,8 @@ class TenantCacheUsage(Record):
     bytes: int
 
 
-def _glob(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-def _pattern(db: Database, tenant_id: uuid.UUID | None) -> str:
-    tag = "*" if tenant_id is None else str(tenant_id)
-    return f"{_glob(db.settings.redis_key_prefix)}:{{{tag}}}:cache:*"
-
-
-def _epoch_key(db: Database, tenant_id: uuid.UUID) -> str:
-    return f"{db.settings.redis_key_prefix}:{{{tenant_id}}}:cache-epoch"
-
-
-def _batches(keys: Iterable[Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _unreachable(what: str, exc: Exception) -> PersistenceError:
+    return PersistenceError(f"cache service unreachable, {what}: {exc}")
 
 
 def _redis_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -68,7 +48,27 @@ def _redis_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (RedisError, RedisClusterException, OSError) as exc:
-        raise PersistenceError(f"cache service unreachable, {what}: {exc}") from exc
+        raise _unreachable(what, exc) from exc
+
+
+def _key_batches(db: Database, tenant_id: uuid.UUID | None) -> Iterator[list[Any]]:
+    """The entry keys of ``tenant_id`` (None: of every tenant), ``BATCH`` at a time, as
+    SCAN finds them (on every node of a cluster)."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    prefix = re.sub(r"([*?\[\]\\])", r"\\\1", db.settings.redis_key_prefix)  # (a glob)
+    tag = tenant_tag(prefix, "*" if tenant_id is None else tenant_id)
+    batch: list[Any] = []
+    try:
+        for key in db.redis.scan_iter(match=f"{tag}{ENTRY_KEY}*", count=BATCH):
+            batch.append(key)
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise _unreachable("scan", exc) from exc
+    if batch:
+        yield batch
 
 
 def _tenant_of(key: bytes | str) -> uuid.UUID | None:
@@ -78,11 +78,9 @@ def _tenant_of(key: bytes | str) -> uuid.UUID | None:
 
 
 def _tally(db: Database, tenant_id: uuid.UUID | None) -> dict[uuid.UUID, list[int]]:
-    client = db.redis
     counts: dict[uuid.UUID, list[int]] = {}
-    keys = _redis_call("scan", client.scan_iter, match=_pattern(db, tenant_id), count=BATCH)
-    for batch in _batches(_redis_call("scan", list, keys)):
-        pipe = client.pipeline(transaction=False)
+    for batch in _key_batches(db, tenant_id):
+        pipe = db.redis.pipeline(transaction=False)
         for key in batch:
             pipe.getrange(key, 0, 0)
             pipe.strlen(key)
@@ -105,8 +103,9 @@ def usage(db: Database, tenant_id: uuid.UUID | None = None) -> list[TenantCacheU
     owners = sorted(counts, key=str)
     if not owners:
         return []
-    client = db.redis
-    epochs = _redis_call("reading epochs", client.mget, [_epoch_key(db, t) for t in owners])
+    prefix = db.settings.redis_key_prefix
+    epoch_keys = [tenant_tag(prefix, owner) + EPOCH_KEY for owner in owners]
+    epochs = _redis_call("reading epochs", db.redis.mget, epoch_keys)
     rows = []
     for owner, epoch in zip(owners, epochs or [], strict=True):
         entries, tombstones, size = counts[owner]
@@ -125,23 +124,17 @@ def usage(db: Database, tenant_id: uuid.UUID | None = None) -> list[TenantCacheU
 def flush(db: Database, tenant_ids: Iterable[uuid.UUID]) -> dict[str, int]:
     """Make every cached entry of each tenant unservable in every process (an epoch
     bump, announced), then unlink its keys; counts of tenants and keys removed."""
-    from persistence._cache_front import _channel
-
-    client, channel = db.redis, _channel(db.settings)
-    ttl = max(EPOCH_TTL_MS, 2 * int(db.settings.cache_ttl * 1000))
-    bump = client.register_script(_BUMP)
     tenants = sorted(set(tenant_ids), key=str)
+    _redis_call("flush", db.redis.ping)  # (a dead Redis named with its own error)
     for tenant_id in tenants:
-        note = message(tenant_id, "*", 0)
-        _redis_call("flush", bump, keys=[_epoch_key(db, tenant_id)], args=[ttl, channel, note])
-        db._known_scopes.forget_tenant(str(tenant_id))
-        if db._cache is not None:
-            db._cache.tenant_changed(tenant_id)
+        if not db._tenant_changed(tenant_id):
+            raise PersistenceError(
+                f"cache service unreachable, flush: the epoch of tenant {tenant_id} did not move"
+            )
     removed = 0
     for tenant_id in tenants:
-        keys = _redis_call("scan", client.scan_iter, match=_pattern(db, tenant_id), count=BATCH)
-        for batch in _batches(_redis_call("scan", list, keys)):
-            pipe = client.pipeline(transaction=False)
+        for batch in _key_batches(db, tenant_id):
+            pipe = db.redis.pipeline(transaction=False)
             for key in batch:
                 pipe.unlink(key)
             removed += sum(int(n) for n in _redis_call("flush", pipe.execute))
@@ -150,4 +143,5 @@ def flush(db: Database, tenant_ids: Iterable[uuid.UUID]) -> dict[str, int]:
 
 def cached_tenants(db: Database) -> set[uuid.UUID]:
     """Every tenant with a cache key in Redis (those of deleted tenants included)."""
-    return set(_tally(db, None))
+    owners = (_tenant_of(key) for batch in _key_batches(db, None) for key in batch)
+    return {owner for owner in owners if owner is not None}

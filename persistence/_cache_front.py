@@ -169,13 +169,15 @@ class ReadCache:
             note = (self._channel_name, message(tenant_id, key, floor))
             self.shared.write(tenant_id, key, packed, floor=floor, publish=note)
 
-    def tenant_changed(self, tenant_id: uuid.UUID) -> None:
+    def tenant_changed(self, tenant_id: uuid.UUID) -> bool:
         """A tenant was suspended, deleted or renamed, or one of its workspaces deleted:
-        nothing of it is served any more, here or (``shared``) anywhere."""
+        nothing of it is served any more, here or (``shared``) anywhere; False if the
+        shared tier did not take it (its entries then expire after ``cache_ttl``)."""
         self._bump(str(tenant_id))
-        if self.shared is not None:
-            note = (self._channel_name, message(tenant_id, _ALL, 0))
-            self.shared.bump_epoch(tenant_id, publish=note)
+        if self.shared is None:
+            return True
+        note = (self._channel_name, message(tenant_id, _ALL, 0))
+        return self.shared.bump_epoch(tenant_id, publish=note)
 
     def on_tenant_changed(self, hook: Callable[[str], None]) -> None:
         """Call ``hook(tenant id)`` whenever a tenant changes (the scopes a ``Database``
@@ -237,11 +239,12 @@ def _tier(settings: Settings, client: Any) -> RedisTier:
     )
 
 
-def announce(settings: Settings, client: Any, tenant_id: uuid.UUID) -> None:
-    """Tell every process's cache that a tenant changed, from a process with no cache of
-    its own (an operator's CLI): the tenant's Redis epoch moves and the channel says so."""
+def announce(settings: Settings, client: Any, tenant_id: uuid.UUID) -> bool:
+    """Tell every process's cache that a tenant changed, from a process with no shared
+    cache of its own (an operator's CLI): the tenant's Redis epoch moves and the channel
+    says so; False if Redis did not take it."""
     note = (_channel(settings), message(tenant_id, _ALL, 0))
-    _tier(settings, client).bump_epoch(tenant_id, publish=note)
+    return _tier(settings, client).bump_epoch(tenant_id, publish=note)
 
 
 def build(settings: Settings, redis: Callable[[], Any]) -> ReadCache:

@@ -35,10 +35,13 @@ from redis.exceptions import RedisClusterException, RedisError
 from persistence.cache import Entry
 
 __all__ = [
+    "ENTRY_KEY",
+    "EPOCH_KEY",
     "AsyncRedisTier",
     "AsyncSharedTier",
     "Fetched",
     "RedisTierStats",
+    "tenant_tag",
 ]
 
 # An entry is one string: "E:<epoch>:<version>:<written>:<meta length>:<meta><value>"
@@ -113,6 +116,8 @@ return 1
 #: entries filled under the epoch before (cache_ttl, far less), and an epoch that
 #: expired starts again at 0, under which every entry older than that has expired too.
 EPOCH_TTL_MS = 86_400_000
+#: What follows a tenant's tag (:func:`tenant_tag`) in its epoch's key and its entries'.
+EPOCH_KEY, ENTRY_KEY = ":cache-epoch", ":cache:"
 #: Idle read connections a tier keeps (one per thread or task reading at once).
 IDLE_READERS = 8
 
@@ -160,10 +165,16 @@ class RedisTierStats:
     skipped: int  # calls not sent while the breaker was open
 
 
+def tenant_tag(prefix: str, tenant_id: object) -> str:
+    """``<prefix>:{<tenant id>}``, which begins every cache key of the tenant: a Redis
+    Cluster hash tag (the tenant's keys share a slot)."""
+    return f"{prefix}:{{{tenant_id}}}"
+
+
 class AsyncSharedTier(Protocol):
-    """The seam between the cache's front and its shared tier: :class:`AsyncRedisTier`
-    here (a Redis, a Valkey or, through redis-py's cluster client, a Redis Cluster); a
-    fake in tests; another backend (a memcached) would be one class. Every method fails
+    """The seam between the cache's front and its shared tier: the Redis tier below
+    (a Redis, a Valkey or, through redis-py's cluster client, a Redis Cluster); a fake
+    in tests; another backend (a memcached) would be one class. Every method fails
     open: it returns a miss or False rather than raise."""
 
     ttl_ms: int
@@ -224,8 +235,8 @@ class AsyncRedisTier:
         return self._factory()
 
     def _keys(self, tenant_id: uuid.UUID, key: str) -> list[str]:
-        base = f"{self._prefix}:{{{tenant_id}}}"
-        return [f"{base}:cache-epoch", f"{base}:cache:{key}"]
+        base = tenant_tag(self._prefix, tenant_id)
+        return [base + EPOCH_KEY, base + ENTRY_KEY + key]
 
     async def _send(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """``await command()`` (one Redis round trip); None, counted, if the breaker is

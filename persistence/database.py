@@ -321,17 +321,21 @@ class Database:
                     self._cache = cache
         return self._cache
 
-    def _tenant_changed(self, tenant_id: uuid.UUID) -> None:
+    def _tenant_changed(self, tenant_id: uuid.UUID) -> bool:
         """A tenant was suspended, resumed, renamed or deleted, or one of its workspaces
         renamed or deleted (committed): forget its scopes, and make the read cache's
         entries of it unservable, here and (with a ``redis_url``, whatever this
-        database's own ``cache`` setting) in every other process."""
+        database's own ``cache`` setting) in every other process; False if Redis was
+        configured and did not take it."""
         self._known_scopes.forget_tenant(str(tenant_id))
         cache = self.cache
+        if cache is not None and cache.shared is not None:
+            return cache.tenant_changed(tenant_id)
         if cache is not None:
-            cache.tenant_changed(tenant_id)
-        elif self.settings.redis_url:
-            _cache_front.announce(self.settings, lambda: self.redis, tenant_id)
+            cache.tenant_changed(tenant_id)  # this process's tier
+        if not self.settings.redis_url:
+            return True
+        return _cache_front.announce(self.settings, lambda: self.redis, tenant_id)
 
     def _enter_scope(
         self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False

@@ -274,6 +274,18 @@ def test_suspending_a_tenant_makes_its_entries_unservable_everywhere(
         admin.tenants.resume(tenant)
     assert _eventually(lambda: not refused(reader), within=2.0)
     assert _load(reader, tenant) == {"n": 1}
+    # an operator whose own cache is in-process only still tells the others
+    local = open_database(
+        postgres.owner_url,
+        owner_url=postgres.owner_url,
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        cache="local",
+    )
+    with local, local.admin() as admin:
+        admin.tenants.suspend(tenant)
+    assert _eventually(lambda: refused(reader), within=2.0)
+    assert _eventually(lambda: refused(other), within=2.0)
 
 
 def test_a_corrupted_entry_is_never_served(
