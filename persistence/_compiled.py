@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from persistence._wire import numbered
 from persistence.errors import InvalidInputError
 
 __all__ = ["Row", "Statement", "arguments", "rows"]
@@ -38,6 +39,7 @@ class _Compiled:
     row: Callable[[Any], Row] | None  # builds a named tuple; None: no result columns
     results: tuple[tuple[int, _Processor], ...]  # result columns whose type converts them
     binary: bool  # PostgreSQL: results in binary format (bytea without hex text)
+    wire: tuple[bytes, tuple[str, ...]] | None  # PostgreSQL: $n SQL and names, for libpq
 
 
 class Statement:
@@ -104,6 +106,7 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
         row=row,
         results=tuple(results),
         binary=statement.binary,
+        wire=numbered(compiled.string) if dialect.name == "postgresql" else None,
     )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from persistence import _enter, _pool, _role_check
 from persistence._aio import shielded  # sync:
 from persistence._begin_async import checkout
-from persistence._compiled import Statement, arguments
+from persistence._compiled import Statement
 from persistence._executor_async import Row, driver_of, run_entering, simple_query, sync_of
 from persistence._session_reset import mark_clean, mark_dirty
 from persistence._warm import WarmConnections
@@ -106,13 +106,9 @@ class Deferred:
         self.read_only = read_only
         self.failure: PersistenceError | None = None
 
-    def entry(self, connection: AsyncConnection) -> tuple[str, Any]:
-        compiled, args = arguments(
-            _enter.ENTRY["postgresql"],
-            sync_of(connection).dialect,
-            {"tenant": self.tenant, "workspace": self.workspace},
-        )
-        return compiled.sql, args
+    def entry(self) -> tuple[Statement, Mapping[str, Any]]:
+        """The entry's statement and parameters (``run_entering`` sends them)."""
+        return _enter.ENTRY["postgresql"], {"tenant": self.tenant, "workspace": self.workspace}
 
     def mismatch(self, row: Mapping[Any, Any] | None) -> PersistenceError | None:
         """Why the scope ``row`` shows is not the one this unit of work began in, if so."""
@@ -149,7 +145,7 @@ async def first_statement(
 
     async def attempt() -> tuple[Any, list[Row] | PersistenceError]:
         connection = tx.connection
-        return await run_entering(connection, begin, deferred.entry(connection), statement, params)
+        return await run_entering(connection, begin, deferred.entry(), statement, params)
 
     entered, outcome = await _on_live_connection(tx, deferred, attempt)
     row = _enter.EntryRow(entered) if entered.ntuples else None

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from persistence import _pool, _role_check
+from persistence import _pool, _role_check, _wire
 from persistence._aio import in_background
 from persistence._warm import WarmAsyncQueuePool, WarmQueuePool
 from persistence.settings import Settings
@@ -56,6 +56,7 @@ def owner_engine(url: URL, settings: Settings) -> Engine:
         return sqlite_engine(url, settings)
     engine = create_engine(url, **_postgres(settings))
     _pool.install(engine, settings.pool_ping_after)
+    _wire.install(engine, settings.prepared_statements)
     return engine
 
 
@@ -76,11 +77,13 @@ def owner_engine_async(url: URL, settings: Settings) -> AsyncEngine:
         return _sqlite_async(url, settings)
     engine = create_async_engine(url, **_postgres(settings))
     _pool.install(engine.sync_engine, settings.pool_ping_after)
+    _wire.install(engine.sync_engine, settings.prepared_statements)
     return engine
 
 
 def _runtime_hooks(engine: Engine, settings: Settings) -> Engine:
     _pool.install(engine, settings.pool_ping_after)
+    _wire.install(engine, settings.prepared_statements)
     if not settings.allow_rls_bypass:
         _role_check.check_on_connect(engine)
     return engine
@@ -107,8 +110,8 @@ def _postgres(settings: Settings) -> dict[str, Any]:
             "-c DateStyle=ISO -c TimeZone=UTC",
             "application_name": "persistence",
             "client_encoding": "utf8",  # the entry row is decoded from its text
-            # None: psycopg prepares nothing, even where the code asks it to
-            **({} if s.prepared_statements else {"prepare_threshold": None}),
+            # psycopg prepares nothing (persistence._wire prepares what it sends)
+            "prepare_threshold": None,
         },
     )
 

@@ -43,7 +43,10 @@ ADMIN_CHECK = (
 )
 BEGIN_ADMIN = "BEGIN; " + ADMIN_CHECK
 # The same BEGINs as one statement each, for a pipeline (persistence._deferred).
-PIPELINED_BEGIN = {False: BEGIN.removesuffix("; "), True: BEGIN_READ_ONLY.removesuffix("; ")}
+PIPELINED_BEGIN = {
+    False: BEGIN.removesuffix("; ").encode(),
+    True: BEGIN_READ_ONLY.removesuffix("; ").encode(),
+}
 # The columns persistence_enter() returns (migration 0001), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection  # sync:
 
 from persistence._compiled import Row, Statement, arguments, rows
+from persistence._wire import Batch, exchange
 from persistence.errors import DatabaseUnavailableError, PersistenceError, translate
 
 __all__ = [
@@ -60,7 +61,8 @@ CursorT = TypeVar("CursorT")
 _TUPLES_OK = ExecStatus.TUPLES_OK
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
-_ENTRY_CURSOR = "persistence_entry_cursor"
+_COMMAND_OK = ExecStatus.COMMAND_OK
+_DONE = (_TUPLES_OK, _COMMAND_OK)
 _LOST = "the unit of work lost its database connection: nothing more can run in it"
 
 
@@ -86,7 +88,7 @@ async def run(
     """
     sync = sync_of(connection)
     compiled, args = arguments(statement, sync.dialect, params)
-    raw = await _execute(connection, sync, compiled.sql, args, compiled.binary)
+    raw = await _execute(connection, sync, compiled, args)
     return rows(compiled, raw)
 
 
@@ -106,24 +108,20 @@ async def run_scalar(
     return found[0][0] if found else None
 
 
-async def _execute(
-    connection: AsyncConnection, sync: Connection, sql: str, args: Any, binary: bool
-) -> Any:
+async def _execute(connection: AsyncConnection, sync: Connection, compiled: Any, args: Any) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
-    observed = _observed(sync)
+    observed, sql = _observed(sync), compiled.sql
     pooled = sync.connection
     driver: Any = pooled.driver_connection
     is_pg = isinstance(driver, psycopg.AsyncConnection)
     try:
-        # (SQLite: the connection stands for the cursor; its execute makes one per call)
-        cursor = _cursor(pooled, driver) if is_pg else driver
         if observed:  # statement listeners (tracing, statement counts) see these too
-            context = _Context()
+            # (SQLite: the connection stands for the cursor; its execute makes one per call)
+            cursor, context = (_cursor(pooled, driver) if is_pg else driver), _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
-            await cursor.execute(sql, args, prepare=True, binary=binary)
-            raw = await _fetched(pooled, cursor)
+            raw = await _alone(connection, pooled, driver, compiled, args)
         else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
             raw = await driver.execute_fetchall(sql, args)  # sync: raw = _fetch(driver, sql, args)
         if observed:
@@ -131,6 +129,21 @@ async def _execute(
         return raw
     except (psycopg.Error, sqlite3.Error) as exc:
         await raise_translated(connection, sql, args, exc)
+
+
+async def _alone(
+    connection: AsyncConnection, pooled: Any, driver: Any, compiled: Any, args: Any
+) -> list[Any]:
+    """The rows of one statement sent through libpq (:mod:`persistence._wire`); a
+    driver error of the statement is raised as psycopg's."""
+    batch = Batch(driver, pooled.info)
+    batch.add_named(compiled.wire, args, binary=compiled.binary)
+    (result,) = await _round_trip(connection, batch)
+    if result.status == _TUPLES_OK:
+        return batch.rows(result)
+    if result.status != _COMMAND_OK:
+        raise batch.error(result)
+    return []
 
 
 def _observed(sync: Connection) -> bool:
@@ -142,73 +155,76 @@ def _observed(sync: Connection) -> bool:
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
-async def _fetched(pooled: Any, cursor: psycopg.AsyncCursor[Any]) -> list[Any]:
-    """The rows of the statement ``cursor`` ran, then its result dropped (libpq's copy
-    of the rows, a large payload's included) so a pooled connection does not hold it
-    until its next statement."""
-    result = cursor.pgresult  # (cursor.description would build column objects)
-    raw = await cursor.fetchall() if result and result.status == _TUPLES_OK else []
-    reset = getattr(cursor, "_reset", None)  # psycopg 3.1-3.3; else a cursor per call
-    if reset is not None:
-        reset()
-    else:
-        pooled.info.pop(_CURSOR, None)
-        await cursor.close()
-    return raw
-
-
 async def run_entering(
     connection: AsyncConnection,
-    begin: str,
-    entry: tuple[str, Any],
+    begin: bytes,
+    entry: tuple[Statement, Mapping[str, Any]],
     statement: Statement,
     params: Mapping[str, Any],
 ) -> tuple[Any, list[Row] | PersistenceError]:
-    """``begin`` (``BEGIN ...``), the tenant entry (``entry``: its SQL and arguments) and
-    ``statement`` in one round trip, as one libpq pipeline (PostgreSQL only).
+    """``begin`` (``BEGIN ...``), the tenant entry (``entry``: its statement and
+    parameters) and ``statement`` in one round trip, as one libpq pipeline
+    (:mod:`persistence._wire`; PostgreSQL only).
 
     Returns the entry's result (its row as text, for ``persistence._enter.EntryRow``)
     and the statement's rows, or the error the statement raised, translated, for the
     caller to raise once it has read the entry: a statement sent for a tenant that was
     suspended since fails on row-level security, and the entry says why. Raises the
-    translated error when the entry did not run (a dead connection).
-
-    The driver connection is switched to autocommit (psycopg would send a ``BEGIN`` of
-    its own and wait for it); the transaction is ``begin``'s, explicit, so nothing
-    commits before the unit of work's ``COMMIT``. The pool's checkin switches it back.
+    translated error when the entry did not run (a dead connection: invalidated, as is
+    one left mid-exchange by a cancellation). The transaction is ``begin``'s, explicit,
+    so nothing commits before the unit of work's ``COMMIT``.
     """
     sync = sync_of(connection)
     if sync.invalidated:
         raise DatabaseUnavailableError(_LOST)
     pooled = sync.connection
     driver: Any = pooled.driver_connection
+    head, head_args = arguments(entry[0], sync.dialect, entry[1])
     compiled, args = arguments(statement, sync.dialect, params)
-    head, cursor = _cursor(pooled, driver, _ENTRY_CURSOR), _cursor(pooled, driver)
-    observed, before, failed = _observed(sync), head.pgresult, None
-    try:
-        if not driver.autocommit:
-            await driver.set_autocommit(True)
-        if observed:
-            context = _Context()
-            sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
-        async with driver.pipeline():
-            await head.execute(begin)
-            await head.execute(entry[0], entry[1], prepare=True)
-            await cursor.execute(compiled.sql, args, prepare=True, binary=compiled.binary)
+    batch = Batch(driver, pooled.info)
+    try:  # (dumping sends nothing: a value the adapters refuse fails here, alone)
+        batch.add(begin)
+        batch.add_named(head.wire, head_args, binary=False)  # type: ignore[arg-type]
+        batch.add_named(compiled.wire, args, binary=compiled.binary)  # type: ignore[arg-type]
     except psycopg.Error as exc:
-        failed = exc
-    entered = head.pgresult
-    if entered is None or entered is before or entered.status != _TUPLES_OK:
-        await raise_translated(connection, entry[0], entry[1], failed or _no_entry())
-    if failed is not None:
+        await raise_translated(connection, compiled.sql, args, exc)
+    observed = _observed(sync)
+    if observed:
+        context, cursor = _Context(), _cursor(pooled, driver)
+        sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
+    began, entered, result = await _round_trip(connection, batch)
+    if entered.status != _TUPLES_OK:
+        failed = began if began.status == _FATAL_ERROR else entered
+        cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
+        await raise_translated(connection, head.sql, head_args, cause)
+    if result.status not in _DONE:  # its error, or aborted by its prepare's
         try:
-            await raise_translated(connection, compiled.sql, args, failed)
+            await raise_translated(connection, compiled.sql, args, batch.error(result))
         except PersistenceError as translated:
             return entered, translated
-    raw = await _fetched(pooled, cursor)
+    raw = batch.rows(result) if result.status == _TUPLES_OK else []
     if observed:
         sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
     return entered, rows(compiled, raw)
+
+
+async def _round_trip(connection: AsyncConnection, batch: Batch) -> list[Any]:
+    """Send ``batch`` and read its results: one result per statement. A connection left
+    in an unknown state (broken, or the wait interrupted or cancelled) is invalidated:
+    never pooled again."""
+    driver = batch.driver
+    try:
+        batch.send()
+        results = await driver.wait(exchange(driver.pgconn))
+        return batch.outcomes(results)
+    except BaseException as exc:
+        await connection.invalidate(exc if isinstance(exc, Exception) else None)
+        if not isinstance(exc, psycopg.Error):
+            raise
+        wrapped: Any = sa_exc.DBAPIError.instance(
+            "(pipeline)", None, exc, psycopg.Error, connection_invalidated=True
+        )
+        raise translate(wrapped) from wrapped
 
 
 def _no_entry() -> psycopg.Error:

@@ -12,8 +12,10 @@ So a connection is reset only when something could have left state on it: it is
 marked dirty when it is checked out, a tenant or admin unit of work marks it clean
 as it begins (the library's own statements set nothing beyond the transaction), and
 handing ``uow.session`` to the caller marks it dirty again. On checkin a dirty
-connection gets :data:`RESET`, one round trip: ``DISCARD ALL`` without ``DEALLOCATE
-ALL`` (psycopg's own statements, ``_pg3_*``, are kept) and ``DISCARD PLANS``.
+connection gets :data:`RESET`, one round trip: ``DISCARD ALL`` but ``DISCARD PLANS``.
+Its ``DEALLOCATE ALL`` drops the library's prepared statements too (``persistence._wire``
+prepares them again on the next units of work): SQL of the caller's own may have
+deallocated or replaced any of them.
 ``RESET ALL`` returns every setting to its value at connection start, so the startup
 options (``statement_timeout``, ``idle_in_transaction_session_timeout``) stay.
 """
@@ -27,14 +29,14 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["DIRTY", "RESET", "mark_clean", "mark_dirty", "reset_session"]
+__all__ = ["DIRTY", "PREPARED", "RESET", "mark_clean", "mark_dirty", "reset_session"]
 
 DIRTY = "persistence_session_dirty"
+#: Where ``persistence._wire`` keeps a connection's prepared statements (pool entry info).
+PREPARED = "persistence_prepared"
 RESET = (
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; "
-    "DO $$DECLARE stmt text; BEGIN FOR stmt IN SELECT p.name FROM pg_prepared_statements p "
-    "WHERE p.from_sql LOOP EXECUTE 'DEALLOCATE ' || quote_ident(stmt); END LOOP; END $$"
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; DEALLOCATE ALL"
 )
 
 
@@ -51,6 +53,7 @@ def mark_clean(connection: Connection) -> None:
 def reset_session(dbapi_conn: Any, record: ConnectionPoolEntry) -> bool:
     """Reset the session of a connection going back to the pool (``persistence._pool``
     calls it for a dirty one); False when that failed and the connection was dropped."""
+    record.info.pop(PREPARED, None)  # (persistence._wire: deallocated below)
     try:
         _reset(dbapi_conn)
     except psycopg.Error as exc:

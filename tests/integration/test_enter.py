@@ -81,26 +81,29 @@ def test_a_write_sends_begin_the_entry_and_itself_in_one_round_trip(
 ) -> None:
     tenant = new_tenant(pg_db)
     with open_database(postgres.runtime_url, pool_size=1) as db:
-        for n in range(2):  # learn the scope, connect, prepare (in the pipeline too)
-            with db.unit_of_work(tenant) as uow:
-                uow.states.save("doc", {"n": n})
-        with wire(db) as messages, db.unit_of_work(tenant) as uow:
+        with db.unit_of_work(tenant) as uow:  # learn the scope, connect
+            uow.states.save("doc", {"n": 0})
+        with wire(db) as preparing, db.unit_of_work(tenant) as uow:
             uow.states.save("doc", {"n": 1})
-        first, commit = _trips(messages)
-        kinds = [m.split()[0] for m in first]
-        if kinds[-1] == "Flush":  # (psycopg asks for the results at once, when not in yet)
-            kinds.pop()
-        assert kinds == [
-            *("Parse", "Bind", "Describe", "Execute"),  # BEGIN (unnamed)
-            *("Bind", "Describe", "Execute"),  # persistence_enter() (prepared)
-            *("Bind", "Describe", "Execute"),  # the save (prepared)
-            "Sync",
-        ]
-        assert "BEGIN" in first[0] and tenant in first[4]
-        assert commit == ['Query "COMMIT"']
-        with db.unit_of_work(tenant) as uow:
-            assert uow.states.load("doc").state == {"n": 1}
-            assert uow.workspace.slug == "default" and uow.tenant.status == "active"
+        with wire(db) as messages, db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 2})
+    (first, commit), (prepared, _) = _trips(messages), _trips(preparing)
+    # the first time on a connection, BEGIN and the entry are prepared in the same trip
+    # (the save was, in the first unit of work, which entered alone)
+    parsed = [m for m in prepared if m.startswith("Parse")]
+    assert len(parsed) == 2 and '"BEGIN"' in parsed[0] and "tenant_slug" in parsed[1]
+    assert prepared[-1] == "Sync"
+    assert [m.split()[0] for m in first] == [
+        *("Bind", "Describe", "Execute"),  # BEGIN (prepared)
+        *("Bind", "Describe", "Execute"),  # persistence_enter() (prepared)
+        *("Bind", "Describe", "Execute"),  # the save (prepared)
+        "Sync",
+    ]
+    assert tenant in first[3]
+    assert commit == ['Query "COMMIT"']
+    with open_database(postgres.runtime_url) as db, db.unit_of_work(tenant) as uow:
+        assert uow.states.load("doc").state == {"n": 2}
+        assert uow.workspace.slug == "default" and uow.tenant.status == "active"
 
 
 def test_connections_go_back_to_the_pool_without_autocommit(
@@ -179,3 +182,46 @@ def test_prepared_statements_can_be_turned_off(
                     text("SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql")
                 ).scalar_one()
         assert (names > 0) is prepared
+
+
+def test_statements_stay_prepared_across_failed_units_of_work(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """A unit of work that fails rolls back; the library's prepared statements survive it
+    (psycopg would answer its own ROLLBACK with DEALLOCATE ALL had it prepared anything)."""
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, pool_size=1) as db:
+        for n in range(3):
+            with pytest.raises(RuntimeError), db.unit_of_work(tenant) as uow:
+                uow.states.save("doc", {"n": n})
+                uow.states.load("doc")
+                raise RuntimeError
+        with wire(db) as messages, db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 9})
+            assert uow.states.load("doc").state == {"n": 9}
+    assert not [m for m in _sent(messages) if m == "Parse"]  # nothing prepared again
+
+
+def test_a_deallocate_all_of_the_callers_own_breaks_nothing(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """Once the caller has the session, the library's statements go unnamed (SQL of the
+    caller's own may drop prepared statements); the checkin's reset drops them all, and
+    the next units of work prepare again."""
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, pool_size=1) as db:
+        with db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 1})
+            uow.states.load("doc")
+        with db.unit_of_work(tenant) as uow:
+            uow.session.execute(text("DEALLOCATE ALL"))
+            uow.states.save("doc", {"n": 2})  # (prepared above, gone now)
+            loaded = uow.states.load("doc")
+            assert loaded is not None and loaded.state == {"n": 2}
+        for n in range(3):
+            with wire(db) as messages, db.unit_of_work(tenant) as uow:
+                loaded = uow.states.load("doc")
+                assert loaded is not None and loaded.state == {"n": 2 + n}
+                uow.states.save("doc", {"n": 3 + n})
+            parsed = [m for m in _sent(messages) if m == "Parse"]
+            assert len(parsed) == (4 if n == 0 else 0)  # BEGIN, the entry, the load, the save

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import datetime
+import enum
 import math
+import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +32,25 @@ from persistence.codecs import (
 )
 from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
 from persistence.settings import Settings
+
+
+class _Color(enum.Enum):
+    RED = 1
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    y: int
+
+
+class _Text(str):
+    pass
+
 
 json_values = st.recursive(
     st.none()
@@ -77,6 +102,17 @@ def test_key_order_unicode_and_64_bit_ints_survive() -> None:
         ([b"raw"], InvalidTypeError, "bytes at $[0]"),
         ({"t": (1, 2)}, InvalidTypeError, "tuple at $.t"),
         ({"o": object()}, InvalidTypeError, "object at $.o"),
+        # what orjson encodes but would not load back as given (dump_json's fast path)
+        ({"u": uuid.UUID(int=1)}, InvalidTypeError, "UUID at $.u"),
+        ({"e": _Color.RED}, InvalidTypeError, "_Color at $.e"),
+        ({"e": _Level.HIGH}, InvalidTypeError, "_Level at $.e"),
+        ({"d": datetime.date(2026, 1, 1)}, InvalidTypeError, "date at $.d"),
+        ({"p": _Point(1, 2)}, InvalidTypeError, "_Point at $.p"),
+        ({"s": _Text("x")}, InvalidTypeError, "_Text at $.s"),
+        ({"o": collections.OrderedDict(a=1)}, InvalidTypeError, "OrderedDict at $.o"),
+        ({"f": orjson.Fragment(b"[1]")}, InvalidTypeError, "Fragment at $.f"),
+        ({"u": 2**64 - 1}, InvalidInputError, "$.u"),
+        ({"n": [float("nan")] * 2}, InvalidInputError, r"$.n[0]"),
     ],
 )
 def test_refused_values_name_the_path(value: Any, error: type[Exception], path: str) -> None:
