@@ -243,8 +243,11 @@ def announce(settings: Settings, client: Any, tenant_id: uuid.UUID) -> bool:
     """Tell every process's cache that a tenant changed, from a process with no shared
     cache of its own (an operator's CLI): the tenant's Redis epoch moves and the channel
     says so; False if Redis did not take it."""
-    note = (_channel(settings), message(tenant_id, _ALL, 0))
-    return _tier(settings, client).bump_epoch(tenant_id, publish=note)
+    note, tier = (_channel(settings), message(tenant_id, _ALL, 0)), _tier(settings, client)
+    try:
+        return tier.bump_epoch(tenant_id, publish=note)
+    finally:
+        tier.close()  # (its own connection: this tier lives for one command)
 
 
 def build(settings: Settings, redis: Callable[[], Any]) -> ReadCache:

@@ -242,8 +242,11 @@ async def announce(settings: Settings, client: Any, tenant_id: uuid.UUID) -> boo
     """Tell every process's cache that a tenant changed, from a process with no shared
     cache of its own (an operator's CLI): the tenant's Redis epoch moves and the channel
     says so; False if Redis did not take it."""
-    note = (_channel(settings), message(tenant_id, _ALL, 0))
-    return await _tier(settings, client).bump_epoch(tenant_id, publish=note)
+    note, tier = (_channel(settings), message(tenant_id, _ALL, 0)), _tier(settings, client)
+    try:
+        return await tier.bump_epoch(tenant_id, publish=note)
+    finally:
+        await tier.close()  # (its own connection: this tier lives for one command)
 
 
 def build(settings: Settings, redis: Callable[[], Any]) -> AsyncReadCache:

@@ -23,7 +23,6 @@ so one script may read the epoch and the entry together.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 from redis import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
+from persistence._redis_direct import Direct, packed, sha1
 from persistence.cache import Entry
 
 __all__ = [
@@ -119,8 +119,7 @@ return 1
 EPOCH_TTL_MS = 86_400_000
 #: What follows a tenant's tag (:func:`tenant_tag`) in its epoch's key and its entries'.
 EPOCH_KEY, ENTRY_KEY = ":cache-epoch", ":cache:"
-#: Idle read connections a tier keeps (one per thread or task reading at once).
-IDLE_READERS = 8
+_TAGS = 4096  # tenants whose key prefix a tier keeps at hand
 
 
 def _body(entry: Entry) -> bytes:
@@ -221,10 +220,11 @@ class RedisTier:
         self._prefix = prefix
         self.ttl_ms = ttl_ms
         self.breaker_s = breaker_s
-        self._scripts: dict[str, Any] = {}
+        self._scripts: dict[str, Any] = {}  # (a cluster client's Script objects)
+        self._shas: dict[str, str] = {}
         self._open_until = 0.0  # the breaker: no call to Redis before this (monotonic)
-        self._readers: list[Any] = []  # idle connections of the tier's own (see _mget)
-        self._pid = os.getpid()
+        self._directs: dict[int, Direct] = {}  # by the client's pool (see _direct)
+        self._tags: dict[uuid.UUID, str] = {}
         self._counts = dict.fromkeys(
             ("hits", "misses", "fills", "refused_fills", "invalidations", "errors", "skipped"), 0
         )
@@ -234,7 +234,11 @@ class RedisTier:
         return self._factory()
 
     def _keys(self, tenant_id: uuid.UUID, key: str) -> list[str]:
-        base = tenant_tag(self._prefix, tenant_id)
+        base = self._tags.get(tenant_id)
+        if base is None:
+            if len(self._tags) >= _TAGS:
+                self._tags.clear()
+            base = self._tags[tenant_id] = tenant_tag(self._prefix, tenant_id)
         return [base + EPOCH_KEY, base + ENTRY_KEY + key]
 
     def _send(self, command: Callable[[], Any]) -> Any:
@@ -250,49 +254,45 @@ class RedisTier:
             self._open_until = time.monotonic() + self.breaker_s
             return None
 
+    def _direct(self) -> Direct | None:
+        """The tier's own connections (``persistence._redis_direct``), made like those of
+        the client's pool; None for a cluster client (it routes each command itself)."""
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:
+            return None
+        direct = self._directs.get(id(pool))
+        if direct is None:
+            direct = self._directs[id(pool)] = Direct(pool)
+        return direct
+
     def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script (loaded once, then by its SHA); None as for :meth:`_send`."""
+        """Run a script by its SHA (loaded when Redis does not know it); None as for
+        :meth:`_send`."""
 
         def run() -> Any:
-            script = self._scripts.get(source)
-            if script is None:
-                script = self._scripts[source] = self._client.register_script(source)
-            return script(keys=keys, args=args)
+            direct = self._direct()
+            if direct is None:
+                script = self._scripts.get(source)
+                if script is None:
+                    script = self._scripts[source] = self._client.register_script(source)
+                return script(keys=keys, args=args)
+            sha = self._shas.get(source) or self._shas.setdefault(source, sha1(source))
+            return direct.script(self._client, source, sha, len(keys), *keys, *args)
 
         return self._send(run)
 
     def _mget(self, keys: list[str]) -> Any:
-        """``MGET keys`` on an idle connection of the tier's own, made like the client's
-        pool makes its: a cache hit's one command, without the client's pool and command
-        layers (half the client CPU of ``client.mget``; benchmarks ``cache.shared_*``).
-        A connection that failed is closed, never reused; a cluster client routes itself."""
-        client = self._client
-        pool = getattr(client, "connection_pool", None)
-        if pool is None:
-            return client.mget(keys)
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._readers, self._pid = [], os.getpid()
-        try:
-            conn = self._readers.pop()
-        except IndexError:
-            conn = pool.connection_class(**pool.connection_kwargs)
-        try:
-            conn.send_command("MGET", *keys)
-            reply = conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
-        if len(self._readers) < IDLE_READERS:
-            self._readers.append(conn)
-        else:
-            conn.disconnect()
-        return reply
+        """``MGET keys`` (a hit's one command) on the tier's own connections."""
+        direct = self._direct()
+        if direct is None:
+            return self._client.mget(keys)
+        return direct.command(packed("MGET", *keys))
 
     def close(self) -> None:
         """Close the tier's own connections (the client is its owner's to close)."""
-        readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.disconnect()
+        directs, self._directs = list(self._directs.values()), {}
+        for direct in directs:
+            direct.close()
 
     def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
         keys = self._keys(tenant_id, key)

@@ -125,3 +125,21 @@ def test_the_breaker_closes_again_after_its_time(make_tier: Callable[..., Any]) 
     tier._open_until = 0.0
     assert tier.put(tenant, "k", Entry(1, b"x"), epoch=0)
     assert tier.get(tenant, "k").entry == Entry(1, b"x")
+
+
+def test_a_restarted_redis_that_lost_the_scripts_still_takes_fills_and_writes(
+    make_tier: Callable[..., Any], private_redis: Any
+) -> None:
+    """The tier runs its scripts by SHA on connections of its own: a server that no longer
+    knows them (restarted, or SCRIPT FLUSH) answers NOSCRIPT, and the tier loads them."""
+    tier, tenant = make_tier(private_redis.url), uuid.uuid4()
+    assert tier.put(tenant, "state:a", Entry(1, b"one", None), epoch=0)
+    private_redis.kill()
+    private_redis.start()  # an empty server: no keys, no scripts
+    tier = make_tier(private_redis.url)  # (the first one's breaker saw nothing: no call failed)
+    assert tier.get(tenant, "state:a").entry is None
+    assert tier.put(tenant, "state:a", Entry(2, b"two", None), epoch=0)
+    redis.Redis.from_url(private_redis.url).script_flush()
+    assert tier.write(tenant, "state:a", Entry(3, b"three", None), floor=3, publish=("c", b"m"))
+    assert tier.get(tenant, "state:a").entry == Entry(3, b"three", None)
+    assert tier.stats().errors == 0

@@ -1,0 +1,101 @@
+"""Redis commands on idle connections of the read cache's own (``persistence._cache_redis``;
+the sync module ``_redis_direct.py`` is generated from this one).
+
+The cache's commands are few and short: an ``MGET`` of two keys on every hit, an
+``EVALSHA`` of a small script on every fill and every commit. Through redis-py's client
+each pays its pool (a lock, a checkout and a checkin), its retry wrapper, its command
+encoder and its response callbacks, several times the socket's own work. Here a command
+is packed as RESP once (:func:`packed`) and sent on a connection made as the client's
+pool makes its (same class and options: TLS, timeouts, credentials, protocol, hiredis
+when installed), and kept idle for the next command.
+
+A connection that failed is closed, never reused; an error reply (``NOSCRIPT``) leaves
+it usable. After a fork the parent's connections are dropped, not shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+__all__ = ["IDLE", "Direct", "packed", "sha1"]
+
+#: Idle connections kept (one per thread or task running a command at once).
+IDLE = 8
+
+
+def packed(*args: Any) -> bytes:
+    """``args`` as one RESP command: ``bytes`` as they are, ``str`` in UTF-8 (redis-py's
+    default encoding), ``int`` in decimal."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if type(arg) is bytes:
+            raw = arg
+        elif type(arg) is str:
+            raw = arg.encode()
+        elif type(arg) is int:
+            raw = b"%d" % arg
+        else:
+            raise TypeError(f"a Redis argument must be bytes, str or int, not {type(arg)}")
+        out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+def sha1(source: str) -> str:
+    """The SHA1 Redis names a script by (``EVALSHA``)."""
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class Direct:
+    """Commands on connections of ``pool``'s kind (a client's ``connection_pool``)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    async def command(self, command: bytes) -> Any:
+        """Send ``command`` (from :func:`packed`) and read its reply (an error reply
+        raised as redis-py's ``ResponseError``)."""
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._idle, self._pid = [], os.getpid()
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        try:
+            await conn.send_packed_command([command], check_health=False)
+            reply = await conn.read_response()
+        except ResponseError:
+            await self._release(conn)  # an error reply: the connection is fine
+            raise
+        except BaseException:
+            await conn.disconnect()
+            raise
+        await self._release(conn)
+        return reply
+
+    async def script(self, client: Any, source: str, sha: str, *args: Any) -> Any:
+        """``EVALSHA sha *args``, loading ``source`` through ``client`` if Redis does not
+        know it yet (a restarted or flushed server)."""
+        command = packed("EVALSHA", sha, *args)
+        try:
+            return await self.command(command)
+        except NoScriptError:
+            await client.script_load(source)
+            return await self.command(command)
+
+    async def _release(self, conn: Any) -> None:
+        if len(self._idle) < IDLE:
+            self._idle.append(conn)
+        else:
+            await conn.disconnect()
+
+    async def close(self) -> None:
+        """Close the idle connections."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
