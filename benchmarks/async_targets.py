@@ -34,8 +34,9 @@ CONCURRENT: dict[str, str] = {
 
 _MET = (
     "The unit of work runs on psycopg's `AsyncConnection` the way the sync one runs on "
-    "`Connection` (the same executor, generated from the same source): `BEGIN` with the "
-    "tenant entry and `COMMIT` as simple-protocol queries, the statement prepared, the "
+    "`Connection` (the same executor, generated from the same source): the first "
+    "statement with `BEGIN` and the tenant entry in one libpq pipeline, prepared, "
+    "`COMMIT` as a simple-protocol query, the "
     "connection kept warm from the last unit of work (no pool checkout or checkin), the "
     "end of the transaction shielded without a task of its own."
 )
@@ -53,13 +54,8 @@ _CONCURRENT_MISSED = (
     "64 tasks share the machine's 2 cores with the server, so the client is CPU bound "
     "and the throughput ratio follows the client CPU ratio (the CPU figure): with more "
     "tasks than connections most units of work check a connection out of SQLAlchemy's "
-    "pool and back (a greenlet each) rather than find one warm. Since the deferred "
-    "tenant entry (issue 13), the first statement goes out with BEGIN and the entry in "
-    "psycopg's pipeline mode: one round trip fewer, but about 100 µs more client CPU "
-    "per unit of work than the simple-protocol entry before it (psycopg's pipeline and "
-    "cursor machinery for three queries), which a CPU-bound run pays in throughput "
-    "(at the issue-12 commit, 8897dfe, the same run gave 0.79x and 0.80x); where it "
-    "goes: {profile}."
+    "pool and back (a greenlet each) rather than find one warm; a store get + set is "
+    "two units of work, so it pays that twice; where it goes: {profile}."
 )
 
 

@@ -53,8 +53,8 @@ METHOD = """## Method
   share one); `stmt` is what SQLAlchemy's events see: `before_cursor_execute` (our
   prepared statements on the driver connection report there too) plus the `begin` /
   `commit` events of transactions SQLAlchemy manages. A unit of work on PostgreSQL
-  begins (`BEGIN` and the tenant entry in one query) and commits straight through
-  libpq, so an empty one shows 0 statements for its 2 round trips. Client CPU is the
+  sends `BEGIN` and the tenant entry with its first statement, in one pipeline, and
+  commits straight through libpq, so an empty one sends nothing. Client CPU is the
   benchmark process's CPU time per operation (the driver's and ours; the server's is
   not included).
 - LangGraph's `PostgresStore` (autocommit, pipelined `put`/`get`) runs in its own
@@ -67,8 +67,9 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
 - **One executor for every statement** (`persistence/_executor.py`): each operation's
   SQL is SQLAlchemy Core built from the models' tables, defined once as a `Statement`
   and compiled once per dialect (SQL text, parameter order, bind and result processors
-  kept). On PostgreSQL it runs as a server-side prepared statement on the unit of
-  work's psycopg connection, on a cursor kept per pooled connection; on SQLite on the
+  kept). On PostgreSQL it goes straight through libpq (`persistence/_wire.py`: psycopg's
+  `Transformer` dumps the parameters and loads the rows, no cursor) as a server-side
+  prepared statement of its own per connection; on SQLite on the
   unit of work's `sqlite3` connection. Statements whose SQL depends on the call (a
   page query with optional filters, an `IN` list) go through SQLAlchemy's own
   execution and its compiled cache on the same connection. Every statement shares the
@@ -79,10 +80,12 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
   statement on PostgreSQL (head row, version and tags as data-modifying CTEs), a store
   set too (the item upsert, with the store row created in a CTE of it the first time).
 - **BEGIN with the tenant entry, and COMMIT, straight through libpq**
-  (`persistence/_enter.py`, `simple_query` in `persistence/_executor.py`): the unit of
-  work sends `BEGIN; SELECT * FROM persistence_enter(...)` as one simple-protocol query
-  (the slugs bound once per tenant and workspace), and `COMMIT` the same way, without
-  a psycopg cursor; psycopg sees the transaction open and sends no `BEGIN` of its own.
+  (`persistence/_deferred.py`, `persistence/_wire.py`, issue 13): a unit of work of a
+  scope the process has entered before sends `BEGIN`, `persistence_enter(...)` and its
+  first statement as one libpq pipeline (one round trip, all three prepared), and
+  `COMMIT` as one simple-protocol query; psycopg sees the transaction open and sends no
+  `BEGIN` of its own. psycopg's own pipeline did the same in the same round trip for
+  about 100 µs more client CPU per unit of work (its cursor and result machinery).
 - **Pool pre-ping → idle-only ping** (`persistence/_pool.py`, `pool_ping_after`,
   default 1 s): `pool_pre_ping` cost a round trip on every unit of work; now only a
   connection idle for longer is pinged (and replaced if dead).

@@ -30,16 +30,18 @@ OPERATIONS: dict[str, str] = {
 }
 
 _MET = (
-    "The statement is SQLAlchemy Core compiled once per dialect and run by "
-    "`persistence/_executor.py` as a server-side prepared statement on the unit of work's "
-    "psycopg connection; `BEGIN` with the tenant entry (`persistence_enter()`) is one "
-    "simple-protocol query straight through libpq, and so is `COMMIT` (`simple_query`)."
+    "The statement is SQLAlchemy Core compiled once per dialect and sent by "
+    "`persistence/_executor.py` straight through libpq (`persistence/_wire.py`) as a "
+    "server-side prepared statement; the first one of a unit of work goes out with "
+    "`BEGIN` and the tenant entry (`persistence_enter()`) in one pipeline, and `COMMIT` "
+    "is one simple-protocol query (`simple_query`)."
 )
 _MET_AGAIN = "Run the same way as {first}."
 
 _MISSED_CPU = (
-    "The statement runs as a server-side prepared statement (`persistence/_executor.py`), "
-    "`BEGIN` with the tenant entry and `COMMIT` as simple-protocol queries through libpq; "
+    "The statement goes straight through libpq as a prepared statement, the first with "
+    "`BEGIN` and the tenant entry in one pipeline (`persistence/_wire.py`), `COMMIT` as a "
+    "simple-protocol query; "
     "the client CPU ours spends beyond the baseline's is the rest of the unit of work: the "
     "SQLAlchemy pool checkout and checkin, reading the tenant entry row, building records "
     "and exact-JSON validation of what it writes. {profile} shows which functions take it."
@@ -60,11 +62,12 @@ _MISSED_RATIO_AGAIN = "Client CPU within its target, the gap as for {first}; see
 #: operations of OPERATIONS are explained by _operation_note instead.
 NOTES: dict[str, tuple[str, str]] = {
     "uow.empty": (
-        "`BEGIN` with `persistence_enter()` is one simple-protocol query through libpq and "
-        "`COMMIT` another (`simple_query` in `persistence/_executor.py`), and the pool "
-        "pings a connection only after it sat idle for `pool_ping_after`.",
-        "Beyond `BEGIN; COMMIT`, ours spends client CPU on the SQLAlchemy pool checkout "
-        "and checkin (with their listeners) and on reading the tenant entry row. "
+        "A unit of work of a scope the process has entered before sends nothing until "
+        "its first statement (`BEGIN` and the tenant entry go out with it, "
+        "`persistence/_deferred.py`), so an empty one costs no round trip; its "
+        "connection stays warm for the next one (`persistence/_warm.py`).",
+        "An empty unit of work sends nothing (the entry waits for a first statement); "
+        "its client CPU is the unit of work's own bookkeeping. "
         "`python -m benchmarks.profile uow.empty` shows which functions take it.",
     ),
     "state.save_vs_langgraph": (
@@ -101,8 +104,13 @@ NOTES: dict[str, tuple[str, str]] = {
         "",
         "The read cache's issue asked for 0.7x once the deferred tenant entry made the "
         "save two round trips (it was three, 0.37x): the two remain, BEGIN with the entry "
-        "and the save in one, then COMMIT, against one autocommit statement, and the "
-        "client CPU of the unit of work comes on top (see the row's CPU figures).",
+        "and the save in one pipeline, then COMMIT, against one autocommit statement. "
+        "Timed apart here (2026-12-03): the first trip takes about 205 µs, the COMMIT "
+        "about 255 µs, most of it the WAL flush (`fdatasync`) the baseline's autocommit "
+        "statement also waits for, once, inside its 335 µs. A unit of work cannot send "
+        "COMMIT with its statement (it does not know that statement is its last), so "
+        "the second round trip and the entry's server time stay; the client CPU is "
+        "close to the raw driver's (see the psycopg rows).",
     ),
     "cache.shared_vs_redis": (
         "",
@@ -114,8 +122,11 @@ NOTES: dict[str, tuple[str, str]] = {
     "cache.miss": (
         "",
         "A miss adds two Redis round trips to the uncached load: the lookup (an MGET) "
-        "before the database read and the fill (a compare-and-set script) after it, "
-        "each costing about what the database read's round trips cost here.",
+        "before the database read and the fill (a compare-and-set script, by SHA) after "
+        "it, each on a connection of the tier's own (`persistence/_redis_direct.py`). On "
+        "this machine a Redis round trip costs about what a short PostgreSQL one does, "
+        "and the uncached load is itself one pipelined round trip and a COMMIT, so two "
+        "more round trips cannot fit in the 10% that 1.1x leaves.",
     ),
     "cache.redis_down": (
         "After the first error the circuit breaker skips Redis for `cache_breaker` seconds, "
