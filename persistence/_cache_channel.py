@@ -27,15 +27,33 @@ import orjson
 import redis
 from redis.exceptions import RedisError
 
-__all__ = ["InvalidationChannel", "message"]
+__all__ = ["FORMAT", "InvalidationChannel", "message", "parsed"]
 
 log = logging.getLogger(__name__)
 
 
+#: The format of the messages :func:`message` writes (their first item).
+FORMAT = 1
+
+
 def message(tenant_id: Any, key: str, floor: int) -> bytes:
     """What a writer publishes: entries of ``key`` below ``floor`` are stale (``key``
-    ``"*"``: every entry of the tenant)."""
-    return orjson.dumps([str(tenant_id), key, floor])
+    ``"*"``: every entry of the tenant). ``[FORMAT, tenant id, key, floor]`` in JSON."""
+    return orjson.dumps([FORMAT, str(tenant_id), key, floor])
+
+
+def parsed(data: Any) -> tuple[str, str, int] | None:
+    """``(tenant id, key, floor)`` of a message of :data:`FORMAT`, else None."""
+    try:
+        items = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if not (type(items) is list and len(items) == 4 and items[0] == FORMAT):
+        return None
+    _, tenant_id, key, floor = items
+    if type(tenant_id) is not str or type(key) is not str or type(floor) is not int:
+        return None
+    return tenant_id, key, floor
 
 
 class InvalidationChannel:
@@ -121,8 +139,11 @@ class InvalidationChannel:
         if kind == "subscribe":
             self._since = now
         elif kind == "message":
-            try:
-                tenant_id, key, floor = orjson.loads(found["data"])
-                self._apply(str(tenant_id), str(key), int(floor))
-            except (ValueError, TypeError):
-                log.warning("a malformed cache invalidation was ignored: %r", found["data"])
+            note = parsed(found["data"])
+            if note is None:  # another format (a newer writer's?) or garbage: some
+                # invalidation may be in it, so act as after a gap in the subscription:
+                # nothing filled before now is served past cache_max_stale
+                log.warning("a cache invalidation this process cannot read: %r", found["data"])
+                self._since = now
+                return
+            self._apply(*note)
