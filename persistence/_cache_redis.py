@@ -261,8 +261,8 @@ class RedisTier:
         if pool is None:
             return None
         direct = self._directs.get(id(pool))
-        if direct is None:
-            direct = self._directs[id(pool)] = Direct(pool)
+        if direct is None:  # (two threads at once: both get the one kept)
+            direct = self._directs.setdefault(id(pool), Direct(pool))
         return direct
 
     def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:

@@ -262,8 +262,8 @@ class AsyncRedisTier:
         if pool is None:
             return None
         direct = self._directs.get(id(pool))
-        if direct is None:
-            direct = self._directs[id(pool)] = Direct(pool)
+        if direct is None:  # (two threads at once: both get the one kept)
+            direct = self._directs.setdefault(id(pool), Direct(pool))
         return direct
 
     async def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:

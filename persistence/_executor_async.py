@@ -8,9 +8,9 @@ where SQLAlchemy's execution path (statement cache key, parameter processing, re
 metadata, row objects) costs several times that for the short statements that dominate
 an agent platform's traffic.
 
-* PostgreSQL: psycopg (``AsyncConnection`` / ``Connection``), as a server-side prepared
-  statement (``prepare=True``; nothing is prepared when the ``prepared_statements``
-  setting sets ``prepare_threshold=None``), on a cursor kept per pooled connection.
+* PostgreSQL: psycopg's ``AsyncConnection`` / ``Connection``, straight through libpq
+  (:mod:`persistence._wire`: psycopg's adapters, no cursor) as a server-side prepared
+  statement of our own per connection (none with ``prepared_statements=False``).
 * SQLite: the unit of work's ``aiosqlite`` / ``sqlite3`` connection, with positional
   parameters.
 
@@ -202,7 +202,10 @@ async def run_entering(
             await raise_translated(connection, compiled.sql, args, batch.error(result))
         except PersistenceError as translated:
             return entered, translated
-    raw = batch.rows(result) if result.status == _TUPLES_OK else []
+    try:  # (a value psycopg cannot load: a date past year 9999 in binary)
+        raw = batch.rows(result) if result.status == _TUPLES_OK else []
+    except psycopg.Error as exc:
+        await raise_translated(connection, compiled.sql, args, exc)
     if observed:
         sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
     return entered, rows(compiled, raw)

@@ -20,6 +20,7 @@ import hashlib
 import os
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["IDLE", "Direct", "packed", "sha1"]
@@ -57,16 +58,42 @@ class Direct:
         self._pool = pool
         self._idle: list[Any] = []
         self._pid = os.getpid()
+        self._closed = False
 
     def command(self, command: bytes) -> Any:
         """Send ``command`` (from :func:`packed`) and read its reply (an error reply
-        raised as redis-py's ``ResponseError``)."""
+        raised as redis-py's ``ResponseError``).
+
+        An idle connection the server closed meanwhile (its ``timeout``, a restart, a
+        proxy's idle cut) is dropped before use; one that fails on the way anyway is
+        replaced and the command sent once more on a new connection. The cache's
+        commands may run twice: its scripts are version compare-and-sets, an MGET reads,
+        and an epoch bumped twice is as unservable as once."""
+        conn, reused = self._take()
+        try:
+            return self._exchange(conn, command)
+        except (RedisConnectionError, OSError):
+            if not reused:
+                raise
+        conn, _ = self._take(fresh=True)
+        return self._exchange(conn, command)
+
+    def _take(self, *, fresh: bool = False) -> tuple[Any, bool]:
+        """An idle connection that is still open (True), or a new one (False)."""
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
             self._idle, self._pid = [], os.getpid()
-        try:
+        while self._idle and not fresh:
             conn = self._idle.pop()
-        except IndexError:
-            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            try:
+                readable = conn.can_read()
+            except (RedisConnectionError, OSError):
+                readable = True
+            if not readable:  # (a live idle connection has nothing to read)
+                return conn, True
+            conn.disconnect()
+        return self._pool.connection_class(**self._pool.connection_kwargs), False
+
+    def _exchange(self, conn: Any, command: bytes) -> Any:
         try:
             conn.send_packed_command([command], check_health=False)
             reply = conn.read_response()
@@ -90,13 +117,14 @@ class Direct:
             return self.command(command)
 
     def _release(self, conn: Any) -> None:
-        if len(self._idle) < IDLE:
+        if len(self._idle) < IDLE and not self._closed:
             self._idle.append(conn)
         else:
             conn.disconnect()
 
     def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections; one in use is closed when its command ends."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.disconnect()

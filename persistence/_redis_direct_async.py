@@ -19,6 +19,7 @@ import hashlib
 import os
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["IDLE", "Direct", "packed", "sha1"]
@@ -49,6 +50,12 @@ def sha1(source: str) -> str:
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
+def _probe(conn: Any) -> Any:  # sync:
+    """The asyncio connection's readability check (``can_read`` from redis-py 8,  # sync:
+    ``can_read_destructive`` before it)."""  # sync:
+    return getattr(conn, "can_read", None) or conn.can_read_destructive  # sync:
+
+
 class Direct:
     """Commands on connections of ``pool``'s kind (a client's ``connection_pool``)."""
 
@@ -56,16 +63,42 @@ class Direct:
         self._pool = pool
         self._idle: list[Any] = []
         self._pid = os.getpid()
+        self._closed = False
 
     async def command(self, command: bytes) -> Any:
         """Send ``command`` (from :func:`packed`) and read its reply (an error reply
-        raised as redis-py's ``ResponseError``)."""
+        raised as redis-py's ``ResponseError``).
+
+        An idle connection the server closed meanwhile (its ``timeout``, a restart, a
+        proxy's idle cut) is dropped before use; one that fails on the way anyway is
+        replaced and the command sent once more on a new connection. The cache's
+        commands may run twice: its scripts are version compare-and-sets, an MGET reads,
+        and an epoch bumped twice is as unservable as once."""
+        conn, reused = await self._take()
+        try:
+            return await self._exchange(conn, command)
+        except (RedisConnectionError, OSError):
+            if not reused:
+                raise
+        conn, _ = await self._take(fresh=True)
+        return await self._exchange(conn, command)
+
+    async def _take(self, *, fresh: bool = False) -> tuple[Any, bool]:
+        """An idle connection that is still open (True), or a new one (False)."""
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
             self._idle, self._pid = [], os.getpid()
-        try:
+        while self._idle and not fresh:
             conn = self._idle.pop()
-        except IndexError:
-            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            try:
+                readable = await _probe(conn)()  # sync: readable = conn.can_read()
+            except (RedisConnectionError, OSError):
+                readable = True
+            if not readable:  # (a live idle connection has nothing to read)
+                return conn, True
+            await conn.disconnect(nowait=True)  # sync: conn.disconnect()
+        return self._pool.connection_class(**self._pool.connection_kwargs), False
+
+    async def _exchange(self, conn: Any, command: bytes) -> Any:
         try:
             await conn.send_packed_command([command], check_health=False)
             reply = await conn.read_response()
@@ -73,7 +106,7 @@ class Direct:
             await self._release(conn)  # an error reply: the connection is fine
             raise
         except BaseException:
-            await conn.disconnect()
+            await conn.disconnect(nowait=True)  # sync: conn.disconnect()
             raise
         await self._release(conn)
         return reply
@@ -89,13 +122,14 @@ class Direct:
             return await self.command(command)
 
     async def _release(self, conn: Any) -> None:
-        if len(self._idle) < IDLE:
+        if len(self._idle) < IDLE and not self._closed:
             self._idle.append(conn)
         else:
             await conn.disconnect()
 
     async def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections; one in use is closed when its command ends."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()

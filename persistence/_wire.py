@@ -19,7 +19,9 @@ drop ours too. A ``Parse`` is recorded only once the server answered it. On a co
 session was handed to the caller (``uow.session``, raw ``engine.connect()``: marked
 dirty), statements go unnamed, since SQL of the caller's own may have deallocated them;
 the checkin's reset deallocates every prepared statement and the registry starts over.
-A name the server no longer knows anyway fails that statement and empties the registry.
+A name the server no longer knows anyway (or whose plan no longer fits, after a
+migration changed a column) fails that statement and marks the connection dirty:
+unnamed statements until the reset.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ _LIMIT = 512  # statements prepared per connection; beyond, sent unnamed
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _PIPELINE_SYNC = ExecStatus.PIPELINE_SYNC
 _COMMAND_OK = ExecStatus.COMMAND_OK
-_UNKNOWN_NAME = b"26000"  # invalid_sql_statement_name
+_STALE_NAME = (b"26000", b"0A000")
 _SQLSTATE = ord("C")  # PG_DIAG_SQLSTATE
 _AUTO: dict[int, list[PyFormat]] = {}
 
@@ -124,10 +126,10 @@ class Batch:
     :meth:`send`, wait on :func:`exchange`, and :meth:`outcomes` gives one result per
     statement (its rows, or the error that stopped it, as a libpq result)."""
 
-    __slots__ = ("driver", "messages", "registry", "trusted", "tx")
+    __slots__ = ("driver", "info", "messages", "registry", "trusted", "tx")
 
     def __init__(self, driver: Any, info: dict[str, Any]) -> None:
-        self.driver = driver
+        self.driver, self.info = driver, info
         # SQL of the caller's own may have run on a dirty connection (a DEALLOCATE ALL):
         # its statements go unnamed until the checkin's reset deallocates them all
         self.trusted = not info.get(DIRTY)
@@ -190,8 +192,10 @@ class Batch:
                     continue
             result = results[index]
             index += 1
-            if result.status == _FATAL_ERROR and _unknown_name(result):
-                registry.names.clear()
+            if result.status == _FATAL_ERROR and message.name and _stale_name(result):
+                # dropped or outdated on the server: nothing named until the checkin's
+                # reset deallocates every statement and the registry starts over
+                self.info[DIRTY] = True
             out.append(result)
         return out
 
@@ -206,8 +210,10 @@ class Batch:
         return tx.load_rows(0, result.ntuples, tuple)
 
 
-def _unknown_name(result: Any) -> bool:
-    return bool(result.error_field(_SQLSTATE) == _UNKNOWN_NAME)
+def _stale_name(result: Any) -> bool:
+    """A prepared statement the server no longer knows (26000), or whose plan no longer
+    fits its tables (0A000, "cached plan must not change result type")."""
+    return result.error_field(_SQLSTATE) in _STALE_NAME
 
 
 def exchange(pgconn: Any) -> Generator[Wait, Ready, list[Any]]:

@@ -68,7 +68,9 @@ class AsyncScope:
     @property
     def connection(self) -> AsyncConnection:
         """The transaction's connection, for code that has sent a statement already:
-        before the first, ``await scope.connected()`` (it sends the tenant entry)."""
+        before the first, ``await scope.connected()`` (it sends the tenant entry). For
+        statements that leave no session state (the library's own); SQL of your own
+        goes through :attr:`session`, whose connection is reset before it is reused."""
         transaction = self.transaction
         if transaction.pending is not None:
             raise PersistenceError(

@@ -143,3 +143,21 @@ def test_a_restarted_redis_that_lost_the_scripts_still_takes_fills_and_writes(
     assert tier.write(tenant, "state:a", Entry(3, b"three", None), floor=3, publish=("c", b"m"))
     assert tier.get(tenant, "state:a").entry == Entry(3, b"three", None)
     assert tier.stats().errors == 0
+
+
+def test_idle_connections_the_server_closed_are_replaced_not_failed(
+    make_tier: Callable[..., Any], private_redis: Any
+) -> None:
+    """A server's idle timeout, a proxy's idle cut or CLIENT KILL close the tier's idle
+    connections: its next commands open new ones, with no error and no open breaker
+    (a commit's write that failed would leave other processes serving the old entry)."""
+    tier, tenant = make_tier(private_redis.url), uuid.uuid4()
+    assert tier.get(tenant, "state:a").entry is None  # (its connection, idle now)
+    admin = redis.Redis.from_url(private_redis.url)
+    try:
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        admin.close()
+    assert tier.write(tenant, "state:a", Entry(1, b"one", None), floor=1, publish=("c", b"m"))
+    assert tier.get(tenant, "state:a").entry == Entry(1, b"one", None)
+    assert tier.stats().errors == 0

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from persistence import Database
-from persistence.errors import NotFoundError, TenantSuspendedError
+from persistence.errors import NotFoundError, PersistenceError, TenantSuspendedError
 from tests.conftest import new_tenant, unique_slug
 from tests.fixtures.bridge import driver_connection
 from tests.fixtures.services import PostgresTarget
@@ -225,3 +225,40 @@ def test_a_deallocate_all_of_the_callers_own_breaks_nothing(
                 uow.states.save("doc", {"n": 3 + n})
             parsed = [m for m in _sent(messages) if m == "Parse"]
             assert len(parsed) == (4 if n == 0 else 0)  # BEGIN, the entry, the load, the save
+
+
+def test_a_value_the_driver_cannot_load_is_a_library_error_first_statement_or_not(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url) as db:
+        with db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 1})
+            uow.session.execute(text("UPDATE state_versions SET expires_at = 'infinity'"))
+            uow.session.execute(text("UPDATE state_heads SET expires_at = 'infinity'"))
+        for first in (True, False):  # (the first statement goes with BEGIN and the entry)
+            with pytest.raises(PersistenceError), db.unit_of_work(tenant) as uow:
+                if not first:
+                    uow.states.list()
+                uow.states.load("doc")  # a timestamp past year 9999: psycopg refuses it
+
+
+def test_a_statement_the_server_lost_fails_its_unit_of_work_only(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """SQL on ``scope.connection`` (meant for statements that leave no session state)
+    that drops the prepared statements fails the next library statement of that unit of
+    work (26000); the connection is then reset at checkin and the next ones prepare again."""
+    tenant = new_tenant(pg_db)
+    with open_database(postgres.runtime_url, pool_size=1) as db:
+        with db.unit_of_work(tenant) as uow:
+            uow.states.save("doc", {"n": 1})
+        with pytest.raises(PersistenceError, match="26000"), db.unit_of_work(tenant) as uow:
+            uow.states.load("doc")
+            uow.scope.connection.exec_driver_sql("DEALLOCATE ALL")
+            uow.states.save("doc", {"n": 2})
+        for n in range(2):
+            with db.unit_of_work(tenant) as uow:
+                loaded = uow.states.load("doc")
+                assert loaded is not None and loaded.state == {"n": 1 + n}
+                uow.states.save("doc", {"n": 2 + n})
