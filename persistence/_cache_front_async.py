@@ -77,18 +77,21 @@ class AsyncReadCache:
         tenant = str(tenant_id)
         return f"{tenant}|{self._epochs.get(tenant, 0)}|{key}"
 
-    async def get(self, tenant_id: uuid.UUID, kind: Kind, key: str) -> tuple[Entry | None, Ticket]:
+    async def get(
+        self, tenant_id: uuid.UUID, kind: Kind, key: str, *, floor: str | None = None
+    ) -> tuple[Entry | None, Ticket]:
         """The entry to serve for ``key`` of ``tenant_id`` (its ``meta`` the record), or
-        None and the ticket to fill with after reading the database."""
+        None and the ticket to fill with after reading the database. ``floor``: a key
+        whose tombstone no version of ``key`` below it may pass (a state's versions)."""
         lkey, at = self._lkey(tenant_id, key), time.monotonic()
-        mark, seq = self._marks.get(lkey), self._marks.dropped
+        mark, seq = max(self._marks.get(lkey), self._floor(tenant_id, floor)), self._marks.dropped
         found = self.local.get(lkey)
         if found is not None and found.version >= mark and self._servable(found, at):
             self._counts["local"] += 1
             return found, Ticket(lkey, seq, None, at)
         if self.shared is None:
             return None, Ticket(lkey, seq, None, at)
-        fetched = await self.shared.get(tenant_id, key)
+        fetched = await self.shared.get(tenant_id, key, floor=floor)
         entry = fetched.entry
         if entry is None:
             return None, Ticket(lkey, seq, fetched.epoch, at)
@@ -122,13 +125,24 @@ class AsyncReadCache:
             return False
         return True
 
+    def _floor(self, tenant_id: uuid.UUID, floor: str | None) -> int:
+        return 0 if floor is None else self._marks.get(self._lkey(tenant_id, floor))
+
     async def fill(
-        self, tenant_id: uuid.UUID, kind: Kind, key: str, entry: Entry, ticket: Ticket
+        self,
+        tenant_id: uuid.UUID,
+        kind: Kind,
+        key: str,
+        entry: Entry,
+        ticket: Ticket,
+        *,
+        floor: str | None = None,
     ) -> None:
         """Keep ``entry``, read from the database after ``ticket``'s lookup, unless a
         newer version was seen meanwhile (here, or in Redis: a versioned compare-and-set
-        under the epoch the lookup read)."""
-        if not self._marks.allows(ticket, entry.version):
+        under the epoch the lookup read), or ``floor`` rose above it."""
+        below = entry.version < self._floor(tenant_id, floor)
+        if below or not self._marks.allows(ticket, entry.version):
             self._counts["stale"] += 1
             return
         # (read from the database after the lookup began: as fresh as then)
@@ -137,7 +151,7 @@ class AsyncReadCache:
             self._marks.raise_to(ticket.lkey, entry.version)
         if self.shared is not None and ticket.epoch is not None:
             packed = Entry(entry.version, entry.value, kind.pack(entry.meta))
-            await self.shared.put(tenant_id, key, packed, epoch=ticket.epoch)
+            await self.shared.put(tenant_id, key, packed, epoch=ticket.epoch, floor=floor)
 
     async def discard(self, tenant_id: uuid.UUID, key: str) -> None:
         """Drop ``key``'s entry from both tiers (it failed its checksum on the way out)."""

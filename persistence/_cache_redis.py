@@ -56,12 +56,18 @@ local function head(cur)
     return kind, e, tonumber(v)
 end
 """
-# KEYS: epoch, entry. ARGV: epoch seen, version, "<meta length>:<meta><value>", ttl ms.
+# KEYS: epoch, entry[, floor]. ARGV: epoch seen, version, "<meta length>:<meta><value>",
+# ttl ms. The floor key (its tombstone's floor) bounds a group of entries: a state's
+# versions (see persistence.repositories._cached).
 _PUT = (
     _HEAD
     + """
 local epoch = redis.call('GET', KEYS[1]) or '0'
 if epoch ~= ARGV[1] then return 0 end
+if KEYS[3] then  -- a floor key: no fill of a version below its tombstone
+    local fkind, fe, floor = head(redis.call('GET', KEYS[3]))
+    if fe == epoch and tonumber(ARGV[2]) < floor then return 0 end
+end
 local kind, e, version = head(redis.call('GET', KEYS[2]))
 if e == epoch then
     local new = tonumber(ARGV[2])
@@ -144,6 +150,16 @@ def _parse(raw: bytes, epoch: int) -> Entry | None:
     return Entry(int(raw[at + 1 : after_version]), raw[start:], meta or None, written_at=written)
 
 
+def _floor(raw: bytes | None, epoch: int) -> int:
+    """The floor a tombstone (or entry) ``raw`` of ``epoch`` sets; 0 for anything else."""
+    if raw is None or raw[1:2] != b":":
+        return 0
+    at = raw.index(b":", 2)
+    if int(raw[2:at]) != epoch:
+        return 0
+    return int(raw[at + 1 : raw.index(b":", at + 1)])
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """What a read found: the tenant's epoch (to fill under, after a miss) and the entry
@@ -179,13 +195,17 @@ class SharedTier(Protocol):
 
     ttl_ms: int
 
-    def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
+    def get(self, tenant_id: uuid.UUID, key: str, *, floor: str | None = None) -> Fetched:
         """The tenant's epoch and ``key``'s entry under it (None when absent, stale or
-        of an older epoch); ``Fetched(None, None)`` when the tier did not answer."""
+        of an older epoch, or below the tombstone of the key ``floor``);
+        ``Fetched(None, None)`` when the tier did not answer."""
 
-    def put(self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int) -> bool:
+    def put(
+        self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int, floor: str | None = None
+    ) -> bool:
         """A fill: kept only if ``epoch`` is still the tenant's and nothing of the same
-        or a newer version (nor a tombstone above it) is there."""
+        or a newer version (nor a tombstone above it, under ``key`` or ``floor``) is
+        there."""
 
     def drop(self, tenant_id: uuid.UUID, key: str) -> None:
         """Forget ``key``'s entry (it failed its checksum)."""
@@ -233,13 +253,16 @@ class RedisTier:
     def _client(self) -> Redis:
         return self._factory()
 
-    def _keys(self, tenant_id: uuid.UUID, key: str) -> list[str]:
+    def _keys(self, tenant_id: uuid.UUID, key: str, floor: str | None = None) -> list[str]:
         base = self._tags.get(tenant_id)
         if base is None:
             if len(self._tags) >= _TAGS:
                 self._tags.clear()
             base = self._tags[tenant_id] = tenant_tag(self._prefix, tenant_id)
-        return [base + EPOCH_KEY, base + ENTRY_KEY + key]
+        keys = [base + EPOCH_KEY, base + ENTRY_KEY + key]
+        if floor is not None:
+            keys.append(base + ENTRY_KEY + floor)
+        return keys
 
     def _send(self, command: Callable[[], Any]) -> Any:
         """``await command()`` (one Redis round trip); None, counted, if the breaker is
@@ -294,22 +317,26 @@ class RedisTier:
         for direct in directs:
             direct.close()
 
-    def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
-        keys = self._keys(tenant_id, key)
+    def get(self, tenant_id: uuid.UUID, key: str, *, floor: str | None = None) -> Fetched:
+        keys = self._keys(tenant_id, key, floor)
         reply = self._send(lambda: self._mget(keys))
         if reply is None:
             return Fetched(None, None)
         epoch = int(reply[0] or 0)
         entry = _parse(reply[1], epoch) if reply[1] is not None else None
+        if entry is not None and floor is not None and entry.version < _floor(reply[2], epoch):
+            entry = None
         self._counts["misses" if entry is None else "hits"] += 1
         return Fetched(epoch, entry)
 
-    def put(self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int) -> bool:
+    def put(
+        self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int, floor: str | None = None
+    ) -> bool:
         """Fill ``key`` with ``entry`` (its ``meta`` bytes or None; empty bytes read back
         as None), read under ``epoch`` (from :meth:`get`); whether it was kept (see the
-        module: stale fills are refused)."""
+        module: stale fills are refused, below ``floor``'s tombstone too)."""
         args = [epoch, entry.version, _body(entry), self.ttl_ms]
-        done = self._call(_PUT, self._keys(tenant_id, key), args)
+        done = self._call(_PUT, self._keys(tenant_id, key, floor), args)
         if done is None:
             return False
         self._counts["fills" if done else "refused_fills"] += 1

@@ -2,7 +2,8 @@
 docs/cache.md): the kinds of entries, how their ``meta`` travels through Redis, and
 their keys (the front prefixes the tenant). Shared by both APIs.
 
-* a state's latest version: its stored payload, its ``StateVersion`` beside it;
+* a state's latest version: its stored payload, its ``StateVersion`` beside it; a
+  version by number the same way, never one with an expiry, below the state's floor;
 * a workflow's latest revision, or one by number: its ``WorkflowRecord`` (no payload);
 * a store item: its stored value, ``(key, codec, checksum)`` beside it;
 * an artifact up to ``cache_max_artifact_bytes``: its stored payload, ``(kind, codec,
@@ -27,7 +28,9 @@ __all__ = [
     "WORKFLOW",
     "artifact_key",
     "item_key",
+    "state_floor_key",
     "state_key",
+    "state_version_key",
     "store_key",
     "workflow_key",
 ]
@@ -50,6 +53,18 @@ ARTIFACT = Kind("artifact", pack=orjson.dumps, unpack=_triple)
 def state_key(workspace_id: uuid.UUID, state_id: str) -> str:
     """A state's latest version."""
     return f"state:{workspace_id}:{state_id}"
+
+
+def state_version_key(workspace_id: uuid.UUID, state_id: str, version: int) -> str:
+    """One version of a state (what it holds never changes while it exists)."""
+    return f"statev:{workspace_id}:{version}:{state_id}"
+
+
+def state_floor_key(workspace_id: uuid.UUID, state_id: str) -> str:
+    """A state's version floor: its tombstone says no version below it may be served
+    (raised when versions go: pruned, deleted, or bound to expire, see
+    ``persistence.repositories.states.writer``)."""
+    return f"statef:{workspace_id}:{state_id}"
 
 
 def workflow_key(workspace_id: uuid.UUID, name: str, revision: int | None = None) -> str:

@@ -158,19 +158,19 @@ def _delay_fills(db: Database) -> tuple[threading.Event, threading.Event]:
     original, reached, release = cache.fill, threading.Event(), threading.Event()
     if is_async(db):
 
-        async def slow_async(*args: Any) -> Any:
+        async def slow_async(*args: Any, **kwargs: Any) -> Any:
             reached.set()
             while not release.is_set():
                 await asyncio.sleep(0.005)
-            return await original(*args)
+            return await original(*args, **kwargs)
 
         cache.fill = slow_async
     else:
 
-        def slow(*args: Any) -> Any:
+        def slow(*args: Any, **kwargs: Any) -> Any:
             reached.set()
             release.wait(10)
-            return original(*args)
+            return original(*args, **kwargs)
 
         cache.fill = slow
     return reached, release

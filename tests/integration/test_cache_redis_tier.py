@@ -161,3 +161,24 @@ def test_idle_connections_the_server_closed_are_replaced_not_failed(
     assert tier.write(tenant, "state:a", Entry(1, b"one", None), floor=1, publish=("c", b"m"))
     assert tier.get(tenant, "state:a").entry == Entry(1, b"one", None)
     assert tier.stats().errors == 0
+
+
+def test_a_floor_key_bounds_the_versions_served_and_filled(make_tier: Callable[..., Any]) -> None:
+    """A state's versions by number: the floor key's tombstone (raised when versions go)
+    hides the entries below it and refuses their fills, in one MGET and one script."""
+    tier, tenant = make_tier(), uuid.uuid4()
+    assert tier.put(tenant, "statev:w:2:doc", Entry(2, b"two", None), epoch=0, floor="statef:w:doc")
+    assert tier.put(
+        tenant, "statev:w:4:doc", Entry(4, b"four", None), epoch=0, floor="statef:w:doc"
+    )
+    note = ("c", b"m")
+    assert tier.write(tenant, "statef:w:doc", None, floor=3, publish=note)
+    assert tier.get(tenant, "statev:w:2:doc", floor="statef:w:doc").entry is None
+    assert tier.get(tenant, "statev:w:2:doc").entry == Entry(2, b"two", None)  # (no floor asked)
+    assert tier.get(tenant, "statev:w:4:doc", floor="statef:w:doc").entry == Entry(4, b"four", None)
+    assert not tier.put(
+        tenant, "statev:w:1:doc", Entry(1, b"one", None), epoch=0, floor="statef:w:doc"
+    )
+    assert tier.put(
+        tenant, "statev:w:3:doc", Entry(3, b"three", None), epoch=0, floor="statef:w:doc"
+    )

@@ -25,19 +25,28 @@ class MemoryTier:
     def __init__(self) -> None:
         self.entries: dict[tuple[uuid.UUID, str], tuple[int, Entry]] = {}
         self.epochs: dict[uuid.UUID, int] = {}
+        self.floors: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
         self.published: list[tuple[str, bytes]] = []
         self.closed = False
 
-    def get(self, tenant_id: uuid.UUID, key: str) -> Fetched:
+    def _floor(self, tenant_id: uuid.UUID, floor: str | None) -> int:
+        found = self.floors.get((tenant_id, floor or ""))
+        return found[1] if found and found[0] == self.epochs.get(tenant_id, 0) else 0
+
+    def get(self, tenant_id: uuid.UUID, key: str, *, floor: str | None = None) -> Fetched:
         epoch = self.epochs.get(tenant_id, 0)
         found = self.entries.get((tenant_id, key))
-        if found is None or found[0] != epoch:
+        if found is None or found[0] != epoch or found[1].version < self._floor(tenant_id, floor):
             return Fetched(epoch, None)
         return Fetched(epoch, replace(found[1], written_at=time.time()))
 
-    def put(self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int) -> bool:
+    def put(
+        self, tenant_id: uuid.UUID, key: str, entry: Entry, *, epoch: int, floor: str | None = None
+    ) -> bool:
         found = self.entries.get((tenant_id, key))
         if epoch != self.epochs.get(tenant_id, 0) or (found and found[1].version >= entry.version):
+            return False
+        if entry.version < self._floor(tenant_id, floor):
             return False
         self.entries[(tenant_id, key)] = (epoch, entry)
         return True
@@ -61,6 +70,8 @@ class MemoryTier:
         self.entries.pop((tenant_id, key), None)
         if entry is not None:
             self.entries[(tenant_id, key)] = (self.epochs.get(tenant_id, 0), entry)
+        else:
+            self.floors[(tenant_id, key)] = (self.epochs.get(tenant_id, 0), floor)
         self.published.append(publish)
         return True
 

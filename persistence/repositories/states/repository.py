@@ -107,27 +107,37 @@ class StateRepository:
         Raises DataCorruptionError naming the state and version when the stored payload
         does not match its checksum or does not decode.
         """
-        sid = inputs.state_id(state_id)
+        sid, ws = inputs.state_id(state_id), self._scope.workspace_id
+        latest = cached.state_key(ws, sid)
         if version is None:
-            key = cached.state_key(self._scope.workspace_id, sid)
-            cache = self._scope.cache_for(key)
-            if cache is not None:
-                return self._load_cached(cache, key, sid)
-            row = self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
+            key, floor, statement = latest, None, sql.LOAD_LATEST
+            params = self._writer.params(sid)
         else:
             number = inputs.count(version, "version", minimum=1)
-            params = self._writer.params(sid, version=number)
-            row = self._scope.run_one(sql.LOAD_VERSION, params)
+            key, floor = cached.state_version_key(ws, sid, number), cached.state_floor_key(ws, sid)
+            statement, params = sql.LOAD_VERSION, self._writer.params(sid, version=number)
+        cache = self._scope.cache_for(latest, key, *(() if floor is None else (floor,)))
+        if cache is not None:
+            return self._load_cached(cache, (key, floor), statement, params)
+        row = self._scope.run_one(statement, params)
         if row is None:
             return None
         meta = inputs.version_record(row)
         return LoadedState(decode_payload(meta, row.payload), meta)
 
-    def _load_cached(self, cache: ReadCache, key: str, sid: str) -> LoadedState | None:
-        """The latest version through the read cache: a hit is verified (checksum) and
-        decoded as a row from the database is; a miss is read, then filled."""
-        tenant_id = self._scope.tenant_id
-        entry, ticket = cache.get(tenant_id, cached.STATE, key)
+    def _load_cached(
+        self,
+        cache: ReadCache,
+        keys: tuple[str, str | None],
+        statement: Any,
+        params: dict[str, Any],
+    ) -> LoadedState | None:
+        """A load through the read cache (``keys``: the entry's key and, for a version by
+        number, the state's floor key): a hit is verified (checksum) and decoded as a row
+        from the database is; a miss is read, then filled (a version by number only if
+        it has no expiry: one that can expire may go with its state, see the writer)."""
+        tenant_id, (key, floor) = self._scope.tenant_id, keys
+        entry, ticket = cache.get(tenant_id, cached.STATE, key, floor=floor)
         if entry is not None:
             meta: StateVersion = entry.meta
             if meta.expires_at is None or meta.expires_at > utcnow():
@@ -135,12 +145,14 @@ class StateRepository:
                     return LoadedState(decode_payload(meta, entry.value), meta)
                 except DataCorruptionError:
                     cache.discard(tenant_id, key)
-        row = self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
+        row = self._scope.run_one(statement, params)
         if row is None:
             return None
         meta = inputs.version_record(row)
         loaded = LoadedState(decode_payload(meta, row.payload), meta)
-        cache.fill(tenant_id, cached.STATE, key, Entry(meta.version, row.payload, meta), ticket)
+        if floor is None or meta.expires_at is None:
+            entry = Entry(meta.version, row.payload, meta)
+            cache.fill(tenant_id, cached.STATE, key, entry, ticket, floor=floor)
         return loaded
 
     def list_versions(

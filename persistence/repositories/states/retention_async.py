@@ -230,6 +230,8 @@ class AsyncStateRetention:
                 rows = [dict(self._key, tag=t, state_id=sid, version=version) for t in tags]
                 await self._run(insert(sql.TAG).values(rows))
             self._writer.changed(sid, version)  # (it may be the latest now)
+            if meta.expires_at is not None:  # (the state may expire with it: see the writer)
+                self._writer.raise_floor(sid, version)
             return True
         await self._existing(meta)  # written meanwhile by a concurrent import
         return False

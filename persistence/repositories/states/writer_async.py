@@ -93,7 +93,22 @@ class AsyncStateWriter:
             written, version=version, parent_version=parent, created_at=now, tags=tags
         )
         self.changed(sid, version, Entry(version, encoded.payload, meta))
+        # Versions by number cached elsewhere: none below the floor may be served now
+        floor = version if expires_at is not None or (parent is None and version > 1) else 0
+        self.raise_floor(sid, max(floor, 0 if keep is None else version - keep + 1))
         return meta
+
+    def raise_floor(self, sid: str, floor: int) -> None:
+        """After this transaction commits, no version of ``sid`` below ``floor`` is
+        served from the read cache (versions by number, ``_cached.state_floor_key``).
+
+        Raised when versions go: pruned (``keep``), history dropped, the state deleted.
+        A save with an expiry raises it to its own version too: the state may then expire
+        and be purged with every version, its numbers starting again at 1, and a version
+        by number is never cached with an expiry (so none outlives its state)."""
+        if floor > 1:
+            key = cached.state_floor_key(self._scope.workspace_id, sid)
+            self._scope.cache_written(cached.STATE, key, None, floor)
 
     def changed(self, sid: str, floor: int, entry: Entry | None = None) -> None:
         """After this transaction commits, ``entry`` is the state's latest version (None:
@@ -143,6 +158,8 @@ class AsyncStateWriter:
         if not await self._scope.run(sql.DELETE_VERSION, self.params(sid, version=version)):
             raise NotFoundError(f"state {sid!r} has no version {version}")
         self.changed(sid, version + 1)
+        by_number = cached.state_version_key(self._scope.workspace_id, sid, version)
+        self._scope.cache_written(cached.STATE, by_number, None, version + 1)
         newest = await self._scope.run_one(sql.NEWEST, self.params(sid))
         await self._scope.run(
             sql.REPOINT_HEAD,
@@ -162,5 +179,6 @@ class AsyncStateWriter:
         if latest is None or latest.latest_version is None:
             raise NotFoundError(f"state {sid!r} does not exist")
         self.changed(sid, latest.latest_version + 1)
+        self.raise_floor(sid, latest.latest_version + 1)
         await self.drop_history(sid)
         await self._scope.run(sql.CLEAR_HEAD, self.params(sid))
