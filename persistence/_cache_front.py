@@ -87,7 +87,7 @@ class ReadCache:
         lkey, at = self._lkey(tenant_id, key), time.monotonic()
         mark, seq = max(self._marks.get(lkey), self._floor(tenant_id, floor)), self._marks.dropped
         found = self.local.get(lkey)
-        if found is not None and found.version >= mark and self._servable(found, at):
+        if found is not None and self._serves(found, mark, at, seq if floor else None):
             self._counts["local"] += 1
             return found, Ticket(lkey, seq, None, at)
         if self.shared is None:
@@ -104,11 +104,19 @@ class ReadCache:
         # entry that missed its invalidation in Redis (its writer could not reach it)
         # is never served in-process past cache_ttl from when it was written there.
         age = max(0.0, time.time() - entry.written_at)
-        served = Entry(entry.version, entry.value, meta, at, at + self.ttl - age)
+        served = Entry(entry.version, entry.value, meta, at, at + self.ttl - age, 0.0, seq)
         self.local.put(lkey, served)
         self._marks.raise_to(lkey, entry.version)
         self._counts["shared"] += 1
         return served, Ticket(lkey, seq, None, at)
+
+    def _serves(self, found: Entry, mark: int, now: float, seq: int | None) -> bool:
+        """Whether an in-process entry may be served: not below ``mark``, and under a
+        floor (``seq``: the marks' drop count now) only if no mark was dropped since it
+        was kept (the floor's own might have been), else Redis checks the floor."""
+        if found.version < mark or (seq is not None and found.marks_dropped != seq):
+            return False
+        return self._servable(found, now)
 
     def _servable(self, entry: Entry, now: float) -> bool:
         """Whether an in-process entry may be served at ``now`` (see the module)."""
@@ -147,7 +155,9 @@ class ReadCache:
             self._counts["stale"] += 1
             return
         # (read from the database after the lookup began: as fresh as then)
-        fresh = replace(entry, filled_at=ticket.at, expires=ticket.at + self.ttl)
+        fresh = replace(
+            entry, filled_at=ticket.at, expires=ticket.at + self.ttl, marks_dropped=ticket.seq
+        )
         if self.local.put(ticket.lkey, fresh):
             self._marks.raise_to(ticket.lkey, entry.version)
         if self.shared is not None and ticket.epoch is not None:

@@ -43,6 +43,7 @@ class Entry:
     filled_at: float = field(default=0.0, compare=False)  # (monotonic) read in-process
     expires: float = field(default=math.inf, compare=False)  # (monotonic) never served after
     written_at: float = field(default=0.0, compare=False)  # (wall clock) written to Redis
+    marks_dropped: int = field(default=0, compare=False)  # Marks.dropped when kept in-process
 
     @property
     def size(self) -> int:

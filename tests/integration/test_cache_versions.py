@@ -155,3 +155,47 @@ def test_a_slow_fill_of_a_version_deleted_meanwhile_is_refused(
     slow.join(10)
     assert done == [{"n": 1}]  # what it read (it began before the delete)
     assert _load(reader, tenant, 1) is None and _load(cached(), tenant, 1) is None
+
+
+def test_no_version_outlives_its_state_through_an_expiry_and_a_purge(
+    pg_db: Database, cached: Opener
+) -> None:
+    """A state saved with a TTL may expire and be purged with every version, its numbers
+    starting again at 1: none of its versions is filled while it can expire, even once
+    the floor the TTL save raised has left Redis (cache_ttl), so the state created again
+    under the same id never shows the old version 1."""
+    ttl = 1.0
+    tenant, writer = new_tenant(pg_db), cached(cache_ttl=ttl)
+    _save(writer, tenant, {"n": 1})
+    _save(writer, tenant, {"n": 2}, ttl=2)
+    time.sleep(ttl + 0.2)  # the floor's tombstone has expired in Redis
+    reader = cached(cache_ttl=ttl)
+    assert _load(reader, tenant, 1) == {"n": 1} and _load(reader, tenant, 1) == {"n": 1}
+    assert _served(reader) == (0, 0)  # read from the database each time: never filled
+    time.sleep(2.0)  # the state has expired
+    with pg_db.unit_of_work(tenant) as uow:
+        assert uow.states.purge_expired() == 2
+    assert _save(pg_db, tenant, {"new": 1}) == 1
+    assert _load(cached(cache_ttl=ttl), tenant, 1) == {"new": 1}
+
+
+@pytest.mark.parametrize("removal", ["prune", "delete elsewhere"])
+def test_a_floor_mark_dropped_from_the_bounded_marks_never_lets_a_gone_version_back(
+    pg_db: Database, cached: Opener, removal: str
+) -> None:
+    """The in-process floor marks are bounded (an LRU): once any mark was dropped, an
+    in-process version entry is checked against the floor in Redis again."""
+    tenant, db, other = new_tenant(pg_db), cached(), cached()
+    for n in range(1, 4):
+        _save(db, tenant, {"n": n})
+    assert _load(db, tenant, 1) == {"n": 1}  # kept in-process
+    if removal == "prune":
+        _save(db, tenant, {"n": 4}, max_versions=2)  # versions 1 and 2 go
+    else:
+        with other.unit_of_work(tenant) as uow:
+            uow.states.delete("doc")
+    assert _eventually(lambda: _load(db, tenant, 1) is None, within=2.0)
+    unbridged(db).cache._marks._limit = 3  # (as if 65,536 other keys had been read)
+    for i in range(5):
+        _save(db, tenant, {"x": i}, sid=f"other{i}")
+    assert _load(db, tenant, 1) is None

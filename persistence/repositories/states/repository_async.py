@@ -134,7 +134,8 @@ class AsyncStateRepository:
         """A load through the read cache (``keys``: the entry's key and, for a version by
         number, the state's floor key): a hit is verified (checksum) and decoded as a row
         from the database is; a miss is read, then filled (a version by number only if
-        it has no expiry: one that can expire may go with its state, see the writer)."""
+        neither it nor its state's head has an expiry: a state that can expire may be
+        purged with every version, its numbers starting again at 1)."""
         tenant_id, (key, floor) = self._scope.tenant_id, keys
         entry, ticket = await cache.get(tenant_id, cached.STATE, key, floor=floor)
         if entry is not None:
@@ -149,7 +150,7 @@ class AsyncStateRepository:
             return None
         meta = inputs.version_record(row)
         loaded = LoadedState(decode_payload(meta, row.payload), meta)
-        if floor is None or meta.expires_at is None:
+        if floor is None or (meta.expires_at is None and row.head_expires_at is None):
             entry = Entry(meta.version, row.payload, meta)
             await cache.fill(tenant_id, cached.STATE, key, entry, ticket, floor=floor)
         return loaded

@@ -32,7 +32,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     func,
     insert,
     literal_column,
@@ -108,7 +107,6 @@ def _stmt(name: str, clause: ClauseElement) -> Statement:
 # -- reads ------------------------------------------------------------------------------
 
 _LATEST = select(HEAD.c.latest_version).where(of_state(HEAD), alive(HEAD)).scalar_subquery()
-_HEAD_ALIVE = exists().where(of_state(HEAD), alive(HEAD))
 
 LOAD_LATEST = _stmt(
     "load_latest",
@@ -116,9 +114,10 @@ LOAD_LATEST = _stmt(
 )
 LOAD_VERSION = _stmt(
     "load_version",
-    select(*META_COLUMNS, VER.c.payload).where(
-        of_state(VER), VER.c.version == VERSION, alive(VER), _HEAD_ALIVE
-    ),
+    # (the head's expiry: a version of a state that may expire is never cached)
+    select(*META_COLUMNS, VER.c.payload, HEAD.c.expires_at.label("head_expires_at"))
+    .select_from(HEAD.join(VER, head_join_state()))
+    .where(of_state(VER), VER.c.version == VERSION, alive(VER), alive(HEAD)),
 )
 CURRENT = _stmt("current", select(current_version().label("current")).where(of_state(HEAD)))
 HEAD_LATEST = _stmt("head_latest", select(HEAD.c.latest_version).where(of_state(HEAD)))
