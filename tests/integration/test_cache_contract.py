@@ -18,6 +18,7 @@ from persistence import Database
 from persistence.errors import NotFoundError, TenantSuspendedError
 from tests.conftest import new_tenant
 from tests.fixtures.bridge import is_async, unbridged
+from tests.fixtures.cache import eventually
 from tests.fixtures.services import PostgresTarget
 
 Opener = Callable[..., Database]
@@ -36,15 +37,6 @@ def _save(db: Database, tenant: str, value: Any, sid: str = "doc") -> int:
 
 def _stats(db: Database) -> Any:
     return unbridged(db).cache.stats()
-
-
-def _eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 def test_read_your_writes_from_the_cache(pg_db: Database, cached: Opener) -> None:
@@ -91,7 +83,7 @@ def test_a_commit_elsewhere_is_seen_within_the_bound(pg_db: Database, cached: Op
     for n in range(1, 6):
         _save(writer, tenant, {"n": n})
         # the channel carries the invalidation; the reader then reads Redis
-        assert _eventually(lambda n=n: _load(reader, tenant) == {"n": n}, within=2.0)
+        assert eventually(lambda n=n: _load(reader, tenant) == {"n": n}, within=2.0)
 
 
 def test_a_slow_reader_never_overwrites_a_newer_value(pg_db: Database, cached: Opener) -> None:
@@ -108,7 +100,7 @@ def test_a_slow_reader_never_overwrites_a_newer_value(pg_db: Database, cached: O
     assert reached.wait(10)  # the reader has version 1 from the database, not yet filled
     received = _stats(reader).invalidations_received
     _save(writer, tenant, {"n": 2})
-    assert _eventually(lambda: _stats(reader).invalidations_received > received)
+    assert eventually(lambda: _stats(reader).invalidations_received > received)
     release.set()
     slow.join(10)
     assert done == [{"n": 1}]  # what it read is what it returns: it began before the write
@@ -268,11 +260,11 @@ def test_suspending_a_tenant_makes_its_entries_unservable_everywhere(
             return True
         return False
 
-    assert _eventually(lambda: refused(reader), within=2.0)
-    assert _eventually(lambda: refused(other), within=2.0)
+    assert eventually(lambda: refused(reader), within=2.0)
+    assert eventually(lambda: refused(other), within=2.0)
     with operator, operator.admin() as admin:
         admin.tenants.resume(tenant)
-    assert _eventually(lambda: not refused(reader), within=2.0)
+    assert eventually(lambda: not refused(reader), within=2.0)
     assert _load(reader, tenant) == {"n": 1}
     # an operator whose own cache is in-process only still tells the others
     local = open_database(
@@ -284,8 +276,8 @@ def test_suspending_a_tenant_makes_its_entries_unservable_everywhere(
     )
     with local, local.admin() as admin:
         admin.tenants.suspend(tenant)
-    assert _eventually(lambda: refused(reader), within=2.0)
-    assert _eventually(lambda: refused(other), within=2.0)
+    assert eventually(lambda: refused(reader), within=2.0)
+    assert eventually(lambda: refused(other), within=2.0)
 
 
 def test_a_corrupted_entry_is_never_served(
@@ -324,11 +316,11 @@ def test_store_deletes_and_clears_reach_other_processes(pg_db: Database, cached:
     mine.update({"a": 1, "b": 2})
     assert theirs["a"] == 1 and theirs["b"] == 2  # cached in the reader's tier
     del mine["a"]
-    assert _eventually(lambda: "a" not in theirs, within=2.0)
+    assert eventually(lambda: "a" not in theirs, within=2.0)
     mine.clear()
-    assert _eventually(lambda: "b" not in theirs, within=2.0)
+    assert eventually(lambda: "b" not in theirs, within=2.0)
     mine["b"] = 3
-    assert _eventually(lambda: theirs.get("b") == 3, within=2.0)
+    assert eventually(lambda: theirs.get("b") == 3, within=2.0)
 
 
 def test_store_reads_inside_a_locked_transaction_go_to_the_database(
@@ -400,7 +392,7 @@ def test_a_workflow_deleted_and_created_again_is_never_served_old(
     with writer.unit_of_work(tenant) as uow:
         uow.workflows.delete("flow")
         uow.workflows.save("flow", SOURCE.format(n=3))  # revision 1 again
-    assert _eventually(lambda: _workflow(reader, tenant).source == SOURCE.format(n=3), 2.0)
+    assert eventually(lambda: _workflow(reader, tenant).source == SOURCE.format(n=3), 2.0)
     assert _workflow(reader, tenant).revision == 1
 
 
@@ -435,7 +427,7 @@ def test_artifact_saves_and_deletes_reach_other_processes(pg_db: Database, cache
     assert _artifact(reader, tenant) == "one"
     with writer.unit_of_work(tenant) as uow:
         uow.artifacts.save("notes.txt", "two")
-    assert _eventually(lambda: _artifact(reader, tenant) == "two", within=2.0)
+    assert eventually(lambda: _artifact(reader, tenant) == "two", within=2.0)
     with writer.unit_of_work(tenant) as uow:
         uow.artifacts.delete("notes.txt")
 
@@ -443,7 +435,7 @@ def test_artifact_saves_and_deletes_reach_other_processes(pg_db: Database, cache
         with reader.unit_of_work(tenant) as uow:
             return not uow.artifacts.exists("notes.txt") and _missing(uow)
 
-    assert _eventually(gone, within=2.0)
+    assert eventually(gone, within=2.0)
 
 
 def _missing(uow: Any) -> bool:

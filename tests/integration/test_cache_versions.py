@@ -15,6 +15,7 @@ import pytest
 from persistence import Database
 from tests.conftest import new_tenant
 from tests.fixtures.bridge import unbridged
+from tests.fixtures.cache import eventually
 from tests.integration.test_cache_contract import _delay_fills
 
 Opener = Callable[..., Database]
@@ -34,15 +35,6 @@ def _save(db: Database, tenant: str, value: Any, sid: str = "doc", **options: An
 def _served(db: Database) -> tuple[int, int]:
     stats = unbridged(db).cache.stats()
     return stats.served_local, stats.served_shared
-
-
-def _eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 def test_a_version_is_served_from_the_cache_after_one_read(pg_db: Database, cached: Opener) -> None:
@@ -69,7 +61,7 @@ def test_a_deleted_version_is_never_served_here_or_elsewhere(
     with writer.unit_of_work(tenant) as uow:
         uow.states.delete_version("doc", 1)
     assert _load(writer, tenant, 1) is None  # at once in the writer
-    assert _eventually(lambda: _load(reader, tenant, 1) is None, within=2.0)
+    assert eventually(lambda: _load(reader, tenant, 1) is None, within=2.0)
     assert _load(cached(), tenant, 1) is None  # and not from Redis
     assert _load(reader, tenant, 2) == {"n": 2}
 
@@ -82,7 +74,7 @@ def test_pruned_versions_are_never_served(pg_db: Database, cached: Opener) -> No
         assert [_load(db, tenant, v) for v in (1, 2, 3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
     _save(writer, tenant, {"n": 4}, max_versions=2)  # versions 1 and 2 go
     assert [_load(writer, tenant, v) for v in (1, 2, 3)] == [None, None, {"n": 3}]
-    assert _eventually(lambda: _load(reader, tenant, 2) is None, within=2.0)
+    assert eventually(lambda: _load(reader, tenant, 2) is None, within=2.0)
     assert _load(reader, tenant, 1) is None and _load(reader, tenant, 3) == {"n": 3}
     assert _load(cached(), tenant, 1) is None
 
@@ -96,10 +88,10 @@ def test_a_deleted_state_serves_no_version(pg_db: Database, cached: Opener) -> N
     with writer.unit_of_work(tenant) as uow:
         uow.states.delete("doc")
     assert _load(writer, tenant, 1) is None and _load(writer, tenant, 2) is None
-    assert _eventually(lambda: _load(reader, tenant, 2) is None, within=2.0)
+    assert eventually(lambda: _load(reader, tenant, 2) is None, within=2.0)
     assert _save(writer, tenant, {"n": 3}) == 3  # the counter goes on
     assert _load(reader, tenant, 1) is None and _load(cached(), tenant, 2) is None
-    assert _eventually(lambda: _load(reader, tenant, 3) == {"n": 3}, within=2.0)
+    assert eventually(lambda: _load(reader, tenant, 3) == {"n": 3}, within=2.0)
 
 
 def test_versions_that_can_expire_are_never_cached(pg_db: Database, cached: Opener) -> None:
@@ -150,7 +142,7 @@ def test_a_slow_fill_of_a_version_deleted_meanwhile_is_refused(
     received = unbridged(reader).cache.stats().invalidations_received
     with writer.unit_of_work(tenant) as uow:
         uow.states.delete_version("doc", 1)
-    assert _eventually(lambda: unbridged(reader).cache.stats().invalidations_received > received)
+    assert eventually(lambda: unbridged(reader).cache.stats().invalidations_received > received)
     release.set()
     slow.join(10)
     assert done == [{"n": 1}]  # what it read (it began before the delete)
@@ -194,7 +186,7 @@ def test_a_floor_mark_dropped_from_the_bounded_marks_never_lets_a_gone_version_b
     else:
         with other.unit_of_work(tenant) as uow:
             uow.states.delete("doc")
-    assert _eventually(lambda: _load(db, tenant, 1) is None, within=2.0)
+    assert eventually(lambda: _load(db, tenant, 1) is None, within=2.0)
     unbridged(db).cache._marks._limit = 3  # (as if 65,536 other keys had been read)
     for i in range(5):
         _save(db, tenant, {"x": i}, sid=f"other{i}")

@@ -33,6 +33,7 @@ from persistence.locks import list_leases
 from persistence.locks_async import list_leases as list_leases_async
 from tests.conftest import unique_slug
 from tests.fixtures.bridge import call, is_async, unbridged
+from tests.fixtures.cache import eventually
 from tests.fixtures.redis_cluster import RedisClusterNodes
 from tests.fixtures.services import PostgresTarget, free_port
 
@@ -120,15 +121,6 @@ def _no_redis_errors(*dbs: Database) -> None:
         assert (shared.errors, shared.skipped) == (0, 0), shared
 
 
-def _eventually(check: Callable[[], bool], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
-
-
 def _leases(db: Database, tenant: str) -> list[Any]:
     if is_async(db):
         return call(list_leases_async, db, tenant)  # type: ignore[no-any-return]
@@ -214,7 +206,7 @@ def test_a_commit_is_seen_by_another_cache_within_two_seconds(
     for n in range(1, 4):
         received = _stats(reader).invalidations_received
         _save(writer, tenant, {"n": n})
-        assert _eventually(lambda n=n: _load(reader, tenant) == {"n": n}, within=2.0)
+        assert eventually(lambda n=n: _load(reader, tenant) == {"n": n}, within=2.0)
         assert _stats(reader).invalidations_received > received
     _no_redis_errors(writer, reader)
 
@@ -269,13 +261,13 @@ def test_suspending_a_tenant_is_refused_everywhere_within_two_seconds(
                 return True
             return False
 
-        assert _eventually(lambda: refused(reader), within=2.0)
-        assert _eventually(lambda: refused(other), within=2.0)
+        assert eventually(lambda: refused(reader), within=2.0)
+        assert eventually(lambda: refused(other), within=2.0)
         with admin_db.admin() as admin:
             admin.tenants.resume(tenant)
         assert int(client.get(epoch) or 0) == before + 2
-        assert _eventually(lambda: not refused(reader), within=2.0)
-        assert _eventually(lambda: not refused(other), within=2.0)
+        assert eventually(lambda: not refused(reader), within=2.0)
+        assert eventually(lambda: not refused(other), within=2.0)
         assert _load(reader, tenant) == {"n": 1}
     finally:
         client.close()
@@ -299,9 +291,9 @@ def test_store_get_and_in_through_the_cache_on_the_cluster(
     theirs = reader.store(tenant, "notes")
     assert theirs["k"] == {"v": 1}
     store["k"] = {"v": 2}
-    assert _eventually(lambda: theirs.get("k") == {"v": 2}, within=2.0)
+    assert eventually(lambda: theirs.get("k") == {"v": 2}, within=2.0)
     del store["k"]
-    assert _eventually(lambda: "k" not in theirs, within=2.0)
+    assert eventually(lambda: "k" not in theirs, within=2.0)
     assert "k" not in remote.store(tenant, "notes")
     _no_redis_errors(writer, reader, remote)
 
