@@ -61,8 +61,6 @@ CursorT = TypeVar("CursorT")
 _TUPLES_OK = ExecStatus.TUPLES_OK
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
-_COMMAND_OK = ExecStatus.COMMAND_OK
-_DONE = (_TUPLES_OK, _COMMAND_OK)
 _LOST = "the unit of work lost its database connection: nothing more can run in it"
 
 
@@ -139,11 +137,7 @@ async def _alone(
     batch = Batch(driver, pooled.info)
     batch.add_named(compiled.wire, args, binary=compiled.binary)
     (result,) = await _round_trip(connection, batch)
-    if result.status == _TUPLES_OK:
-        return batch.rows(result)
-    if result.status != _COMMAND_OK:
-        raise batch.error(result)
-    return []
+    return batch.rows(result)
 
 
 def _observed(sync: Connection) -> bool:
@@ -197,15 +191,13 @@ async def run_entering(
         failed = began if began.status == _FATAL_ERROR else entered
         cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
         await raise_translated(connection, head.sql, head_args, cause)
-    if result.status not in _DONE:  # its error, or aborted by its prepare's
+    try:  # its error (or its prepare's), or a value psycopg cannot load (year 10000)
+        raw = batch.rows(result)
+    except psycopg.Error as exc:
         try:
-            await raise_translated(connection, compiled.sql, args, batch.error(result))
+            await raise_translated(connection, compiled.sql, args, exc)
         except PersistenceError as translated:
             return entered, translated
-    try:  # (a value psycopg cannot load: a date past year 9999 in binary)
-        raw = batch.rows(result) if result.status == _TUPLES_OK else []
-    except psycopg.Error as exc:
-        await raise_translated(connection, compiled.sql, args, exc)
     if observed:
         sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
     return entered, rows(compiled, raw)
@@ -224,9 +216,7 @@ async def _round_trip(connection: AsyncConnection, batch: Batch) -> list[Any]:
         await connection.invalidate(exc if isinstance(exc, Exception) else None)
         if not isinstance(exc, psycopg.Error):
             raise
-        wrapped: Any = sa_exc.DBAPIError.instance(
-            "(pipeline)", None, exc, psycopg.Error, connection_invalidated=True
-        )
+        wrapped = _wrapped("(pipeline)", None, exc, invalidated=True)
         raise translate(wrapped) from wrapped
 
 
@@ -292,9 +282,17 @@ async def raise_translated(
     driver = driver_of(connection)
     if isinstance(driver, psycopg.AsyncConnection) and (driver.broken or driver.closed):
         await connection.invalidate(exc)
-    dbapi = psycopg.Error if isinstance(exc, psycopg.Error) else sqlite3.Error
-    wrapped: Any = sa_exc.DBAPIError.instance(statement, params, exc, dbapi)
+    wrapped = _wrapped(statement, params, exc)
     raise translate(wrapped) from wrapped
+
+
+def _wrapped(statement: str, params: Any, exc: Exception, *, invalidated: bool = False) -> Any:
+    """``exc`` as SQLAlchemy's ``DBAPIError`` (what :func:`translate` reads; ``invalidated``:
+    the connection was dropped for it)."""
+    dbapi = psycopg.Error if isinstance(exc, psycopg.Error) else sqlite3.Error
+    return sa_exc.DBAPIError.instance(
+        statement, params, exc, dbapi, connection_invalidated=invalidated
+    )
 
 
 class _Context:

@@ -48,6 +48,7 @@ _LIMIT = 512  # statements prepared per connection; beyond, sent unnamed
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _PIPELINE_SYNC = ExecStatus.PIPELINE_SYNC
 _COMMAND_OK = ExecStatus.COMMAND_OK
+_TUPLES_OK = ExecStatus.TUPLES_OK
 _STALE_NAME = (b"26000", b"0A000")
 _SQLSTATE = ord("C")  # PG_DIAG_SQLSTATE
 _AUTO: dict[int, list[PyFormat]] = {}
@@ -204,7 +205,14 @@ class Batch:
         return psycopg.errors.error_from_result(result, encoding=self.driver.info.encoding)
 
     def rows(self, result: Any) -> list[Any]:
-        """The rows of a ``TUPLES_OK`` result, as tuples (a cursor's default rows)."""
+        """A statement's rows, as tuples (a cursor's default rows; none for a command).
+        Raises the psycopg error of a result that is neither (the statement's own, or
+        its prepare's), or of a value the adapters cannot load."""
+        status = result.status
+        if status == _COMMAND_OK:
+            return []
+        if status != _TUPLES_OK:
+            raise self.error(result)
         tx = self.tx
         tx.set_pgresult(result)
         return tx.load_rows(0, result.ntuples, tuple)
