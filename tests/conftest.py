@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.throwaway",
     "tests.fixtures.redis_cluster",
     "tests.fixtures.cache",
+    "tests.fixtures.langgraph",
 ]
 
 

@@ -93,7 +93,7 @@ def test_upgrade_and_downgrade_keep_every_item(at_0006: Database) -> None:
     _fill_as_0006(db)
     before = _raw_items(db)
 
-    db.migrate()
+    db.migrate("0007")
     assert db.current_revision() == "0007"
     assert _raw_items(db) == before and set(_versions(db).values()) == {0}
     store = db.store("acme", "notes")

@@ -1,0 +1,279 @@
+"""LangGraph checkpoints of one workspace, inside the transaction of the scope given:
+rows in and rows out (the saver turns them into LangGraph's types); nothing commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select
+
+from persistence.errors import AlreadyExistsError, StaleFenceError
+from persistence.langgraph import _maintenance as maintenance
+from persistence.langgraph._pruning import Chain
+from persistence.langgraph._serial import Row, WriteRow
+from persistence.langgraph._statements import (
+    BLOBS,
+    CHANNELS,
+    CHECKPOINTS,
+    CLAIM,
+    GET_LATEST,
+    GET_ONE,
+    HEAD,
+    PUT_CHECKPOINT,
+    THREADS,
+    WRITES,
+    blobs_of,
+    in_thread,
+    writes_of,
+)
+from persistence.models.base import utcnow
+from persistence.repositories._base_async import AsyncScope
+from persistence.repositories._sql import upsert
+
+__all__ = ["AsyncCheckpointRepository"]
+
+TABLES = (WRITES, CHANNELS, BLOBS, CHECKPOINTS, THREADS)
+
+
+class AsyncCheckpointRepository:
+    def __init__(self, scope: AsyncScope):
+        self._scope = scope
+
+    def _params(self, thread_id: str, ns: str | None = None, **more: Any) -> dict[str, Any]:
+        scope = self._scope
+        params: dict[str, Any] = {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
+        params["thread_id"] = thread_id
+        if ns is not None:
+            params["checkpoint_ns"] = ns
+        params.update(more)
+        return params
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Any:
+        """The row of one checkpoint (the latest of the namespace without an id), or None."""
+        if checkpoint_id is None:
+            return await self._scope.run_one(GET_LATEST, self._params(thread_id, ns))
+        params = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
+        return await self._scope.run_one(GET_ONE, params)
+
+    async def blobs(self, keys: list[tuple[str, str, str, str]]) -> list[Any]:
+        """Blob rows of (thread, namespace, channel, version) keys."""
+        if not keys:
+            return []
+        return await self._scope.execute(blobs_of(keys), self._scope_params())
+
+    async def writes(self, keys: list[tuple[str, str, str]]) -> list[Any]:
+        """Pending write rows of (thread, namespace, checkpoint id) keys, in apply order."""
+        if not keys:
+            return []
+        return await self._scope.execute(writes_of(keys), self._scope_params())
+
+    def _scope_params(self) -> dict[str, Any]:
+        return {"tenant_id": self._scope.tenant_id, "workspace_id": self._scope.workspace_id}
+
+    async def of_runs(self, run_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(thread, namespace, id) of the checkpoints the runs wrote."""
+        c = CHECKPOINTS.c
+        query = select(c.thread_id, c.checkpoint_ns, c.checkpoint_id).where(
+            c.tenant_id == self._scope.tenant_id,
+            c.workspace_id == self._scope.workspace_id,
+            c.run_id.in_(list(run_ids)),
+        )
+        return [
+            (r.thread_id, r.checkpoint_ns, r.checkpoint_id)
+            for r in await self._scope.execute(query)
+        ]
+
+    async def chain(self, thread_id: str, ns: str) -> Chain:
+        """Every checkpoint of one namespace, and which channel versions hold a value."""
+        params = self._params(thread_id, ns)
+        rows = await self._scope.execute(maintenance.chain_rows(), params)
+        valued = await self._scope.execute(maintenance.valued_channels(), params)
+        return Chain(rows, {(r.channel, r.version) for r in valued})
+
+    async def search(self, query: Any) -> list[Any]:
+        """Checkpoint rows of a query built by :func:`persistence.langgraph._listing.query`."""
+        return await self._scope.execute(query, self._scope_params())
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def put(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        parent_id: str | None,
+        row: Row,
+        metadata: dict[str, Any],
+        *,
+        fenced: bool,
+        holder: str,
+    ) -> None:
+        """Write one checkpoint, its new channel versions and their blobs. ``fenced``: only
+        as the continuation of the namespace's head, else StaleFenceError (nothing written)."""
+        scope = self._scope
+        scope.require_writable("put")
+        now = utcnow()
+        claim = self._params(
+            thread_id,
+            ns,
+            checkpoint_id=checkpoint_id,
+            parent_key=parent_id or "",
+            unfenced=not fenced,
+            holder=holder,
+            now=now,
+        )
+        if await scope.run_one(CLAIM, claim) is None:
+            head = await scope.run_scalar(HEAD, self._params(thread_id, ns))
+            raise StaleFenceError(
+                f"thread {thread_id!r}{_ns(ns)} moved on: its head is checkpoint {head!r}, not "
+                f"{parent_id!r}, which this put continues (another writer resumed the thread); "
+                "nothing was written"
+            )
+        base = self._params(thread_id, ns)
+        if row.blobs:
+            blobs = [
+                {**base, "digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
+                for b in row.blobs.values()
+            ]
+            await scope.execute(upsert(BLOBS).values(blobs).on_conflict_do_nothing())
+        if row.channels:
+            await self._put_channels(base, row.channels, row.versions)
+        params = {
+            **base,
+            "checkpoint_id": checkpoint_id,
+            "parent_id": parent_id,
+            "run_id": _run_id(metadata),
+            "type": row.type,
+            "payload": row.payload,
+            "codec": row.codec,
+            "checksum": row.checksum,
+            "versions": orjson.dumps(row.versions).decode(),
+            "metadata": orjson.dumps(metadata).decode(),
+            "created_at": now,
+        }
+        await scope.run(PUT_CHECKPOINT, params)
+
+    async def _put_channels(
+        self, base: dict[str, Any], channels: dict[str, bytes | None], versions: dict[str, Any]
+    ) -> None:
+        rows = [
+            {**base, "channel": channel, "version": str(versions[channel]), "digest": digest}
+            for channel, digest in channels.items()
+            if channel in versions
+        ]
+        if rows:
+            insert = upsert(CHANNELS).values(rows)
+            statement = insert.on_conflict_do_update(
+                index_elements=[
+                    CHANNELS.c.tenant_id,
+                    CHANNELS.c.workspace_id,
+                    CHANNELS.c.thread_id,
+                    CHANNELS.c.checkpoint_ns,
+                    CHANNELS.c.channel,
+                    CHANNELS.c.version,
+                ],
+                set_={"digest": insert.excluded.digest},
+            )
+            await self._scope.execute(statement)
+
+    async def put_writes(
+        self, thread_id: str, ns: str, checkpoint_id: str, rows: Sequence[WriteRow]
+    ) -> None:
+        """Store a task's writes: a regular write (index >= 0) already stored is kept as
+        it is (a retry writes the same); a special one replaces the stored one."""
+        self._scope.require_writable("put_writes")
+        if not rows:
+            return
+        base = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
+        values = [
+            {
+                **base,
+                "task_id": w.task_id,
+                "idx": w.idx,
+                "channel": w.channel,
+                "type": w.type,
+                "value": w.value,
+                "codec": w.codec,
+                "checksum": w.checksum,
+                "task_path": w.task_path,
+            }
+            for w in rows
+        ]
+        insert = upsert(WRITES).values(values)
+        if all(w.idx < 0 for w in rows):
+            names = ("channel", "type", "value", "codec", "checksum", "task_path")
+            statement = insert.on_conflict_do_update(
+                index_elements=[c for c in WRITES.primary_key.columns],
+                set_={name: insert.excluded[name] for name in names},
+            )
+        else:
+            statement = insert.on_conflict_do_nothing()
+        await self._scope.execute(statement)
+
+    async def delete_threads(self, thread_ids: Iterable[str]) -> None:
+        """Delete every checkpoint, write, channel and blob of the threads."""
+        self._scope.require_writable("delete_thread")
+        ids = list(thread_ids)
+        if not ids:
+            return
+        for table in TABLES:
+            c = table.c
+            await self._scope.execute(
+                delete(table).where(
+                    c.tenant_id == self._scope.tenant_id,
+                    c.workspace_id == self._scope.workspace_id,
+                    c.thread_id.in_(ids),
+                )
+            )
+
+    async def lock_threads(self, thread_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Lock the (thread, namespace) rows of the threads until the transaction ends, so
+        no put of theirs runs meanwhile (PostgreSQL; SQLite has one writer); their keys."""
+        t = THREADS.c
+        query = select(t.thread_id, t.checkpoint_ns).where(
+            t.tenant_id == self._scope.tenant_id,
+            t.workspace_id == self._scope.workspace_id,
+            t.thread_id.in_(list(thread_ids)),
+        )
+        if self._scope.is_postgres:
+            query = query.with_for_update()
+        return [(r.thread_id, r.checkpoint_ns) for r in await self._scope.execute(query)]
+
+    async def delete_checkpoints(self, thread_id: str, ns: str, ids: Sequence[str]) -> None:
+        """Delete checkpoints of one namespace with their writes, then the channel versions
+        no remaining checkpoint refers to and the blobs no channel version refers to."""
+        if not ids:
+            return
+        scope = self._scope
+        for table in (WRITES, CHECKPOINTS):
+            await scope.execute(
+                delete(table).where(in_thread(table), table.c.checkpoint_id.in_(list(ids))),
+                self._params(thread_id, ns),
+            )
+        for statement in maintenance.orphans(scope.dialect):
+            await scope.execute(statement, self._params(thread_id, ns))
+
+    async def copy(self, source: str, target: str) -> None:
+        """Copy every row of thread ``source`` to thread ``target`` (which must be empty)."""
+        self._scope.require_writable("copy_thread")
+        params = {**self._scope_params(), "source": source, "target": target}
+        found = await self._scope.execute(
+            maintenance.any_checkpoint(), {**params, "thread": target}
+        )
+        if found:
+            raise AlreadyExistsError(f"thread {target!r} already has checkpoints")
+        for table in (THREADS, CHECKPOINTS, CHANNELS, BLOBS, WRITES):
+            await self._scope.execute(maintenance.copy_rows(table), params)
+
+
+def _run_id(metadata: dict[str, Any]) -> str | None:
+    run_id = metadata.get("run_id")
+    return None if run_id is None else str(run_id)
+
+
+def _ns(ns: str) -> str:
+    return f" (namespace {ns!r})" if ns else ""

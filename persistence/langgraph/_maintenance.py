@@ -1,0 +1,99 @@
+"""Statements of the checkpointer's maintenance: copying a thread, and removing what no
+checkpoint refers to any more after a prune (channel versions, then blobs)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select
+from sqlalchemy import delete as delete_from
+from sqlalchemy.dialects.postgresql import JSONB
+
+from persistence.langgraph._statements import BLOBS, CHANNELS, CHECKPOINTS, in_thread
+from persistence.repositories._sql import TENANT, WORKSPACE
+
+__all__ = ["any_checkpoint", "chain_rows", "copy_rows", "orphans", "valued_channels"]
+
+
+def chain_rows() -> Any:
+    """The checkpoints of one (thread, namespace), for a prune to walk."""
+    c = CHECKPOINTS.c
+    return select(
+        c.thread_id,
+        c.checkpoint_ns,
+        c.checkpoint_id,
+        c.parent_id,
+        c.type,
+        c.payload,
+        c.codec,
+        c.checksum,
+        c.versions,
+        c["metadata"],
+    ).where(in_thread(CHECKPOINTS))
+
+
+def valued_channels() -> Any:
+    """The (channel, version) pairs of one (thread, namespace) that hold a value."""
+    c = CHANNELS.c
+    return select(c.channel, c.version).where(in_thread(CHANNELS), c.digest.is_not(None))
+
+
+def any_checkpoint() -> Any:
+    c = CHECKPOINTS.c
+    return (
+        select(literal(1))
+        .where(
+            c.tenant_id == TENANT, c.workspace_id == WORKSPACE, c.thread_id == bindparam("thread")
+        )
+        .limit(1)
+    )
+
+
+def copy_rows(table: Table) -> Any:
+    """``INSERT ... SELECT`` of thread ``:source``'s rows of ``table`` as thread ``:target``."""
+    c = table.c
+    names = [column.name for column in c]
+    selected = [
+        bindparam("target").label("thread_id") if name == "thread_id" else c[name] for name in names
+    ]
+    source = select(*selected).where(
+        c.tenant_id == TENANT, c.workspace_id == WORKSPACE, c.thread_id == bindparam("source")
+    )
+    return insert(table).from_select(names, source)
+
+
+@functools.cache
+def orphans(dialect: str) -> tuple[Any, Any]:
+    """Delete, in one (thread, namespace), the channel versions no checkpoint's
+    ``versions`` names, then the blobs no channel version refers to."""
+    cp, ch, b = CHECKPOINTS.c, CHANNELS.c, BLOBS.c
+    if dialect == "postgresql":
+        each = func.jsonb_each_text(func.cast(cp.versions, JSONB()))
+    else:
+        each = func.json_each(cp.versions)
+    entries = each.table_valued("key", "value").alias("entry")
+    referred = exists(
+        select(literal(1))
+        .select_from(CHECKPOINTS)
+        .join(entries, literal(True))
+        .where(
+            in_thread(CHECKPOINTS),
+            entries.c.key == ch.channel,
+            entries.c.value == ch.version,
+        )
+    )
+    channels = delete_from(CHANNELS).where(in_thread(CHANNELS), ~referred)
+    used = exists(
+        select(literal(1)).where(
+            and_(
+                ch.tenant_id == b.tenant_id,
+                ch.workspace_id == b.workspace_id,
+                ch.thread_id == b.thread_id,
+                ch.checkpoint_ns == b.checkpoint_ns,
+                ch.digest == b.digest,
+            )
+        )
+    )
+    blobs = delete_from(BLOBS).where(in_thread(BLOBS), ~used)
+    return channels, blobs

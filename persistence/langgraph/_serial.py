@@ -1,0 +1,217 @@
+"""What the checkpointer stores, in the form it is stored, for both the sync and async
+saver: LangGraph's own serializer (``serde``) does the values; this module splits a
+checkpoint into its row, its inline values and its blobs, checksums and compresses
+them, and puts them back together on read, verifying every checksum."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from langgraph.checkpoint.base import WRITES_IDX_MAP, Checkpoint
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from persistence.codecs import compress, decode, decompress, encode
+from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
+from persistence.validation import validate_text
+
+__all__ = [
+    "Blob",
+    "Encoding",
+    "Row",
+    "WriteRow",
+    "blob_value",
+    "checkpoint_of",
+    "metadata_json",
+    "missing_channels",
+    "split_checkpoint",
+    "validate_id",
+    "write_rows",
+    "write_value",
+]
+
+#: An inline channel value: a primitive whose serialized form is at most this long is
+#: kept inside the checkpoint row (as LangGraph's own Postgres saver does) rather than
+#: as a blob of its own, one row less to write and read.
+INLINE_LIMIT = 256
+_INLINE_TYPES = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How payloads are compressed: a codec of :mod:`persistence.codecs` and the size
+    under which a payload is stored as it is."""
+
+    codec: str
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    digest: bytes
+    type: str
+    codec: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A checkpoint as its row stores it, with the blobs of the channels it changed."""
+
+    type: str
+    payload: bytes
+    codec: str
+    checksum: str
+    versions: dict[str, Any]  # the checkpoint's channel_versions
+    channels: dict[str, bytes | None]  # channel -> digest of its new version (None: empty)
+    blobs: dict[bytes, Blob]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRow:
+    task_id: str
+    idx: int
+    channel: str
+    type: str
+    value: bytes
+    codec: str
+    checksum: str
+    task_path: str
+
+
+def validate_id(value: object, what: str, *, max_length: int = 512, empty: bool = False) -> str:
+    """A thread id, namespace, checkpoint id, task id or channel name, checked before
+    anything is written (it is part of a primary key: a btree entry has a size limit)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and what == "thread_id":
+        value = str(value)  # LangGraph lets a thread id be a number; it is text here
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{what} must be a str, not {type(value).__name__}")
+    if empty and value == "":
+        return value
+    return validate_text(value, what, max_length=max_length)
+
+
+def _digest(type_: str, raw: bytes) -> bytes:
+    return hashlib.sha256(type_.encode() + b"\0" + raw).digest()
+
+
+def _blob(type_: str, raw: bytes, encoding: Encoding) -> Blob:
+    chosen = encoding.codec if len(raw) >= encoding.threshold else "none"
+    return Blob(_digest(type_, raw), type_, chosen, compress(raw, chosen))
+
+
+def blob_value(serde: SerializerProtocol, blob: Blob, what: str) -> Any:
+    """The value of a stored blob; DataCorruptionError if it is not what was written."""
+    try:
+        raw = decompress(blob.value, blob.codec)
+    except DataCorruptionError as exc:
+        raise DataCorruptionError(f"{what}: {exc}") from exc
+    if _digest(blob.type, raw) != blob.digest:
+        raise DataCorruptionError(f"{what}: checksum mismatch, the stored value was altered")
+    return serde.loads_typed((blob.type, raw))
+
+
+def _inline(serde: SerializerProtocol, value: Any) -> bool:
+    if not isinstance(value, _INLINE_TYPES):
+        return False
+    return not isinstance(value, str) or len(value) <= INLINE_LIMIT
+
+
+def split_checkpoint(
+    serde: SerializerProtocol,
+    checkpoint: Checkpoint,
+    new_versions: Mapping[str, Any],
+    encoding: Encoding,
+) -> Row:
+    """The row of ``checkpoint``: small primitive channel values inline, each channel
+    of ``new_versions`` otherwise a blob (deduplicated by its digest)."""
+    values: Mapping[str, Any] = checkpoint.get("channel_values") or {}
+    inline = {k: v for k, v in values.items() if _inline(serde, v)}
+    channels: dict[str, bytes | None] = {}
+    blobs: dict[bytes, Blob] = {}
+    for channel in new_versions:
+        validate_id(channel, "channel name")
+        if channel in inline:
+            continue
+        if channel not in values:
+            channels[channel] = None
+            continue
+        blob = _blob(*serde.dumps_typed(values[channel]), encoding)
+        blobs[blob.digest] = blob
+        channels[channel] = blob.digest
+    versions = dict(checkpoint.get("channel_versions") or {})
+    for channel, version in versions.items():
+        validate_id(channel, "channel name")
+        if not isinstance(version, (str, int, float)) or isinstance(version, bool):
+            raise InvalidTypeError(f"channel version of {channel!r} must be a str, int or float")
+    stored = {**checkpoint, "channel_values": inline}
+    del stored["channel_versions"]
+    type_, raw = serde.dumps_typed(stored)
+    enc = encode(raw, codec=encoding.codec, threshold=encoding.threshold)
+    return Row(type_, enc.payload, enc.codec, enc.checksum, versions, channels, blobs)
+
+
+def checkpoint_of(serde: SerializerProtocol, row: Any, what: str) -> Checkpoint:
+    """The checkpoint of a stored row, with its inline channel values only: the others
+    are the blobs of :func:`missing_channels`."""
+    raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
+    checkpoint: Checkpoint = serde.loads_typed((row.type, raw))
+    checkpoint["channel_values"] = dict(checkpoint.get("channel_values") or {})
+    checkpoint["channel_versions"] = orjson.loads(row.versions)
+    return checkpoint
+
+
+def missing_channels(checkpoint: Checkpoint) -> list[tuple[str, str]]:
+    """The (channel, version) pairs of ``checkpoint`` whose value is not inline: the
+    blobs to read (a pair without a blob is a channel emptied at that version)."""
+    inline = checkpoint["channel_values"]
+    return [(ch, str(v)) for ch, v in checkpoint["channel_versions"].items() if ch not in inline]
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` as stored (JSON, so ``list(filter=...)`` runs in the database);
+    InvalidInputError for a value JSON cannot hold exactly."""
+    try:
+        text = orjson.dumps(metadata)
+    except TypeError as exc:
+        raise InvalidInputError(f"checkpoint metadata must be JSON: {exc}") from None
+    if b"\\u0000" in text:
+        raise InvalidInputError("checkpoint metadata holds a NUL character, which is not storable")
+    loaded: dict[str, Any] = orjson.loads(text)
+    if loaded != metadata:
+        raise InvalidInputError("checkpoint metadata does not round-trip through JSON exactly")
+    return loaded
+
+
+def write_value(serde: SerializerProtocol, row: Any, what: str) -> Any:
+    raw = decode(row.value, codec=row.codec, expected_checksum=row.checksum, what=what)
+    return serde.loads_typed((row.type, raw))
+
+
+def write_rows(
+    serde: SerializerProtocol,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+    encoding: Encoding,
+) -> list[WriteRow]:
+    """The rows of one task's writes: regular writes at their index, the special ones
+    (error, interrupt, scheduled, resume) at LangGraph's negative indexes."""
+    validate_id(task_id, "task_id")
+    if not isinstance(task_path, str):
+        raise InvalidTypeError(f"task_path must be a str, not {type(task_path).__name__}")
+    rows = []
+    for idx, (channel, value) in enumerate(writes):
+        validate_id(channel, "channel name")
+        type_, raw = serde.dumps_typed(value)
+        enc = encode(raw, codec=encoding.codec, threshold=encoding.threshold)
+        index = WRITES_IDX_MAP.get(channel, idx)
+        rows.append(
+            WriteRow(
+                task_id, index, channel, type_, enc.payload, enc.codec, enc.checksum, task_path
+            )
+        )
+    return rows

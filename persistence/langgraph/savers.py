@@ -1,0 +1,334 @@
+"""LangGraph checkpointers on persistence: :class:`PersistenceSaver` on a
+:class:`~persistence.Database`, :class:`AsyncPersistenceSaver` on an
+:class:`~persistence.AsyncDatabase`. See docs/langgraph.md."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from persistence.codecs import validate_codec
+from persistence.langgraph._loop import LoopBound
+from persistence.langgraph._saver import Checkpointer
+from persistence.langgraph._saver_async import AsyncCheckpointer
+from persistence.langgraph._serial import Encoding
+from persistence.settings import Settings
+from persistence.validation import validate_slug
+
+if TYPE_CHECKING:
+    from persistence.database import Database
+    from persistence.database_async import AsyncDatabase
+
+__all__ = ["AsyncPersistenceSaver", "PersistenceSaver"]
+
+
+def _encoding(settings: Settings, compression: str | None) -> Encoding:
+    codec = settings.compression if compression is None else validate_codec(compression)
+    return Encoding(codec, settings.compression_threshold)
+
+
+def next_version(current: str | int | None) -> str:
+    """A channel's next version: its counter, zero-padded so versions sort as text, and
+    a random fraction (LangGraph's own savers use the same form)."""
+    if current is None:
+        counter = 0
+    elif isinstance(current, int):
+        counter = current
+    else:
+        counter = int(current.split(".")[0])
+    return f"{counter + 1:032}.{random.random():016}"
+
+
+class PersistenceSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing one tenant's threads in one workspace.
+
+    ``single_writer`` (on by default): a checkpoint is written only as the continuation
+    of its thread's head, so of two workers resuming one thread the stale one gets
+    :class:`~persistence.errors.StaleFenceError` instead of forking the thread; a put
+    branching from a checkpoint this saver was asked for by id (time travel) is a
+    deliberate fork and allowed. ``compression``: a codec of :mod:`persistence.codecs`
+    for checkpoints, blobs and writes (default: the database's ``compression`` setting).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        tenant: str,
+        workspace: str = "default",
+        serde: SerializerProtocol | None = None,
+        single_writer: bool = True,
+        compression: str | None = None,
+    ):
+        super().__init__(serde=serde)
+        self._core = Checkpointer(
+            db,
+            validate_slug(tenant, what="tenant slug"),
+            validate_slug(workspace, what="workspace slug"),
+            self.serde,
+            _encoding(db.settings, compression),
+            single_writer=single_writer,
+        )
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> PersistenceSaver:
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            assert isinstance(clone, PersistenceSaver)
+            clone._core = copy.copy(self._core)
+            clone._core.serde = clone.serde
+        return clone
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return next_version(current)
+
+    # -- sync: the database's own calls -------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._core.get_tuple(config)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._core.search(config, filter=filter, before=before, limit=limit)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._core.put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._core.put_writes(config, writes, task_id, task_path)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._core.delete_thread(thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._core.delete_for_runs(run_ids)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._core.copy_thread(source_thread_id, target_thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._core.prune(thread_ids, strategy=strategy)
+
+    # -- async: the sync calls on a worker thread ---------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+
+class AsyncPersistenceSaver(BaseCheckpointSaver[str]):
+    """:class:`PersistenceSaver` on an :class:`~persistence.AsyncDatabase`: the same
+    options, the async methods native. Its sync methods run on the event loop the saver
+    was first used on, from another thread only (as LangGraph's own async savers)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase,
+        *,
+        tenant: str,
+        workspace: str = "default",
+        serde: SerializerProtocol | None = None,
+        single_writer: bool = True,
+        compression: str | None = None,
+    ):
+        super().__init__(serde=serde)
+        self._core = AsyncCheckpointer(
+            db,
+            validate_slug(tenant, what="tenant slug"),
+            validate_slug(workspace, what="workspace slug"),
+            self.serde,
+            _encoding(db.settings, compression),
+            single_writer=single_writer,
+        )
+        self._bound = LoopBound("AsyncPersistenceSaver")
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> AsyncPersistenceSaver:
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            assert isinstance(clone, AsyncPersistenceSaver)
+            clone._core = copy.copy(self._core)
+            clone._core.serde = clone.serde
+        return clone
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return next_version(current)
+
+    def _seen(self) -> None:
+        self._bound.seen()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._seen()
+        return await self._core.get_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        self._seen()
+        async for item in self._core.search(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._seen()
+        return await self._core.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._seen()
+        await self._core.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self._seen()
+        await self._core.delete_thread(thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._seen()
+        await self._core.delete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._seen()
+        await self._core.copy_thread(source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._seen()
+        await self._core.prune(thread_ids, strategy=strategy)
+
+    # -- sync: on the saver's event loop, from another thread ----------------------------
+
+    def _call(self, coro: Any) -> Any:
+        return self._bound.call(coro)
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._call(self.aget_tuple(config))  # type: ignore[no-any-return]
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        yield from self._call(collect())
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        coro = self.aput(config, checkpoint, metadata, new_versions)
+        return self._call(coro)  # type: ignore[no-any-return]
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._call(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._call(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._call(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._call(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._call(self.aprune(thread_ids, strategy=strategy))
