@@ -21,16 +21,22 @@ from persistence.langgraph._statements import (
     GET_LATEST,
     GET_ONE,
     HEAD,
+    PUT_BLOB,
+    PUT_CHANNEL,
     PUT_CHECKPOINT,
+    PUT_PG,
     THREADS,
+    WRITE_KEEP,
+    WRITE_REPLACE,
     WRITES,
+    WRITES_KEEP_PG,
+    WRITES_REPLACE_PG,
     blobs_of,
     in_thread,
     writes_of,
 )
 from persistence.models.base import utcnow
 from persistence.repositories._base_async import AsyncScope
-from persistence.repositories._sql import upsert
 
 __all__ = ["AsyncCheckpointRepository"]
 
@@ -113,11 +119,12 @@ class AsyncCheckpointRepository:
         holder: str,
     ) -> None:
         """Write one checkpoint, its new channel versions and their blobs. ``fenced``: only
-        as the continuation of the namespace's head, else StaleFenceError (nothing written)."""
+        as the continuation of the namespace's head, else StaleFenceError (nothing written).
+        PostgreSQL: one statement; SQLite: one per row."""
         scope = self._scope
         scope.require_writable("put")
         now = utcnow()
-        claim = self._params(
+        params = self._params(
             thread_id,
             ns,
             checkpoint_id=checkpoint_id,
@@ -125,60 +132,52 @@ class AsyncCheckpointRepository:
             unfenced=not fenced,
             holder=holder,
             now=now,
+            parent_id=parent_id,
+            run_id=_run_id(metadata),
+            type=row.type,
+            payload=row.payload,
+            codec=row.codec,
+            checksum=row.checksum,
+            versions=orjson.dumps(row.versions).decode(),
+            metadata=orjson.dumps(metadata).decode(),
         )
-        if await scope.run_one(CLAIM, claim) is None:
+        channels = [
+            (c, str(row.versions[c]), d) for c, d in row.channels.items() if c in row.versions
+        ]
+        if scope.is_postgres:
+            blobs = list(row.blobs.values())
+            params["blob_digests"] = [b.digest for b in blobs]
+            params["blob_types"] = [b.type for b in blobs]
+            params["blob_codecs"] = [b.codec for b in blobs]
+            params["blob_values"] = [b.value for b in blobs]
+            params["channel_names"] = [c for c, _, _ in channels]
+            params["channel_versions"] = [v for _, v, _ in channels]
+            params["channel_digests"] = [d for _, _, d in channels]
+            written = await scope.run_one(PUT_PG, params) is not None
+        else:
+            written = await self._put_rows(params, row, channels)
+        if not written:
             head = await scope.run_scalar(HEAD, self._params(thread_id, ns))
             raise StaleFenceError(
                 f"thread {thread_id!r}{_ns(ns)} moved on: its head is checkpoint {head!r}, not "
                 f"{parent_id!r}, which this put continues (another writer resumed the thread); "
                 "nothing was written"
             )
-        base = self._params(thread_id, ns)
-        if row.blobs:
-            blobs = [
-                {**base, "digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
-                for b in row.blobs.values()
-            ]
-            await scope.execute(upsert(BLOBS).values(blobs).on_conflict_do_nothing())
-        if row.channels:
-            await self._put_channels(base, row.channels, row.versions)
-        params = {
-            **base,
-            "checkpoint_id": checkpoint_id,
-            "parent_id": parent_id,
-            "run_id": _run_id(metadata),
-            "type": row.type,
-            "payload": row.payload,
-            "codec": row.codec,
-            "checksum": row.checksum,
-            "versions": orjson.dumps(row.versions).decode(),
-            "metadata": orjson.dumps(metadata).decode(),
-            "created_at": now,
-        }
-        await scope.run(PUT_CHECKPOINT, params)
 
-    async def _put_channels(
-        self, base: dict[str, Any], channels: dict[str, bytes | None], versions: dict[str, Any]
-    ) -> None:
-        rows = [
-            {**base, "channel": channel, "version": str(versions[channel]), "digest": digest}
-            for channel, digest in channels.items()
-            if channel in versions
-        ]
-        if rows:
-            insert = upsert(CHANNELS).values(rows)
-            statement = insert.on_conflict_do_update(
-                index_elements=[
-                    CHANNELS.c.tenant_id,
-                    CHANNELS.c.workspace_id,
-                    CHANNELS.c.thread_id,
-                    CHANNELS.c.checkpoint_ns,
-                    CHANNELS.c.channel,
-                    CHANNELS.c.version,
-                ],
-                set_={"digest": insert.excluded.digest},
-            )
-            await self._scope.execute(statement)
+    async def _put_rows(
+        self, params: dict[str, Any], row: Row, channels: list[tuple[str, str, bytes | None]]
+    ) -> bool:
+        scope = self._scope
+        if await scope.run_one(CLAIM, params) is None:
+            return False
+        for b in row.blobs.values():
+            blob = {"digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
+            await scope.run(PUT_BLOB, {**params, **blob})
+        for channel, version, digest in channels:
+            value = {"channel": channel, "version": version, "digest": digest}
+            await scope.run(PUT_CHANNEL, {**params, **value})
+        await scope.run(PUT_CHECKPOINT, {**params, "created_at": params["now"]})
+        return True
 
     async def put_writes(
         self, thread_id: str, ns: str, checkpoint_id: str, rows: Sequence[WriteRow]
@@ -188,10 +187,28 @@ class AsyncCheckpointRepository:
         self._scope.require_writable("put_writes")
         if not rows:
             return
+        replace = all(w.idx < 0 for w in rows)
         base = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
-        values = [
-            {
+        if self._scope.is_postgres:
+            task_ids = {w.task_id for w in rows}
+            task_paths = {w.task_path for w in rows}
+            assert len(task_ids) == 1 and len(task_paths) == 1  # one task's writes
+            params = {
                 **base,
+                "task_id": rows[0].task_id,
+                "task_path": rows[0].task_path,
+                "idxs": [w.idx for w in rows],
+                "channels": [w.channel for w in rows],
+                "types": [w.type for w in rows],
+                "values": [w.value for w in rows],
+                "codecs": [w.codec for w in rows],
+                "checksums": [w.checksum for w in rows],
+            }
+            await self._scope.run(WRITES_REPLACE_PG if replace else WRITES_KEEP_PG, params)
+            return
+        statement = WRITE_REPLACE if replace else WRITE_KEEP
+        for w in rows:
+            value = {
                 "task_id": w.task_id,
                 "idx": w.idx,
                 "channel": w.channel,
@@ -201,18 +218,7 @@ class AsyncCheckpointRepository:
                 "checksum": w.checksum,
                 "task_path": w.task_path,
             }
-            for w in rows
-        ]
-        insert = upsert(WRITES).values(values)
-        if all(w.idx < 0 for w in rows):
-            names = ("channel", "type", "value", "codec", "checksum", "task_path")
-            statement = insert.on_conflict_do_update(
-                index_elements=[c for c in WRITES.primary_key.columns],
-                set_={name: insert.excluded[name] for name in names},
-            )
-        else:
-            statement = insert.on_conflict_do_nothing()
-        await self._scope.execute(statement)
+            await self._scope.run(statement, {**base, **value})
 
     async def delete_threads(self, thread_ids: Iterable[str]) -> None:
         """Delete every checkpoint, write, channel and blob of the threads."""

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Table, and_, bindparam, func, or_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 
 from persistence._compiled import Statement
+from persistence.models.base import UTCDateTime
 from persistence.models.langgraph import LgBlob, LgChannel, LgCheckpoint, LgThread, LgWrite
 from persistence.repositories._sql import TENANT, WORKSPACE, upsert
 
@@ -20,9 +33,16 @@ __all__ = [
     "GET_LATEST",
     "GET_ONE",
     "HEAD",
+    "PUT_BLOB",
+    "PUT_CHANNEL",
     "PUT_CHECKPOINT",
+    "PUT_PG",
     "THREADS",
     "WRITES",
+    "WRITES_KEEP_PG",
+    "WRITES_REPLACE_PG",
+    "WRITE_KEEP",
+    "WRITE_REPLACE",
     "WRITE_ROW",
     "blobs_of",
     "in_thread",
@@ -191,6 +211,108 @@ def _put_checkpoint() -> Any:
     )
 
 
+def _row(table: Table, replaced: tuple[str, ...]) -> Any:
+    """Insert one row of ``table`` (every column a parameter of its name); on a key
+    conflict, keep the stored row or replace its ``replaced`` columns."""
+    scope = ("tenant_id", "workspace_id")
+    values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.c if c.name not in scope}
+    insert = upsert(table).values(tenant_id=TENANT, workspace_id=WORKSPACE, **values)
+    if not replaced:
+        return insert.on_conflict_do_nothing()
+    return insert.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={name: insert.excluded[name] for name in replaced},
+    )
+
+
+_WRITE_VALUE = ("channel", "type", "value", "codec", "checksum", "task_path")
+PUT_BLOB = Statement(_row(BLOBS, ()), "lg_put_blob")
+PUT_CHANNEL = Statement(_row(CHANNELS, ("digest",)), "lg_put_channel")
+WRITE_KEEP = Statement(_row(WRITES, ()), "lg_write_keep")
+WRITE_REPLACE = Statement(_row(WRITES, _WRITE_VALUE), "lg_write_replace")
 CLAIM = Statement(_claim(), "lg_claim")
 HEAD = Statement(select(_t.head).where(in_thread(THREADS)), "lg_head")
 PUT_CHECKPOINT = Statement(_put_checkpoint(), "lg_put_checkpoint")
+
+
+# -- PostgreSQL: a whole put, and a task's writes, in one statement each ----------------
+
+_PUT_PG = """
+WITH claim AS (
+    INSERT INTO lg_threads AS t
+        (tenant_id, workspace_id, thread_id, checkpoint_ns, head, holder, fence, updated_at)
+    VALUES (:tenant_id, :workspace_id, :thread_id, :checkpoint_ns, :checkpoint_id, :holder, 1,
+            :now)
+    ON CONFLICT (tenant_id, workspace_id, thread_id, checkpoint_ns) DO UPDATE
+        SET head = excluded.head, holder = excluded.holder, fence = t.fence + 1,
+            updated_at = excluded.updated_at
+        WHERE :unfenced OR coalesce(t.head, '') = :parent_key
+           OR (:parent_key = '' AND t.holder = excluded.holder)
+    RETURNING t.fence
+), blobs AS (
+    INSERT INTO lg_blobs
+        (tenant_id, workspace_id, thread_id, checkpoint_ns, digest, type, codec, value)
+    SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, b.digest, b.type, b.codec,
+           b.value
+    FROM unnest(CAST(:blob_digests AS bytea[]), CAST(:blob_types AS text[]),
+                CAST(:blob_codecs AS text[]), CAST(:blob_values AS bytea[]))
+         AS b(digest, type, codec, value)
+    WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT DO NOTHING
+), channels AS (
+    INSERT INTO lg_channels
+        (tenant_id, workspace_id, thread_id, checkpoint_ns, channel, version, digest)
+    SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, c.channel, c.version,
+           c.digest
+    FROM unnest(CAST(:channel_names AS text[]), CAST(:channel_versions AS text[]),
+                CAST(:channel_digests AS bytea[])) AS c(channel, version, digest)
+    WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT (tenant_id, workspace_id, thread_id, checkpoint_ns, channel, version)
+        DO UPDATE SET digest = excluded.digest
+), checkpoint AS (
+    INSERT INTO lg_checkpoints
+        (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, run_id,
+         type, payload, codec, checksum, versions, metadata, created_at)
+    SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, :checkpoint_id, :parent_id,
+           :run_id, :type, :payload, :codec, :checksum, :versions, :metadata, :now
+    WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
+        SET parent_id = excluded.parent_id, run_id = excluded.run_id, type = excluded.type,
+            payload = excluded.payload, codec = excluded.codec, checksum = excluded.checksum,
+            versions = excluded.versions, metadata = excluded.metadata
+)
+SELECT fence FROM claim
+"""
+
+_WRITES_PG = """
+INSERT INTO lg_writes AS w
+    (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
+     type, value, codec, checksum, task_path)
+SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, :checkpoint_id, :task_id, x.idx,
+       x.channel, x.type, x.value, x.codec, x.checksum, :task_path
+FROM unnest(CAST(:idxs AS integer[]), CAST(:channels AS text[]), CAST(:types AS text[]),
+            CAST(:values AS bytea[]), CAST(:codecs AS text[]), CAST(:checksums AS text[]))
+     AS x(idx, channel, type, value, codec, checksum)
+ON CONFLICT (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+"""
+
+
+def _pg(sql: str, **types: Any) -> Any:
+    return text(sql).bindparams(*(bindparam(name, type_=t) for name, t in types.items()))
+
+
+_IDS = {"tenant_id": Uuid(), "workspace_id": Uuid()}
+PUT_PG = Statement(
+    _pg(_PUT_PG, **_IDS, now=UTCDateTime(), unfenced=Boolean()).columns(fence=BigInteger()),
+    "lg_put_pg",
+)
+WRITES_KEEP_PG = Statement(_pg(_WRITES_PG + "DO NOTHING", **_IDS), "lg_writes_keep_pg")
+WRITES_REPLACE_PG = Statement(
+    _pg(
+        _WRITES_PG + "DO UPDATE SET channel = excluded.channel, type = excluded.type, "
+        "value = excluded.value, codec = excluded.codec, checksum = excluded.checksum, "
+        "task_path = excluded.task_path",
+        **_IDS,
+    ),
+    "lg_writes_replace_pg",
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from persistence.errors import (
     InvalidInputError,
     PersistenceError,
 )
-from persistence.langgraph import PersistenceStore
+from persistence.langgraph import PersistenceStore, _store, _store_async
 from tests.conftest import new_tenant
 
 MakeStore = Callable[..., Any]
@@ -119,13 +120,29 @@ def test_list_namespaces(db: Database, make_store: MakeStore) -> None:
     assert store.list_namespaces(limit=1, offset=1) == [("a", "b", "d")]
 
 
-def test_ttl_expiry_refresh_and_sweep(db: Database, make_store: MakeStore) -> None:
+class Clock:
+    """The store's clock (both APIs' modules), moved by the test: TTLs without sleeping."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.now = datetime.now(UTC)
+        for module in (_store, _store_async):
+            monkeypatch.setattr(module, "utcnow", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
+
+
+def test_ttl_expiry_refresh_and_sweep(db: Database, make_store: MakeStore, clock: Clock) -> None:
     store = make_store(new_tenant(db), ttl={"refresh_on_read": True})
-    minute = 60.0
-    store.put(("t",), "short", {"v": 1}, ttl=0.05 / minute)  # 50 ms
+    store.put(("t",), "short", {"v": 1}, ttl=1)  # minutes
     store.put(("t",), "long", {"v": 2}, ttl=10)
     store.put(("t",), "forever", {"v": 3})
-    time.sleep(0.15)
+    clock.advance(61)
     assert store.get(("t",), "short") is None  # expired: never served, even unswept
     assert _keys(store.search(("t",))) == {"long", "forever"}
     assert store.sweep_ttl() == 1
@@ -133,17 +150,32 @@ def test_ttl_expiry_refresh_and_sweep(db: Database, make_store: MakeStore) -> No
     assert _keys(store.search(("t",))) == {"long", "forever"}
 
 
-def test_refresh_on_read_restarts_the_ttl(db: Database, make_store: MakeStore) -> None:
+def test_refresh_on_read_restarts_the_ttl(
+    db: Database, make_store: MakeStore, clock: Clock
+) -> None:
     store = make_store(new_tenant(db))
-    minute = 60.0
-    store.put(("t",), "k", {"v": 1}, ttl=0.4 / minute)
-    for _ in range(4):  # read every 0.2 s: 0.8 s later it is still there
-        time.sleep(0.2)
+    store.put(("t",), "k", {"v": 1}, ttl=1)
+    for _ in range(4):  # read every 40 s: 160 s later it is still there
+        clock.advance(40)
         assert store.get(("t",), "k") is not None
-    time.sleep(0.2)
-    assert store.get(("t",), "k", refresh_ttl=False) is not None
-    time.sleep(0.3)
-    assert store.get(("t",), "k") is None  # not refreshed by the last read: expired
+    clock.advance(40)
+    assert store.search(("t",), refresh_ttl=False) != []
+    clock.advance(30)  # 70 s after the last refreshing read
+    assert store.get(("t",), "k") is None
+    store.put(("t",), "k2", {"v": 1}, ttl=1)
+    clock.advance(59)
+    assert len(store.search(("t",))) == 1  # a search refreshes too
+    clock.advance(59)
+    assert store.get(("t",), "k2", refresh_ttl=False) is not None
+
+
+def test_default_ttl_and_no_refresh(db: Database, make_store: MakeStore, clock: Clock) -> None:
+    store = make_store(new_tenant(db), ttl={"default_ttl": 1, "refresh_on_read": False})
+    store.put(("t",), "k", {"v": 1})
+    clock.advance(45)
+    assert store.get(("t",), "k") is not None  # read, but refresh_on_read is off
+    clock.advance(20)
+    assert store.get(("t",), "k") is None
 
 
 def test_tenants_never_see_each_other(db: Database, make_store: MakeStore) -> None:
