@@ -23,7 +23,15 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TABLES = ("lg_threads", "lg_checkpoints", "lg_channels", "lg_blobs", "lg_writes", "lg_store_items")
+TABLES = (
+    "lg_retention",
+    "lg_threads",
+    "lg_checkpoints",
+    "lg_channels",
+    "lg_blobs",
+    "lg_writes",
+    "lg_store_items",
+)
 
 
 def _scope(table: str) -> list[Any]:
@@ -139,7 +147,25 @@ def _store_items() -> None:
     op.create_index("ix_lg_store_items_expires", "lg_store_items", ["tenant_id", "expires_at"])
 
 
+def _retention() -> None:
+    op.create_table(
+        "lg_retention",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("keep_last", sa.Integer(), nullable=True),
+        sa.Column("idle_seconds", sa.BigInteger(), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_lg_retention_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_lg_retention")),
+    )
+
+
 def upgrade() -> None:
+    _retention()
     _threads()
     _checkpoints()
     _channels_blobs_writes()

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "leases",
     "runs",
     "cache",
+    "langgraph",
 )
 
 

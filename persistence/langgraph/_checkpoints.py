@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from persistence.errors import AlreadyExistsError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
@@ -90,6 +90,15 @@ class CheckpointRepository:
             c.run_id.in_(list(run_ids)),
         )
         return [(r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in self._scope.execute(query)]
+
+    def count_checkpoints(self, thread_ids: Sequence[str]) -> int:
+        c = CHECKPOINTS.c
+        query = select(func.count()).where(
+            c.tenant_id == self._scope.tenant_id,
+            c.workspace_id == self._scope.workspace_id,
+            c.thread_id.in_(list(thread_ids)),
+        )
+        return int((self._scope.execute(query))[0][0])
 
     def chain(self, thread_id: str, ns: str) -> Chain:
         """Every checkpoint of one namespace, and which channel versions hold a value."""

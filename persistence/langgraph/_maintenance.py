@@ -6,14 +6,22 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, tuple_
 from sqlalchemy import delete as delete_from
 from sqlalchemy.dialects.postgresql import JSONB
 
-from persistence.langgraph._statements import BLOBS, CHANNELS, CHECKPOINTS, in_thread
+from persistence.langgraph._statements import BLOBS, CHANNELS, CHECKPOINTS, THREADS, in_thread
 from persistence.repositories._sql import TENANT, WORKSPACE
 
-__all__ = ["any_checkpoint", "chain_rows", "copy_rows", "orphans", "valued_channels"]
+__all__ = [
+    "any_checkpoint",
+    "chain_rows",
+    "copy_rows",
+    "crowded",
+    "idle_threads",
+    "orphans",
+    "valued_channels",
+]
 
 
 def chain_rows() -> Any:
@@ -97,3 +105,33 @@ def orphans(dialect: str) -> tuple[Any, Any]:
     )
     blobs = delete_from(BLOBS).where(in_thread(BLOBS), ~used)
     return channels, blobs
+
+
+def idle_threads(limit: int) -> Any:
+    """Threads of the workspace whose every namespace was last written before ``:before``."""
+    t = THREADS.c
+    return (
+        select(t.thread_id)
+        .where(t.tenant_id == TENANT, t.workspace_id == WORKSPACE)
+        .group_by(t.thread_id)
+        .having(func.max(t.updated_at) < bindparam("before"))
+        .order_by(t.thread_id)
+        .limit(limit)
+    )
+
+
+def crowded(limit: int) -> Any:
+    """(thread, namespace) pairs after ``(:after_thread, :after_ns)`` holding more than
+    ``:keep_last`` checkpoints, in key order."""
+    c = CHECKPOINTS.c
+    after = tuple_(c.thread_id, c.checkpoint_ns) > tuple_(
+        bindparam("after_thread"), bindparam("after_ns")
+    )
+    return (
+        select(c.thread_id, c.checkpoint_ns)
+        .where(c.tenant_id == TENANT, c.workspace_id == WORKSPACE, after)
+        .group_by(c.thread_id, c.checkpoint_ns)
+        .having(func.count() > bindparam("keep_last"))
+        .order_by(c.thread_id, c.checkpoint_ns)
+        .limit(limit)
+    )

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from langgraph.checkpoint.serde.base import SerializerProtocol
-
-from persistence.langgraph import _serial as serial
 
 __all__ = ["Chain", "keep_set"]
 
@@ -30,29 +27,30 @@ def _delta_channels(row: Any) -> set[str]:
     return set(counters) if isinstance(counters, dict) else set()
 
 
-def keep_set(serde: SerializerProtocol, chain: Chain) -> set[str]:
-    """The ids of the checkpoints to keep (empty when there are none)."""
+def keep_set(chain: Chain, keep_last: int = 1) -> set[str]:
+    """The ids of the checkpoints to keep: the latest ``keep_last`` and, for each, the
+    ancestors its delta channels are rebuilt from (empty when there are none)."""
     if not chain.rows:
         return set()
     by_id = {row.checkpoint_id: row for row in chain.rows}
-    latest = by_id[max(by_id)]
-    keep = {latest.checkpoint_id}
-    remaining = {c for c in _delta_channels(latest) if not _holds(serde, chain, latest, c)}
-    parent = latest.parent_id
-    while remaining and parent in by_id and parent not in keep:
-        row = by_id[parent]
-        keep.add(row.checkpoint_id)
-        remaining = {c for c in remaining if not _holds(serde, chain, row, c)}
-        parent = row.parent_id
+    keep = set(sorted(by_id, reverse=True)[:keep_last])
+    for kept in list(keep):
+        _keep_ancestors(chain, by_id, by_id[kept], keep)
     return keep
 
 
-def _holds(serde: SerializerProtocol, chain: Chain, row: Any, channel: str) -> bool:
-    """Whether ``row`` stores a value of ``channel`` (a blob, or inline)."""
+def _keep_ancestors(chain: Chain, by_id: dict[str, Any], row: Any, keep: set[str]) -> None:
+    remaining = {c for c in _delta_channels(row) if not _holds(chain, row, c)}
+    parent = row.parent_id
+    while remaining and parent in by_id:
+        row = by_id[parent]
+        keep.add(row.checkpoint_id)
+        remaining = {c for c in remaining if not _holds(chain, row, c)}
+        parent = row.parent_id
+
+
+def _holds(chain: Chain, row: Any, channel: str) -> bool:
+    """Whether ``row`` stores a value of ``channel`` as a blob. (A value kept inline is
+    a small primitive, never a delta snapshot: not counting it only keeps more.)"""
     version = orjson.loads(row.versions).get(channel)
-    if version is None:
-        return False
-    if (channel, str(version)) in chain.valued:
-        return True
-    checkpoint = serial.checkpoint_of(serde, row, f"checkpoint {row.checkpoint_id!r}")
-    return channel in checkpoint["channel_values"]
+    return version is not None and (channel, str(version)) in chain.valued

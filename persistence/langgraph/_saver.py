@@ -223,7 +223,7 @@ class Checkpointer:
                 return
             for thread, ns in sorted(repo.lock_threads(threads)):
                 chain = repo.chain(thread, ns)
-                keep = keep_set(self.serde, chain)
+                keep = keep_set(chain)
                 repo.delete_checkpoints(
                     thread, ns, [c.checkpoint_id for c in chain.rows if c.checkpoint_id not in keep]
                 )

@@ -227,7 +227,7 @@ class AsyncCheckpointer:
                 return
             for thread, ns in sorted(await repo.lock_threads(threads)):
                 chain = await repo.chain(thread, ns)
-                keep = keep_set(self.serde, chain)
+                keep = keep_set(chain)
                 await repo.delete_checkpoints(
                     thread, ns, [c.checkpoint_id for c in chain.rows if c.checkpoint_id not in keep]
                 )

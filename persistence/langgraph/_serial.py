@@ -181,9 +181,19 @@ def metadata_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
     if b"\\u0000" in text:
         raise InvalidInputError("checkpoint metadata holds a NUL character, which is not storable")
     loaded: dict[str, Any] = orjson.loads(text)
-    if loaded != metadata:
+    if loaded != _listed(metadata):
         raise InvalidInputError("checkpoint metadata does not round-trip through JSON exactly")
     return loaded
+
+
+def _listed(value: Any) -> Any:
+    """``value`` with its tuples as lists: how JSON (and so every LangGraph saver storing
+    metadata as JSON) gives them back; LangGraph's own metadata holds tuples."""
+    if isinstance(value, dict):
+        return {k: _listed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listed(v) for v in value]
+    return value
 
 
 def write_value(serde: SerializerProtocol, row: Any, what: str) -> Any:

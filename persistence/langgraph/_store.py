@@ -34,7 +34,7 @@ from persistence.validation import count, validate_text
 if TYPE_CHECKING:
     from persistence.database import Database
 
-__all__ = ["NamespaceError", "StoreCore"]
+__all__ = ["NamespaceError", "StoreCore", "sweep_expired"]
 
 #: Expired items one sweep statement deletes: a sweep is bounded batches, never one
 #: statement holding every expired row locked.
@@ -60,15 +60,31 @@ class StoreCore:
             return [run.one(op) for op in todo]
 
     def sweep(self) -> int:
-        """Delete the tenant's expired items, in batches; how many."""
+        """Delete the tenant's expired items, a transaction per batch; how many."""
         swept = 0
         while True:
             with self._db.unit_of_work(self._tenant) as uow:
-                params = {"tenant_id": uow.scope.tenant_id, "now": utcnow()}
-                gone = len(uow.scope.execute(sql.sweep(SWEEP_BATCH), params))
+                gone = _sweep_once(uow.scope, SWEEP_BATCH)
             swept += gone
             if gone < SWEEP_BATCH:
                 return swept
+
+
+def _sweep_once(scope: Scope, limit: int) -> int:
+    scope.require_writable("sweep_ttl")
+    params = {"tenant_id": scope.tenant_id, "now": utcnow()}
+    return len(scope.execute(sql.sweep(limit), params))
+
+
+def sweep_expired(scope: Scope, batch_size: int) -> int:
+    """Delete the expired items of the tenant of ``scope`` in its transaction, in batches
+    of ``batch_size`` (``persistence gc``); how many."""
+    swept = 0
+    while True:
+        gone = _sweep_once(scope, batch_size)
+        swept += gone
+        if gone < batch_size:
+            return swept
 
 
 def _validate(op: Op) -> None:

@@ -33,7 +33,7 @@ from persistence.validation import count, validate_text
 if TYPE_CHECKING:
     from persistence.database_async import AsyncDatabase
 
-__all__ = ["AsyncStoreCore", "NamespaceError"]
+__all__ = ["AsyncStoreCore", "NamespaceError", "sweep_expired"]
 
 #: Expired items one sweep statement deletes: a sweep is bounded batches, never one
 #: statement holding every expired row locked.
@@ -59,15 +59,31 @@ class AsyncStoreCore:
             return [await run.one(op) for op in todo]
 
     async def sweep(self) -> int:
-        """Delete the tenant's expired items, in batches; how many."""
+        """Delete the tenant's expired items, a transaction per batch; how many."""
         swept = 0
         while True:
             async with self._db.unit_of_work(self._tenant) as uow:
-                params = {"tenant_id": uow.scope.tenant_id, "now": utcnow()}
-                gone = len(await uow.scope.execute(sql.sweep(SWEEP_BATCH), params))
+                gone = await _sweep_once(uow.scope, SWEEP_BATCH)
             swept += gone
             if gone < SWEEP_BATCH:
                 return swept
+
+
+async def _sweep_once(scope: AsyncScope, limit: int) -> int:
+    scope.require_writable("sweep_ttl")
+    params = {"tenant_id": scope.tenant_id, "now": utcnow()}
+    return len(await scope.execute(sql.sweep(limit), params))
+
+
+async def sweep_expired(scope: AsyncScope, batch_size: int) -> int:
+    """Delete the expired items of the tenant of ``scope`` in its transaction, in batches
+    of ``batch_size`` (``persistence gc``); how many."""
+    swept = 0
+    while True:
+        gone = await _sweep_once(scope, batch_size)
+        swept += gone
+        if gone < batch_size:
+            return swept
 
 
 def _validate(op: Op) -> None:

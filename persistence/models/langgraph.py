@@ -31,6 +31,7 @@ __all__ = [
     "LgBlob",
     "LgChannel",
     "LgCheckpoint",
+    "LgRetention",
     "LgStoreItem",
     "LgThread",
     "LgWrite",
@@ -155,3 +156,17 @@ class LgStoreItem(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ttl_ms: Mapped[int | None] = mapped_column(BigInteger())
     """The item's TTL in milliseconds (a read with ``refresh_ttl`` restarts it)."""
+
+
+class LgRetention(Base):
+    """A tenant's retention of LangGraph checkpoints, applied by ``persistence gc``: keep
+    the last ``keep_last`` checkpoints of each thread namespace, drop threads not
+    written for ``idle_seconds`` (None: no such limit)."""
+
+    __tablename__ = "lg_retention"
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    keep_last: Mapped[int | None] = mapped_column(Integer())
+    idle_seconds: Mapped[int | None] = mapped_column(BigInteger())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
