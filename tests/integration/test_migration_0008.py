@@ -18,7 +18,7 @@ from tests.fixtures.migrated import database_at
 from tests.fixtures.services import PostgresTarget
 
 LG_TABLES = {"lg_threads", "lg_checkpoints", "lg_channels", "lg_blobs", "lg_writes"}
-LG_TABLES |= {"lg_store_items"}
+LG_TABLES |= {"lg_store_items", "lg_retention"}
 
 
 @pytest.fixture(params=["pg", "sqlite"])
