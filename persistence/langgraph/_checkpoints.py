@@ -10,12 +10,14 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
-from persistence.errors import AlreadyExistsError, StaleFenceError
+from persistence.cache import Entry
+from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
 from persistence.langgraph._pruning import Chain
 from persistence.langgraph._serial import Row, WriteRow
 from persistence.langgraph._statements import (
     BLOBS,
+    BUMP,
     CHANNELS,
     CHECKPOINTS,
     CLAIM,
@@ -36,6 +38,7 @@ from persistence.langgraph._statements import (
     in_thread,
     writes_of,
 )
+from persistence.langgraph._stored import LATEST, Stored, latest_key, pack, unpack
 from persistence.models.base import utcnow
 from persistence.repositories._base import Scope
 
@@ -59,12 +62,54 @@ class CheckpointRepository:
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Any:
-        """The row of one checkpoint (the latest of the namespace without an id), or None."""
-        if checkpoint_id is None:
-            return self._scope.run_one(GET_LATEST, self._params(thread_id, ns))
+    def get(self, thread_id: str, ns: str, checkpoint_id: str) -> Any:
+        """The row of one checkpoint, or None."""
         params = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
         return self._scope.run_one(GET_ONE, params)
+
+    def latest(self, thread_id: str, ns: str, *, cached: bool = True) -> tuple[Stored | None, bool]:
+        """The namespace's latest checkpoint with its blobs and writes (None if it has
+        none), through the read cache where it applies (versioned by the thread row's
+        fence), and whether it came from the cache: its payloads are verified when
+        decoded, and one that fails is :meth:`discard_latest`-ed and read again."""
+        scope = self._scope
+        key = latest_key(scope.workspace_id, thread_id, ns)
+        cache = scope.cache_for(key) if cached else None
+        if cache is None:
+            row = scope.run_one(GET_LATEST, self._params(thread_id, ns))
+            return (None if row is None else self.stored([row])), False
+        entry, ticket = cache.get(scope.tenant_id, LATEST, key)
+        if entry is not None:
+            try:
+                return unpack(entry.value), True
+            except DataCorruptionError:
+                cache.discard(scope.tenant_id, key)
+        row = scope.run_one(GET_LATEST, self._params(thread_id, ns))
+        if row is None:
+            return None, False
+        stored = self.stored([row])
+        if row.fence is not None:
+            cache.fill(scope.tenant_id, LATEST, key, Entry(row.fence, pack(stored)), ticket)
+        return stored, False
+
+    def discard_latest(self, thread_id: str, ns: str) -> None:
+        """Drop the cached latest checkpoint of the namespace (it failed a checksum)."""
+        cache = self._scope.cache
+        if cache is not None:
+            key = latest_key(self._scope.workspace_id, thread_id, ns)
+            cache.discard(self._scope.tenant_id, key)
+
+    def stored(self, rows: Sequence[Any]) -> Stored:
+        """``rows`` with the blobs of every channel version they name and their pending
+        writes: two statements for all of them."""
+        keys = [
+            (r.thread_id, r.checkpoint_ns, channel, str(version))
+            for r in rows
+            for channel, version in orjson.loads(r.versions).items()
+        ]
+        ids = [(r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in rows]
+        blobs = self.blobs(keys)
+        return Stored(rows, blobs, self.writes(ids))
 
     def blobs(self, keys: list[tuple[str, str, str, str]]) -> list[Any]:
         """Blob rows of (thread, namespace, channel, version) keys."""
@@ -160,23 +205,30 @@ class CheckpointRepository:
             params["channel_names"] = [c for c, _, _ in channels]
             params["channel_versions"] = [v for _, v, _ in channels]
             params["channel_digests"] = [d for _, _, d in channels]
-            written = scope.run_one(PUT_PG, params) is not None
+            written = scope.run_one(PUT_PG, params)
         else:
             written = self._put_rows(params, row, channels)
-        if not written:
+        if written is None:
             head = scope.run_scalar(HEAD, self._params(thread_id, ns))
             raise StaleFenceError(
                 f"thread {thread_id!r}{_ns(ns)} moved on: its head is checkpoint {head!r}, not "
                 f"{parent_id!r}, which this put continues (another writer resumed the thread); "
                 "nothing was written"
             )
+        self._changed(thread_id, ns, written.fence)
+
+    def _changed(self, thread_id: str, ns: str, fence: int) -> None:
+        """After commit, no cached latest checkpoint of the namespace below ``fence``."""
+        key = latest_key(self._scope.workspace_id, thread_id, ns)
+        self._scope.cache_written(LATEST, key, None, fence)
 
     def _put_rows(
         self, params: dict[str, Any], row: Row, channels: list[tuple[str, str, bytes | None]]
-    ) -> bool:
+    ) -> Any:
         scope = self._scope
-        if scope.run_one(CLAIM, params) is None:
-            return False
+        claimed = scope.run_one(CLAIM, params)
+        if claimed is None:
+            return None
         for b in row.blobs.values():
             blob = {"digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
             scope.run(PUT_BLOB, {**params, **blob})
@@ -184,7 +236,7 @@ class CheckpointRepository:
             value = {"channel": channel, "version": version, "digest": digest}
             scope.run(PUT_CHANNEL, {**params, **value})
         scope.run(PUT_CHECKPOINT, {**params, "created_at": params["now"]})
-        return True
+        return claimed
 
     def put_writes(
         self, thread_id: str, ns: str, checkpoint_id: str, rows: Sequence[WriteRow]
@@ -211,8 +263,15 @@ class CheckpointRepository:
                 "codecs": [w.codec for w in rows],
                 "checksums": [w.checksum for w in rows],
             }
-            self._scope.run(WRITES_REPLACE_PG if replace else WRITES_KEEP_PG, params)
+            statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
+            fence = self._scope.run_scalar(statement, params)
+            if fence is not None:
+                self._changed(thread_id, ns, fence)
             return
+        bump = {"t_id": base["tenant_id"], "w_id": base["workspace_id"]}
+        fence = self._scope.run_scalar(BUMP, {**bump, "th_id": thread_id, "ns": ns})
+        if fence is not None:
+            self._changed(thread_id, ns, fence)
         statement = WRITE_REPLACE if replace else WRITE_KEEP
         for w in rows:
             value = {
@@ -233,6 +292,7 @@ class CheckpointRepository:
         ids = list(thread_ids)
         if not ids:
             return
+        self._scope.cache_tenant_changed()  # (rare and wide: no key per namespace here)
         for table in TABLES:
             c = table.c
             self._scope.execute(
@@ -262,6 +322,7 @@ class CheckpointRepository:
         if not ids:
             return
         scope = self._scope
+        scope.cache_tenant_changed()
         for table in (WRITES, CHECKPOINTS):
             scope.execute(
                 delete(table).where(in_thread(table), table.c.checkpoint_id.in_(list(ids))),

@@ -21,11 +21,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from persistence.errors import InvalidInputError, InvalidTypeError
+from persistence.errors import DataCorruptionError, InvalidInputError, InvalidTypeError
 from persistence.langgraph import _serial as serial
 from persistence.langgraph._checkpoints import CheckpointRepository
 from persistence.langgraph._listing import Listing, query
 from persistence.langgraph._pruning import keep_set
+from persistence.langgraph._stored import Stored
 
 if TYPE_CHECKING:
     from persistence.database import Database
@@ -70,11 +71,20 @@ class Checkpointer:
             self._remember(thread_id, ns, checkpoint_id)
         with self._unit() as uow:
             repo = CheckpointRepository(uow.scope)
-            row = repo.get(thread_id, ns, checkpoint_id)
-            if row is None:
+            if checkpoint_id is not None:
+                row = repo.get(thread_id, ns, checkpoint_id)
+                return None if row is None else self._tuples(repo.stored([row]))[0]
+            stored, cached = repo.latest(thread_id, ns)
+            if stored is None:
                 return None
-            found: list[CheckpointTuple] = self._tuples(repo, [row])
-        return found[0]
+            try:
+                return self._tuples(stored)[0]
+            except DataCorruptionError:
+                if not cached:
+                    raise
+            repo.discard_latest(thread_id, ns)  # what the cache held was altered
+            stored, _ = repo.latest(thread_id, ns, cached=False)
+            return None if stored is None else self._tuples(stored)[0]
 
     def search(
         self,
@@ -90,29 +100,22 @@ class Checkpointer:
         with self._unit() as uow:
             repo = CheckpointRepository(uow.scope)
             rows = repo.search(query(listing, uow.scope.dialect))
-            found = self._tuples(repo, rows)
+            found = self._tuples(repo.stored(rows))
         yield from found
 
-    def _tuples(self, repo: CheckpointRepository, rows: Sequence[Any]) -> list[CheckpointTuple]:
-        """Checkpoint tuples of ``rows``: their blobs and pending writes read in two
-        statements for all of them."""
-        serde = self.serde
+    def _tuples(self, stored: Stored) -> list[CheckpointTuple]:
+        """Checkpoint tuples of what was read, every checksum verified."""
+        serde, rows = self.serde, stored.rows
         checkpoints = [serial.checkpoint_of(serde, r, _what(r)) for r in rows]
-        keys = [
-            (r.thread_id, r.checkpoint_ns, ch, v)
-            for r, cp in zip(rows, checkpoints, strict=True)
-            for ch, v in serial.missing_channels(cp)
-        ]
         values: dict[tuple[str, str, str, str], Any] = {}
-        for b in repo.blobs(keys):
+        for b in stored.blobs:
             blob = serial.Blob(b.digest, b.type, b.codec, b.value)
             what = f"channel {b.channel!r} of thread {b.thread_id!r}"
             values[(b.thread_id, b.checkpoint_ns, b.channel, b.version)] = serial.blob_value(
                 serde, blob, what
             )
         writes: dict[tuple[str, str, str], list[Any]] = {}
-        ids = [(r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in rows]
-        for w in repo.writes(ids):
+        for w in stored.writes:
             value = serial.write_value(serde, w, f"write of task {w.task_id!r}")
             key = (w.thread_id, w.checkpoint_ns, w.checkpoint_id)
             writes.setdefault(key, []).append((w.task_id, w.channel, value))

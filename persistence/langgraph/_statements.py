@@ -17,6 +17,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 
 from persistence._compiled import Statement
@@ -26,6 +27,7 @@ from persistence.repositories._sql import TENANT, WORKSPACE, upsert
 
 __all__ = [
     "BLOBS",
+    "BUMP",
     "CHANNELS",
     "CHECKPOINTS",
     "CHECKPOINT_ROW",
@@ -81,8 +83,16 @@ CHECKPOINT_ROW = (
     _cp.versions,
     _cp["metadata"],
 )
+
+
+def _fence() -> Any:
+    """The (thread, namespace)'s fence: what a cached latest checkpoint is versioned by."""
+    t = THREADS.c
+    return select(t.fence).where(in_thread(THREADS)).scalar_subquery().label("fence")
+
+
 GET_LATEST = Statement(
-    select(*CHECKPOINT_ROW)
+    select(*CHECKPOINT_ROW, _fence())
     .where(in_thread(CHECKPOINTS))
     .order_by(_cp.checkpoint_id.desc())
     .limit(1),
@@ -231,6 +241,19 @@ PUT_CHANNEL = Statement(_row(CHANNELS, ("digest",)), "lg_put_channel")
 WRITE_KEEP = Statement(_row(WRITES, ()), "lg_write_keep")
 WRITE_REPLACE = Statement(_row(WRITES, _WRITE_VALUE), "lg_write_replace")
 CLAIM = Statement(_claim(), "lg_claim")
+#: SQLite: a task's writes raise the namespace's fence (PostgreSQL: in WRITES_*_PG).
+BUMP = Statement(
+    update(THREADS)
+    .where(
+        THREADS.c.tenant_id == bindparam("t_id"),
+        THREADS.c.workspace_id == bindparam("w_id"),
+        THREADS.c.thread_id == bindparam("th_id"),
+        THREADS.c.checkpoint_ns == bindparam("ns"),
+    )
+    .values(fence=THREADS.c.fence + 1)
+    .returning(THREADS.c.fence),
+    "lg_bump",
+)
 HEAD = Statement(select(_t.head).where(in_thread(THREADS)), "lg_head")
 PUT_CHECKPOINT = Statement(_put_checkpoint(), "lg_put_checkpoint")
 
@@ -285,6 +308,12 @@ SELECT fence FROM claim
 """
 
 _WRITES_PG = """
+WITH bump AS (
+    UPDATE lg_threads SET fence = fence + 1
+    WHERE tenant_id = :tenant_id AND workspace_id = :workspace_id AND thread_id = :thread_id
+      AND checkpoint_ns = :checkpoint_ns
+    RETURNING fence
+), written AS (
 INSERT INTO lg_writes AS w
     (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
      type, value, codec, checksum, task_path)
@@ -306,13 +335,16 @@ PUT_PG = Statement(
     _pg(_PUT_PG, **_IDS, now=UTCDateTime(), unfenced=Boolean()).columns(fence=BigInteger()),
     "lg_put_pg",
 )
-WRITES_KEEP_PG = Statement(_pg(_WRITES_PG + "DO NOTHING", **_IDS), "lg_writes_keep_pg")
+_FENCE = ")\nSELECT fence FROM bump"
+_REPLACE = (
+    "DO UPDATE SET channel = excluded.channel, type = excluded.type, value = excluded.value, "
+    "codec = excluded.codec, checksum = excluded.checksum, task_path = excluded.task_path"
+)
+WRITES_KEEP_PG = Statement(
+    _pg(_WRITES_PG + "DO NOTHING" + _FENCE, **_IDS).columns(fence=BigInteger()),
+    "lg_writes_keep_pg",
+)
 WRITES_REPLACE_PG = Statement(
-    _pg(
-        _WRITES_PG + "DO UPDATE SET channel = excluded.channel, type = excluded.type, "
-        "value = excluded.value, codec = excluded.codec, checksum = excluded.checksum, "
-        "task_path = excluded.task_path",
-        **_IDS,
-    ),
+    _pg(_WRITES_PG + _REPLACE + _FENCE, **_IDS).columns(fence=BigInteger()),
     "lg_writes_replace_pg",
 )
