@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from persistence.codecs import dump_json
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.langgraph._statements import CHECKPOINT_ROW, CHECKPOINTS
 from persistence.repositories._sql import TENANT, WORKSPACE
@@ -32,10 +32,9 @@ class Listing:
 
 
 def _json_text(value: Any, what: str) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError as exc:
-        raise InvalidTypeError(f"{what} must be JSON: {exc}") from None
+    """``value`` as JSON text; refused unless JSON holds it exactly (a datetime, a tuple,
+    NaN would compare as something else)."""
+    return dump_json(value, what=what).decode()
 
 
 def json_equals(column: Any, key: str, value: Any, dialect: str) -> ColumnElement[bool]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Numeric,
@@ -27,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from persistence._compiled import Statement
+from persistence.codecs import dump_json
 from persistence.errors import InvalidInputError, InvalidTypeError
 from persistence.models.langgraph import LgStoreItem
 from persistence.repositories._sql import TENANT, upsert
@@ -186,10 +186,8 @@ class _Json:
 
 
 def _json(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError as exc:
-        raise InvalidTypeError(f"a filter value must be JSON: {exc}") from None
+    """A filter value as JSON text; refused unless JSON holds it exactly."""
+    return dump_json(value, what="filter value").decode()
 
 
 def _kind(value: Any) -> str:
