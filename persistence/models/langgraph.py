@@ -52,7 +52,8 @@ class LgThread(Base):
     holder: Mapped[str] = mapped_column(String(64))
     """The saver (one instance: a process's writer) that wrote the head."""
     fence: Mapped[int] = mapped_column(BigInteger())
-    """How many times the head moved: each put of the (thread, namespace) adds one."""
+    """Raised by every put and put_writes of the (thread, namespace): what the read
+    cache orders the namespace's latest checkpoint by."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
