@@ -28,6 +28,6 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for index, code in enumerate(blocks(page)):
         try:
-            exec(compile(code, f"{page.name}[block {index}]", "exec"), namespace)
+            exec(compile(code, f"{page.name}[block {index}]", "exec", dont_inherit=True), namespace)
         except Exception as exc:
             pytest.fail(f"{page.name} block {index} failed: {type(exc).__name__}: {exc}")

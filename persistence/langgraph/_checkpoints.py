@@ -318,7 +318,8 @@ class CheckpointRepository:
 
     def delete_checkpoints(self, thread_id: str, ns: str, ids: Sequence[str]) -> None:
         """Delete checkpoints of one namespace with their writes, then the channel versions
-        no remaining checkpoint refers to and the blobs no channel version refers to."""
+        no remaining checkpoint refers to and the blobs no channel version refers to; the
+        namespace's head becomes its newest remaining checkpoint."""
         if not ids:
             return
         scope = self._scope
@@ -330,6 +331,10 @@ class CheckpointRepository:
             )
         for statement in maintenance.orphans(scope.dialect):
             scope.execute(statement, self._params(thread_id, ns))
+        # the head goes back to the newest checkpoint left (none: the namespace starts
+        # again): a head naming a deleted checkpoint would refuse every resume
+        keys = {"t_id": scope.tenant_id, "w_id": scope.workspace_id, "th_id": thread_id}
+        scope.execute(maintenance.reset_head(), {**keys, "ns": ns})
 
     def copy(self, source: str, target: str) -> None:
         """Copy every row of thread ``source`` to thread ``target`` (which must be empty)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, tuple_
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, tuple_, update
 from sqlalchemy import delete as delete_from
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -20,6 +20,7 @@ __all__ = [
     "crowded",
     "idle_threads",
     "orphans",
+    "reset_head",
     "valued_channels",
 ]
 
@@ -135,3 +136,20 @@ def crowded(limit: int) -> Any:
         .order_by(c.thread_id, c.checkpoint_ns)
         .limit(limit)
     )
+
+
+def reset_head() -> Any:
+    """Set one (thread, namespace)'s head to its newest checkpoint (NULL when none). Bound
+    as ``t_id``, ``w_id``, ``th_id``, ``ns``: an UPDATE reserves its columns' names."""
+
+    def of(table: Table) -> Any:
+        c = table.c
+        return and_(
+            c.tenant_id == bindparam("t_id"),
+            c.workspace_id == bindparam("w_id"),
+            c.thread_id == bindparam("th_id"),
+            c.checkpoint_ns == bindparam("ns"),
+        )
+
+    newest = select(func.max(CHECKPOINTS.c.checkpoint_id)).where(of(CHECKPOINTS))
+    return update(THREADS).where(of(THREADS)).values(head=newest.scalar_subquery())

@@ -12,16 +12,18 @@ can filter on it. See docs/langgraph.md."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from langgraph.store.base import BaseStore, Op, Result, TTLConfig
+from langgraph.store.base import BaseStore, InvalidNamespaceError, Op, Result, TTLConfig
 
-from persistence.errors import ConfigurationError
+from persistence.errors import ConfigurationError, PersistenceError
 from persistence.langgraph._loop import LoopBound
 from persistence.langgraph._store import StoreCore
-from persistence.langgraph._store_async import AsyncStoreCore
+from persistence.langgraph._store_async import AsyncStoreCore, NamespaceError
 from persistence.validation import validate_slug
 
 if TYPE_CHECKING:
@@ -29,6 +31,49 @@ if TYPE_CHECKING:
     from persistence.database_async import AsyncDatabase
 
 __all__ = ["AsyncPersistenceStore", "PersistenceStore"]
+
+
+def _ours(method: Any) -> Any:
+    """``BaseStore``'s ``method``, raising the persistence error for a namespace it
+    refuses itself (``get``/``put``/``search`` check labels before ``batch`` runs)."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def awaited(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except InvalidNamespaceError as exc:
+                if isinstance(exc, PersistenceError):
+                    raise
+                raise NamespaceError(str(exc)) from None
+
+        return awaited
+
+    @functools.wraps(method)
+    def called(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except InvalidNamespaceError as exc:
+            if isinstance(exc, PersistenceError):
+                raise
+            raise NamespaceError(str(exc)) from None
+
+    return called
+
+
+class _Translated(BaseStore):
+    """The public methods of ``BaseStore``, every namespace error a persistence one."""
+
+    get = _ours(BaseStore.get)
+    put = _ours(BaseStore.put)
+    delete = _ours(BaseStore.delete)
+    search = _ours(BaseStore.search)
+    list_namespaces = _ours(BaseStore.list_namespaces)
+    aget = _ours(BaseStore.aget)
+    aput = _ours(BaseStore.aput)
+    adelete = _ours(BaseStore.adelete)
+    asearch = _ours(BaseStore.asearch)
+    alist_namespaces = _ours(BaseStore.alist_namespaces)
 
 
 def _check(index: Any, ttl: TTLConfig | None) -> TTLConfig:
@@ -50,7 +95,7 @@ def _interval(ttl: TTLConfig, minutes: float | None) -> float:
     return float(chosen) * 60
 
 
-class PersistenceStore(BaseStore):
+class PersistenceStore(_Translated):
     """LangGraph's ``BaseStore`` for one tenant: ``get``/``put``/``delete``/``search``/
     ``list_namespaces`` and ``batch``, each batch one transaction. ``ttl``: LangGraph's
     ``TTLConfig`` (``default_ttl`` minutes, ``refresh_on_read``,
@@ -105,7 +150,7 @@ class PersistenceStore(BaseStore):
         return not sweeper.is_alive()
 
 
-class AsyncPersistenceStore(BaseStore):
+class AsyncPersistenceStore(_Translated):
     """:class:`PersistenceStore` on an :class:`~persistence.AsyncDatabase`, ``abatch``
     native; ``batch`` runs on its event loop from another thread only."""
 

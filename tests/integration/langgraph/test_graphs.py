@@ -265,3 +265,22 @@ def test_the_store_is_used_from_a_node_across_threads(graphs: Graphs) -> None:
 
 def test_the_variants_are_what_they_claim(db: Database, graphs: Graphs) -> None:
     assert (graphs.loop is not None) == is_async(db)
+
+
+def test_a_thread_resumes_after_its_latest_run_is_deleted(graphs: Graphs) -> None:
+    """delete_for_runs of the run that wrote the head: the head moves back to the newest
+    checkpoint left, and single-writer resumes carry on from it."""
+    graph = graphs.compile(_counter())
+    thread = _thread()["configurable"]["thread_id"]
+
+    def run(run_id: str, value: Any) -> dict[str, Any]:
+        config = {"configurable": {"thread_id": thread}, "metadata": {"run_id": run_id}}
+        result: dict[str, Any] = graphs.invoke(graph, value, config)
+        return result
+
+    assert run("r1", {"n": 1, "trail": []})["n"] == 20
+    assert run("r2", {"n": 2, "trail": []})["n"] == 30
+    graphs.saver.delete_for_runs(["r2"])
+    config = {"configurable": {"thread_id": thread}}
+    assert graphs.get_state(graph, config).values["n"] == 20  # r1's end is the head again
+    assert run("r3", {"n": 3, "trail": []})["n"] == 40
