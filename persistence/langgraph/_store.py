@@ -171,9 +171,9 @@ class _Batch:
             )
         limit = count(op.limit, "limit", minimum=0, maximum=10_000)
         offset = count(op.offset, "offset", minimum=0)
-        where = sql.item_filter(op.filter or {}, self._scope.dialect)
-        query = sql.search(".".join(op.namespace_prefix), where, limit, offset)
-        rows = self._scope.execute(query, self._base)
+        prefix = ".".join(op.namespace_prefix)
+        statement, params = sql.search(prefix, op.filter or {}, limit, offset, self._scope.dialect)
+        rows = self._scope.run(statement, {**self._base, **params})
         if rows and self._refresh(op.refresh_ttl):
             self._touch(rows)
         return [_item(SearchItem, row) for row in rows]
@@ -193,7 +193,8 @@ class _Batch:
         offset = count(op.offset, "offset", minimum=0)
         conditions = tuple(op.match_conditions or ())
         literal = _literal_prefix(conditions)
-        rows = self._scope.execute(sql.namespaces(".".join(literal)), self._base)
+        statement, params = sql.namespaces(".".join(literal))
+        rows = self._scope.run(statement, {**self._base, **params})
         found = {tuple(row.namespace.split(".")) for row in rows}
         matched = [ns for ns in found if all(_matches(c, ns) for c in conditions)]
         if op.max_depth is not None:

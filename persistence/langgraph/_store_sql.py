@@ -1,6 +1,5 @@
-"""The store's statements, and its filters: a filter's comparisons respect JSON types (a
-number compares as a number, a string as a string, ``True`` is not ``1``), in SQL on
-both backends (PostgreSQL reads the stored text as ``jsonb``, SQLite with ``json_*``)."""
+"""The store's statements: each compiled once, a search once per filter shape
+(``persistence.langgraph._store_filters`` builds the filter)."""
 
 from __future__ import annotations
 
@@ -9,25 +8,19 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Numeric,
     Table,
-    Text,
     and_,
     bindparam,
     delete,
-    false,
     func,
-    not_,
     or_,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from persistence._compiled import Statement
-from persistence.codecs import dump_json
-from persistence.errors import InvalidInputError, InvalidTypeError
+from persistence.langgraph._store_filters import Binds, item_filter
 from persistence.models.langgraph import LgStoreItem
 from persistence.repositories._sql import TENANT, upsert
 
@@ -36,7 +29,6 @@ __all__ = [
     "GET",
     "ITEMS",
     "PUT",
-    "item_filter",
     "namespaces",
     "refresh",
     "search",
@@ -97,136 +89,61 @@ def sweep(limit: int) -> Any:
 
 
 def _prefix(prefix: str) -> ColumnElement[bool]:
-    """Items whose namespace is ``prefix`` or starts with ``prefix`` and a ``.``."""
+    """Items whose namespace is ``:prefix`` or starts with ``:prefix`` and a ``.``
+    (``:under``, ``:under_length``); no condition for the empty prefix."""
     if not prefix:
         return _c.tenant_id == TENANT
-    under = func.substr(_c.namespace, 1, len(prefix) + 1) == prefix + "."
-    return or_(_c.namespace == prefix, under)
+    under = func.substr(_c.namespace, 1, bindparam("under_length")) == bindparam("under")
+    return or_(_c.namespace == bindparam("prefix"), under)
 
 
-def search(prefix: str, where: list[Any], limit: int, offset: int) -> Any:
-    return (
-        select(*_ROW)
-        .where(_c.tenant_id == TENANT, _LIVE, _prefix(prefix), *where)
-        .order_by(_c.updated_at.desc(), _c.namespace, _c.key)
-        .limit(limit)
-        .offset(offset)
-    )
+def _prefix_params(prefix: str) -> dict[str, Any]:
+    if not prefix:
+        return {}
+    return {"prefix": prefix, "under": prefix + ".", "under_length": len(prefix) + 1}
 
 
-def namespaces(prefix: str) -> Any:
+#: The search statements built so far, by their shape (dialect, prefix or not, filter):
+#: each is compiled once and run with its values, the first statement of its unit of work
+#: carrying the tenant entry like every other. Bounded: a new shape past it is built anew.
+_SEARCHES: dict[tuple[Any, ...], Statement] = {}
+_MAX_SHAPES = 512
+
+
+def search(
+    prefix: str, filter: Mapping[str, Any], limit: int, offset: int, dialect: str
+) -> tuple[Statement, dict[str, Any]]:
+    """The search statement of this shape and its parameters."""
+    binds = Binds()
+    where = item_filter(filter, dialect, binds)
+    shape = (dialect, bool(prefix), *binds.shape)
+    statement = _SEARCHES.get(shape)
+    if statement is None:
+        query = (
+            select(*_ROW)
+            .where(_c.tenant_id == TENANT, _LIVE, _prefix(prefix), *where)
+            .order_by(_c.updated_at.desc(), _c.namespace, _c.key)
+            .limit(bindparam("limit"))
+            .offset(bindparam("offset"))
+        )
+        statement = Statement(query, f"lg_store_search_{len(_SEARCHES)}")
+        if len(_SEARCHES) < _MAX_SHAPES:
+            _SEARCHES[shape] = statement
+    params = {**binds.values, **_prefix_params(prefix), "limit": limit, "offset": offset}
+    return statement, params
+
+
+_NAMESPACES = {
+    True: Statement(
+        select(_c.namespace).distinct().where(_c.tenant_id == TENANT, _LIVE, _prefix("x")),
+        "lg_store_namespaces_under",
+    ),
+    False: Statement(
+        select(_c.namespace).distinct().where(_c.tenant_id == TENANT, _LIVE), "lg_store_namespaces"
+    ),
+}
+
+
+def namespaces(prefix: str) -> tuple[Statement, dict[str, Any]]:
     """The distinct namespaces of live items under the literal ``prefix``."""
-    return select(_c.namespace).distinct().where(_c.tenant_id == TENANT, _LIVE, _prefix(prefix))
-
-
-# -- filters ---------------------------------------------------------------------------
-
-_ORDER = {"$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
-
-
-class _Json:
-    """One member of the stored value, as each backend reads it."""
-
-    def __init__(self, path: tuple[str, ...], dialect: str):
-        for key in path:
-            if not isinstance(key, str):
-                raise InvalidTypeError(f"a filter key must be a str, not {type(key).__name__}")
-        self.path = path
-        self.pg = dialect == "postgresql"
-
-    def _sqlite_path(self) -> Any:
-        for key in self.path:
-            if '"' in key or "\\" in key:
-                raise InvalidInputError(f"filter key {key!r}: '\"' and '\\' are not filterable")
-        return bindparam(None, "$" + "".join(f'."{key}"' for key in self.path))
-
-    def _pg(self, *, text: bool = False) -> Any:
-        """The member as ``jsonb`` (``->`` all the way), or as text (``->>`` last)."""
-        member: Any = func.cast(_c.value, JSONB())
-        for n, key in enumerate(self.path):
-            last = text and n == len(self.path) - 1
-            step = member.op("->>", return_type=Text()) if last else member.op("->")
-            member = step(bindparam(None, key))
-        return member
-
-    def kind(self) -> Any:
-        """The JSON type name: PostgreSQL's ``jsonb_typeof`` names."""
-        if self.pg:
-            return func.jsonb_typeof(self._pg())
-        kind: Any = func.json_type(_c.value, self._sqlite_path())
-        for name, pg_name in (("integer", "number"), ("real", "number"), ("text", "string")):
-            kind = func.replace(kind, name, pg_name)
-        return kind
-
-    def equals(self, value: Any) -> ColumnElement[bool]:
-        text = _json(value)
-        if self.pg:
-            wanted = func.cast(bindparam(None, text), JSONB())
-            return cast(ColumnElement[bool], self._pg() == wanted)
-        given: Any = bindparam(None, text)
-        mine = func.json_extract(_c.value, self._sqlite_path())
-        same_kind = self.kind() == _kind(value)
-        if isinstance(value, (dict, list)):  # compare as minified JSON text
-            return and_(same_kind, func.json(mine) == func.json(given))
-        return and_(same_kind, mine == func.json_extract(given, "$"))
-
-    def compare(self, operator: str, value: Any) -> ColumnElement[bool]:
-        """``$gt`` and friends: numbers with numbers, strings with strings."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidInputError(f"{operator} compares a number or a string, not {value!r}")
-        number = not isinstance(value, str)
-        kind = "number" if number else "string"
-        if self.pg:
-            text = self._pg(text=True)
-            member: Any = func.cast(text, Numeric()) if number else text.collate("C")
-        else:
-            member = func.json_extract(_c.value, self._sqlite_path())
-        compared = getattr(member, _ORDER[operator])(bindparam(None, value))
-        return and_(self.kind() == kind, compared)
-
-
-def _json(value: Any) -> str:
-    """A filter value as JSON text; refused unless JSON holds it exactly."""
-    return dump_json(value, what="filter value").decode()
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object" if isinstance(value, dict) else "array"
-
-
-def item_filter(filter: Mapping[str, Any], dialect: str) -> list[ColumnElement[bool]]:
-    """SQL conditions of a store ``filter``: ``{"k": v}`` (``v`` equal as JSON; a dict of
-    keys matches the members it names), or ``{"k": {"$op": v}}`` with ``$eq``, ``$ne``,
-    ``$gt``, ``$gte``, ``$lt``, ``$lte``."""
-    if not isinstance(filter, Mapping):
-        raise InvalidTypeError("filter must be a mapping")
-    return [_condition((key,), value, dialect) for key, value in filter.items()]
-
-
-def _condition(path: tuple[str, ...], value: Any, dialect: str) -> ColumnElement[bool]:
-    member = _Json(path, dialect)
-    if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
-        return and_(*(_operator(member, op, v) for op, v in value.items()))
-    if isinstance(value, dict):
-        return and_(*(_condition((*path, k), v, dialect) for k, v in value.items()))
-    return member.equals(value)
-
-
-def _operator(member: _Json, operator: str, value: Any) -> ColumnElement[bool]:
-    if operator == "$eq":
-        return member.equals(value)
-    if operator == "$ne":
-        return not_(func.coalesce(member.equals(value), false()))
-    if operator in _ORDER:
-        return member.compare(operator, value)
-    raise InvalidInputError(
-        f"unknown filter operator {operator!r}: use $eq, $ne, $gt, $gte, $lt or $lte"
-    )
+    return _NAMESPACES[bool(prefix)], _prefix_params(prefix)

@@ -46,11 +46,12 @@ def latest_key(workspace_id: uuid.UUID, thread_id: str, ns: str) -> str:
 
 
 def pack(stored: Stored) -> bytes:
+    """The rows' fields by name (a row may carry more, the fence beside a checkpoint)."""
     return ormsgpack.packb(
         [
-            [list(r) for r in stored.rows],
-            [list(b) for b in stored.blobs],
-            [list(w) for w in stored.writes],
+            [[getattr(r, f) for f in CheckpointRow._fields] for r in stored.rows],
+            [[getattr(b, f) for f in BlobRow._fields] for b in stored.blobs],
+            [[getattr(w, f) for f in WriteRow._fields] for w in stored.writes],
         ]
     )
 
