@@ -17,6 +17,7 @@ from persistence.langgraph._pruning import Chain
 from persistence.langgraph._serial import Row, WriteRow
 from persistence.langgraph._statements import (
     BLOBS,
+    BLOBS_PG,
     BUMP,
     CHANNELS,
     CHECKPOINTS,
@@ -33,6 +34,7 @@ from persistence.langgraph._statements import (
     WRITE_REPLACE,
     WRITES,
     WRITES_KEEP_PG,
+    WRITES_OF_PG,
     WRITES_REPLACE_PG,
     blobs_of,
     in_thread,
@@ -115,12 +117,21 @@ class CheckpointRepository:
         """Blob rows of (thread, namespace, channel, version) keys."""
         if not keys:
             return []
+        if self._scope.is_postgres:
+            threads, namespaces, channels, versions = (list(k) for k in zip(*keys, strict=True))
+            params = {"threads": threads, "namespaces": namespaces}
+            params |= {"channels": channels, "versions": versions}
+            return self._scope.run(BLOBS_PG, {**self._scope_params(), **params})
         return self._scope.execute(blobs_of(keys), self._scope_params())
 
     def writes(self, keys: list[tuple[str, str, str]]) -> list[Any]:
         """Pending write rows of (thread, namespace, checkpoint id) keys, in apply order."""
         if not keys:
             return []
+        if self._scope.is_postgres:
+            threads, namespaces, ids = (list(k) for k in zip(*keys, strict=True))
+            params = {"threads": threads, "namespaces": namespaces, "ids": ids}
+            return self._scope.run(WRITES_OF_PG, {**self._scope_params(), **params})
         return self._scope.execute(writes_of(keys), self._scope_params())
 
     def _scope_params(self) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Integer,
+    LargeBinary,
     Table,
+    Text,
     Uuid,
     and_,
     bindparam,
@@ -27,6 +30,7 @@ from persistence.repositories._sql import TENANT, WORKSPACE, upsert
 
 __all__ = [
     "BLOBS",
+    "BLOBS_PG",
     "BUMP",
     "CHANNELS",
     "CHECKPOINTS",
@@ -42,6 +46,7 @@ __all__ = [
     "THREADS",
     "WRITES",
     "WRITES_KEEP_PG",
+    "WRITES_OF_PG",
     "WRITES_REPLACE_PG",
     "WRITE_KEEP",
     "WRITE_REPLACE",
@@ -347,4 +352,65 @@ WRITES_KEEP_PG = Statement(
 WRITES_REPLACE_PG = Statement(
     _pg(_WRITES_PG + _REPLACE + _FENCE, **_IDS).columns(fence=BigInteger()),
     "lg_writes_replace_pg",
+)
+
+
+# PostgreSQL: the blobs and the pending writes of some checkpoints, keys as arrays (one
+# statement compiled once, whatever their number; SQLite builds blobs_of / writes_of).
+BLOBS_PG = Statement(
+    _pg(
+        """
+SELECT ch.thread_id, ch.checkpoint_ns, ch.channel, ch.version, b.digest, b.type, b.codec,
+       b.value
+FROM lg_channels AS ch
+JOIN lg_blobs AS b ON b.tenant_id = ch.tenant_id AND b.workspace_id = ch.workspace_id
+     AND b.thread_id = ch.thread_id AND b.checkpoint_ns = ch.checkpoint_ns
+     AND b.digest = ch.digest
+WHERE ch.tenant_id = :tenant_id AND ch.workspace_id = :workspace_id
+  AND (ch.thread_id, ch.checkpoint_ns, ch.channel, ch.version) IN (
+      SELECT * FROM unnest(CAST(:threads AS text[]), CAST(:namespaces AS text[]),
+                           CAST(:channels AS text[]), CAST(:versions AS text[])))
+""",
+        **_IDS,
+    ).columns(
+        thread_id=Text(),
+        checkpoint_ns=Text(),
+        channel=Text(),
+        version=Text(),
+        digest=LargeBinary(),
+        type=Text(),
+        codec=Text(),
+        value=LargeBinary(),
+    ),
+    "lg_blobs_pg",
+    binary=True,
+)
+WRITES_OF_PG = Statement(
+    _pg(
+        """
+SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value, codec,
+       checksum, task_path
+FROM lg_writes
+WHERE tenant_id = :tenant_id AND workspace_id = :workspace_id
+  AND (thread_id, checkpoint_ns, checkpoint_id) IN (
+      SELECT * FROM unnest(CAST(:threads AS text[]), CAST(:namespaces AS text[]),
+                           CAST(:ids AS text[])))
+ORDER BY task_path, task_id, idx
+""",
+        **_IDS,
+    ).columns(
+        thread_id=Text(),
+        checkpoint_ns=Text(),
+        checkpoint_id=Text(),
+        task_id=Text(),
+        idx=Integer(),
+        channel=Text(),
+        type=Text(),
+        value=LargeBinary(),
+        codec=Text(),
+        checksum=Text(),
+        task_path=Text(),
+    ),
+    "lg_writes_of_pg",
+    binary=True,
 )
