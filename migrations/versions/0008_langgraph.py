@@ -78,7 +78,7 @@ def _checkpoints() -> None:
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("codec", sa.String(8), nullable=False),
-        sa.Column("checksum", sa.String(64), nullable=False),
+        sa.Column("checksum", sa.LargeBinary(32), nullable=False),
         sa.Column("versions", sa.Text(), nullable=False),
         sa.Column("metadata", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -118,8 +118,9 @@ def _channels_blobs_writes() -> None:
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("value", sa.LargeBinary(), nullable=False),
         sa.Column("codec", sa.String(8), nullable=False),
-        sa.Column("checksum", sa.String(64), nullable=False),
+        sa.Column("checksum", sa.LargeBinary(32), nullable=False),
         sa.Column("task_path", sa.Text(), nullable=False),
+        sa.Column("digest", sa.LargeBinary(32), nullable=True),
         _pk("lg_writes", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
     )
 

@@ -4,7 +4,7 @@ rows in and rows out (the saver turns them into LangGraph's types); nothing comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -14,7 +14,7 @@ from persistence.cache import Entry
 from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
 from persistence.langgraph._pruning import Chain
-from persistence.langgraph._serial import Row, WriteRow
+from persistence.langgraph._serial import Blob, Row, WriteRow
 from persistence.langgraph._statements import (
     BLOBS,
     BLOBS_PG,
@@ -250,10 +250,16 @@ class CheckpointRepository:
         return claimed
 
     def put_writes(
-        self, thread_id: str, ns: str, checkpoint_id: str, rows: Sequence[WriteRow]
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        rows: Sequence[WriteRow],
+        blobs: Mapping[bytes, Blob],
     ) -> None:
-        """Store a task's writes: a regular write (index >= 0) already stored is kept as
-        it is (a retry writes the same); a special one replaces the stored one."""
+        """Store a task's writes (a large value as one of ``blobs``): a regular write
+        (index >= 0) already stored is kept as it is (a retry writes the same); a special
+        one replaces the stored one."""
         self._scope.require_writable("put_writes")
         if not rows:
             return
@@ -273,6 +279,11 @@ class CheckpointRepository:
                 "values": [w.value for w in rows],
                 "codecs": [w.codec for w in rows],
                 "checksums": [w.checksum for w in rows],
+                "digests": [w.digest for w in rows],
+                "blob_digests": [b.digest for b in blobs.values()],
+                "blob_types": [b.type for b in blobs.values()],
+                "blob_codecs": [b.codec for b in blobs.values()],
+                "blob_values": [b.value for b in blobs.values()],
             }
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
             fence = self._scope.run_scalar(statement, params)
@@ -283,6 +294,9 @@ class CheckpointRepository:
         fence = self._scope.run_scalar(BUMP, {**bump, "th_id": thread_id, "ns": ns})
         if fence is not None:
             self._changed(thread_id, ns, fence)
+        for b in blobs.values():
+            blob = {"digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
+            self._scope.run(PUT_BLOB, {**base, **blob})
         statement = WRITE_REPLACE if replace else WRITE_KEEP
         for w in rows:
             value = {
@@ -294,6 +308,7 @@ class CheckpointRepository:
                 "codec": w.codec,
                 "checksum": w.checksum,
                 "task_path": w.task_path,
+                "digest": w.digest,
             }
             self._scope.run(statement, {**base, **value})
 

@@ -3,7 +3,7 @@ rows in and rows out (the saver turns them into LangGraph's types); nothing comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from persistence.cache import Entry
 from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
 from persistence.langgraph._pruning import Chain
-from persistence.langgraph._serial import Row, WriteRow
+from persistence.langgraph._serial import Blob, Row, WriteRow
 from persistence.langgraph._statements import (
     BLOBS,
     BLOBS_PG,
@@ -254,10 +254,16 @@ class AsyncCheckpointRepository:
         return claimed
 
     async def put_writes(
-        self, thread_id: str, ns: str, checkpoint_id: str, rows: Sequence[WriteRow]
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        rows: Sequence[WriteRow],
+        blobs: Mapping[bytes, Blob],
     ) -> None:
-        """Store a task's writes: a regular write (index >= 0) already stored is kept as
-        it is (a retry writes the same); a special one replaces the stored one."""
+        """Store a task's writes (a large value as one of ``blobs``): a regular write
+        (index >= 0) already stored is kept as it is (a retry writes the same); a special
+        one replaces the stored one."""
         self._scope.require_writable("put_writes")
         if not rows:
             return
@@ -277,6 +283,11 @@ class AsyncCheckpointRepository:
                 "values": [w.value for w in rows],
                 "codecs": [w.codec for w in rows],
                 "checksums": [w.checksum for w in rows],
+                "digests": [w.digest for w in rows],
+                "blob_digests": [b.digest for b in blobs.values()],
+                "blob_types": [b.type for b in blobs.values()],
+                "blob_codecs": [b.codec for b in blobs.values()],
+                "blob_values": [b.value for b in blobs.values()],
             }
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
             fence = await self._scope.run_scalar(statement, params)
@@ -287,6 +298,9 @@ class AsyncCheckpointRepository:
         fence = await self._scope.run_scalar(BUMP, {**bump, "th_id": thread_id, "ns": ns})
         if fence is not None:
             self._changed(thread_id, ns, fence)
+        for b in blobs.values():
+            blob = {"digest": b.digest, "type": b.type, "codec": b.codec, "value": b.value}
+            await self._scope.run(PUT_BLOB, {**base, **blob})
         statement = WRITE_REPLACE if replace else WRITE_KEEP
         for w in rows:
             value = {
@@ -298,6 +312,7 @@ class AsyncCheckpointRepository:
                 "codec": w.codec,
                 "checksum": w.checksum,
                 "task_path": w.task_path,
+                "digest": w.digest,
             }
             await self._scope.run(statement, {**base, **value})
 

@@ -10,7 +10,14 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, se
 from sqlalchemy import delete as delete_from
 from sqlalchemy.dialects.postgresql import JSONB
 
-from persistence.langgraph._statements import BLOBS, CHANNELS, CHECKPOINTS, THREADS, in_thread
+from persistence.langgraph._statements import (
+    BLOBS,
+    CHANNELS,
+    CHECKPOINTS,
+    THREADS,
+    WRITES,
+    in_thread,
+)
 from persistence.repositories._sql import TENANT, WORKSPACE
 
 __all__ = [
@@ -75,7 +82,7 @@ def copy_rows(table: Table) -> Any:
 @functools.cache
 def orphans(dialect: str) -> tuple[Any, Any]:
     """Delete, in one (thread, namespace), the channel versions no checkpoint's
-    ``versions`` names, then the blobs no channel version refers to."""
+    ``versions`` names, then the blobs neither a channel version nor a write refers to."""
     cp, ch, b = CHECKPOINTS.c, CHANNELS.c, BLOBS.c
     if dialect == "postgresql":
         each = func.jsonb_each_text(func.cast(cp.versions, JSONB()))
@@ -93,18 +100,21 @@ def orphans(dialect: str) -> tuple[Any, Any]:
         )
     )
     channels = delete_from(CHANNELS).where(in_thread(CHANNELS), ~referred)
-    used = exists(
-        select(literal(1)).where(
-            and_(
-                ch.tenant_id == b.tenant_id,
-                ch.workspace_id == b.workspace_id,
-                ch.thread_id == b.thread_id,
-                ch.checkpoint_ns == b.checkpoint_ns,
-                ch.digest == b.digest,
+    used = [
+        exists(
+            select(literal(1)).where(
+                and_(
+                    table.c.tenant_id == b.tenant_id,
+                    table.c.workspace_id == b.workspace_id,
+                    table.c.thread_id == b.thread_id,
+                    table.c.checkpoint_ns == b.checkpoint_ns,
+                    table.c.digest == b.digest,
+                )
             )
         )
-    )
-    blobs = delete_from(BLOBS).where(in_thread(BLOBS), ~used)
+        for table in (CHANNELS, WRITES)
+    ]
+    blobs = delete_from(BLOBS).where(in_thread(BLOBS), ~used[0], ~used[1])
     return channels, blobs
 
 

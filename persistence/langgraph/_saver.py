@@ -179,9 +179,12 @@ class Checkpointer:
     ) -> None:
         thread_id, ns = _thread(config)
         checkpoint_id = serial.validate_id(get_checkpoint_id(config), "checkpoint_id")
-        rows = _guarded(serial.write_rows, self.serde, writes, task_id, task_path, self._encoding)
+        rows, blobs = _guarded(
+            serial.write_rows, self.serde, writes, task_id, task_path, self._encoding
+        )
         with self._unit() as uow:
-            CheckpointRepository(uow.scope).put_writes(thread_id, ns, checkpoint_id, rows)
+            repo = CheckpointRepository(uow.scope)
+            repo.put_writes(thread_id, ns, checkpoint_id, rows, blobs)
 
     def delete_thread(self, thread_id: str) -> None:
         thread = serial.validate_id(thread_id, "thread_id")

@@ -179,11 +179,12 @@ class AsyncCheckpointer:
     ) -> None:
         thread_id, ns = _thread(config)
         checkpoint_id = serial.validate_id(get_checkpoint_id(config), "checkpoint_id")
-        rows = _guarded(serial.write_rows, self.serde, writes, task_id, task_path, self._encoding)
+        rows, blobs = _guarded(
+            serial.write_rows, self.serde, writes, task_id, task_path, self._encoding
+        )
         async with self._unit() as uow:
-            await AsyncCheckpointRepository(uow.scope).put_writes(
-                thread_id, ns, checkpoint_id, rows
-            )
+            repo = AsyncCheckpointRepository(uow.scope)
+            await repo.put_writes(thread_id, ns, checkpoint_id, rows, blobs)
 
     async def delete_thread(self, thread_id: str) -> None:
         thread = serial.validate_id(thread_id, "thread_id")

@@ -64,9 +64,9 @@ class Row:
     type: str
     payload: bytes
     codec: str
-    checksum: str
+    checksum: bytes
     versions: dict[str, Any]  # the checkpoint's channel_versions
-    channels: dict[str, bytes | None]  # channel -> digest of its new version (None: empty)
+    channels: dict[str, bytes | None]  # channel -> digest of its new version's blob
     blobs: dict[bytes, Blob]
 
 
@@ -78,8 +78,13 @@ class WriteRow:
     type: str
     value: bytes
     codec: str
-    checksum: str
+    checksum: bytes
     task_path: str
+    digest: bytes | None = None  # the value is this blob (value empty)
+
+
+#: A write whose serialized value is this long or longer is stored as a blob.
+WRITE_BLOB = 256
 
 
 def validate_id(value: object, what: str, *, max_length: int = 512, empty: bool = False) -> str:
@@ -136,8 +141,7 @@ def split_checkpoint(
         validate_id(channel, "channel name")
         if channel in inline:
             continue
-        if channel not in values:
-            channels[channel] = None
+        if channel not in values:  # emptied at this version: no row says so as well
             continue
         blob = _blob(*serde.dumps_typed(values[channel]), encoding)
         blobs[blob.digest] = blob
@@ -151,13 +155,16 @@ def split_checkpoint(
     del stored["channel_versions"]
     type_, raw = serde.dumps_typed(stored)
     enc = encode(raw, codec=encoding.codec, threshold=encoding.threshold)
-    return Row(type_, enc.payload, enc.codec, enc.checksum, versions, channels, blobs)
+    digest = bytes.fromhex(enc.checksum)
+    return Row(type_, enc.payload, enc.codec, digest, versions, channels, blobs)
 
 
 def checkpoint_of(serde: SerializerProtocol, row: Any, what: str) -> Checkpoint:
     """The checkpoint of a stored row, with its inline channel values only: the others
     are the blobs of :func:`missing_channels`."""
-    raw = decode(row.payload, codec=row.codec, expected_checksum=row.checksum, what=what)
+    raw = decode(
+        row.payload, codec=row.codec, expected_checksum=bytes(row.checksum).hex(), what=what
+    )
     checkpoint: Checkpoint = serde.loads_typed((row.type, raw))
     checkpoint["channel_values"] = dict(checkpoint.get("channel_values") or {})
     checkpoint["channel_versions"] = orjson.loads(row.versions)
@@ -197,7 +204,13 @@ def _listed(value: Any) -> Any:
 
 
 def write_value(serde: SerializerProtocol, row: Any, what: str) -> Any:
-    raw = decode(row.value, codec=row.codec, expected_checksum=row.checksum, what=what)
+    """A stored write's value (its blob's, for a large one), every checksum verified."""
+    if row.digest is not None:
+        if row.blob_value is None:
+            raise DataCorruptionError(f"{what}: its value's blob is missing")
+        blob = Blob(row.digest, row.type, row.blob_codec, row.blob_value)
+        return blob_value(serde, blob, what)
+    raw = decode(row.value, codec=row.codec, expected_checksum=bytes(row.checksum).hex(), what=what)
     return serde.loads_typed((row.type, raw))
 
 
@@ -207,21 +220,26 @@ def write_rows(
     task_id: str,
     task_path: str,
     encoding: Encoding,
-) -> list[WriteRow]:
+) -> tuple[list[WriteRow], dict[bytes, Blob]]:
     """The rows of one task's writes: regular writes at their index, the special ones
-    (error, interrupt, scheduled, resume) at LangGraph's negative indexes."""
+    (error, interrupt, scheduled, resume) at LangGraph's negative indexes; a large value
+    as a blob (returned beside, deduplicated by digest)."""
     validate_id(task_id, "task_id")
     if not isinstance(task_path, str):
         raise InvalidTypeError(f"task_path must be a str, not {type(task_path).__name__}")
-    rows = []
+    rows, blobs = [], {}
     for idx, (channel, value) in enumerate(writes):
         validate_id(channel, "channel name")
         type_, raw = serde.dumps_typed(value)
-        enc = encode(raw, codec=encoding.codec, threshold=encoding.threshold)
         index = WRITES_IDX_MAP.get(channel, idx)
-        rows.append(
-            WriteRow(
-                task_id, index, channel, type_, enc.payload, enc.codec, enc.checksum, task_path
+        if len(raw) >= WRITE_BLOB:
+            blob = _blob(type_, raw, encoding)
+            blobs[blob.digest] = blob
+            rows.append(
+                WriteRow(task_id, index, channel, type_, b"", "none", b"", task_path, blob.digest)
             )
-        )
-    return rows
+            continue
+        enc = encode(raw, codec=encoding.codec, threshold=encoding.threshold)
+        payload, codec, digest = enc.payload, enc.codec, bytes.fromhex(enc.checksum)
+        rows.append(WriteRow(task_id, index, channel, type_, payload, codec, digest, task_path))
+    return rows, blobs

@@ -128,9 +128,21 @@ WRITE_ROW = (
 
 def writes_of(keys: list[tuple[str, str, str]]) -> Any:
     """The pending writes of the checkpoints ``keys`` (thread, namespace, id), in the
-    order LangGraph applies them (``writes_sort_key``)."""
+    order LangGraph applies them (``writes_sort_key``), a large value's blob beside."""
+    b = BLOBS.c
+    joined = WRITES.outerjoin(
+        BLOBS,
+        and_(
+            b.tenant_id == _w.tenant_id,
+            b.workspace_id == _w.workspace_id,
+            b.thread_id == _w.thread_id,
+            b.checkpoint_ns == _w.checkpoint_ns,
+            b.digest == _w.digest,
+        ),
+    )
     return (
-        select(*WRITE_ROW)
+        select(*WRITE_ROW, _w.digest, b.codec.label("blob_codec"), b.value.label("blob_value"))
+        .select_from(joined)
         .where(
             _w.tenant_id == TENANT,
             _w.workspace_id == WORKSPACE,
@@ -240,7 +252,7 @@ def _row(table: Table, replaced: tuple[str, ...]) -> Any:
     )
 
 
-_WRITE_VALUE = ("channel", "type", "value", "codec", "checksum", "task_path")
+_WRITE_VALUE = ("channel", "type", "value", "codec", "checksum", "task_path", "digest")
 PUT_BLOB = Statement(_row(BLOBS, ()), "lg_put_blob")
 PUT_CHANNEL = Statement(_row(CHANNELS, ("digest",)), "lg_put_channel")
 WRITE_KEEP = Statement(_row(WRITES, ()), "lg_write_keep")
@@ -318,15 +330,25 @@ WITH bump AS (
     WHERE tenant_id = :tenant_id AND workspace_id = :workspace_id AND thread_id = :thread_id
       AND checkpoint_ns = :checkpoint_ns
     RETURNING fence
+), blobs AS (
+    INSERT INTO lg_blobs
+        (tenant_id, workspace_id, thread_id, checkpoint_ns, digest, type, codec, value)
+    SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, b.digest, b.type, b.codec,
+           b.value
+    FROM unnest(CAST(:blob_digests AS bytea[]), CAST(:blob_types AS text[]),
+                CAST(:blob_codecs AS text[]), CAST(:blob_values AS bytea[]))
+         AS b(digest, type, codec, value)
+    ON CONFLICT DO NOTHING
 ), written AS (
 INSERT INTO lg_writes AS w
     (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-     type, value, codec, checksum, task_path)
+     type, value, codec, checksum, task_path, digest)
 SELECT :tenant_id, :workspace_id, :thread_id, :checkpoint_ns, :checkpoint_id, :task_id, x.idx,
-       x.channel, x.type, x.value, x.codec, x.checksum, :task_path
+       x.channel, x.type, x.value, x.codec, x.checksum, :task_path, x.digest
 FROM unnest(CAST(:idxs AS integer[]), CAST(:channels AS text[]), CAST(:types AS text[]),
-            CAST(:values AS bytea[]), CAST(:codecs AS text[]), CAST(:checksums AS text[]))
-     AS x(idx, channel, type, value, codec, checksum)
+            CAST(:values AS bytea[]), CAST(:codecs AS text[]), CAST(:checksums AS bytea[]),
+            CAST(:digests AS bytea[]))
+     AS x(idx, channel, type, value, codec, checksum, digest)
 ON CONFLICT (tenant_id, workspace_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 """
 
@@ -343,7 +365,8 @@ PUT_PG = Statement(
 _FENCE = ")\nSELECT fence FROM bump"
 _REPLACE = (
     "DO UPDATE SET channel = excluded.channel, type = excluded.type, value = excluded.value, "
-    "codec = excluded.codec, checksum = excluded.checksum, task_path = excluded.task_path"
+    "codec = excluded.codec, checksum = excluded.checksum, task_path = excluded.task_path, "
+    "digest = excluded.digest"
 )
 WRITES_KEEP_PG = Statement(
     _pg(_WRITES_PG + "DO NOTHING" + _FENCE, **_IDS).columns(fence=BigInteger()),
@@ -388,14 +411,18 @@ WHERE ch.tenant_id = :tenant_id AND ch.workspace_id = :workspace_id
 WRITES_OF_PG = Statement(
     _pg(
         """
-SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value, codec,
-       checksum, task_path
-FROM lg_writes
-WHERE tenant_id = :tenant_id AND workspace_id = :workspace_id
-  AND (thread_id, checkpoint_ns, checkpoint_id) IN (
+SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx, w.channel, w.type,
+       w.value, w.codec, w.checksum, w.task_path, w.digest, b.codec AS blob_codec,
+       b.value AS blob_value
+FROM lg_writes AS w
+LEFT JOIN lg_blobs AS b ON b.tenant_id = w.tenant_id AND b.workspace_id = w.workspace_id
+     AND b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns
+     AND b.digest = w.digest
+WHERE w.tenant_id = :tenant_id AND w.workspace_id = :workspace_id
+  AND (w.thread_id, w.checkpoint_ns, w.checkpoint_id) IN (
       SELECT * FROM unnest(CAST(:threads AS text[]), CAST(:namespaces AS text[]),
                            CAST(:ids AS text[])))
-ORDER BY task_path, task_id, idx
+ORDER BY w.task_path, w.task_id, w.idx
 """,
         **_IDS,
     ).columns(
@@ -408,8 +435,11 @@ ORDER BY task_path, task_id, idx
         type=Text(),
         value=LargeBinary(),
         codec=Text(),
-        checksum=Text(),
+        checksum=LargeBinary(),
         task_path=Text(),
+        digest=LargeBinary(),
+        blob_codec=Text(),
+        blob_value=LargeBinary(),
     ),
     "lg_writes_of_pg",
     binary=True,

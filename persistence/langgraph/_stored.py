@@ -25,7 +25,8 @@ CheckpointRow = namedtuple(
 BlobRow = namedtuple("BlobRow", "thread_id checkpoint_ns channel version digest type codec value")
 WriteRow = namedtuple(
     "WriteRow",
-    "thread_id checkpoint_ns checkpoint_id task_id idx channel type value codec checksum task_path",
+    "thread_id checkpoint_ns checkpoint_id task_id idx channel type value codec checksum task_path "
+    "digest blob_codec blob_value",
 )
 
 

@@ -74,7 +74,8 @@ class LgCheckpoint(Base):
     type: Mapped[str] = mapped_column(String(32))
     payload: Mapped[bytes] = mapped_column(LargeBinary())
     codec: Mapped[str] = mapped_column(String(8))
-    checksum: Mapped[str] = mapped_column(String(64))
+    checksum: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """SHA-256 of the serialized payload (raw: half the size of its hex)."""
     versions: Mapped[str] = mapped_column(Text())
     """``channel_versions`` as JSON text, kept out of the payload: the database joins on
     it (a prune finds the channel versions no checkpoint names)."""
@@ -84,8 +85,8 @@ class LgCheckpoint(Base):
 
 
 class LgChannel(Base):
-    """The value of one channel at one version: a blob, or none (``digest`` NULL: the
-    channel was emptied at that version)."""
+    """The value of one channel at one version: its blob (a version without a row holds
+    no value: the channel was emptied there, or its value is inline in the checkpoint)."""
 
     __tablename__ = "lg_channels"
     __table_args__ = (workspace_fk(),)
@@ -131,8 +132,12 @@ class LgWrite(Base):
     type: Mapped[str] = mapped_column(String(32))
     value: Mapped[bytes] = mapped_column(LargeBinary())
     codec: Mapped[str] = mapped_column(String(8))
-    checksum: Mapped[str] = mapped_column(String(64))
+    checksum: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """SHA-256 of the serialized value (empty for a blob's: the blob's digest is it)."""
     task_path: Mapped[str] = mapped_column(Text())
+    digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    """A large value is a blob (``value`` empty): the same bytes as the channel value the
+    write becomes in the next checkpoint, stored once for both."""
 
 
 class LgStoreItem(Base):
