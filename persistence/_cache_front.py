@@ -46,6 +46,7 @@ from persistence.settings import Settings
 __all__ = ["ReadCache", "announce", "build"]
 
 _ALL = "*"  # an invalidation of every key of a tenant
+_PREFIXES = 4096  # tenants whose in-process key prefix the front keeps at hand
 
 
 class ReadCache:
@@ -68,6 +69,10 @@ class ReadCache:
         self._channel_name = channel
         self._marks = Marks()
         self._epochs: dict[str, int] = {}
+        # Per tenant id: its in-process key prefix "<tenant>|<epoch>|", as of the
+        # number of epoch bumps it was built after (stale once a bump followed).
+        self._prefixes: dict[uuid.UUID, tuple[int, str]] = {}
+        self._bumps = 0
         self._counts = dict.fromkeys(("local", "shared", "stale", "received"), 0)
         self._on_tenant: list[Callable[[str], None]] = []
         self.channel = listen(self.apply) if listen is not None else None
@@ -75,8 +80,13 @@ class ReadCache:
     # -- reading ----------------------------------------------------------------------
 
     def _lkey(self, tenant_id: uuid.UUID, key: str) -> str:
-        tenant = str(tenant_id)
-        return f"{tenant}|{self._epochs.get(tenant, 0)}|{key}"
+        found = self._prefixes.get(tenant_id)
+        if found is None or found[0] != self._bumps:
+            bumps, tenant = self._bumps, str(tenant_id)  # (the count read before the epoch)
+            if len(self._prefixes) >= _PREFIXES:
+                self._prefixes.clear()
+            found = self._prefixes[tenant_id] = (bumps, f"{tenant}|{self._epochs.get(tenant, 0)}|")
+        return found[1] + key
 
     def get(
         self, tenant_id: uuid.UUID, kind: Kind, key: str, *, floor: str | None = None
@@ -84,8 +94,10 @@ class ReadCache:
         """The entry to serve for ``key`` of ``tenant_id`` (its ``meta`` the record), or
         None and the ticket to fill with after reading the database. ``floor``: a key
         whose tombstone no version of ``key`` below it may pass (a state's versions)."""
-        lkey, at = self._lkey(tenant_id, key), time.monotonic()
-        mark, seq = max(self._marks.get(lkey), self._floor(tenant_id, floor)), self._marks.dropped
+        lkey, at, marks = self._lkey(tenant_id, key), time.monotonic(), self._marks
+        mark, seq = marks.get(lkey), marks.dropped
+        if floor is not None:
+            mark = max(mark, marks.get(self._lkey(tenant_id, floor)))
         found = self.local.get(lkey)
         if found is not None and self._serves(found, mark, at, seq if floor else None):
             self._counts["local"] += 1
@@ -105,7 +117,8 @@ class ReadCache:
         # is never served in-process past cache_ttl from when it was written there.
         age = max(0.0, time.time() - entry.written_at)
         served = Entry(entry.version, entry.value, meta, at, at + self.ttl - age, 0.0, seq)
-        self.local.put(lkey, served)
+        if self.local.max_bytes:  # (a tier of no bytes never holds one: nothing to put)
+            self.local.put(lkey, served)
         self._marks.raise_to(lkey, entry.version)
         self._counts["shared"] += 1
         return served, Ticket(lkey, seq, None, at)
@@ -211,6 +224,7 @@ class ReadCache:
     def _bump(self, tenant: str) -> None:
         with self._marks.lock:
             self._epochs[tenant] = self._epochs.get(tenant, 0) + 1
+            self._bumps += 1  # (after the epoch moved: see _lkey)
         for hook in self._on_tenant:
             hook(tenant)
 

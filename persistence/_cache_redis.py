@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from redis import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
-from persistence._redis_direct import Direct, packed, sha1
+from persistence._redis_direct import Direct, bulk, sha1
 from persistence.cache import Entry
 
 __all__ = [
@@ -126,6 +126,8 @@ EPOCH_TTL_MS = 86_400_000
 #: What follows a tenant's tag (:func:`tenant_tag`) in its epoch's key and its entries'.
 EPOCH_KEY, ENTRY_KEY = ":cache-epoch", ":cache:"
 _TAGS = 4096  # tenants whose key prefix a tier keeps at hand
+# A hit's MGET (of the epoch and the entry, and a floor key), its fixed first part.
+_MGET = {2: b"*3\r\n$4\r\nMGET\r\n", 3: b"*4\r\n$4\r\nMGET\r\n"}
 
 
 def _body(entry: Entry) -> bytes:
@@ -138,16 +140,12 @@ def _parse(raw: bytes, epoch: int) -> Entry | None:
     """The entry ``raw`` holds, if it is one (not a tombstone) of ``epoch``."""
     if raw[:2] != b"E:":
         return None
-    at = raw.index(b":", 2)
-    if int(raw[2:at]) != epoch:
+    _, raw_epoch, version, written, length, rest = raw.split(b":", 5)
+    if int(raw_epoch) != epoch:
         return None
-    after_version = raw.index(b":", at + 1)
-    after_written = raw.index(b":", after_version + 1)
-    after_length = raw.index(b":", after_written + 1)
-    start = after_length + 1 + int(raw[after_written + 1 : after_length])
-    meta = raw[after_length + 1 : start]
-    written = int(raw[after_version + 1 : after_written]) / 1000
-    return Entry(int(raw[at + 1 : after_version]), raw[start:], meta or None, written_at=written)
+    start = int(length)
+    meta = rest[:start] or None
+    return Entry(int(version), rest[start:], meta, written_at=int(written) / 1000)
 
 
 def _floor(raw: bytes | None, epoch: int) -> int:
@@ -185,6 +183,20 @@ def tenant_tag(prefix: str, tenant_id: object) -> str:
     """``<prefix>:{<tenant id>}``, which begins every cache key of the tenant: a Redis
     Cluster hash tag (the tenant's keys share a slot)."""
     return f"{prefix}:{{{tenant_id}}}"
+
+
+_UNANSWERED = Fetched(None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """What a tier keeps per tenant: the prefix of its keys (:func:`tenant_tag`), that of
+    its entries' keys, and its epoch key as an argument of a RESP command (every hit's
+    MGET begins with it)."""
+
+    base: str
+    entries: str
+    epoch_arg: bytes
 
 
 class SharedTier(Protocol):
@@ -244,7 +256,8 @@ class RedisTier:
         self._shas: dict[str, str] = {}
         self._open_until = 0.0  # the breaker: no call to Redis before this (monotonic)
         self._directs: dict[int, Direct] = {}  # by the client's pool (see _direct)
-        self._tags: dict[uuid.UUID, str] = {}
+        self._last: tuple[object, Direct | None] = (None, None)  # (a client, its Direct)
+        self._tags: dict[uuid.UUID, _Tag] = {}
         self._counts = dict.fromkeys(
             ("hits", "misses", "fills", "refused_fills", "invalidations", "errors", "skipped"), 0
         )
@@ -253,25 +266,30 @@ class RedisTier:
     def _client(self) -> Redis:
         return self._factory()
 
-    def _keys(self, tenant_id: uuid.UUID, key: str, floor: str | None = None) -> list[str]:
-        base = self._tags.get(tenant_id)
-        if base is None:
+    def _tag(self, tenant_id: uuid.UUID) -> _Tag:
+        tag = self._tags.get(tenant_id)
+        if tag is None:
             if len(self._tags) >= _TAGS:
                 self._tags.clear()
-            base = self._tags[tenant_id] = tenant_tag(self._prefix, tenant_id)
-        keys = [base + EPOCH_KEY, base + ENTRY_KEY + key]
+            base = tenant_tag(self._prefix, tenant_id)
+            tag = self._tags[tenant_id] = _Tag(base, base + ENTRY_KEY, bulk(base + EPOCH_KEY))
+        return tag
+
+    def _keys(self, tenant_id: uuid.UUID, key: str, floor: str | None = None) -> list[str]:
+        tag = self._tag(tenant_id)
+        keys = [tag.base + EPOCH_KEY, tag.entries + key]
         if floor is not None:
-            keys.append(base + ENTRY_KEY + floor)
+            keys.append(tag.entries + floor)
         return keys
 
-    def _send(self, command: Callable[[], Any]) -> Any:
-        """``await command()`` (one Redis round trip); None, counted, if the breaker is
-        open or Redis failed (which opens the breaker for ``breaker_s``)."""
+    def _send(self, command: Callable[..., Any], *args: Any) -> Any:
+        """``await command(*args)`` (one Redis round trip); None, counted, if the breaker
+        is open or Redis failed (which opens the breaker for ``breaker_s``)."""
         if time.monotonic() < self._open_until:
             self._counts["skipped"] += 1
             return None
         try:
-            return command()
+            return command(*args)
         except (RedisError, RedisClusterException, OSError):
             self._counts["errors"] += 1
             self._open_until = time.monotonic() + self.breaker_s
@@ -280,12 +298,17 @@ class RedisTier:
     def _direct(self) -> Direct | None:
         """The tier's own connections (``persistence._redis_direct``), made like those of
         the client's pool; None for a cluster client (it routes each command itself)."""
-        pool = getattr(self._client, "connection_pool", None)
-        if pool is None:
-            return None
-        direct = self._directs.get(id(pool))
-        if direct is None:  # (two threads at once: both get the one kept)
-            direct = self._directs.setdefault(id(pool), Direct(pool))
+        client = self._factory()
+        last_client, last = self._last
+        if client is last_client:
+            return last
+        pool = getattr(client, "connection_pool", None)
+        direct = None
+        if pool is not None:
+            direct = self._directs.get(id(pool))
+            if direct is None:  # (two threads at once: both get the one kept)
+                direct = self._directs.setdefault(id(pool), Direct(pool))
+        self._last = (client, direct)
         return direct
 
     def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
@@ -304,24 +327,31 @@ class RedisTier:
 
         return self._send(run)
 
-    def _mget(self, keys: list[str]) -> Any:
-        """``MGET keys`` (a hit's one command) on the tier's own connections."""
+    def _mget(self, tenant_id: uuid.UUID, key: str, floor: str | None) -> Any:
+        """``MGET`` of :meth:`_keys` (a hit's one command) on the tier's own connections,
+        packed from the tenant's prebuilt part (as :func:`packed` would pack it)."""
         direct = self._direct()
         if direct is None:
-            return self._client.mget(keys)
-        return direct.command(packed("MGET", *keys))
+            return self._client.mget(self._keys(tenant_id, key, floor))
+        tag = self._tags.get(tenant_id) or self._tag(tenant_id)
+        entry = (tag.entries + key).encode()
+        command = _MGET[2 if floor is None else 3] + tag.epoch_arg
+        command += b"$%d\r\n%b\r\n" % (len(entry), entry)
+        if floor is not None:
+            command += bulk(tag.entries + floor)
+        return direct.command(command)
 
     def close(self) -> None:
         """Close the tier's own connections (the client is its owner's to close)."""
         directs, self._directs = list(self._directs.values()), {}
+        self._last = (None, None)
         for direct in directs:
             direct.close()
 
     def get(self, tenant_id: uuid.UUID, key: str, *, floor: str | None = None) -> Fetched:
-        keys = self._keys(tenant_id, key, floor)
-        reply = self._send(lambda: self._mget(keys))
+        reply = self._send(self._mget, tenant_id, key, floor)
         if reply is None:
-            return Fetched(None, None)
+            return _UNANSWERED
         epoch = int(reply[0] or 0)
         entry = _parse(reply[1], epoch) if reply[1] is not None else None
         if entry is not None and floor is not None and entry.version < _floor(reply[2], epoch):

@@ -88,7 +88,7 @@ class Deferred:
     """A unit of work's entry, not sent yet: its slugs, the row it assumes, and, once the
     entry found the scope gone, the error every statement after raises."""
 
-    __slots__ = ("db", "failure", "known", "read_only", "tenant", "workspace")
+    __slots__ = ("db", "failure", "known", "read_only", "tenant", "tried", "workspace")
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class Deferred:
         self.known = known
         self.read_only = read_only
         self.failure: PersistenceError | None = None
+        self.tried = False  # whether sending the entry began (the server saw something)
 
     def entry(self) -> tuple[Statement, Mapping[str, Any]]:
         """The entry's statement and parameters (``run_entering`` sends them)."""
@@ -141,6 +142,7 @@ def first_statement(
     """Run ``statement`` as the first of ``tx``, with ``BEGIN`` and the entry."""
     if deferred.failure is not None:
         raise deferred.failure
+    deferred.tried = True
     begin = _enter.PIPELINED_BEGIN[deferred.read_only]
 
     def attempt() -> tuple[Any, list[Row] | PersistenceError]:
@@ -160,6 +162,7 @@ def enter_now(tx: _Transaction, deferred: Deferred) -> None:
     statements that do not go through :func:`first_statement`."""
     if deferred.failure is not None:
         raise deferred.failure
+    deferred.tried = True
     db = deferred.db
 
     def attempt() -> Mapping[Any, Any] | None:

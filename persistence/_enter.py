@@ -119,11 +119,12 @@ class EntryRow(Mapping[str, Any]):
     """The entry row as text, each column decoded when first read: a unit of work reads
     the ids and the status; the records (``uow.tenant``) the rest, if anyone asks."""
 
-    __slots__ = ("_result", "_values")
+    __slots__ = ("_result", "_values", "ids")
 
     def __init__(self, result: Any):
         self._result = result
         self._values: dict[str, Any] = {}
+        self.ids: tuple[Any, Any] | None = None  # (entry_ids, once asked for)
 
     def __getitem__(self, column: str) -> Any:
         found = self._values.get(column, _UNREAD)
@@ -144,6 +145,10 @@ _UNREAD = object()
 
 def entry_ids(m: Mapping[Any, Any]) -> tuple[Any, Any]:
     """``(tenant_id, workspace_id)`` of an entry row, as UUIDs."""
+    if type(m) is EntryRow:  # (a known scope's row: every unit of work of it asks)
+        if m.ids is None:
+            m.ids = _uuid(m["tenant_id"]), _uuid(m["workspace_id"])
+        return m.ids
     return _uuid(m["tenant_id"]), _uuid(m["workspace_id"])
 
 

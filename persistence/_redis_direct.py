@@ -11,22 +11,43 @@ pool makes its (same class and options: TLS, timeouts, credentials, protocol, hi
 when installed), and kept idle for the next command.
 
 A connection that failed is closed, never reused; an error reply (``NOSCRIPT``) leaves
-it usable. After a fork the parent's connections are dropped, not shared.
+it usable. One idle for :data:`PROBE_AFTER` seconds or more is checked for a close by the
+server before it is used (a busy one goes out as it is: if the server closed it
+meanwhile, the command fails on the way and is sent again on a new one). After a fork
+the parent's connections are dropped, not shared.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["IDLE", "Direct", "packed", "sha1"]
+__all__ = ["IDLE", "PROBE_AFTER", "Direct", "bulk", "packed", "sha1"]
 
 #: Idle connections kept (one per thread or task running a command at once).
 IDLE = 8
+#: Seconds a connection sits idle before it is checked for a close by the server
+#: before use (a probe costs as much client CPU as a quarter of a command).
+PROBE_AFTER = 1.0
+# Forks seen by this process (os.register_at_fork, once a Direct exists): cheaper than
+# comparing os.getpid() on every command.
+_forks = [0]
+_watching: list[bool] = []
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+def _watch_forks() -> None:
+    if not _watching:
+        _watching.append(True)
+        os.register_at_fork(after_in_child=_forked)
 
 
 def packed(*args: Any) -> bytes:
@@ -46,6 +67,13 @@ def packed(*args: Any) -> bytes:
     return b"".join(out)
 
 
+def bulk(arg: str | bytes) -> bytes:
+    """One argument of a RESP command (as :func:`packed` writes it), for commands whose
+    parts are kept prebuilt."""
+    raw = arg.encode() if isinstance(arg, str) else arg
+    return b"$%d\r\n%b\r\n" % (len(raw), raw)
+
+
 def sha1(source: str) -> str:
     """The SHA1 Redis names a script by (``EVALSHA``)."""
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
@@ -56,8 +84,9 @@ class Direct:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._idle: list[Any] = []
-        self._pid = os.getpid()
+        self._idle: list[tuple[Any, float]] = []  # (a connection, when it went idle)
+        _watch_forks()
+        self._forks = _forks[0]
         self._closed = False
 
     def command(self, command: bytes) -> Any:
@@ -80,10 +109,15 @@ class Direct:
 
     def _take(self, *, fresh: bool = False) -> tuple[Any, bool]:
         """An idle connection that is still open (True), or a new one (False)."""
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._idle, self._pid = [], os.getpid()
+        if self._forks != _forks[0]:  # forked: the parent's sockets are not ours
+            self._idle, self._forks = [], _forks[0]
         while self._idle and not fresh:
-            conn = self._idle.pop()
+            try:
+                conn, since = self._idle.pop()
+            except IndexError:  # (another thread took the last one)
+                break
+            if time.monotonic() - since < PROBE_AFTER:
+                return conn, True
             try:
                 readable = conn.can_read()
             except (RedisConnectionError, OSError):
@@ -103,7 +137,10 @@ class Direct:
         except BaseException:
             conn.disconnect()
             raise
-        self._release(conn)
+        if len(self._idle) < IDLE and not self._closed:  # (_release, inline: every command)
+            self._idle.append((conn, time.monotonic()))
+        else:
+            conn.disconnect()
         return reply
 
     def script(self, client: Any, source: str, sha: str, *args: Any) -> Any:
@@ -118,7 +155,7 @@ class Direct:
 
     def _release(self, conn: Any) -> None:
         if len(self._idle) < IDLE and not self._closed:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
         else:
             conn.disconnect()
 
@@ -126,5 +163,5 @@ class Direct:
         """Close the idle connections; one in use is closed when its command ends."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.disconnect()

@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
@@ -26,6 +27,7 @@ __all__ = [
     "decompress",
     "dump_json",
     "encode",
+    "load_payload",
     "validate_codec",
     "validate_json",
     "validate_metadata",
@@ -246,3 +248,18 @@ def decode(payload: bytes, *, codec: str, expected_checksum: str, what: str) -> 
     if checksum(raw) != expected_checksum:
         raise DataCorruptionError(f"{what}: checksum mismatch, the stored payload was altered")
     return raw
+
+
+def load_payload(
+    payload: bytes, *, codec: str, expected_checksum: str, what: Callable[[], str]
+) -> JSONValue:
+    """The JSON value of a stored ``payload``: :func:`decode`, then :func:`decode_json`;
+    ``what()`` names it in the DataCorruptionError (called only to build one)."""
+    if codec == "none" and checksum(payload) == expected_checksum:  # (most loads)
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass  # (the message below names it)
+    name = what()
+    raw = decode(payload, codec=codec, expected_checksum=expected_checksum, what=name)
+    return decode_json(raw, what=name)

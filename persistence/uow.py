@@ -160,7 +160,7 @@ class _Transaction:
             if self._session is not None:
                 with translate_errors():
                     self._session.commit()
-            if self._on_driver:  # what the session did not commit
+            if self._on_driver and not self._sent_nothing():  # what the session did not commit
                 self._end_on_driver(commit=True)  # (raises translated errors itself)
             committed = True
         finally:
@@ -169,6 +169,13 @@ class _Transaction:
             if not (committed and self._park()):
                 self.connection.close()
         self._run_callbacks()
+
+    def _sent_nothing(self) -> bool:
+        """Whether nothing of this unit of work reached the server: its entry still
+        waits and was never tried (``persistence._deferred``), and no session was
+        handed out; its connection is then as it was taken."""
+        pending = self.pending
+        return pending is not None and not pending.tried and self._session is None
 
     def _park(self) -> bool:
         """Keep the connection warm for the next unit of work (``persistence._warm``) if
@@ -203,6 +210,8 @@ class _Transaction:
             raise DatabaseUnavailableError(
                 "the unit of work lost its database connection: nothing was committed"
             )
+        if self._sent_nothing():  # (no transaction on the server, none aborted)
+            return
         status = driver_of(self.connection).pgconn.transaction_status
         if status == TransactionStatus.INERROR:
             raise DatabaseError(
@@ -385,7 +394,8 @@ class UnitOfWork:
 
     @property
     def states(self) -> StateRepository:
-        from persistence.repositories.states import StateRepository
+        # (from its module, not its package: a package's import runs more Python)
+        from persistence.repositories.states.repository import StateRepository
 
         return self._repo("states", StateRepository)  # type: ignore[no-any-return]
 

@@ -163,7 +163,7 @@ class _AsyncTransaction:
             if self._session is not None:
                 with translate_errors():
                     await self._session.commit()
-            if self._on_driver:  # what the session did not commit
+            if self._on_driver and not self._sent_nothing():  # what the session did not commit
                 await self._end_on_driver(commit=True)  # (raises translated errors itself)
             committed = True
         finally:
@@ -172,6 +172,13 @@ class _AsyncTransaction:
             if not (committed and self._park()):
                 await self.connection.close()
         await self._run_callbacks()
+
+    def _sent_nothing(self) -> bool:
+        """Whether nothing of this unit of work reached the server: its entry still
+        waits and was never tried (``persistence._deferred``), and no session was
+        handed out; its connection is then as it was taken."""
+        pending = self.pending
+        return pending is not None and not pending.tried and self._session is None
 
     def _park(self) -> bool:
         """Keep the connection warm for the next unit of work (``persistence._warm``) if
@@ -208,6 +215,8 @@ class _AsyncTransaction:
             raise DatabaseUnavailableError(
                 "the unit of work lost its database connection: nothing was committed"
             )
+        if self._sent_nothing():  # (no transaction on the server, none aborted)
+            return
         status = driver_of(self.connection).pgconn.transaction_status
         if status == TransactionStatus.INERROR:
             raise DatabaseError(
@@ -393,7 +402,8 @@ class AsyncUnitOfWork:
 
     @property
     def states(self) -> AsyncStateRepository:
-        from persistence.repositories.states import AsyncStateRepository
+        # (from its module, not its package: a package's import runs more Python)
+        from persistence.repositories.states.repository_async import AsyncStateRepository
 
         return self._repo("states", AsyncStateRepository)  # type: ignore[no-any-return]
 

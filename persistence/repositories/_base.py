@@ -116,7 +116,9 @@ class Scope:
         if cache is None:
             return None
         written = self.transaction.written
-        return None if any(key in written for key in keys) else cache
+        if written and any(key in written for key in keys):
+            return None
+        return cache
 
     def cache_bypass(self, key: str) -> None:
         """Read ``key`` from the database for the rest of this unit of work."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from persistence.codecs import Encoded, decode, decode_json
+from persistence.codecs import Encoded, load_payload
 from persistence.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -29,9 +29,12 @@ def decode_payload(meta: StateVersion | Checkpoint, payload: bytes) -> Any:
 
     DataCorruptionError naming the state and version when it does not match or parse.
     """
-    what = f"state {meta.state_id!r} version {meta.version}"
-    raw = decode(payload, codec=meta.codec, expected_checksum=meta.checksum, what=what)
-    return decode_json(raw, what=what)  # DataCorruptionError if it does not parse
+    return load_payload(
+        payload,
+        codec=meta.codec,
+        expected_checksum=meta.checksum,
+        what=lambda: f"state {meta.state_id!r} version {meta.version}",
+    )
 
 
 class AsyncStateCheckpoints:

@@ -108,29 +108,35 @@ class StateRepository:
         does not match its checksum or does not decode.
         """
         sid, ws = inputs.state_id(state_id), self._scope.workspace_id
+        number = None if version is None else inputs.count(version, "version", minimum=1)
         latest = cached.state_key(ws, sid)
-        if version is None:
-            key, floor, statement = latest, None, sql.LOAD_LATEST
-            params = self._writer.params(sid)
+        if number is None:
+            key, floor = latest, None
+            cache = self._scope.cache_for(latest)
         else:
-            number = inputs.count(version, "version", minimum=1)
             key, floor = cached.state_version_key(ws, sid, number), cached.state_floor_key(ws, sid)
-            statement, params = sql.LOAD_VERSION, self._writer.params(sid, version=number)
-        cache = self._scope.cache_for(latest, key, *(() if floor is None else (floor,)))
+            cache = self._scope.cache_for(latest, key, floor)
         if cache is not None:
-            return self._load_cached(cache, (key, floor), statement, params)
-        row = self._scope.run_one(statement, params)
+            return self._load_cached(cache, (key, floor), sid, number)
+        row = self._read(sid, number)
         if row is None:
             return None
         meta = inputs.version_record(row)
         return LoadedState(decode_payload(meta, row.payload), meta)
 
+    def _read(self, sid: str, number: int | None) -> Any:
+        """The row of ``sid``'s latest version (or of version ``number``), or None."""
+        if number is None:
+            return self._scope.run_one(sql.LOAD_LATEST, self._writer.params(sid))
+        params = self._writer.params(sid, version=number)
+        return self._scope.run_one(sql.LOAD_VERSION, params)
+
     def _load_cached(
         self,
         cache: ReadCache,
         keys: tuple[str, str | None],
-        statement: Any,
-        params: dict[str, Any],
+        sid: str,
+        number: int | None,
     ) -> LoadedState | None:
         """A load through the read cache (``keys``: the entry's key and, for a version by
         number, the state's floor key): a hit is verified (checksum) and decoded as a row
@@ -146,7 +152,7 @@ class StateRepository:
                     return LoadedState(decode_payload(meta, entry.value), meta)
                 except DataCorruptionError:
                     cache.discard(tenant_id, key)
-        row = self._scope.run_one(statement, params)
+        row = self._read(sid, number)
         if row is None:
             return None
         meta = inputs.version_record(row)
