@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from redis import Redis
 from redis.exceptions import RedisClusterException, RedisError
@@ -158,11 +158,11 @@ def _floor(raw: bytes | None, epoch: int) -> int:
     return int(raw[at + 1 : raw.index(b":", at + 1)])
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
+class Fetched(NamedTuple):
     """What a read found: the tenant's epoch (to fill under, after a miss) and the entry
     (None: a miss, a tombstone, or an entry of an older epoch). ``epoch`` is None when
-    Redis could not be asked: then nothing may be filled either."""
+    Redis could not be asked: then nothing may be filled either. (A tuple: one is built
+    on every read.)"""
 
     epoch: int | None
     entry: Entry | None

@@ -36,7 +36,7 @@ from persistence._aio import shielded  # sync:
 from persistence._begin_async import checkout
 from persistence._compiled import Statement
 from persistence._executor_async import Row, driver_of, run_entering, simple_query, sync_of
-from persistence._session_reset import mark_clean, mark_dirty
+from persistence._session_reset import DIRTY, mark_dirty
 from persistence._warm import WarmConnections
 from persistence.errors import DatabaseUnavailableError, NotFoundError, PersistenceError, translate
 
@@ -244,6 +244,7 @@ async def make_ready(connection: AsyncConnection, db: AsyncDatabase) -> None:
     """Ready a connection of the pool for a tenant unit of work whose entry waits: its
     session marked clean (until ``uow.session`` is handed out) and its role checked
     (``persistence._role_check``: a look-up, no round trip)."""
-    mark_clean(sync_of(connection))
-    if not db.settings.allow_rls_bypass:
+    info = sync_of(connection).connection.info
+    info[DIRTY] = False  # (mark_clean, on the info at hand)
+    if not (db.settings.allow_rls_bypass or _role_check.bound(info)):
         await _role_check.require_rls_async(connection)  # sync: _role_check.require_rls(connection)

@@ -24,7 +24,7 @@ from persistence._blocking import blocking
 from persistence._executor import raise_translated
 from persistence.errors import ConfigurationError
 
-__all__ = ["check_on_connect", "require_rls", "require_rls_async"]
+__all__ = ["bound", "check_on_connect", "require_rls", "require_rls_async"]
 
 _VERDICT = "persistence_rls_verdict"
 # Not checked yet, or checked before the tables existed (check again before entering).
@@ -49,6 +49,12 @@ def check_on_connect(engine: Engine) -> None:
             record.info[_VERDICT] = _verdict(blocking(dbapi_conn))
         except psycopg.Error:
             record.info[_VERDICT] = _UNKNOWN  # asked again, errors translated, on entering
+
+
+def bound(info: dict[Any, Any]) -> bool:
+    """Whether the pool record ``info`` says RLS binds its connection's role (checked
+    on connect: then :func:`require_rls` has nothing to ask)."""
+    return bool(info.get(_VERDICT, _UNKNOWN) == _BOUND)
 
 
 async def require_rls_async(connection: AsyncConnection) -> None:

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from persistence.errors import InvalidInputError
 
@@ -158,10 +158,9 @@ class Kind:
     unpack: Callable[[bytes], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):
     """Taken by a lookup that missed, before the database read: what the fill of its
-    result is checked against."""
+    result is checked against. (A tuple: one is built on every lookup.)"""
 
     lkey: str
     seq: int  # watermark drops seen so far

@@ -156,11 +156,12 @@ class _Transaction:
                 if self._on_driver:
                     self._end_on_driver(commit=False)
                 return
-            self._require_committable()
+            sent_nothing = self._sent_nothing()
+            self._require_committable(sent_nothing)
             if self._session is not None:
                 with translate_errors():
                     self._session.commit()
-            if self._on_driver and not self._sent_nothing():  # what the session did not commit
+            if self._on_driver and not sent_nothing:  # what the session did not commit
                 self._end_on_driver(commit=True)  # (raises translated errors itself)
             committed = True
         finally:
@@ -168,7 +169,8 @@ class _Transaction:
                 self._session.close()
             if not (committed and self._park()):
                 self.connection.close()
-        self._run_callbacks()
+        if self._callbacks[0]:
+            self._run_callbacks()
 
     def _sent_nothing(self) -> bool:
         """Whether nothing of this unit of work reached the server: its entry still
@@ -184,21 +186,24 @@ class _Transaction:
         if warm is None or self._session is not None or connection.invalidated:
             return False
         sync = sync_of(connection)
-        if sync.closed or sync.in_transaction() or sync.connection.info.get(DIRTY, True):
+        if sync.closed or sync.in_transaction():
             return False
-        driver: Any = sync.connection.driver_connection
+        pooled = sync.connection
+        if pooled.info.get(DIRTY, True):
+            return False
+        driver: Any = pooled.driver_connection
         if driver.closed or driver.pgconn.transaction_status != TransactionStatus.IDLE:
             return False
         return warm.park(connection, born(sync))
 
     def _run_callbacks(self) -> None:
-        for fn in self._callbacks[0] if self._callbacks[0] else ():
+        for fn in self._callbacks[0]:
             try:
                 fn()
             except Exception:  # the data is committed; a failing callback must not hide that
                 log.exception("on_commit callback %r failed", fn)
 
-    def _require_committable(self) -> None:
+    def _require_committable(self, sent_nothing: bool) -> None:
         """Raise, before anything is committed, if this transaction cannot commit: its
         connection was lost, or PostgreSQL aborted it on an error the caller caught inside
         the block (a COMMIT would silently roll back, and callbacks would run for nothing)."""
@@ -210,7 +215,7 @@ class _Transaction:
             raise DatabaseUnavailableError(
                 "the unit of work lost its database connection: nothing was committed"
             )
-        if self._sent_nothing():  # (no transaction on the server, none aborted)
+        if sent_nothing:  # (no transaction on the server, none aborted)
             return
         status = driver_of(self.connection).pgconn.transaction_status
         if status == TransactionStatus.INERROR:
@@ -331,12 +336,15 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tx, self._tx = self._require(), None
+        tx, self._tx = self._tx, None
+        if tx is None:
+            raise PersistenceError("the unit of work is not open: use it in a `with` block")
         self._entry = tx.entry
         self._repos.clear()
         failed = exc_type is not None
         tx.finish(failed)
-        reraise_translated(exc, self._db.settings.url_label)
+        if exc is not None:
+            reraise_translated(exc, self._db.settings.url_label)
 
     @property
     def tenant(self) -> TenantRecord:
@@ -442,7 +450,8 @@ class UnitOfWork:
         return self.scope
 
     def _repo(self, name: str, factory: Callable[[Scope], object]) -> Any:
-        self._require()
+        if self._tx is None:
+            self._require()  # (raises)
         repo = self._repos.get(name)
         if repo is None:
             repo = self._repos[name] = factory(self.scope)

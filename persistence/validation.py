@@ -53,6 +53,8 @@ def shown(value: str) -> str:
 
 def unstorable(value: str) -> str | None:
     """What in ``value`` no database text can hold ("NUL at index 3"), or ``None``."""
+    if value.isascii() and "\x00" not in value:  # (most text: no surrogate possible)
+        return None
     found = _UNSTORABLE.search(value)
     if found is None:
         return None

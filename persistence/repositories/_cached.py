@@ -50,14 +50,29 @@ ITEM = Kind("store-item", pack=orjson.dumps, unpack=_triple)
 ARTIFACT = Kind("artifact", pack=orjson.dumps, unpack=_triple)
 
 
+# Workspace ids as text, by id: str() of a UUID costs more than a look-up, and every
+# cached read builds a key of one. Bounded: a process serving more starts over.
+_TEXTS: dict[uuid.UUID, str] = {}
+_TEXTS_MAX = 4096
+
+
+def _text(workspace_id: uuid.UUID) -> str:
+    found = _TEXTS.get(workspace_id)
+    if found is None:
+        if len(_TEXTS) >= _TEXTS_MAX:
+            _TEXTS.clear()
+        found = _TEXTS[workspace_id] = str(workspace_id)
+    return found
+
+
 def state_key(workspace_id: uuid.UUID, state_id: str) -> str:
     """A state's latest version."""
-    return f"state:{workspace_id}:{state_id}"
+    return f"state:{_text(workspace_id)}:{state_id}"
 
 
 def state_version_key(workspace_id: uuid.UUID, state_id: str, version: int) -> str:
     """One version of a state (what it holds never changes while it exists)."""
-    return f"statev:{workspace_id}:{version}:{state_id}"
+    return f"statev:{_text(workspace_id)}:{version}:{state_id}"
 
 
 def state_floor_key(workspace_id: uuid.UUID, state_id: str) -> str:
