@@ -9,10 +9,20 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import async_section, cache_section, memory, procs, report, scale
+from benchmarks import (
+    async_section,
+    cache_section,
+    langgraph_section,
+    memory,
+    procs,
+    report,
+    scale,
+)
 from benchmarks.core import CASES, Bench
 from benchmarks.env import bench_env
 from benchmarks.runner import run_cases, select
+
+SKIPPABLE = ("cases", "scale", "procs", "memory", "cache", "langgraph")  # and the async ones
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["cases", "scale", "procs", "memory", "cache", *async_section.SECTIONS],
+        choices=[*SKIPPABLE, *async_section.SECTIONS],
         help="leave out a section (repeatable)",
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
@@ -54,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in CASES:
             print(f"{c.key:<28} {c.label} (vs {c.baseline})")
-        for key, label, baseline in cache_section.listing() + async_section.listing():
+        sections = cache_section.listing() + langgraph_section.listing()
+        for key, label, baseline in sections + async_section.listing():
             print(f"{key:<28} {label} (vs {baseline})")
         return 0
     if args.render:
@@ -66,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     result = report.Result(profile=profile, ops=n, repeat=repeat)
     if _wants_sync(args):
         _run_sync(args, result, n, repeat)
+    if _langgraph_parts(args):
+        with bench_env() as env:  # a database of its own, its tables empty at the start
+            result.langgraph = langgraph_section.run(env, profile, _langgraph_parts(args))
     async_started = time.monotonic()
     with bench_env() as env:  # a database of its own: the sync run's rows do not weigh
         async_section.run(env, result, only=args.only, skip=args.skip, n=n, repeat=repeat)
@@ -79,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cache_parts(args: argparse.Namespace) -> list[str]:
     return cache_section.selected(args.only) if "cache" not in args.skip else []
+
+
+def _langgraph_parts(args: argparse.Namespace) -> list[str]:
+    return langgraph_section.selected(args.only) if "langgraph" not in args.skip else []
 
 
 def _wants_sync(args: argparse.Namespace) -> bool:

@@ -17,6 +17,7 @@ role under row-level security.
 .venv/bin/python -m benchmarks --only 'state.*' --ops 1000    # some cases, more operations
 .venv/bin/python -m benchmarks --only 'async.*'               # the asyncio section only
 .venv/bin/python -m benchmarks --only 'cache.*'               # the read cache: cases, section
+.venv/bin/python -m benchmarks --only 'langgraph.*'           # our LangGraph adapter vs its peer
 .venv/bin/python -m benchmarks --list                         # the case keys
 .venv/bin/python -m benchmarks --save run.pkl                 # keep the figures ...
 .venv/bin/python -m benchmarks --render run.pkl --output docs/performance.md  # ... render later
@@ -166,4 +167,20 @@ CACHE_INTRO = (
     "The read cache ([cache](cache.md)) on the run's throwaway database and Redis prefix, "
     "default settings unless said; every figure below measured in this run "
     "({seconds:.0f} s)."
+)
+
+LANGGRAPH_INTRO = (
+    "`persistence.langgraph` (`AsyncPersistenceSaver`, `AsyncPersistenceStore` on "
+    "`AsyncDatabase`: the runtime role under row-level security, one unit of work per "
+    "call) against langgraph-checkpoint-postgres (`AsyncPostgresSaver`, "
+    "`AsyncPostgresStore`, each on the one autocommit connection of its "
+    "`from_conn_string`) in a database of its own on the same server, both on one event "
+    "loop, one call awaited after the other, LangGraph's default serializer on both. "
+    "The graph: a `StateGraph` of 5 async nodes in a chain whose state is 2 KiB of prose "
+    "(each node rewrites 4 characters of it) and a counter; one operation invokes it on a "
+    "new thread, then once more on that thread (the text read back from its checkpoint). "
+    "{rounds} rounds of each workload, ours and the peer alternating (who goes first too), "
+    "after a warm-up; medians over the rounds, the ratio the median of the per-round "
+    "ratios. Client CPU is the process's CPU time per operation (the event loop's and "
+    "LangGraph's included). {seconds:.0f} s."
 )

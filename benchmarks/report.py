@@ -11,9 +11,10 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cache_section
+from benchmarks import cache_section, langgraph_section
 from benchmarks.async_concurrency import ConcurrencyResult
 from benchmarks.cache_section import CacheResult
+from benchmarks.langgraph_section import LangGraphResult
 from benchmarks.memory import MemoryResult
 from benchmarks.page_text import ASYNC_METHOD, ASYNC_OPERATIONS_INTRO, METHOD, PAGE_HEAD, TUNING
 from benchmarks.procs import ProcsResult
@@ -40,6 +41,10 @@ class Profile:
     cache_readers: int = 2  # reader processes
     zipf_states: int = 1_000  # states of the Zipf workload (hit ratios)
     zipf_ops: int = 10_000  # its operations per run
+    lg_graph_ops: int = 6  # LangGraph graph workload: invoke + resume, per side per round
+    lg_turns: int = 20  # invokes of the thread whose bytes per checkpoint are measured
+    lg_items: int = 200  # items of the namespace the LangGraph store searches
+    lg_rounds: int = 9  # rounds of each LangGraph workload at most (fewer if repeat is)
 
     @classmethod
     def full(cls) -> Profile:
@@ -52,7 +57,7 @@ class Profile:
     def quick(cls) -> Profile:
         return cls(
             "quick", 40, 3, 5, (1, 100, 1_000), (1_000, 5_000), 5, 5_000,
-            (1, 2, 4), 1.0, 1, 8 << 20, 3, 50, 2, 200, 2_000,
+            (1, 2, 4), 1.0, 1, 8 << 20, 3, 50, 2, 200, 2_000, 2, 5, 40,
         )  # fmt: skip
 
 
@@ -66,6 +71,7 @@ class Result:
     procs: ProcsResult | None = None
     memory: MemoryResult | None = None
     cache: CacheResult | None = None  # the read cache's section
+    langgraph: LangGraphResult | None = None  # our adapter vs langgraph-checkpoint-postgres
     async_rows: list[Row] = field(default_factory=list)  # the asyncio API's cases
     concurrency: ConcurrencyResult | None = None  # 64 tasks on 8 connections
     seconds: float = 0.0
@@ -76,7 +82,9 @@ class Result:
         return next((r for r in self.rows + self.async_rows if r.case.key == key), None)
 
     def has_sync(self) -> bool:
-        return bool(self.rows) or any((self.scale, self.procs, self.memory, self.cache))
+        return bool(self.rows) or any(
+            (self.scale, self.procs, self.memory, self.cache, self.langgraph)
+        )
 
     def has_async(self) -> bool:
         return bool(self.async_rows) or self.concurrency is not None
@@ -232,6 +240,8 @@ def sync_markdown(result: Result) -> str:
         out += ["", "### Memory", "", *memory_section(result.memory)]
     if result.cache is not None:
         out += ["", "### Read cache", "", *cache_section.lines(result.cache)]
+    if result.langgraph is not None:
+        out += ["", "### LangGraph", "", *langgraph_section.lines(result.langgraph)]
     out += ["", "### Targets", "", *targets_section(result)]
     return "\n".join(out) + "\n"
 

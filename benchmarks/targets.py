@@ -210,6 +210,10 @@ def evaluate(result: Result) -> list[Verdict]:
         _cache_outage(result),
     ]
     verdicts += _cache_ratios(result)
+    if result.langgraph is not None:  # skipped with the section
+        from benchmarks.langgraph_section import verdicts as langgraph_verdicts
+
+        verdicts += langgraph_verdicts(result.langgraph)
     return verdicts
 
 

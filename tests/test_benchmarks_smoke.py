@@ -11,7 +11,7 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from benchmarks import async_concurrency, async_section, cache_section, report
+from benchmarks import async_concurrency, async_section, cache_section, langgraph_section, report
 from benchmarks.async_core import open_async_bench, run_async_cases
 from benchmarks.core import Bench
 from benchmarks.env import bench_env
@@ -108,3 +108,27 @@ def test_cache_section_runs_and_renders(postgres_server: str, redis_url: str) ->
     assert o.errors >= 1 and o.skipped > 0 and o.served_local == 0
     text = markdown(Result(profile=profile, ops=10, repeat=1, cache=cache))
     assert "### Read cache" in text and "state loads with Redis dead" in text
+
+
+def test_langgraph_section_runs_and_renders(postgres_server: str, redis_url: str) -> None:
+    """Our LangGraph adapter against langgraph-checkpoint-postgres: every workload ran on
+    both sides, the bytes were read on both, and the targets rendered."""
+    profile = replace(
+        Profile.quick(), ops=3, repeat=1, warmup=1, lg_graph_ops=1, lg_turns=2, lg_items=8
+    )
+    with bench_env(postgres_server, redis_url) as env:
+        lg = langgraph_section.run(env, profile, langgraph_section.selected(["langgraph.*"]))
+    assert lg.error is None, lg.error
+    assert [t.key for t in lg.timed] == [
+        "langgraph.graph",
+        *(f"langgraph.get_tuple.{cache}" for cache in ("off", "local", "shared")),
+        *(f"langgraph.store.{op}" for op in ("put", "get", "search")),
+    ]
+    for timed in lg.timed:
+        assert timed.error is None, timed.error
+        c = timed.comparison
+        assert c is not None and c.ratio is not None and c.baseline is not None
+    assert [f.checkpoints for f in lg.footprints] == [14, 14, 14]  # 2 invokes of 7 each
+    assert all(f.row_bytes > 0 and set(f.table_bytes) for f in lg.footprints)
+    text = markdown(Result(profile=profile, ops=3, repeat=1, langgraph=lg))
+    assert "### LangGraph" in text and "store asearch >= 1.0x AsyncPostgresStore" in text
