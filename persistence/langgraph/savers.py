@@ -8,7 +8,7 @@ import asyncio
 import copy
 import random
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -67,7 +67,43 @@ def next_version(current: str | int | None) -> str:
 _COUNTER = 10  # digits of our counter
 
 
-class PersistenceSaver(BaseCheckpointSaver[str]):
+class _Saver(BaseCheckpointSaver[str]):
+    """What both savers share: the core they call (sync or async), its options, the
+    version scheme, and a clone with another serializer allowlist."""
+
+    _core: Any
+
+    def _open(
+        self,
+        core: type[Any],
+        db: Any,
+        tenant: str,
+        workspace: str,
+        single_writer: bool,
+        compression: str | None,
+    ) -> None:
+        self._core = core(
+            db,
+            validate_slug(tenant, what="tenant slug"),
+            validate_slug(workspace, what="workspace slug"),
+            self.serde,
+            _encoding(db.settings, compression),
+            single_writer=single_writer,
+        )
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> Self:
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            assert isinstance(clone, type(self))
+            clone._core = copy.copy(self._core)
+            clone._core.serde = clone.serde
+        return clone
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return next_version(current)
+
+
+class PersistenceSaver(_Saver):
     """A LangGraph checkpointer storing one tenant's threads in one workspace.
 
     ``single_writer`` (on by default): a checkpoint is written only as the continuation
@@ -78,6 +114,8 @@ class PersistenceSaver(BaseCheckpointSaver[str]):
     for checkpoints, blobs and writes of ``compression_threshold`` bytes or more
     (default: the database's ``compression`` setting, zstd when that is ``none``).
     """
+
+    _core: Checkpointer
 
     def __init__(
         self,
@@ -90,25 +128,7 @@ class PersistenceSaver(BaseCheckpointSaver[str]):
         compression: str | None = None,
     ):
         super().__init__(serde=serde)
-        self._core = Checkpointer(
-            db,
-            validate_slug(tenant, what="tenant slug"),
-            validate_slug(workspace, what="workspace slug"),
-            self.serde,
-            _encoding(db.settings, compression),
-            single_writer=single_writer,
-        )
-
-    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> PersistenceSaver:
-        clone = super().with_allowlist(extra_allowlist)
-        if clone is not self:
-            assert isinstance(clone, PersistenceSaver)
-            clone._core = copy.copy(self._core)
-            clone._core.serde = clone.serde
-        return clone
-
-    def get_next_version(self, current: str | None, channel: None) -> str:
-        return next_version(current)
+        self._open(Checkpointer, db, tenant, workspace, single_writer, compression)
 
     # -- sync: the database's own calls -------------------------------------------------
 
@@ -205,10 +225,12 @@ class PersistenceSaver(BaseCheckpointSaver[str]):
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
-class AsyncPersistenceSaver(BaseCheckpointSaver[str]):
+class AsyncPersistenceSaver(_Saver):
     """:class:`PersistenceSaver` on an :class:`~persistence.AsyncDatabase`: the same
     options, the async methods native. Its sync methods run on the event loop the saver
     was first used on, from another thread only (as LangGraph's own async savers)."""
+
+    _core: AsyncCheckpointer
 
     def __init__(
         self,
@@ -221,26 +243,8 @@ class AsyncPersistenceSaver(BaseCheckpointSaver[str]):
         compression: str | None = None,
     ):
         super().__init__(serde=serde)
-        self._core = AsyncCheckpointer(
-            db,
-            validate_slug(tenant, what="tenant slug"),
-            validate_slug(workspace, what="workspace slug"),
-            self.serde,
-            _encoding(db.settings, compression),
-            single_writer=single_writer,
-        )
+        self._open(AsyncCheckpointer, db, tenant, workspace, single_writer, compression)
         self._bound = LoopBound("AsyncPersistenceSaver")
-
-    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> AsyncPersistenceSaver:
-        clone = super().with_allowlist(extra_allowlist)
-        if clone is not self:
-            assert isinstance(clone, AsyncPersistenceSaver)
-            clone._core = copy.copy(self._core)
-            clone._core.serde = clone.serde
-        return clone
-
-    def get_next_version(self, current: str | None, channel: None) -> str:
-        return next_version(current)
 
     def _seen(self) -> None:
         self._bound.seen()

@@ -69,3 +69,16 @@ def test_an_altered_blob_is_refused(db: Database) -> None:
         conn.execute(altered, {"t": tenant_id, "v": b"\x00" * 16})
     with pytest.raises(DataCorruptionError):
         saver.get_tuple(THREAD)
+
+
+def test_a_clone_with_another_allowlist_reads_the_same_threads(db: Database) -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    tenant = new_tenant(db)
+    strict = JsonPlusSerializer(allowed_msgpack_modules=[("my_module", "A")])
+    saver = PersistenceSaver(db, tenant=tenant, serde=strict)
+    _put(saver, None, FIRST, "1")
+    clone = saver.with_allowlist([("my_module", "B")])
+    assert isinstance(clone, PersistenceSaver) and clone is not saver
+    assert clone._core is not saver._core and clone._core.serde is clone.serde
+    assert clone.get_tuple(THREAD).checkpoint["channel_values"]["doc"] == FIRST
