@@ -118,21 +118,24 @@ class AsyncCheckpointRepository:
         """Blob rows of (thread, namespace, channel, version) keys."""
         if not keys:
             return []
-        if self._scope.is_postgres:
-            threads, namespaces, channels, versions = (list(k) for k in zip(*keys, strict=True))
-            params = {"threads": threads, "namespaces": namespaces}
-            params |= {"channels": channels, "versions": versions}
-            return await self._scope.run(BLOBS_PG, {**self._scope_params(), **params})
+        threads = {(thread, ns) for thread, ns, _, _ in keys}
+        if self._scope.is_postgres and len(threads) == 1:
+            ((thread, ns),) = threads
+            params = self._params(thread, ns)
+            params["channels"] = [channel for _, _, channel, _ in keys]
+            params["versions"] = [version for _, _, _, version in keys]
+            return await self._scope.run(BLOBS_PG, params)
         return await self._scope.execute(blobs_of(keys), self._scope_params())
 
     async def writes(self, keys: list[tuple[str, str, str]]) -> list[Any]:
         """Pending write rows of (thread, namespace, checkpoint id) keys, in apply order."""
         if not keys:
             return []
-        if self._scope.is_postgres:
-            threads, namespaces, ids = (list(k) for k in zip(*keys, strict=True))
-            params = {"threads": threads, "namespaces": namespaces, "ids": ids}
-            return await self._scope.run(WRITES_OF_PG, {**self._scope_params(), **params})
+        threads = {(thread, ns) for thread, ns, _ in keys}
+        if self._scope.is_postgres and len(threads) == 1:
+            ((thread, ns),) = threads
+            params = self._params(thread, ns, ids=[checkpoint for _, _, checkpoint in keys])
+            return await self._scope.run(WRITES_OF_PG, params)
         return await self._scope.execute(writes_of(keys), self._scope_params())
 
     def _scope_params(self) -> dict[str, Any]:

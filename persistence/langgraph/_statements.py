@@ -378,8 +378,10 @@ WRITES_REPLACE_PG = Statement(
 )
 
 
-# PostgreSQL: the blobs and the pending writes of some checkpoints, keys as arrays (one
-# statement compiled once, whatever their number; SQLite builds blobs_of / writes_of).
+# PostgreSQL: the blobs and the pending writes of checkpoints of one (thread, namespace),
+# the rest of their keys as arrays: compiled once, and every key an index condition (a
+# semi-join on unnest of all the keys was planned as a nested loop over the workspace's
+# rows while the tables' statistics were young). Others: blobs_of / writes_of.
 BLOBS_PG = Statement(
     _pg(
         """
@@ -390,9 +392,9 @@ JOIN lg_blobs AS b ON b.tenant_id = ch.tenant_id AND b.workspace_id = ch.workspa
      AND b.thread_id = ch.thread_id AND b.checkpoint_ns = ch.checkpoint_ns
      AND b.digest = ch.digest
 WHERE ch.tenant_id = :tenant_id AND ch.workspace_id = :workspace_id
-  AND (ch.thread_id, ch.checkpoint_ns, ch.channel, ch.version) IN (
-      SELECT * FROM unnest(CAST(:threads AS text[]), CAST(:namespaces AS text[]),
-                           CAST(:channels AS text[]), CAST(:versions AS text[])))
+  AND ch.thread_id = :thread_id AND ch.checkpoint_ns = :checkpoint_ns
+  AND (ch.channel, ch.version) IN (
+      SELECT * FROM unnest(CAST(:channels AS text[]), CAST(:versions AS text[])))
 """,
         **_IDS,
     ).columns(
@@ -419,9 +421,8 @@ LEFT JOIN lg_blobs AS b ON b.tenant_id = w.tenant_id AND b.workspace_id = w.work
      AND b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns
      AND b.digest = w.digest
 WHERE w.tenant_id = :tenant_id AND w.workspace_id = :workspace_id
-  AND (w.thread_id, w.checkpoint_ns, w.checkpoint_id) IN (
-      SELECT * FROM unnest(CAST(:threads AS text[]), CAST(:namespaces AS text[]),
-                           CAST(:ids AS text[])))
+  AND w.thread_id = :thread_id AND w.checkpoint_ns = :checkpoint_ns
+  AND w.checkpoint_id = ANY(CAST(:ids AS text[]))
 ORDER BY w.task_path, w.task_id, w.idx
 """,
         **_IDS,
