@@ -115,7 +115,7 @@ class InvalidationChannel:
             self._stop.wait(self.heartbeat)  # then subscribe again
 
     def _listen(self) -> None:
-        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]  # (typed from redis 8.2)
         try:
             pubsub.subscribe(self.channel)
             pinged = time.monotonic()
