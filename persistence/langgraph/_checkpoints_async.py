@@ -63,6 +63,11 @@ class AsyncCheckpointRepository:
 
     # -- reads ------------------------------------------------------------------------
 
+    def _renamed(self, thread_id: str, ns: str) -> dict[str, Any]:
+        """The parameters of ``in_thread_renamed`` (statements that UPDATE)."""
+        scope = self._scope
+        return {"t_id": scope.tenant_id, "w_id": scope.workspace_id, "th_id": thread_id, "ns": ns}
+
     async def get(self, thread_id: str, ns: str, checkpoint_id: str) -> Any:
         """The row of one checkpoint, or None."""
         params = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
@@ -297,8 +302,7 @@ class AsyncCheckpointRepository:
             if fence is not None:
                 self._changed(thread_id, ns, fence)
             return
-        bump = {"t_id": base["tenant_id"], "w_id": base["workspace_id"]}
-        fence = await self._scope.run_scalar(BUMP, {**bump, "th_id": thread_id, "ns": ns})
+        fence = await self._scope.run_scalar(BUMP, self._renamed(thread_id, ns))
         if fence is not None:
             self._changed(thread_id, ns, fence)
         for b in blobs.values():
@@ -366,8 +370,7 @@ class AsyncCheckpointRepository:
             await scope.execute(statement, self._params(thread_id, ns))
         # the head goes back to the newest checkpoint left (none: the namespace starts
         # again): a head naming a deleted checkpoint would refuse every resume
-        keys = {"t_id": scope.tenant_id, "w_id": scope.workspace_id, "th_id": thread_id}
-        await scope.execute(maintenance.reset_head(), {**keys, "ns": ns})
+        await scope.execute(maintenance.reset_head(), self._renamed(thread_id, ns))
 
     async def copy(self, source: str, target: str) -> None:
         """Copy every row of thread ``source`` to thread ``target`` (which must be empty)."""

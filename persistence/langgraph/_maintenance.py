@@ -17,6 +17,7 @@ from persistence.langgraph._statements import (
     THREADS,
     WRITES,
     in_thread,
+    in_thread_renamed,
 )
 from persistence.repositories._sql import TENANT, WORKSPACE
 
@@ -149,17 +150,7 @@ def crowded(limit: int) -> Any:
 
 
 def reset_head() -> Any:
-    """Set one (thread, namespace)'s head to its newest checkpoint (NULL when none). Bound
-    as ``t_id``, ``w_id``, ``th_id``, ``ns``: an UPDATE reserves its columns' names."""
-
-    def of(table: Table) -> Any:
-        c = table.c
-        return and_(
-            c.tenant_id == bindparam("t_id"),
-            c.workspace_id == bindparam("w_id"),
-            c.thread_id == bindparam("th_id"),
-            c.checkpoint_ns == bindparam("ns"),
-        )
-
-    newest = select(func.max(CHECKPOINTS.c.checkpoint_id)).where(of(CHECKPOINTS))
-    return update(THREADS).where(of(THREADS)).values(head=newest.scalar_subquery())
+    """Set one (thread, namespace)'s head to its newest checkpoint (NULL when none); bound
+    as :func:`in_thread_renamed` says."""
+    newest = select(func.max(CHECKPOINTS.c.checkpoint_id)).where(in_thread_renamed(CHECKPOINTS))
+    return update(THREADS).where(in_thread_renamed(THREADS)).values(head=newest.scalar_subquery())

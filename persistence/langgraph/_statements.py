@@ -53,6 +53,7 @@ __all__ = [
     "WRITE_ROW",
     "blobs_of",
     "in_thread",
+    "in_thread_renamed",
     "writes_of",
 ]
 
@@ -73,6 +74,18 @@ def in_thread(table: Table, *, ns: bool = True) -> Any:
     c = table.c
     where = and_(c.tenant_id == TENANT, c.workspace_id == WORKSPACE, c.thread_id == _THREAD)
     return and_(where, c.checkpoint_ns == _NS) if ns else where
+
+
+def in_thread_renamed(table: Table) -> Any:
+    """:func:`in_thread` (with the namespace) bound as ``t_id``, ``w_id``, ``th_id`` and
+    ``ns``: an UPDATE reserves its table's column names for its SET clause."""
+    c = table.c
+    return and_(
+        c.tenant_id == bindparam("t_id"),
+        c.workspace_id == bindparam("w_id"),
+        c.thread_id == bindparam("th_id"),
+        c.checkpoint_ns == bindparam("ns"),
+    )
 
 
 _cp = CHECKPOINTS.c
@@ -261,12 +274,7 @@ CLAIM = Statement(_claim(), "lg_claim")
 #: SQLite: a task's writes raise the namespace's fence (PostgreSQL: in WRITES_*_PG).
 BUMP = Statement(
     update(THREADS)
-    .where(
-        THREADS.c.tenant_id == bindparam("t_id"),
-        THREADS.c.workspace_id == bindparam("w_id"),
-        THREADS.c.thread_id == bindparam("th_id"),
-        THREADS.c.checkpoint_ns == bindparam("ns"),
-    )
+    .where(in_thread_renamed(THREADS))
     .values(fence=THREADS.c.fence + 1)
     .returning(THREADS.c.fence),
     "lg_bump",
