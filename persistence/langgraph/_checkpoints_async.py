@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
+from persistence._pg_arrays import bigint_array, bytea_array, text_array
 from persistence.cache import Entry
 from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
@@ -127,8 +128,8 @@ class AsyncCheckpointRepository:
         if self._scope.is_postgres and len(threads) == 1:
             ((thread, ns),) = threads
             params = self._params(thread, ns)
-            params["channels"] = [channel for _, _, channel, _ in keys]
-            params["versions"] = [version for _, _, _, version in keys]
+            params["channels"] = text_array([channel for _, _, channel, _ in keys])
+            params["versions"] = text_array([version for _, _, _, version in keys])
             return await self._scope.run(BLOBS_PG, params)
         return await self._scope.execute(blobs_of(keys), self._scope_params())
 
@@ -139,7 +140,8 @@ class AsyncCheckpointRepository:
         threads = {(thread, ns) for thread, ns, _ in keys}
         if self._scope.is_postgres and len(threads) == 1:
             ((thread, ns),) = threads
-            params = self._params(thread, ns, ids=[checkpoint for _, _, checkpoint in keys])
+            ids = text_array([checkpoint for _, _, checkpoint in keys])
+            params = self._params(thread, ns, ids=ids)
             return await self._scope.run(WRITES_OF_PG, params)
         return await self._scope.execute(writes_of(keys), self._scope_params())
 
@@ -221,13 +223,10 @@ class AsyncCheckpointRepository:
         ]
         if scope.is_postgres:
             blobs = list(row.blobs.values())
-            params["blob_digests"] = [b.digest for b in blobs]
-            params["blob_types"] = [b.type for b in blobs]
-            params["blob_codecs"] = [b.codec for b in blobs]
-            params["blob_values"] = [b.value for b in blobs]
-            params["channel_names"] = [c for c, _, _ in channels]
-            params["channel_versions"] = [v for _, v, _ in channels]
-            params["channel_digests"] = [d for _, _, d in channels]
+            params.update(_blob_arrays(blobs))
+            params["channel_names"] = text_array([c for c, _, _ in channels])
+            params["channel_versions"] = text_array([v for _, v, _ in channels])
+            params["channel_digests"] = bytea_array([d for _, _, d in channels])
             written = await scope.run_one(PUT_PG, params)
         else:
             written = await self._put_rows(params, row, channels)
@@ -285,17 +284,14 @@ class AsyncCheckpointRepository:
                 **base,
                 "task_id": rows[0].task_id,
                 "task_path": rows[0].task_path,
-                "idxs": [w.idx for w in rows],
-                "channels": [w.channel for w in rows],
-                "types": [w.type for w in rows],
-                "values": [w.value for w in rows],
-                "codecs": [w.codec for w in rows],
-                "checksums": [w.checksum for w in rows],
-                "digests": [w.digest for w in rows],
-                "blob_digests": [b.digest for b in blobs.values()],
-                "blob_types": [b.type for b in blobs.values()],
-                "blob_codecs": [b.codec for b in blobs.values()],
-                "blob_values": [b.value for b in blobs.values()],
+                "idxs": bigint_array([w.idx for w in rows]),
+                "channels": text_array([w.channel for w in rows]),
+                "types": text_array([w.type for w in rows]),
+                "values": bytea_array([w.value for w in rows]),
+                "codecs": text_array([w.codec for w in rows]),
+                "checksums": bytea_array([w.checksum for w in rows]),
+                "digests": bytea_array([w.digest for w in rows]),
+                **_blob_arrays(list(blobs.values())),
             }
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
             fence = await self._scope.run_scalar(statement, params)
@@ -383,6 +379,16 @@ class AsyncCheckpointRepository:
             raise AlreadyExistsError(f"thread {target!r} already has checkpoints")
         for table in (THREADS, CHECKPOINTS, CHANNELS, BLOBS, WRITES):
             await self._scope.execute(maintenance.copy_rows(table), params)
+
+
+def _blob_arrays(blobs: Sequence[Blob]) -> dict[str, Any]:
+    """The array parameters of blob rows (PostgreSQL statements unnest them)."""
+    return {
+        "blob_digests": bytea_array([b.digest for b in blobs]),
+        "blob_types": text_array([b.type for b in blobs]),
+        "blob_codecs": text_array([b.codec for b in blobs]),
+        "blob_values": bytea_array([b.value for b in blobs]),
+    }
 
 
 def _run_id(metadata: dict[str, Any]) -> str | None:
