@@ -38,6 +38,7 @@ from persistence._compiled import Statement
 from persistence._executor_async import Row, driver_of, run_entering, simple_query, sync_of
 from persistence._session_reset import DIRTY, mark_dirty
 from persistence._warm import WarmConnections
+from persistence._wire import closed_meanwhile
 from persistence.errors import DatabaseUnavailableError, NotFoundError, PersistenceError, translate
 
 if TYPE_CHECKING:
@@ -137,19 +138,28 @@ class _Transaction(Protocol):
 
 
 async def first_statement(
-    tx: _Transaction, deferred: Deferred, statement: Statement, params: Mapping[str, Any]
+    tx: _Transaction,
+    deferred: Deferred,
+    statement: Statement,
+    params: Mapping[str, Any],
+    *,
+    commit: bool = False,
 ) -> list[Row]:
-    """Run ``statement`` as the first of ``tx``, with ``BEGIN`` and the entry."""
+    """Run ``statement`` as the first of ``tx``, with ``BEGIN`` and the entry (and
+    ``COMMIT``, if ``commit``: see :func:`_on_live_connection_once`)."""
     if deferred.failure is not None:
         raise deferred.failure
     deferred.tried = True
     begin = _enter.PIPELINED_BEGIN[deferred.read_only]
 
     async def attempt() -> tuple[Any, list[Row] | PersistenceError]:
-        connection = tx.connection
-        return await run_entering(connection, begin, deferred.entry(), statement, params)
+        connection, entry = tx.connection, deferred.entry()
+        return await run_entering(connection, begin, entry, statement, params, commit=commit)
 
-    entered, outcome = await _on_live_connection(tx, deferred, attempt)
+    if commit:
+        entered, outcome = await _on_live_connection_once(tx, deferred, attempt)
+    else:
+        entered, outcome = await _on_live_connection(tx, deferred, attempt)
     row = _enter.EntryRow(entered) if entered.ntuples else None
     await _settle(tx, deferred, row)
     if isinstance(outcome, PersistenceError):
@@ -222,6 +232,20 @@ async def _on_live_connection(
         log.warning("a pooled database connection was dead (%s); entering on another", cause)
     db = deferred.db
     await shielded(_replace_connection(tx, db))  # sync: _replace_connection(tx, db)
+    return await attempt()
+
+
+async def _on_live_connection_once(
+    tx: _Transaction, deferred: Deferred, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """``attempt()`` of a batch that commits, once: it may have committed when its
+    connection is lost on the way, so it never runs again. A pooled connection the server
+    closed meanwhile (``persistence._wire.closed_meanwhile``) is replaced before it."""
+    driver = driver_of(tx.connection)
+    if closed_meanwhile(driver.pgconn):
+        log.warning("a pooled database connection was closed by the server; entering on another")
+        db = deferred.db
+        await shielded(_replace_connection(tx, db))  # sync: _replace_connection(tx, db)
     return await attempt()
 
 

@@ -62,6 +62,11 @@ _TUPLES_OK = ExecStatus.TUPLES_OK
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
 _LOST = "the unit of work lost its database connection: nothing more can run in it"
+_COMMIT = b"COMMIT"
+_IN_DOUBT = (
+    "the database connection was lost while the unit of work committed with its last "
+    "statement: whether it committed is unknown (read before writing it again)"
+)
 
 
 def sync_of(connection: Connection) -> Connection:
@@ -74,14 +79,22 @@ def driver_of(connection: Connection) -> Any:
     return sync_of(connection).connection.driver_connection
 
 
-def run(connection: Connection, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+def run(
+    connection: Connection,
+    statement: Statement,
+    params: Mapping[str, Any],
+    *,
+    commit: bool = False,
+) -> list[Row]:
     """Run ``statement`` with ``params`` on ``connection`` (the unit of work's); its rows.
+    ``commit`` (PostgreSQL): ``COMMIT`` in the same round trip, after the statement (not
+    sent if the statement fails).
 
     Raises the :class:`~persistence.errors.PersistenceError` a driver error maps to.
     """
     sync = sync_of(connection)
     compiled, args = arguments(statement, sync.dialect, params)
-    raw = _execute(connection, sync, compiled, args)
+    raw = _execute(connection, sync, compiled, args, commit)
     return rows(compiled, raw)
 
 
@@ -97,7 +110,9 @@ def run_scalar(connection: Connection, statement: Statement, params: Mapping[str
     return found[0][0] if found else None
 
 
-def _execute(connection: Connection, sync: Connection, compiled: Any, args: Any) -> Any:
+def _execute(
+    connection: Connection, sync: Connection, compiled: Any, args: Any, commit: bool = False
+) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
     observed, sql = _observed(sync), compiled.sql
@@ -110,7 +125,7 @@ def _execute(connection: Connection, sync: Connection, compiled: Any, args: Any)
             cursor, context = (_cursor(pooled, driver) if is_pg else driver), _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
-            raw = _alone(connection, pooled, driver, compiled, args)
+            raw = _alone(connection, pooled, driver, compiled, args, commit)
         else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
             raw = _fetch(driver, sql, args)
         if observed:
@@ -120,13 +135,20 @@ def _execute(connection: Connection, sync: Connection, compiled: Any, args: Any)
         raise_translated(connection, sql, args, exc)
 
 
-def _alone(connection: Connection, pooled: Any, driver: Any, compiled: Any, args: Any) -> list[Any]:
-    """The rows of one statement sent through libpq (:mod:`persistence._wire`); a
-    driver error of the statement is raised as psycopg's."""
+def _alone(
+    connection: Connection, pooled: Any, driver: Any, compiled: Any, args: Any, commit: bool
+) -> list[Any]:
+    """The rows of one statement sent through libpq (:mod:`persistence._wire`), with
+    ``COMMIT`` after it if ``commit``; a driver error of either is raised as psycopg's."""
     batch = Batch(driver, pooled.info)
     batch.add_named(compiled.wire, args, binary=compiled.binary)
-    (result,) = _round_trip(connection, batch)
-    return batch.rows(result)
+    if commit:
+        batch.add(_COMMIT)
+    results = _round_trip(connection, batch, committing=commit)
+    found = batch.rows(results[0])
+    if commit:
+        batch.rows(results[1])  # (the error of a COMMIT that failed)
+    return found
 
 
 def _observed(sync: Connection) -> bool:
@@ -144,10 +166,13 @@ def run_entering(
     entry: tuple[Statement, Mapping[str, Any]],
     statement: Statement,
     params: Mapping[str, Any],
+    *,
+    commit: bool = False,
 ) -> tuple[Any, list[Row] | PersistenceError]:
     """``begin`` (``BEGIN ...``), the tenant entry (``entry``: its statement and
     parameters) and ``statement`` in one round trip, as one libpq pipeline
-    (:mod:`persistence._wire`; PostgreSQL only).
+    (:mod:`persistence._wire`; PostgreSQL only); ``commit``: ``COMMIT`` after them
+    (skipped by the server if the statement fails).
 
     Returns the entry's result (its row as text, for ``persistence._enter.EntryRow``)
     and the statement's rows, or the error the statement raised, translated, for the
@@ -169,19 +194,23 @@ def run_entering(
         batch.add(begin)
         batch.add_named(head.wire, head_args, binary=False)  # type: ignore[arg-type]
         batch.add_named(compiled.wire, args, binary=compiled.binary)  # type: ignore[arg-type]
+        if commit:
+            batch.add(_COMMIT)
     except psycopg.Error as exc:
         raise_translated(connection, compiled.sql, args, exc)
     observed = _observed(sync)
     if observed:
         context, cursor = _Context(), _cursor(pooled, driver)
         sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
-    began, entered, result = _round_trip(connection, batch)
+    began, entered, result, *committed = _round_trip(connection, batch, committing=commit)
     if entered.status != _TUPLES_OK:
         failed = began if began.status == _FATAL_ERROR else entered
         cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
         raise_translated(connection, head.sql, head_args, cause)
     try:  # its error (or its prepare's), or a value psycopg cannot load (year 10000)
         raw = batch.rows(result)
+        for outcome in committed:  # (the error of a COMMIT that failed)
+            batch.rows(outcome)
     except psycopg.Error as exc:
         try:
             raise_translated(connection, compiled.sql, args, exc)
@@ -192,10 +221,11 @@ def run_entering(
     return entered, rows(compiled, raw)
 
 
-def _round_trip(connection: Connection, batch: Batch) -> list[Any]:
+def _round_trip(connection: Connection, batch: Batch, *, committing: bool = False) -> list[Any]:
     """Send ``batch`` and read its results: one result per statement. A connection left
     in an unknown state (broken, or the wait interrupted or cancelled) is invalidated:
-    never pooled again."""
+    never pooled again; ``committing``: the batch ends with ``COMMIT``, and a connection
+    lost on the way leaves its outcome unknown (DatabaseUnavailableError says so)."""
     driver = batch.driver
     try:
         batch.send()
@@ -206,7 +236,10 @@ def _round_trip(connection: Connection, batch: Batch) -> list[Any]:
         if not isinstance(exc, psycopg.Error):
             raise
         wrapped = _wrapped("(pipeline)", None, exc, invalidated=True)
-        raise translate(wrapped) from wrapped
+        error = translate(wrapped)
+        if committing and isinstance(error, DatabaseUnavailableError):
+            raise DatabaseUnavailableError(_IN_DOUBT) from wrapped
+        raise error from wrapped
 
 
 def _no_entry() -> psycopg.Error:

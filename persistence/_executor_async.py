@@ -62,6 +62,11 @@ _TUPLES_OK = ExecStatus.TUPLES_OK
 _FATAL_ERROR = ExecStatus.FATAL_ERROR
 _CURSOR = "persistence_executor_cursor"
 _LOST = "the unit of work lost its database connection: nothing more can run in it"
+_COMMIT = b"COMMIT"
+_IN_DOUBT = (
+    "the database connection was lost while the unit of work committed with its last "
+    "statement: whether it committed is unknown (read before writing it again)"
+)
 
 
 def sync_of(connection: AsyncConnection) -> Connection:
@@ -78,15 +83,21 @@ def driver_of(connection: AsyncConnection) -> Any:
 
 
 async def run(
-    connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+    connection: AsyncConnection,
+    statement: Statement,
+    params: Mapping[str, Any],
+    *,
+    commit: bool = False,
 ) -> list[Row]:
     """Run ``statement`` with ``params`` on ``connection`` (the unit of work's); its rows.
+    ``commit`` (PostgreSQL): ``COMMIT`` in the same round trip, after the statement (not
+    sent if the statement fails).
 
     Raises the :class:`~persistence.errors.PersistenceError` a driver error maps to.
     """
     sync = sync_of(connection)
     compiled, args = arguments(statement, sync.dialect, params)
-    raw = await _execute(connection, sync, compiled, args)
+    raw = await _execute(connection, sync, compiled, args, commit)
     return rows(compiled, raw)
 
 
@@ -106,7 +117,9 @@ async def run_scalar(
     return found[0][0] if found else None
 
 
-async def _execute(connection: AsyncConnection, sync: Connection, compiled: Any, args: Any) -> Any:
+async def _execute(
+    connection: AsyncConnection, sync: Connection, compiled: Any, args: Any, commit: bool = False
+) -> Any:
     if sync.invalidated:  # never a statement on a silently reconnected connection
         raise DatabaseUnavailableError(_LOST)
     observed, sql = _observed(sync), compiled.sql
@@ -119,7 +132,7 @@ async def _execute(connection: AsyncConnection, sync: Connection, compiled: Any,
             cursor, context = (_cursor(pooled, driver) if is_pg else driver), _Context()
             sync.dispatch.before_cursor_execute(sync, cursor, sql, args, context, False)
         if is_pg:
-            raw = await _alone(connection, pooled, driver, compiled, args)
+            raw = await _alone(connection, pooled, driver, compiled, args, commit)
         else:  # (one call: on asyncio, one hop to aiosqlite's thread and back)
             raw = await driver.execute_fetchall(sql, args)  # sync: raw = _fetch(driver, sql, args)
         if observed:
@@ -130,14 +143,19 @@ async def _execute(connection: AsyncConnection, sync: Connection, compiled: Any,
 
 
 async def _alone(
-    connection: AsyncConnection, pooled: Any, driver: Any, compiled: Any, args: Any
+    connection: AsyncConnection, pooled: Any, driver: Any, compiled: Any, args: Any, commit: bool
 ) -> list[Any]:
-    """The rows of one statement sent through libpq (:mod:`persistence._wire`); a
-    driver error of the statement is raised as psycopg's."""
+    """The rows of one statement sent through libpq (:mod:`persistence._wire`), with
+    ``COMMIT`` after it if ``commit``; a driver error of either is raised as psycopg's."""
     batch = Batch(driver, pooled.info)
     batch.add_named(compiled.wire, args, binary=compiled.binary)
-    (result,) = await _round_trip(connection, batch)
-    return batch.rows(result)
+    if commit:
+        batch.add(_COMMIT)
+    results = await _round_trip(connection, batch, committing=commit)
+    found = batch.rows(results[0])
+    if commit:
+        batch.rows(results[1])  # (the error of a COMMIT that failed)
+    return found
 
 
 def _observed(sync: Connection) -> bool:
@@ -155,10 +173,13 @@ async def run_entering(
     entry: tuple[Statement, Mapping[str, Any]],
     statement: Statement,
     params: Mapping[str, Any],
+    *,
+    commit: bool = False,
 ) -> tuple[Any, list[Row] | PersistenceError]:
     """``begin`` (``BEGIN ...``), the tenant entry (``entry``: its statement and
     parameters) and ``statement`` in one round trip, as one libpq pipeline
-    (:mod:`persistence._wire`; PostgreSQL only).
+    (:mod:`persistence._wire`; PostgreSQL only); ``commit``: ``COMMIT`` after them
+    (skipped by the server if the statement fails).
 
     Returns the entry's result (its row as text, for ``persistence._enter.EntryRow``)
     and the statement's rows, or the error the statement raised, translated, for the
@@ -180,19 +201,23 @@ async def run_entering(
         batch.add(begin)
         batch.add_named(head.wire, head_args, binary=False)  # type: ignore[arg-type]
         batch.add_named(compiled.wire, args, binary=compiled.binary)  # type: ignore[arg-type]
+        if commit:
+            batch.add(_COMMIT)
     except psycopg.Error as exc:
         await raise_translated(connection, compiled.sql, args, exc)
     observed = _observed(sync)
     if observed:
         context, cursor = _Context(), _cursor(pooled, driver)
         sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
-    began, entered, result = await _round_trip(connection, batch)
+    began, entered, result, *committed = await _round_trip(connection, batch, committing=commit)
     if entered.status != _TUPLES_OK:
         failed = began if began.status == _FATAL_ERROR else entered
         cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
         await raise_translated(connection, head.sql, head_args, cause)
     try:  # its error (or its prepare's), or a value psycopg cannot load (year 10000)
         raw = batch.rows(result)
+        for outcome in committed:  # (the error of a COMMIT that failed)
+            batch.rows(outcome)
     except psycopg.Error as exc:
         try:
             await raise_translated(connection, compiled.sql, args, exc)
@@ -203,10 +228,13 @@ async def run_entering(
     return entered, rows(compiled, raw)
 
 
-async def _round_trip(connection: AsyncConnection, batch: Batch) -> list[Any]:
+async def _round_trip(
+    connection: AsyncConnection, batch: Batch, *, committing: bool = False
+) -> list[Any]:
     """Send ``batch`` and read its results: one result per statement. A connection left
     in an unknown state (broken, or the wait interrupted or cancelled) is invalidated:
-    never pooled again."""
+    never pooled again; ``committing``: the batch ends with ``COMMIT``, and a connection
+    lost on the way leaves its outcome unknown (DatabaseUnavailableError says so)."""
     driver = batch.driver
     try:
         batch.send()
@@ -217,7 +245,10 @@ async def _round_trip(connection: AsyncConnection, batch: Batch) -> list[Any]:
         if not isinstance(exc, psycopg.Error):
             raise
         wrapped = _wrapped("(pipeline)", None, exc, invalidated=True)
-        raise translate(wrapped) from wrapped
+        error = translate(wrapped)
+        if committing and isinstance(error, DatabaseUnavailableError):
+            raise DatabaseUnavailableError(_IN_DOUBT) from wrapped
+        raise error from wrapped
 
 
 def _no_entry() -> psycopg.Error:

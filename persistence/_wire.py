@@ -27,20 +27,21 @@ unnamed statements until the reset.
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import psycopg.errors
 from psycopg.adapt import PyFormat, Transformer
-from psycopg.pq import ExecStatus, Format
+from psycopg.pq import ConnStatus, ExecStatus, Format
 from psycopg.waiting import Ready, Wait
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence._session_reset import DIRTY, PREPARED
 
-__all__ = ["Batch", "exchange", "install", "numbered"]
+__all__ = ["Batch", "closed_meanwhile", "exchange", "install", "numbered"]
 
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
 _PREPARES = "persistence_prepares"  # the engine's prepared_statements setting
@@ -52,6 +53,7 @@ _TUPLES_OK = ExecStatus.TUPLES_OK
 _STALE_NAME = (b"26000", b"0A000")
 _SQLSTATE = ord("C")  # PG_DIAG_SQLSTATE
 _AUTO: dict[int, list[PyFormat]] = {}
+_OK = ConnStatus.OK
 
 
 def numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
@@ -242,3 +244,19 @@ def exchange(pgconn: Any) -> Generator[Wait, Ready, list[Any]]:
         if result.status == _PIPELINE_SYNC:
             return results
         results.append(result)
+
+
+def closed_meanwhile(pgconn: Any) -> bool:
+    """Whether the server closed, or is closing, this idle connection while it sat in
+    the pool: anything waiting on its socket says so (the error of
+    ``pg_terminate_backend`` or a shutdown, then the end of the stream; the library never
+    listens for notifications, so nothing else is expected). No round trip: one
+    ``select`` with no wait. A connection the network lost silently shows nothing here
+    (its next round trip fails or times out)."""
+    if pgconn.status != _OK:
+        return True
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

@@ -80,6 +80,7 @@ class _Transaction:
         self.pending: Deferred | None = None
         self.entry: Mapping[Any, Any] | None = None
         self.written: set[str] = set()  # cache keys written (read from the database then)
+        self.committed = False  # by a last statement (run(..., last=True)), COMMIT with it
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
@@ -109,12 +110,33 @@ class _Transaction:
         """Whether the ORM session was handed out (SQL of the caller's own)."""
         return self._session is not None
 
-    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
-        """Run ``statement`` in this transaction (the first one carries the entry)."""
-        pending = self.pending
+    def run(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> list[Row]:
+        """Run ``statement`` in this transaction (the first one carries the entry).
+
+        ``last``: nothing more runs in this unit of work. On PostgreSQL, outside a
+        savepoint and with no ORM session handed out, the statement's ``COMMIT`` goes
+        in its round trip (not sent if it fails); the unit of work is then committed,
+        and an exception raised in its block after it rolls nothing back. Used only
+        for statements that write nothing when the scope turns out to be gone (every
+        row carries the tenant row-level security checks and a foreign key to its
+        workspace): the entry row is read after the ``COMMIT``.
+        """
+        if self.committed:
+            raise PersistenceError(
+                "the unit of work committed with its last statement: nothing more can run in it"
+            )
+        pending, commit = self.pending, last and self._commits_with_a_statement()
         if pending is None:
-            return run(self.connection, statement, params)
-        return first_statement(self, pending, statement, params)
+            found = run(self.connection, statement, params, commit=commit)
+        else:
+            found = first_statement(self, pending, statement, params, commit=commit)
+        self.committed = commit
+        return found
+
+    def _commits_with_a_statement(self) -> bool:
+        return self._on_driver and self._session is None and len(self._callbacks) == 1
 
     def connected(self) -> Connection:
         """The transaction's connection, its entry sent."""
@@ -148,22 +170,17 @@ class _Transaction:
         self._callbacks[-1].extend(queued)
 
     def finish(self, failed: bool) -> None:
-        committed = False
+        committed = self.committed  # (by its last statement: nothing left to send)
         try:
-            if failed:
+            if failed and not committed:
                 if self._session is not None:
                     self._session.rollback()
                 if self._on_driver:
                     self._end_on_driver(commit=False)
                 return
-            sent_nothing = self._sent_nothing()
-            self._require_committable(sent_nothing)
-            if self._session is not None:
-                with translate_errors():
-                    self._session.commit()
-            if self._on_driver and not sent_nothing:  # what the session did not commit
-                self._end_on_driver(commit=True)  # (raises translated errors itself)
-            committed = True
+            if not committed:
+                self._commit()
+                committed = True
         finally:
             if self._session is not None:
                 self._session.close()
@@ -171,6 +188,15 @@ class _Transaction:
                 self.connection.close()
         if self._callbacks[0]:
             self._run_callbacks()
+
+    def _commit(self) -> None:
+        sent_nothing = self._sent_nothing()
+        self._require_committable(sent_nothing)
+        if self._session is not None:
+            with translate_errors():
+                self._session.commit()
+        if self._on_driver and not sent_nothing:  # what the session did not commit
+            self._end_on_driver(commit=True)  # (raises translated errors itself)
 
     def _sent_nothing(self) -> bool:
         """Whether nothing of this unit of work reached the server: its entry still

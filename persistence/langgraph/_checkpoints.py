@@ -223,11 +223,16 @@ class CheckpointRepository:
             params["channel_names"] = text_array([c for c, _, _ in channels])
             params["channel_versions"] = text_array([v for _, v, _ in channels])
             params["channel_digests"] = bytea_array([d for _, _, d in channels])
-            written = scope.run_one(PUT_PG, params)
+            # (one statement, and the unit of work's COMMIT with it: the fenced claim
+            # writes nothing for a scope gone meanwhile, RLS and foreign keys refuse it)
+            written = scope.run_one(PUT_PG, params, last=True)
+            head = None if written.fence is not None else written.head
         else:
             written = self._put_rows(params, row, channels)
-        if written is None:
-            head = scope.run_scalar(HEAD, self._params(thread_id, ns))
+            head = None
+            if written is None:
+                head = scope.run_scalar(HEAD, self._params(thread_id, ns))
+        if written is None or written.fence is None:
             raise StaleFenceError(
                 f"thread {thread_id!r}{_ns(ns)} moved on: its head is checkpoint {head!r}, not "
                 f"{parent_id!r}, which this put continues (another writer resumed the thread); "
@@ -290,7 +295,7 @@ class CheckpointRepository:
                 **_blob_arrays(list(blobs.values())),
             }
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
-            fence = self._scope.run_scalar(statement, params)
+            fence = self._scope.run_scalar(statement, params, last=True)
             if fence is not None:
                 self._changed(thread_id, ns, fence)
             return

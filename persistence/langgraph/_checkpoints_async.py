@@ -227,11 +227,16 @@ class AsyncCheckpointRepository:
             params["channel_names"] = text_array([c for c, _, _ in channels])
             params["channel_versions"] = text_array([v for _, v, _ in channels])
             params["channel_digests"] = bytea_array([d for _, _, d in channels])
-            written = await scope.run_one(PUT_PG, params)
+            # (one statement, and the unit of work's COMMIT with it: the fenced claim
+            # writes nothing for a scope gone meanwhile, RLS and foreign keys refuse it)
+            written = await scope.run_one(PUT_PG, params, last=True)
+            head = None if written.fence is not None else written.head
         else:
             written = await self._put_rows(params, row, channels)
-        if written is None:
-            head = await scope.run_scalar(HEAD, self._params(thread_id, ns))
+            head = None
+            if written is None:
+                head = await scope.run_scalar(HEAD, self._params(thread_id, ns))
+        if written is None or written.fence is None:
             raise StaleFenceError(
                 f"thread {thread_id!r}{_ns(ns)} moved on: its head is checkpoint {head!r}, not "
                 f"{parent_id!r}, which this put continues (another writer resumed the thread); "
@@ -294,7 +299,7 @@ class AsyncCheckpointRepository:
                 **_blob_arrays(list(blobs.values())),
             }
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
-            fence = await self._scope.run_scalar(statement, params)
+            fence = await self._scope.run_scalar(statement, params, last=True)
             if fence is not None:
                 self._changed(thread_id, ns, fence)
             return

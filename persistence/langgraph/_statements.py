@@ -329,7 +329,12 @@ WITH claim AS (
             payload = excluded.payload, codec = excluded.codec, checksum = excluded.checksum,
             versions = excluded.versions, metadata = excluded.metadata
 )
-SELECT fence FROM claim
+SELECT (SELECT fence FROM claim) AS fence,
+       CASE WHEN NOT EXISTS (SELECT FROM claim) THEN
+           (SELECT head FROM lg_threads
+            WHERE tenant_id = :tenant_id AND workspace_id = :workspace_id
+              AND thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns)
+       END AS head
 """
 
 _WRITES_PG = """
@@ -367,7 +372,9 @@ def _pg(sql: str, **types: Any) -> Any:
 
 _IDS = {"tenant_id": Uuid(), "workspace_id": Uuid()}
 PUT_PG = Statement(
-    _pg(_PUT_PG, **_IDS, now=UTCDateTime(), unfenced=Boolean()).columns(fence=BigInteger()),
+    _pg(_PUT_PG, **_IDS, now=UTCDateTime(), unfenced=Boolean()).columns(
+        fence=BigInteger(), head=Text()
+    ),
     "lg_put_pg",
 )
 _FENCE = ")\nSELECT fence FROM bump"

@@ -34,7 +34,9 @@ class _Transaction(Protocol):
     @property
     def pending(self) -> object | None: ...
 
-    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]: ...
+    def run(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> list[Row]: ...
 
     def connected(self) -> Connection: ...
 
@@ -85,19 +87,27 @@ class Scope:
         """The transaction's connection, the tenant entry sent (``persistence._deferred``)."""
         return self.transaction.connected()
 
-    def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+    def run(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> list[Row]:
         """Run ``statement`` (``persistence._executor.run``) in this transaction; the
-        first statement of a unit of work carries its ``BEGIN`` and tenant entry."""
-        return self.transaction.run(statement, params)
+        first statement of a unit of work carries its ``BEGIN`` and tenant entry.
+        ``last``: the unit of work's last statement, which may carry its ``COMMIT``
+        (see ``persistence.uow``'s transaction ``run``): nothing more may run after it."""
+        return self.transaction.run(statement, params, last=last)
 
-    def run_one(self, statement: Statement, params: Mapping[str, Any]) -> Row:
+    def run_one(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> Row:
         """The first row of :meth:`run`, or ``None``."""
-        found = self.transaction.run(statement, params)
+        found = self.transaction.run(statement, params, last=last)
         return found[0] if found else None
 
-    def run_scalar(self, statement: Statement, params: Mapping[str, Any]) -> Any:
+    def run_scalar(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> Any:
         """The first column of the first row of :meth:`run`, or ``None``."""
-        found = self.transaction.run(statement, params)
+        found = self.transaction.run(statement, params, last=last)
         return found[0][0] if found else None
 
     def execute(self, clause: Any, params: Mapping[str, Any] | None = None) -> list[Row]:

@@ -32,7 +32,9 @@ class _Transaction(Protocol):
     @property
     def pending(self) -> object | None: ...
 
-    async def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]: ...
+    async def run(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> list[Row]: ...
 
     async def connected(self) -> AsyncConnection: ...
 
@@ -83,19 +85,27 @@ class AsyncScope:
         """The transaction's connection, the tenant entry sent (``persistence._deferred``)."""
         return await self.transaction.connected()
 
-    async def run(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+    async def run(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> list[Row]:
         """Run ``statement`` (``persistence._executor.run``) in this transaction; the
-        first statement of a unit of work carries its ``BEGIN`` and tenant entry."""
-        return await self.transaction.run(statement, params)
+        first statement of a unit of work carries its ``BEGIN`` and tenant entry.
+        ``last``: the unit of work's last statement, which may carry its ``COMMIT``
+        (see ``persistence.uow``'s transaction ``run``): nothing more may run after it."""
+        return await self.transaction.run(statement, params, last=last)
 
-    async def run_one(self, statement: Statement, params: Mapping[str, Any]) -> Row:
+    async def run_one(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> Row:
         """The first row of :meth:`run`, or ``None``."""
-        found = await self.transaction.run(statement, params)
+        found = await self.transaction.run(statement, params, last=last)
         return found[0] if found else None
 
-    async def run_scalar(self, statement: Statement, params: Mapping[str, Any]) -> Any:
+    async def run_scalar(
+        self, statement: Statement, params: Mapping[str, Any], *, last: bool = False
+    ) -> Any:
         """The first column of the first row of :meth:`run`, or ``None``."""
-        found = await self.transaction.run(statement, params)
+        found = await self.transaction.run(statement, params, last=last)
         return found[0][0] if found else None
 
     async def execute(self, clause: Any, params: Mapping[str, Any] | None = None) -> list[Row]:
