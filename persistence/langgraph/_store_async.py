@@ -56,7 +56,12 @@ class AsyncStoreCore:
             _validate(op)
         async with self._db.unit_of_work(self._tenant) as uow:
             run = _Batch(uow.scope, utcnow(), self.refresh_on_read)
-            return [await run.one(op) for op in todo]
+            last = len(todo) - 1
+            results = [await run.one(op, last=i == last) for i, op in enumerate(todo)]
+        if run.untouched:  # read by the last statement, which committed with it
+            async with self._db.unit_of_work(self._tenant) as uow:
+                await _Batch(uow.scope, run.now, self.refresh_on_read).touch(run.untouched)
+        return results
 
     async def sweep(self) -> int:
         """Delete the tenant's expired items, a transaction per batch; how many."""
@@ -112,40 +117,46 @@ class _Batch:
 
     def __init__(self, scope: AsyncScope, now: datetime, refresh_on_read: bool):
         self._scope = scope
-        self._now = now
+        self.now = now
         self._refresh_on_read = refresh_on_read
         self._base = {"tenant_id": scope.tenant_id, "now": now}
+        # Items the last operation read whose TTL restarts: its statement committed the
+        # unit of work (``last``), so the caller restarts them in another.
+        self.untouched: list[Any] = []
 
-    async def one(self, op: Op) -> Result:
+    async def one(self, op: Op, *, last: bool = False) -> Result:
+        """Run ``op``; ``last``: the batch's last operation, whose one statement carries
+        the unit of work's COMMIT (``AsyncScope.run``)."""
         if isinstance(op, GetOp):
-            return await self._get(op)
+            return await self._get(op, last)
         if isinstance(op, PutOp):
-            await self._put(op)
+            await self._put(op, last)
             return None
         if isinstance(op, SearchOp):
-            return await self._search(op)
+            return await self._search(op, last)
         if isinstance(op, ListNamespacesOp):
-            return await self._namespaces(op)
+            return await self._namespaces(op, last)
         raise InvalidTypeError(f"unknown store operation {type(op).__name__}")
 
     def _refresh(self, flag: bool | None) -> bool:
         return self._refresh_on_read if flag is None else flag
 
-    async def _get(self, op: GetOp) -> Item | None:
+    async def _get(self, op: GetOp, last: bool) -> Item | None:
         params = {**self._base, "namespace": _joined(op.namespace), "key": op.key}
-        row = await self._scope.run_one(sql.GET, params)
+        row = await self._scope.run_one(sql.GET, params, last=last)
         if row is None:
             return None
         if self._refresh(op.refresh_ttl):
-            await self._touch([row])
+            await self._touch_read([row], last)
         item: Item = _item(Item, row)
         return item
 
-    async def _put(self, op: PutOp) -> None:
+    async def _put(self, op: PutOp, last: bool) -> None:
         self._scope.require_writable("put")
         namespace = _joined(op.namespace)
         if op.value is None:
-            await self._scope.run(sql.DELETE, {**self._base, "namespace": namespace, "key": op.key})
+            keyed = {**self._base, "namespace": namespace, "key": op.key}
+            await self._scope.run(sql.DELETE, keyed, last=last)
             return
         text = _value_text(op.value)
         ttl = _ttl_ms(op.ttl)
@@ -155,14 +166,14 @@ class _Batch:
             "key": op.key,
             "value": text,
             "checksum": checksum(text.encode()),
-            "created_at": self._now,
-            "updated_at": self._now,
-            "expires_at": None if ttl is None else self._now + timedelta(milliseconds=ttl),
+            "created_at": self.now,
+            "updated_at": self.now,
+            "expires_at": None if ttl is None else self.now + timedelta(milliseconds=ttl),
             "ttl_ms": ttl,
         }
-        await self._scope.run(sql.PUT, params)
+        await self._scope.run(sql.PUT, params, last=last)
 
-    async def _search(self, op: SearchOp) -> list[SearchItem]:
+    async def _search(self, op: SearchOp, last: bool) -> list[SearchItem]:
         if op.query is not None:
             raise InvalidInputError(
                 "search(query=...) is a vector search, which this store does not have "
@@ -172,28 +183,34 @@ class _Batch:
         offset = count(op.offset, "offset", minimum=0)
         prefix = ".".join(op.namespace_prefix)
         statement, params = sql.search(prefix, op.filter or {}, limit, offset, self._scope.dialect)
-        rows = await self._scope.run(statement, {**self._base, **params})
+        rows = await self._scope.run(statement, {**self._base, **params}, last=last)
         if rows and self._refresh(op.refresh_ttl):
-            await self._touch(rows)
+            await self._touch_read(rows, last)
         return [_item(SearchItem, row) for row in rows]
 
-    async def _touch(self, rows: Sequence[Any]) -> None:
+    async def _touch_read(self, rows: Sequence[Any], last: bool) -> None:
+        if not last:
+            await self.touch(rows)
+        else:
+            self.untouched += [row for row in rows if row.ttl_ms is not None]
+
+    async def touch(self, rows: Sequence[Any]) -> None:
         """Restart the TTL of the items read (those that have one)."""
         by_ttl: dict[int, list[tuple[str, str]]] = {}
         for row in rows:
             if row.ttl_ms is not None:
                 by_ttl.setdefault(row.ttl_ms, []).append((row.namespace, row.key))
         for ttl, keys in by_ttl.items():
-            expires_at = self._now + timedelta(milliseconds=ttl)
+            expires_at = self.now + timedelta(milliseconds=ttl)
             await self._scope.execute(sql.refresh(self._scope.tenant_id, keys, ttl, expires_at))
 
-    async def _namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+    async def _namespaces(self, op: ListNamespacesOp, last: bool) -> list[tuple[str, ...]]:
         limit = count(op.limit, "limit", minimum=0, maximum=10_000)
         offset = count(op.offset, "offset", minimum=0)
         conditions = tuple(op.match_conditions or ())
         literal = _literal_prefix(conditions)
         statement, params = sql.namespaces(".".join(literal))
-        rows = await self._scope.run(statement, {**self._base, **params})
+        rows = await self._scope.run(statement, {**self._base, **params}, last=last)
         found = {tuple(row.namespace.split(".")) for row in rows}
         matched = [ns for ns in found if all(_matches(c, ns) for c in conditions)]
         if op.max_depth is not None:
