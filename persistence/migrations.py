@@ -116,12 +116,19 @@ def head() -> str | None:
     return ScriptDirectory.from_config(config()).get_current_head()
 
 
+#: Columns the migrations add on PostgreSQL only, which the models do not hold (each
+#: revision says why): (table, column).
+POSTGRESQL_ONLY_COLUMNS = frozenset({("lg_store_items", "value_jsonb")})
+
+
 def diff(engine: Engine) -> list[object]:
     """Differences between the models and the database (empty when they match)."""
     from persistence.models import metadata
 
-    def ours(name: str | None, type_: str, parent: object) -> bool:
+    def ours(name: str | None, type_: str, parent: Any) -> bool:
         # A host application's tables may share the database: compare only ours.
+        if type_ == "column":
+            return (parent.get("table_name"), name) not in POSTGRESQL_ONLY_COLUMNS
         return type_ != "table" or name in metadata.tables
 
     with engine.connect() as conn:

@@ -1,6 +1,6 @@
 """The store's filters in SQL: a filter's comparisons respect JSON types (a number
 compares as a number, a string as a string, ``True`` is not ``1``), on both backends
-(PostgreSQL reads the stored text as ``jsonb``, SQLite with its ``json_*`` functions).
+(PostgreSQL reads the value's ``jsonb`` column, SQLite the text with its ``json_*`` functions).
 Every value is a named parameter, so one statement serves every filter of a shape."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Numeric, Text, and_, bindparam, false, func, not_
+from sqlalchemy import ColumnElement, Numeric, Text, and_, bindparam, column, false, func, not_
 from sqlalchemy.dialects.postgresql import JSONB
 
 from persistence.codecs import dump_json
@@ -20,6 +20,8 @@ __all__ = ["Binds", "item_filter"]
 _c = LgStoreItem.__table__.c
 
 _ORDER = {"$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
+#: PostgreSQL: the stored value as ``jsonb``, computed once per write (migration 0009).
+_VALUE_JSONB: Any = column("value_jsonb", JSONB())
 
 
 class Binds:
@@ -55,7 +57,7 @@ class _Json:
 
     def _pg(self, *, text: bool = False) -> Any:
         """The member as ``jsonb`` (``->`` all the way), or as text (``->>`` last)."""
-        member: Any = func.cast(_c.value, JSONB())
+        member: Any = _VALUE_JSONB
         for n, key in enumerate(self.path):
             last = text and n == len(self.path) - 1
             step = member.op("->>", return_type=Text()) if last else member.op("->")

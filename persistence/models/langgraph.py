@@ -155,7 +155,7 @@ class LgStoreItem(Base):
     key: Mapped[str] = mapped_column(Text(), primary_key=True)
     value: Mapped[str] = mapped_column(Text())
     """JSON text, exactly as written (its checksum is of these bytes); filters read it
-    as JSON (PostgreSQL: ``CAST(value AS jsonb)``)."""
+    as JSON (PostgreSQL: its generated ``value_jsonb`` column, migration 0009)."""
     checksum: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

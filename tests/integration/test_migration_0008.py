@@ -58,7 +58,7 @@ def _tables(db: Database) -> set[str]:
 
 
 def _upgrade(db: Database, postgres: PostgresTarget) -> None:
-    db.migrate()
+    db.migrate("0008")
     if db.dialect == "postgresql":  # the new tables need the grant again (docs/migrations.md)
         db.grant_runtime_role(postgres.runtime_role, create=False)
 
