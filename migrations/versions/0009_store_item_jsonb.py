@@ -1,4 +1,5 @@
-"""PostgreSQL: LangGraph store items carry their value as ``jsonb`` too, for filters.
+"""LangGraph store items: their value as ``jsonb`` too, for filters (PostgreSQL), and a
+partial expiry index.
 
 ``lg_store_items.value`` is the JSON text exactly as written (its checksum is of those
 bytes). A search with a ``filter`` compared ``CAST(value AS jsonb)`` members, parsing
@@ -10,7 +11,11 @@ names it among the PostgreSQL-only columns its drift check leaves out.
 
 Adding a stored generated column rewrites the table (under its ACCESS EXCLUSIVE lock:
 on a large store, plan the upgrade like any table rewrite). The downgrade drops it.
-SQLite: nothing changes.
+
+``ix_lg_store_items_expires`` (tenant_id, expires_at) becomes partial, ``WHERE
+expires_at IS NOT NULL`` (both backends), as migration 0006 made the states' expiry
+indexes: an item without a TTL (most) no longer adds an index entry on every put, and
+the sweep (``expires_at <= now``, which implies it) still uses it.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,6 +24,7 @@ Create Date: 2026-12-04
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
@@ -27,14 +33,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+INDEX, TABLE, COLUMNS = "ix_lg_store_items_expires", "lg_store_items", ["tenant_id", "expires_at"]
+EXPIRING = sa.text("expires_at IS NOT NULL")
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE lg_store_items ADD COLUMN value_jsonb jsonb "
             "GENERATED ALWAYS AS (CAST(value AS jsonb)) STORED"
         )
+    op.drop_index(INDEX, table_name=TABLE)
+    op.create_index(INDEX, TABLE, COLUMNS, postgresql_where=EXPIRING, sqlite_where=EXPIRING)
 
 
 def downgrade() -> None:
+    op.drop_index(INDEX, table_name=TABLE)
+    op.create_index(INDEX, TABLE, COLUMNS)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE lg_store_items DROP COLUMN value_jsonb")

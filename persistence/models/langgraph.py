@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +37,8 @@ __all__ = [
     "LgThread",
     "LgWrite",
 ]
+
+_EXPIRING = text("expires_at IS NOT NULL")
 
 
 class LgThread(Base):
@@ -147,7 +150,13 @@ class LgStoreItem(Base):
     __tablename__ = "lg_store_items"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
-        Index("ix_lg_store_items_expires", "tenant_id", "expires_at"),
+        Index(  # partial: only items with a TTL (migration 0009)
+            "ix_lg_store_items_expires",
+            "tenant_id",
+            "expires_at",
+            postgresql_where=_EXPIRING,
+            sqlite_where=_EXPIRING,
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -67,6 +67,15 @@ def _columns(db: Database) -> set[str]:
         return {c["name"] for c in inspect(conn).get_columns("lg_store_items")}
 
 
+def _partial_index(db: Database) -> bool:
+    """Whether the store's expiry index covers only items with a TTL."""
+    with db.owner_engine.connect() as conn:
+        indexes = inspect(conn).get_indexes("lg_store_items")
+    (index,) = [i for i in indexes if i["name"] == "ix_lg_store_items_expires"]
+    where = index.get("dialect_options", {})
+    return any("expires_at IS NOT NULL" in str(v) for v in where.values())
+
+
 def _found(store: PersistenceStore, filter: dict[str, Any]) -> list[str]:
     return sorted(item.key for item in store.search(("notes",), filter=filter, limit=50))
 
@@ -88,6 +97,7 @@ def test_upgrade_and_downgrade_keep_every_row(at_0008: Database, postgres: Postg
     assert diff(db.owner_engine) == []
     pg = db.dialect == "postgresql"
     assert ("value_jsonb" in _columns(db)) is pg
+    assert _partial_index(db)
     if pg:
         with db.owner_engine.connect() as conn:
             mismatched = conn.execute(
@@ -107,6 +117,7 @@ def test_upgrade_and_downgrade_keep_every_row(at_0008: Database, postgres: Postg
     db.downgrade("0008")
     assert _rows(db) == before
     assert "value_jsonb" not in _columns(db)
+    assert not _partial_index(db)
 
     _upgrade(db, postgres)
     assert ("value_jsonb" in _columns(db)) is pg
