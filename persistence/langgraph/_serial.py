@@ -87,9 +87,26 @@ class WriteRow:
 WRITE_BLOB = 256
 
 
+#: Ids of the default length found valid before (the same channel names and task ids
+#: come with every put): checked once. Bounded: past it, it starts over.
+_VALID: set[str] = set()
+_VALID_MAX = 4096
+
+
 def validate_id(value: object, what: str, *, max_length: int = 512, empty: bool = False) -> str:
     """A thread id, namespace, checkpoint id, task id or channel name, checked before
     anything is written (it is part of a primary key: a btree entry has a size limit)."""
+    if max_length == 512 and value.__class__ is str and value in _VALID:
+        return value
+    checked = _validated(value, what, max_length, empty)
+    if max_length == 512 and checked:
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()
+        _VALID.add(checked)
+    return checked
+
+
+def _validated(value: object, what: str, max_length: int, empty: bool) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and what == "thread_id":
         value = str(value)  # LangGraph lets a thread id be a number; it is text here
     if not isinstance(value, str):
