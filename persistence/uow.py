@@ -101,6 +101,7 @@ class _Transaction:
 
     @property
     def session(self) -> Session:
+        self._require_uncommitted()
         if self._session is None:
             self._session = _session_for(self)
         return self._session
@@ -123,10 +124,7 @@ class _Transaction:
         row carries the tenant row-level security checks and a foreign key to its
         workspace): the entry row is read after the ``COMMIT``.
         """
-        if self.committed:
-            raise PersistenceError(
-                "the unit of work committed with its last statement: nothing more can run in it"
-            )
+        self._require_uncommitted()
         pending, commit = self.pending, last and self._commits_with_a_statement()
         if pending is None:
             found = run(self.connection, statement, params, commit=commit)
@@ -135,11 +133,18 @@ class _Transaction:
         self.committed = commit
         return found
 
+    def _require_uncommitted(self) -> None:
+        if self.committed:
+            raise PersistenceError(
+                "the unit of work committed with its last statement: nothing more can run in it"
+            )
+
     def _commits_with_a_statement(self) -> bool:
         return self._on_driver and self._session is None and len(self._callbacks) == 1
 
     def connected(self) -> Connection:
         """The transaction's connection, its entry sent."""
+        self._require_uncommitted()
         if self.pending is not None:
             enter_now(self, self.pending)
         return self.connection

@@ -104,6 +104,7 @@ class _AsyncTransaction:
 
     @property
     def session(self) -> AsyncSession:
+        self._require_uncommitted()
         if self._session is None:
             self._session = _session_for(self)
         return self._session
@@ -126,10 +127,7 @@ class _AsyncTransaction:
         row carries the tenant row-level security checks and a foreign key to its
         workspace): the entry row is read after the ``COMMIT``.
         """
-        if self.committed:
-            raise PersistenceError(
-                "the unit of work committed with its last statement: nothing more can run in it"
-            )
+        self._require_uncommitted()
         pending, commit = self.pending, last and self._commits_with_a_statement()
         if pending is None:
             found = await run(self.connection, statement, params, commit=commit)
@@ -138,11 +136,18 @@ class _AsyncTransaction:
         self.committed = commit
         return found
 
+    def _require_uncommitted(self) -> None:
+        if self.committed:
+            raise PersistenceError(
+                "the unit of work committed with its last statement: nothing more can run in it"
+            )
+
     def _commits_with_a_statement(self) -> bool:
         return self._on_driver and self._session is None and len(self._callbacks) == 1
 
     async def connected(self) -> AsyncConnection:
         """The transaction's connection, its entry sent."""
+        self._require_uncommitted()
         if self.pending is not None:
             await enter_now(self, self.pending)
         return self.connection

@@ -108,6 +108,10 @@ def test_nothing_runs_after_the_last_statement(db_pg: Database) -> None:
             _set(uow, 4, last=False)
         with refused:
             uow.scope.run(GET, {"tenant_id": uow.scope.tenant_id})
+        with refused:  # (SQL of one's own too: it would run outside any transaction)
+            uow.session.execute(text("SELECT 1"))
+        with refused:
+            uow.store("s")["k"] = 1  # (a repository's statements built per call)
     assert _stored(db_pg, tenant) == 3
 
 
