@@ -14,6 +14,7 @@ from persistence._pg_arrays import bigint_array, bytea_array, text_array
 from persistence.cache import Entry
 from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
+from persistence.langgraph._latest_sql import LATEST_PG, split
 from persistence.langgraph._pruning import Chain
 from persistence.langgraph._serial import Blob, Row, WriteRow
 from persistence.langgraph._statements import (
@@ -79,26 +80,35 @@ class CheckpointRepository:
         """The namespace's latest checkpoint with its blobs and writes (None if it has
         none), through the read cache where it applies (versioned by the thread row's
         fence), and whether it came from the cache: its payloads are verified when
-        decoded, and one that fails is :meth:`discard_latest`-ed and read again."""
+        decoded, and one that fails is :meth:`discard_latest`-ed and read again.
+        PostgreSQL: read from the database, it is the unit of work's last statement
+        (its COMMIT goes with it): nothing more may run in the unit of work."""
         scope = self._scope
         key = latest_key(scope.workspace_id, thread_id, ns)
         cache = scope.cache_for(key) if cached else None
         if cache is None:
-            row = scope.run_one(GET_LATEST, self._params(thread_id, ns))
-            return (None if row is None else self.stored([row])), False
+            return (self._read_latest(thread_id, ns))[0], False
         entry, ticket = cache.get(scope.tenant_id, LATEST, key)
         if entry is not None:
             try:
                 return unpack(entry.value), True
             except DataCorruptionError:
                 cache.discard(scope.tenant_id, key)
-        row = scope.run_one(GET_LATEST, self._params(thread_id, ns))
-        if row is None:
-            return None, False
-        stored = self.stored([row])
-        if row.fence is not None:
-            cache.fill(scope.tenant_id, LATEST, key, Entry(row.fence, pack(stored)), ticket)
+        stored, fence = self._read_latest(thread_id, ns)
+        if stored is not None and fence is not None:  # (the cache's call: no SQL)
+            cache.fill(scope.tenant_id, LATEST, key, Entry(fence, pack(stored)), ticket)
         return stored, False
+
+    def _read_latest(self, thread_id: str, ns: str) -> tuple[Stored | None, int | None]:
+        """The latest checkpoint from the database, and its (thread, namespace)'s fence."""
+        scope = self._scope
+        params = self._params(thread_id, ns)
+        if scope.is_postgres:  # (one round trip, with the unit of work's COMMIT)
+            return split(scope.run(LATEST_PG, params, last=True), thread_id, ns)
+        row = scope.run_one(GET_LATEST, params)
+        if row is None:
+            return None, None
+        return self.stored([row]), row.fence
 
     def discard_latest(self, thread_id: str, ns: str) -> None:
         """Drop the cached latest checkpoint of the namespace (it failed a checksum)."""
