@@ -116,9 +116,11 @@ def head() -> str | None:
     return ScriptDirectory.from_config(config()).get_current_head()
 
 
-#: Columns the migrations add on PostgreSQL only, which the models do not hold (each
-#: revision says why): (table, column).
-POSTGRESQL_ONLY_COLUMNS = frozenset({("lg_store_items", "value_jsonb")})
+#: Columns and indexes the migrations add on PostgreSQL only, which the models do not
+#: hold (each revision says why): (table, name).
+POSTGRESQL_ONLY = frozenset(
+    {("lg_store_items", "value_jsonb"), ("lg_store_items", "ix_lg_store_items_namespace")}
+)
 
 
 def diff(engine: Engine) -> list[object]:
@@ -127,8 +129,8 @@ def diff(engine: Engine) -> list[object]:
 
     def ours(name: str | None, type_: str, parent: Any) -> bool:
         # A host application's tables may share the database: compare only ours.
-        if type_ == "column":
-            return (parent.get("table_name"), name) not in POSTGRESQL_ONLY_COLUMNS
+        if type_ in ("column", "index"):
+            return (parent.get("table_name"), name) not in POSTGRESQL_ONLY
         return type_ != "table" or name in metadata.tables
 
     with engine.connect() as conn:

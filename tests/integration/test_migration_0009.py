@@ -67,6 +67,11 @@ def _columns(db: Database) -> set[str]:
         return {c["name"] for c in inspect(conn).get_columns("lg_store_items")}
 
 
+def _indexes(db: Database) -> set[str]:
+    with db.owner_engine.connect() as conn:
+        return {i["name"] for i in inspect(conn).get_indexes("lg_store_items") if i["name"]}
+
+
 def _partial_index(db: Database) -> bool:
     """Whether the store's expiry index covers only items with a TTL."""
     with db.owner_engine.connect() as conn:
@@ -98,6 +103,7 @@ def test_upgrade_and_downgrade_keep_every_row(at_0008: Database, postgres: Postg
     pg = db.dialect == "postgresql"
     assert ("value_jsonb" in _columns(db)) is pg
     assert _partial_index(db)
+    assert ("ix_lg_store_items_namespace" in _indexes(db)) is pg
     if pg:
         with db.owner_engine.connect() as conn:
             mismatched = conn.execute(
@@ -118,6 +124,7 @@ def test_upgrade_and_downgrade_keep_every_row(at_0008: Database, postgres: Postg
     assert _rows(db) == before
     assert "value_jsonb" not in _columns(db)
     assert not _partial_index(db)
+    assert "ix_lg_store_items_namespace" not in _indexes(db)
 
     _upgrade(db, postgres)
     assert ("value_jsonb" in _columns(db)) is pg

@@ -103,6 +103,24 @@ def test_search_prefix_order_limit_offset(db: Database, make_store: MakeStore) -
     assert len(store.search(("log",), limit=100)) == 5
 
 
+def test_a_prefix_matches_whole_labels_whatever_their_bytes(
+    db: Database, make_store: MakeStore
+) -> None:
+    """A prefix is read as a range of namespaces in byte order (migration 0009's index):
+    what sorts inside that range without being under the prefix is not found, and what
+    is under it is, whatever the characters of the labels."""
+    store = make_store(new_tenant(db))
+    under = [("ab",), ("ab", "c"), ("ab", "c", "d"), ("ab", "é"), ("ab", "~"), ("ab", " ")]
+    beside = [("ab-c",), ("ab,c",), ("ab c",), ("ab/",), ("abc",), ("a",), ("aa", "b"), ("ac",)]
+    for n, namespace in enumerate(under + beside):
+        store.put(namespace, f"k{n}", {"n": n, "kind": "x"})
+    wanted = {f"k{n}" for n in range(len(under))}
+    assert {item.key for item in store.search(("ab",), limit=100)} == wanted
+    assert {item.key for item in store.search(("ab",), filter={"kind": "x"}, limit=100)} == wanted
+    assert store.list_namespaces(prefix=("ab",)) == sorted(under)
+    assert [i.key for i in store.search(("ab", "c"), limit=100)] == ["k2", "k1"]
+
+
 def test_list_namespaces(db: Database, make_store: MakeStore) -> None:
     store = make_store(new_tenant(db))
     for ns in [("a", "b", "c"), ("a", "b", "d"), ("a", "x"), ("z", "b", "c")]:
