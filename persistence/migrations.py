@@ -118,9 +118,7 @@ def head() -> str | None:
 
 #: Columns and indexes the migrations add on PostgreSQL only, which the models do not
 #: hold (each revision says why): (table, name).
-POSTGRESQL_ONLY = frozenset(
-    {("lg_store_items", "value_jsonb"), ("lg_store_items", "ix_lg_store_items_namespace")}
-)
+POSTGRESQL_ONLY = frozenset({("lg_store_items", "value_jsonb")})
 
 
 def diff(engine: Engine) -> list[object]:

@@ -1,5 +1,5 @@
-"""LangGraph store items: their value as ``jsonb`` too, for filters, and an index for
-namespace prefixes (PostgreSQL); a partial expiry index.
+"""LangGraph store items: their value as ``jsonb`` too, for filters, and namespaces in
+byte order, for prefixes (PostgreSQL); a partial expiry index.
 
 ``lg_store_items.value`` is the JSON text exactly as written (its checksum is of those
 bytes). A search with a ``filter`` compared ``CAST(value AS jsonb)`` members, parsing
@@ -12,12 +12,14 @@ names it among the PostgreSQL-only columns its drift check leaves out.
 Adding a stored generated column rewrites the table (under its ACCESS EXCLUSIVE lock:
 on a large store, plan the upgrade like any table rewrite). The downgrade drops it.
 
-PostgreSQL: ``ix_lg_store_items_namespace`` (tenant_id, namespace in collation "C"):
-a search or a namespace listing under a prefix reads the prefix's range of it (in byte
-order every namespace under ``a.b`` lies between ``a.b`` and ``a.b/``), where it read
-every item of the tenant. The primary key cannot serve that range in a database whose
-collation is not bytewise; SQLite's primary key is (its collation is BINARY). Like
-``value_jsonb``, it is not in the models, and the drift check leaves it out by name.
+PostgreSQL: ``namespace`` takes the collation ``"C"`` (byte order), so that its primary
+key (tenant_id, namespace, key) serves a search or a namespace listing under a prefix
+as a range: in byte order every namespace under ``a.b`` lies between ``a.b`` and
+``a.b/``. In a database whose collation is linguistic that range is not contiguous, and
+such a search read every item of the tenant. Equality is unchanged (every collation
+PostgreSQL creates a database with is deterministic); the search's tie-break order on
+namespace becomes byte order, SQLite's already (its collation is BINARY). The change
+rebuilds the primary key; the downgrade gives the column the database's collation back.
 
 ``ix_lg_store_items_expires`` (tenant_id, expires_at) becomes partial, ``WHERE
 expires_at IS NOT NULL`` (both backends), as migration 0006 made the states' expiry
@@ -42,7 +44,6 @@ depends_on: str | Sequence[str] | None = None
 
 INDEX, TABLE, COLUMNS = "ix_lg_store_items_expires", "lg_store_items", ["tenant_id", "expires_at"]
 EXPIRING = sa.text("expires_at IS NOT NULL")
-NAMESPACE_INDEX = "ix_lg_store_items_namespace"
 
 
 def upgrade() -> None:
@@ -51,9 +52,7 @@ def upgrade() -> None:
             "ALTER TABLE lg_store_items ADD COLUMN value_jsonb jsonb "
             "GENERATED ALWAYS AS (CAST(value AS jsonb)) STORED"
         )
-        op.execute(
-            f'CREATE INDEX {NAMESPACE_INDEX} ON lg_store_items (tenant_id, namespace COLLATE "C")'
-        )
+        op.execute('ALTER TABLE lg_store_items ALTER COLUMN namespace TYPE text COLLATE "C"')
     op.drop_index(INDEX, table_name=TABLE)
     op.create_index(INDEX, TABLE, COLUMNS, postgresql_where=EXPIRING, sqlite_where=EXPIRING)
 
@@ -62,5 +61,5 @@ def downgrade() -> None:
     op.drop_index(INDEX, table_name=TABLE)
     op.create_index(INDEX, TABLE, COLUMNS)
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP INDEX {NAMESPACE_INDEX}")
+        op.execute('ALTER TABLE lg_store_items ALTER COLUMN namespace TYPE text COLLATE "default"')
         op.execute("ALTER TABLE lg_store_items DROP COLUMN value_jsonb")

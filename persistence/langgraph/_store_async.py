@@ -209,7 +209,7 @@ class _Batch:
         offset = count(op.offset, "offset", minimum=0)
         conditions = tuple(op.match_conditions or ())
         literal = _literal_prefix(conditions)
-        statement, params = sql.namespaces(".".join(literal), self._scope.dialect)
+        statement, params = sql.namespaces(".".join(literal))
         rows = await self._scope.run(statement, {**self._base, **params}, last=last)
         found = {tuple(row.namespace.split(".")) for row in rows}
         matched = [ns for ns in found if all(_matches(c, ns) for c in conditions)]

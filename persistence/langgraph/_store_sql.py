@@ -88,18 +88,17 @@ def sweep(limit: int) -> Any:
     return delete(ITEMS).where(_c.tenant_id == TENANT, keys).returning(_c.key)
 
 
-def _prefix(prefix: str, dialect: str) -> ColumnElement[bool]:
+def _prefix(prefix: str) -> ColumnElement[bool]:
     """Items whose namespace is ``:prefix`` or starts with ``:prefix`` and a ``.``
     (``:under``, ``:under_length``); no condition for the empty prefix.
 
-    An index range first: in byte order every such namespace lies in ``[:prefix,
-    :upper)``, ``:upper`` the prefix and a ``/`` (the byte after ``.``), so only the
-    namespace's rows are read (PostgreSQL: ``ix_lg_store_items_namespace``, in collation
-    ``"C"``, migration 0009; SQLite: the primary key, in byte order)."""
+    A range of the primary key first: in byte order (the column's collation, ``"C"`` on
+    PostgreSQL since migration 0009, SQLite's BINARY) every such namespace lies in
+    ``[:prefix, :upper)``, ``:upper`` the prefix and a ``/`` (the byte after ``.``), so
+    only the prefix's rows are read."""
     if not prefix:
         return _c.tenant_id == TENANT
-    ordered: Any = _c.namespace.collate("C") if dialect == "postgresql" else _c.namespace
-    in_range = and_(ordered >= bindparam("prefix"), ordered < bindparam("upper"))
+    in_range = and_(_c.namespace >= bindparam("prefix"), _c.namespace < bindparam("upper"))
     under = func.substr(_c.namespace, 1, bindparam("under_length")) == bindparam("under")
     return and_(in_range, or_(_c.namespace == bindparam("prefix"), under))
 
@@ -129,7 +128,7 @@ def search(
     if statement is None:
         query = (
             select(*_ROW)
-            .where(_c.tenant_id == TENANT, _LIVE, _prefix(prefix, dialect), *where)
+            .where(_c.tenant_id == TENANT, _LIVE, _prefix(prefix), *where)
             .order_by(_c.updated_at.desc(), _c.namespace, _c.key)
             .limit(bindparam("limit"))
             .offset(bindparam("offset"))
@@ -141,21 +140,17 @@ def search(
     return statement, params
 
 
-def _namespaces_statement(under: bool, dialect: str) -> Statement:
-    found = select(_c.namespace).distinct()
-    if under:
-        found = found.where(_c.tenant_id == TENANT, _LIVE, _prefix("x", dialect))
-        return Statement(found, "lg_store_namespaces_under")
-    return Statement(found.where(_c.tenant_id == TENANT, _LIVE), "lg_store_namespaces")
-
-
 _NAMESPACES = {
-    (under, dialect): _namespaces_statement(under, dialect)
-    for under in (True, False)
-    for dialect in ("postgresql", "sqlite")
+    True: Statement(
+        select(_c.namespace).distinct().where(_c.tenant_id == TENANT, _LIVE, _prefix("x")),
+        "lg_store_namespaces_under",
+    ),
+    False: Statement(
+        select(_c.namespace).distinct().where(_c.tenant_id == TENANT, _LIVE), "lg_store_namespaces"
+    ),
 }
 
 
-def namespaces(prefix: str, dialect: str) -> tuple[Statement, dict[str, Any]]:
+def namespaces(prefix: str) -> tuple[Statement, dict[str, Any]]:
     """The distinct namespaces of live items under the literal ``prefix``."""
-    return _NAMESPACES[(bool(prefix), dialect)], _prefix_params(prefix)
+    return _NAMESPACES[bool(prefix)], _prefix_params(prefix)
