@@ -16,7 +16,7 @@ integer outside ``bigint`` is InvalidInputError before anything is sent. ``None`
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -30,7 +30,7 @@ __all__ = ["BigintArray", "ByteaArray", "TextArray", "bigint_array", "bytea_arra
 _HEADER = struct.Struct("!iiIii")  # dimensions, has nulls, element oid, length, lower bound
 _EMPTY = struct.Struct("!iiI")  # an empty array has no dimension
 _NULL = b"\xff\xff\xff\xff"
-_BIGINT = struct.Struct("!iq")  # length 8, the value
+_BIGINT = struct.Struct("!q")
 
 
 class ByteaArray(bytes):
@@ -45,30 +45,11 @@ class BigintArray(bytes):
     """A ``bigint[]`` parameter, its wire bytes (see :func:`bigint_array`)."""
 
 
-def _array(oid: int, parts: list[bytes], count: int, nulls: int) -> bytes:
-    if not count:
-        return _EMPTY.pack(0, 0, oid)
-    return _HEADER.pack(1, nulls, oid, count, 1) + b"".join(parts)
-
-
-def bytea_array(items: Iterable[bytes | None], what: str = "value") -> ByteaArray:
-    """``items`` (bytes, or None for NULL) as a ``bytea[]`` parameter."""
-    parts: list[bytes] = []
-    count = nulls = 0
-    for item in items:
-        count += 1
-        if item is None:
-            parts.append(_NULL)
-            nulls = 1
-        elif type(item) is bytes:
-            parts += (len(item).to_bytes(4, "big"), item)
-        else:
-            raise InvalidInputError(f"{what} must be bytes, not {type(item).__name__}")
-    return ByteaArray(_array(17, parts, count, nulls))
-
-
-def text_array(items: Iterable[str | None], what: str = "value") -> TextArray:
-    """``items`` (str, or None for NULL) as a ``text[]`` parameter."""
+def _encoded(
+    items: Iterable[Any], oid: int, data_of: Callable[[Any, str], bytes], what: str
+) -> bytes:
+    """The wire bytes of the array of ``items`` of element type ``oid``: each item's
+    ``data_of`` (which refuses a bad one) after its length, ``None`` as NULL."""
     parts: list[bytes] = []
     count = nulls = 0
     for item in items:
@@ -77,32 +58,50 @@ def text_array(items: Iterable[str | None], what: str = "value") -> TextArray:
             parts.append(_NULL)
             nulls = 1
             continue
-        if type(item) is not str:
-            raise InvalidInputError(f"{what} must be a str, not {type(item).__name__}")
-        try:
-            data = item.encode()
-        except UnicodeEncodeError:
-            raise InvalidInputError(f"{what} {item!r} holds a lone surrogate") from None
-        if b"\0" in data:
-            raise InvalidInputError(f"{what} {item!r} holds a NUL character")
+        data = data_of(item, what)
         parts += (len(data).to_bytes(4, "big"), data)
-    return TextArray(_array(25, parts, count, nulls))
+    if not count:
+        return _EMPTY.pack(0, 0, oid)
+    return _HEADER.pack(1, nulls, oid, count, 1) + b"".join(parts)
+
+
+def _bytea(item: Any, what: str) -> bytes:
+    if type(item) is not bytes:
+        raise InvalidInputError(f"{what} must be bytes, not {type(item).__name__}")
+    return item
+
+
+def _text(item: Any, what: str) -> bytes:
+    if type(item) is not str:
+        raise InvalidInputError(f"{what} must be a str, not {type(item).__name__}")
+    try:
+        data = item.encode()
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{what} {item!r} holds a lone surrogate") from None
+    if b"\0" in data:
+        raise InvalidInputError(f"{what} {item!r} holds a NUL character")
+    return data
+
+
+def _bigint(item: Any, what: str) -> bytes:
+    if type(item) is not int or not -(2**63) <= item < 2**63:
+        raise InvalidInputError(f"{what} must be an int in bigint's range, not {item!r}")
+    return _BIGINT.pack(item)
+
+
+def bytea_array(items: Iterable[bytes | None], what: str = "value") -> ByteaArray:
+    """``items`` (bytes, or None for NULL) as a ``bytea[]`` parameter."""
+    return ByteaArray(_encoded(items, 17, _bytea, what))
+
+
+def text_array(items: Iterable[str | None], what: str = "value") -> TextArray:
+    """``items`` (str, or None for NULL) as a ``text[]`` parameter."""
+    return TextArray(_encoded(items, 25, _text, what))
 
 
 def bigint_array(items: Iterable[int | None], what: str = "value") -> BigintArray:
     """``items`` (int, or None for NULL) as a ``bigint[]`` parameter."""
-    parts: list[bytes] = []
-    count = nulls = 0
-    for item in items:
-        count += 1
-        if item is None:
-            parts.append(_NULL)
-            nulls = 1
-        elif type(item) is int and -(2**63) <= item < 2**63:
-            parts.append(_BIGINT.pack(8, item))
-        else:
-            raise InvalidInputError(f"{what} must be an int in bigint's range, not {item!r}")
-    return BigintArray(_array(20, parts, count, nulls))
+    return BigintArray(_encoded(items, 20, _bigint, what))
 
 
 def _dumper(cls: type[bytes], array_oid: int) -> type[Dumper]:
