@@ -107,10 +107,25 @@ NOTES: dict[str, tuple[str, str]] = {
         "and the save in one pipeline, then COMMIT, against one autocommit statement. "
         "Timed apart here (2026-12-03): the first trip takes about 205 µs, the COMMIT "
         "about 255 µs, most of it the WAL flush (`fdatasync`) the baseline's autocommit "
-        "statement also waits for, once, inside its 335 µs. A unit of work cannot send "
-        "COMMIT with its statement (it does not know that statement is its last), so "
-        "the second round trip and the entry's server time stay; the client CPU is "
-        "close to the raw driver's (see the psycopg rows).",
+        "statement also waits for, once, inside its 335 µs. A unit of work the caller "
+        "opens cannot know which statement is its last, so its COMMIT is a round trip "
+        "of its own (the LangGraph adapter, which opens its own units of work of one "
+        "statement each, sends COMMIT with it: `scope.run(..., last=True)`); the second "
+        "round trip and the entry's server time stay; the client CPU is close to the "
+        "raw driver's (see the psycopg rows).",
+    ),
+    "langgraph.store.put": (
+        "",
+        "Both sides are one round trip and one commit, and our client CPU is about the "
+        "peer's; the difference is server time, what the peer's bare autocommit INSERT "
+        "does not do: the transaction's BEGIN and COMMIT, the tenant entry "
+        "(`persistence_enter`), the row-level security check of the new row, the "
+        "foreign key to `tenants` (whose check locks the tenant row, so that deleting a "
+        "tenant erases every item, none left behind by a put racing it), and the "
+        "`jsonb` copy of the value the filters read (migration 0009). Dropping the "
+        "foreign key or the `jsonb` column, as an experiment, moved the ratio only within "
+        "this machine's noise (0.86x-0.95x, 2026-12-04): no one part accounts for the "
+        "gap, and each is a guarantee the peer does not give.",
     ),
     "cache.shared_vs_redis": (
         "",
