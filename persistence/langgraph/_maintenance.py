@@ -6,7 +6,21 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, tuple_, update
+from sqlalchemy import (
+    Float,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy import delete as delete_from
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -84,21 +98,13 @@ def copy_rows(table: Table) -> Any:
 def orphans(dialect: str) -> tuple[Any, Any]:
     """Delete, in one (thread, namespace), the channel versions no checkpoint's
     ``versions`` names, then the blobs neither a channel version nor a write refers to."""
-    cp, ch, b = CHECKPOINTS.c, CHANNELS.c, BLOBS.c
-    if dialect == "postgresql":
-        each = func.jsonb_each_text(func.cast(cp.versions, JSONB()))
-    else:
-        each = func.json_each(cp.versions)
-    entries = each.table_valued("key", "value").alias("entry")
+    ch, b = CHANNELS.c, BLOBS.c
+    entries, same_version = _versions_naming(dialect)
     referred = exists(
         select(literal(1))
         .select_from(CHECKPOINTS)
         .join(entries, literal(True))
-        .where(
-            in_thread(CHECKPOINTS),
-            entries.c.key == ch.channel,
-            entries.c.value == ch.version,
-        )
+        .where(in_thread(CHECKPOINTS), entries.c.key == ch.channel, same_version)
     )
     channels = delete_from(CHANNELS).where(in_thread(CHANNELS), ~referred)
     used = [
@@ -117,6 +123,32 @@ def orphans(dialect: str) -> tuple[Any, Any]:
     ]
     blobs = delete_from(BLOBS).where(in_thread(BLOBS), ~used[0], ~used[1])
     return channels, blobs
+
+
+#: A version the put stored as Python's ``str`` of a number: JSON may spell the same
+#: number otherwise (1e20 against '1e+20', 1e-05 against 0.00001).
+_NUMBER = "^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$"
+
+
+def _versions_naming(dialect: str) -> tuple[Any, Any]:
+    """The (channel, version) entries of each checkpoint's ``versions``, and whether an
+    entry names the channel row's ``version``: the same text, or, both spelling numbers,
+    the same value (text that spells a number equal to another keeps a row it need not:
+    never is a value a kept checkpoint names deleted)."""
+    cp, ch = CHECKPOINTS.c, CHANNELS.c
+    if dialect == "postgresql":
+        each = func.jsonb_each_text(func.cast(cp.versions, JSONB()))
+        entries = each.table_valued("key", "value").alias("entry")
+        number = and_(
+            entries.c.value.op("~")(_NUMBER),
+            ch.version.op("~")(_NUMBER),
+            func.cast(ch.version, Float()) == func.cast(entries.c.value, Float()),
+        )
+        return entries, or_(entries.c.value == ch.version, number)
+    entries = func.json_each(cp.versions).table_valued("key", "value", "type").alias("entry")
+    text = func.cast(entries.c.value, Text()) == ch.version
+    real = and_(entries.c.type == "real", func.cast(ch.version, Float()) == entries.c.value)
+    return entries, or_(text, real)
 
 
 def idle_threads(limit: int) -> Any:

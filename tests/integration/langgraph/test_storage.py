@@ -24,7 +24,7 @@ def db(sync_db: Database) -> Database:
     return sync_db
 
 
-def _put(saver: PersistenceSaver, parent: Any, doc: str, version: str) -> Any:
+def _put(saver: PersistenceSaver, parent: Any, doc: str, version: Any) -> Any:
     checkpoint = empty_checkpoint()
     checkpoint["channel_values"] = {"doc": doc}
     checkpoint["channel_versions"] = {"doc": version}
@@ -54,6 +54,25 @@ def test_a_value_is_stored_once_and_removed_with_its_last_reference(db: Database
     assert saver.get_tuple(THREAD).checkpoint["channel_values"]["doc"] == SECOND
     saver.delete_thread("doc-thread")
     assert _blobs(db, tenant) == 0
+
+
+@pytest.mark.parametrize("version", [1e20, 1e-05, 0.5, 2**60, "v-1"])
+def test_a_prune_keeps_the_values_of_any_version_a_kept_checkpoint_names(
+    db: Database, version: Any
+) -> None:
+    """Channel versions may be numbers of any kind (a saver's get_next_version): the
+    prune's orphan sweep finds the channel rows of the kept checkpoint by the version's
+    value, however JSON and the stored text spell it (1e20 against '1e+20')."""
+    tenant = new_tenant(db)
+    saver = PersistenceSaver(db, tenant=tenant)
+    first = _put(saver, None, FIRST, "0")
+    _put(saver, first, SECOND, version)
+    saver.prune(["doc-thread"], strategy="keep_latest")
+    found = saver.get_tuple(THREAD)
+    assert found is not None
+    assert found.checkpoint["channel_versions"] == {"doc": version}
+    assert found.checkpoint["channel_values"]["doc"] == SECOND
+    assert _blobs(db, tenant) == 1  # the pruned checkpoint's own value went
 
 
 def test_an_altered_blob_is_refused(db: Database) -> None:
