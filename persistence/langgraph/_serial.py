@@ -6,6 +6,7 @@ them, and puts them back together on read, verifying every checksum."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,6 +169,10 @@ def split_checkpoint(
         validate_id(channel, "channel name")
         if not isinstance(version, (str, int, float)) or isinstance(version, bool):
             raise InvalidTypeError(f"channel version of {channel!r} must be a str, int or float")
+        if isinstance(version, float) and not math.isfinite(version):
+            raise InvalidInputError(
+                f"channel version of {channel!r} is {version}: JSON holds no such number"
+            )
     stored = {**checkpoint, "channel_values": inline}
     del stored["channel_versions"]
     type_, raw = serde.dumps_typed(stored)

@@ -30,6 +30,12 @@ def _checkpoint(**values: Any) -> Any:
     return checkpoint
 
 
+def _versioned(version: Any) -> Any:
+    checkpoint = _checkpoint(a="x" * 300)  # (a blob: its version is a key of a row)
+    checkpoint["channel_versions"] = {"a": version}
+    return checkpoint
+
+
 @pytest.fixture
 def saver(db: Database, make_saver: Callable[..., Any]) -> Any:
     return make_saver(new_tenant(db))
@@ -49,6 +55,9 @@ BAD_PUTS = {
     "a value serde refuses": (CONFIG, _checkpoint(lock=threading.Lock()), {}, InvalidTypeError),
     "metadata JSON changes": (CONFIG, _checkpoint(a=1), {"when": NOW}, InvalidInputError),
     "metadata with NUL inside": (CONFIG, _checkpoint(a=1), {"x": {"y": NUL}}, InvalidInputError),
+    "a version that is inf": (CONFIG, _versioned(float("inf")), {}, InvalidInputError),
+    "a version that is nan": (CONFIG, _versioned(float("nan")), {}, InvalidInputError),
+    "a version that is a bool": (CONFIG, _versioned(True), {}, InvalidTypeError),
 }
 
 
