@@ -66,7 +66,8 @@ def runtime_role_sql(
     The role may log in; it is not a superuser, cannot bypass RLS and owns nothing.
     It reads ``admin_tables`` (tenants, workspaces: through RLS, only its own tenant)
     and reads and writes ``data_tables``; it enters a tenant through
-    ``persistence_enter()``. Idempotent: run it again after every upgrade.
+    ``persistence_enter()``. It may not create temporary tables (``TEMPORARY`` is taken
+    from PUBLIC on the database). Idempotent: run it again after every upgrade.
     """
     ident = quote_ident(role)
     statements: list[str] = []
@@ -91,4 +92,24 @@ def runtime_role_sql(
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(data_tables)} TO {ident}"
         )
     statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {{schema}} TO {ident}")
+    statements += _no_temporary_tables(role)
     return statements
+
+
+def _no_temporary_tables(role: str) -> list[str]:
+    """Take ``TEMPORARY`` on the database from PUBLIC and the role, then check it is
+    gone: a temporary table is searched before every schema, so one named like ours
+    would stand in for it in the role's own statements (the database's owner keeps
+    the privilege; other roles that relied on PUBLIC's lose it)."""
+    literal = "'" + role.replace("'", "''") + "'"
+    database = "quote_ident(current_database())"
+    revoke = f"EXECUTE 'REVOKE TEMPORARY ON DATABASE ' || {database} || ' FROM '"
+    return [
+        f"DO $$ BEGIN {revoke} || 'PUBLIC'; {revoke} || quote_ident({literal}); END $$",
+        f"DO $$ BEGIN IF has_database_privilege({literal}, current_database(), 'TEMPORARY') "
+        "THEN RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = "
+        f"'permission denied: the runtime role ' || quote_ident({literal}) || ' may still "
+        f"create temporary tables in database ' || {database} || ' (granted by a role other "
+        f"than this one): have its owner run REVOKE TEMPORARY ON DATABASE ' || {database} "
+        f"|| ' FROM PUBLIC, ' || quote_ident({literal}); END IF; END $$",
+    ]
