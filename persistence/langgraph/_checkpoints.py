@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
-from persistence._pg_arrays import bigint_array, bytea_array, text_array
+from persistence._pg_arrays import text_array
 from persistence.cache import Entry
 from persistence.errors import AlreadyExistsError, DataCorruptionError, StaleFenceError
 from persistence.langgraph import _maintenance as maintenance
+from persistence.langgraph._batches import blob_arrays, channel_arrays, write_arrays
 from persistence.langgraph._latest_sql import LATEST_PG, split
 from persistence.langgraph._pruning import Chain
 from persistence.langgraph._serial import Blob, Row, WriteRow
@@ -228,11 +229,7 @@ class CheckpointRepository:
             (c, str(row.versions[c]), d) for c, d in row.channels.items() if c in row.versions
         ]
         if scope.is_postgres:
-            blobs = list(row.blobs.values())
-            params.update(_blob_arrays(blobs))
-            params["channel_names"] = text_array([c for c, _, _ in channels])
-            params["channel_versions"] = text_array([v for _, v, _ in channels])
-            params["channel_digests"] = bytea_array([d for _, _, d in channels])
+            params |= blob_arrays(row.blobs.values()) | channel_arrays(channels)
             # (one statement, and the unit of work's COMMIT with it: the fenced claim
             # writes nothing for a scope gone meanwhile, RLS and foreign keys refuse it)
             written = scope.run_one(PUT_PG, params, last=True)
@@ -288,22 +285,7 @@ class CheckpointRepository:
         replace = all(w.idx < 0 for w in rows)
         base = self._params(thread_id, ns, checkpoint_id=checkpoint_id)
         if self._scope.is_postgres:
-            task_ids = {w.task_id for w in rows}
-            task_paths = {w.task_path for w in rows}
-            assert len(task_ids) == 1 and len(task_paths) == 1  # one task's writes
-            params = {
-                **base,
-                "task_id": rows[0].task_id,
-                "task_path": rows[0].task_path,
-                "idxs": bigint_array([w.idx for w in rows]),
-                "channels": text_array([w.channel for w in rows]),
-                "types": text_array([w.type for w in rows]),
-                "values": bytea_array([w.value for w in rows]),
-                "codecs": text_array([w.codec for w in rows]),
-                "checksums": bytea_array([w.checksum for w in rows]),
-                "digests": bytea_array([w.digest for w in rows]),
-                **_blob_arrays(list(blobs.values())),
-            }
+            params = base | write_arrays(rows, blobs.values())
             statement = WRITES_REPLACE_PG if replace else WRITES_KEEP_PG
             fence = self._scope.run_scalar(statement, params, last=True)
             if fence is not None:
@@ -388,16 +370,6 @@ class CheckpointRepository:
             raise AlreadyExistsError(f"thread {target!r} already has checkpoints")
         for table in (THREADS, CHECKPOINTS, CHANNELS, BLOBS, WRITES):
             self._scope.execute(maintenance.copy_rows(table), params)
-
-
-def _blob_arrays(blobs: Sequence[Blob]) -> dict[str, Any]:
-    """The array parameters of blob rows (PostgreSQL statements unnest them)."""
-    return {
-        "blob_digests": bytea_array([b.digest for b in blobs]),
-        "blob_types": text_array([b.type for b in blobs]),
-        "blob_codecs": text_array([b.codec for b in blobs]),
-        "blob_values": bytea_array([b.value for b in blobs]),
-    }
 
 
 def _run_id(metadata: dict[str, Any]) -> str | None:
