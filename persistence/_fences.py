@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import BigInteger, bindparam, func, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Uuid,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from persistence._compiled import Statement
-from persistence.errors import InvalidTypeError
+from persistence.errors import InvalidInputError, InvalidTypeError
+from persistence.models.base import UTCDateTime
 from persistence.models.leases import Fence, Lease
 from persistence.repositories._sql import upsert
 from persistence.validation import validate_int, validate_lease_name, validate_text
@@ -29,6 +42,10 @@ class FenceToken:
     resource: str
     fence: int
     holder: str
+    expires_at: datetime | None = None
+    """When the lease ends (UTC; a lease's is counted from just before its acquire or
+    extend request, so never later than the lock service's): a write after it is
+    refused. None: no expiry is checked (a token built by hand)."""
 
 
 @runtime_checkable
@@ -54,21 +71,51 @@ def as_fence_token(value: object) -> FenceToken:
     validate_lease_name(token.resource)
     validate_int(token.fence, "fence", minimum=1)
     validate_text(token.holder, "fence holder", max_length=200)
+    expires_at = token.expires_at
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime):
+            raise InvalidTypeError("a fence token's expires_at must be a datetime or None")
+        if expires_at.tzinfo is None:
+            raise InvalidInputError("a fence token's expires_at must be timezone-aware")
     return token
 
 
-def _record_fence() -> Statement:
-    """Record a fence for its resource unless a newer one (or the same one from another
-    holder) is recorded; returns the fence, no row when refused."""
-    table = Fence.__table__
-    stmt = upsert(table).values(
-        tenant_id=bindparam("tenant_id"),
-        resource=bindparam("resource"),
-        fence=bindparam("fence", type_=BigInteger()),
-        holder=bindparam("holder"),
-        updated_at=bindparam("now"),
+def _record_fence(dialect: str) -> Statement:
+    """Record a fence for its resource unless the write may not go through; returns the
+    fence, no row when refused. Refused: a newer fence (or the same one from another
+    holder) recorded; the token's ``expires_at`` passed, on the database's clock
+    (PostgreSQL's ``clock_timestamp()`` as the statement runs; SQLite's is this process's,
+    ``:now``); or, for a lease of the SQL backend, its row no longer this holder's live
+    lease (taken over, released or expired), whether or not the new holder wrote yet."""
+    table, leases = Fence.__table__, Lease.__table__
+    now: Any = func.clock_timestamp() if dialect == "postgresql" else bindparam("now")
+    expires_at = bindparam("expires_at", type_=UTCDateTime())
+    fence: Any = bindparam("fence", type_=BigInteger())
+    holder: Any = bindparam("holder")
+    lease = leases.c
+    superseded = exists(
+        select(literal(1)).where(
+            lease.tenant_id == bindparam("tenant_id"),
+            lease.name == bindparam("resource"),
+            or_(
+                lease.fence > fence,
+                and_(
+                    lease.fence == fence,
+                    or_(lease.holder.is_(None), lease.holder != holder, lease.expires_at <= now),
+                ),
+            ),
+        )
     )
+    row = select(
+        bindparam("tenant_id", type_=Uuid()),
+        bindparam("resource"),
+        fence,
+        holder,
+        bindparam("now", type_=UTCDateTime()),
+    ).where(or_(expires_at.is_(None), expires_at > now), ~superseded)
     current = table.c
+    columns = ["tenant_id", "resource", "fence", "holder", "updated_at"]
+    stmt = upsert(table).from_select(columns, row)
     stmt = stmt.on_conflict_do_update(
         index_elements=[current.tenant_id, current.resource],
         set_={
@@ -79,7 +126,7 @@ def _record_fence() -> Statement:
         where=(current.fence < stmt.excluded.fence)
         | ((current.fence == stmt.excluded.fence) & (current.holder == stmt.excluded.holder)),
     ).returning(current.fence)
-    return Statement(stmt, "fences_record")
+    return Statement(stmt, f"fences_record_{dialect}")
 
 
 def _floor_statement() -> Statement:
@@ -94,5 +141,5 @@ def _floor_statement() -> Statement:
     return Statement(select(func.coalesce(func.max(both.c.fence), 0)), "fences_floor")
 
 
-RECORD = _record_fence()
+RECORD = {dialect: _record_fence(dialect) for dialect in ("postgresql", "sqlite")}
 FLOOR = _floor_statement()

@@ -1,9 +1,12 @@
-"""Fencing tokens: a write under a lease is refused once a newer holder has written.
+"""Fencing tokens: a write under a lease is refused once the lease has expired (on the
+database's clock), was released or taken over, or a newer holder has written.
 
 Each fenced write records, in the same transaction as the write, the highest fence seen
 for its tenant and resource (the lease name) in the ``fences`` table. A lower fence, or
-the same fence from another holder, raises :class:`StaleFenceError` and the transaction
-writes nothing. Correctness rests on the database, not on the lock service.
+the same fence from another holder, a token past its ``expires_at``, or (SQL backend)
+a lease row that is no longer this holder's live lease, raises :class:`StaleFenceError`
+and the transaction writes nothing. Correctness rests on the database, not on the lock
+service (docs/leases.md says which clock bounds what).
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ async def check_fence(scope: AsyncScope, fence: object | None) -> None:
         "fence": token.fence,
         "holder": token.holder,
         "now": utcnow(),
+        "expires_at": token.expires_at,
     }
-    if await scope.run_one(RECORD, params) is None:
+    if await scope.run_one(RECORD[scope.dialect], params) is None:
         raise StaleFenceError(
-            f"stale fence {token.fence} for {token.resource!r}: a newer lease holder has "
-            "written; nothing was written"
+            f"stale fence {token.fence} for {token.resource!r}: the lease expired, was "
+            "released or taken over, or a newer holder has written; nothing was written"
         )
 
 

@@ -21,7 +21,7 @@ import re
 import socket
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -106,6 +106,7 @@ class Lease:
     tenant_id: uuid.UUID
     fence = 0  # until acquired (fences start at 1)
     _expires = 0.0
+    _expires_at: datetime | None = None  # the same moment on the wall clock, for fences
 
     def __init__(
         self, backend: LeaseBackend, tenant: str, name: str, ttl: float, wait: float
@@ -124,9 +125,10 @@ class Lease:
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
-            started = time.monotonic()
+            started = self._started()
             try:
                 tenant_id, fence = self._request()
+                self._expires_at = self._wall + timedelta(seconds=self.ttl)
                 return tenant_id, fence, started + self.ttl
             except LockNotAcquiredError as exc:
                 if getattr(exc, "unreachable", False) or time.monotonic() >= deadline:
@@ -146,10 +148,20 @@ class Lease:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} fence={self.fence} held={self.held}>"
 
+    def _started(self) -> float:
+        """Now, on the monotonic clock (returned) and on the wall clock (``_wall``): an
+        acquire or extend request counts its ttl from just before it is sent."""
+        self._wall = utcnow()
+        return time.monotonic()
+
     @property
     def fence_token(self) -> FenceToken:
-        """What a fenced write carries (see :mod:`persistence.fencing`)."""
-        return FenceToken(self.tenant_id, self.name, self.fence, self.token)
+        """What a fenced write carries (see :mod:`persistence.fencing`): its fence, and
+        when the lease ends (now, once released or lost), as this process knows it."""
+        expires_at = self._expires_at
+        if self._released or self._lost:
+            expires_at = min(utcnow(), expires_at) if expires_at else utcnow()
+        return FenceToken(self.tenant_id, self.name, self.fence, self.token, expires_at)
 
     @property
     def remaining(self) -> float:
@@ -170,11 +182,11 @@ class Lease:
         ttl = self.ttl if ttl is None else _seconds(ttl, "ttl", zero=False)
         if self._released or self._lost:
             raise LeaseLostError(f"lease {self.name!r} is no longer held")
-        started = time.monotonic()
+        started = self._started()
         if not self._backend.extend(self.tenant, self.tenant_id, self.name, self.token, ttl):
             self._lost = True
             raise LeaseLostError(f"lease {self.name!r} was lost (expired or taken over)")
-        self._expires = started + ttl
+        self._expires, self._expires_at = started + ttl, self._wall + timedelta(seconds=ttl)
 
     def release(self) -> None:
         """Give the lease up. A second call does nothing.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from persistence._store_mapping import MappingMixin
 from persistence.codecs import dump_json
 from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError
-from persistence.fencing import FenceToken, as_fence_token, check_fence
+from persistence.fencing import as_fence_token, check_fence
 from persistence.repositories.stores import MISSING, StoreRepository
 from persistence.validation import validate_slug, validate_text
 
@@ -153,10 +153,10 @@ class Store(MappingMixin):
     code point order of the keys, reading pages of 500 keys.
     """
 
-    def __init__(self, runner: _Runner, name: str, fence: FenceToken | None = None):
+    def __init__(self, runner: _Runner, name: str, fence: object | None = None):
         self._runner = runner
         self.name = validate_slug(name, what="store name")
-        self._fence = fence
+        self._fence = fence  # a lease (its token read at each write) or a FenceToken
 
     @classmethod
     def for_database(cls, db: Database, tenant: str, workspace: str, name: str) -> Store:
@@ -169,7 +169,7 @@ class Store(MappingMixin):
         return cls(_UnitOfWorkRunner(uow), name)
 
     def __repr__(self) -> str:
-        fenced = f", fence={self._fence.fence}" if self._fence else ""
+        fenced = f", fence={as_fence_token(self._fence).fence}" if self._fence else ""
         return f"<{type(self).__name__} {self.name!r}{fenced}>"
 
     # -- transactions and fencing ----------------------------------------------------
@@ -193,10 +193,12 @@ class Store(MappingMixin):
     def fenced(self, lease: object) -> Store:
         """This store, with every write checked against ``lease``'s fence.
 
-        A write whose fence is lower than one already written for the lease's name (by
-        a newer holder) raises StaleFenceError and writes nothing.
+        A write raises StaleFenceError and writes nothing once the lease has expired,
+        was released or taken over, or a newer holder has written (the lease's token is
+        read at each write: an ``extend`` counts).
         """
-        return Store(self._runner, self.name, as_fence_token(lease))
+        as_fence_token(lease)  # (refused now if it is not one)
+        return Store(self._runner, self.name, lease)
 
     @contextmanager
     def _writing(self) -> Iterator[StoreRepository]:

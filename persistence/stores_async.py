@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from persistence._store_mapping import AsyncMappingMixin
 from persistence.codecs import dump_json
 from persistence.errors import InvalidInputError, InvalidTypeError, ReadOnlyError
-from persistence.fencing_async import FenceToken, as_fence_token, check_fence
+from persistence.fencing_async import as_fence_token, check_fence
 from persistence.repositories.stores_async import MISSING, AsyncStoreRepository
 from persistence.validation import validate_slug, validate_text
 
@@ -152,10 +152,10 @@ class AsyncStore(AsyncMappingMixin):
     code point order of the keys, reading pages of 500 keys.
     """
 
-    def __init__(self, runner: _Runner, name: str, fence: FenceToken | None = None):
+    def __init__(self, runner: _Runner, name: str, fence: object | None = None):
         self._runner = runner
         self.name = validate_slug(name, what="store name")
-        self._fence = fence
+        self._fence = fence  # a lease (its token read at each write) or a FenceToken
 
     @classmethod
     def for_database(cls, db: AsyncDatabase, tenant: str, workspace: str, name: str) -> AsyncStore:
@@ -168,7 +168,7 @@ class AsyncStore(AsyncMappingMixin):
         return cls(_UnitOfWorkRunner(uow), name)
 
     def __repr__(self) -> str:
-        fenced = f", fence={self._fence.fence}" if self._fence else ""
+        fenced = f", fence={as_fence_token(self._fence).fence}" if self._fence else ""
         return f"<{type(self).__name__} {self.name!r}{fenced}>"
 
     # -- transactions and fencing ----------------------------------------------------
@@ -192,10 +192,12 @@ class AsyncStore(AsyncMappingMixin):
     def fenced(self, lease: object) -> AsyncStore:
         """This store, with every write checked against ``lease``'s fence.
 
-        A write whose fence is lower than one already written for the lease's name (by
-        a newer holder) raises StaleFenceError and writes nothing.
+        A write raises StaleFenceError and writes nothing once the lease has expired,
+        was released or taken over, or a newer holder has written (the lease's token is
+        read at each write: an ``extend`` counts).
         """
-        return AsyncStore(self._runner, self.name, as_fence_token(lease))
+        as_fence_token(lease)  # (refused now if it is not one)
+        return AsyncStore(self._runner, self.name, lease)
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncStoreRepository]:
