@@ -67,8 +67,22 @@ def _leave_session_state(db: Database, tenant: str, other_id: uuid.UUID) -> None
             uow.session.execute(text(statement))
 
 
+@pytest.fixture
+def temporary_tables(postgres: PostgresTarget) -> Iterator[None]:
+    """The runtime role may create temporary tables while the test runs (the grant takes
+    that from it: a DBA may give it back, and the reset must still drop them)."""
+    grant = f'GRANT TEMPORARY ON DATABASE "{postgres.database}" TO "{postgres.runtime_role}"'
+    with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as conn:
+        conn.execute(grant)
+    try:
+        yield
+    finally:
+        with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as conn:
+            conn.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+
+
 def test_session_state_never_reaches_the_next_unit_of_work(
-    db_of_one: Database, make_tenant: Callable[..., str]
+    db_of_one: Database, make_tenant: Callable[..., str], temporary_tables: None
 ) -> None:
     a, b, c = make_tenant(), make_tenant(), make_tenant()
     db = db_of_one
