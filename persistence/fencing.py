@@ -47,8 +47,9 @@ def check_fence(scope: Scope, fence: object | None) -> None:
         )
 
 
-def fence_floor(scope: Scope, name: str) -> int:
+def fence_floor(scope: Scope, name: str, *, last: bool = False) -> int:
     """The highest fence the database knows for ``name`` (written or issued) in the
-    tenant of ``scope``, else 0."""
+    tenant of ``scope``, else 0; ``last``: the unit of work's last statement (it carries
+    the COMMIT, ``AsyncScope.run``)."""
     params = {"tenant_id": scope.tenant_id, "name": name}
-    return int(scope.run_scalar(FLOOR, params))
+    return int(scope.run_scalar(FLOOR, params, last=last))

@@ -46,8 +46,9 @@ async def check_fence(scope: AsyncScope, fence: object | None) -> None:
         )
 
 
-async def fence_floor(scope: AsyncScope, name: str) -> int:
+async def fence_floor(scope: AsyncScope, name: str, *, last: bool = False) -> int:
     """The highest fence the database knows for ``name`` (written or issued) in the
-    tenant of ``scope``, else 0."""
+    tenant of ``scope``, else 0; ``last``: the unit of work's last statement (it carries
+    the COMMIT, ``AsyncScope.run``)."""
     params = {"tenant_id": scope.tenant_id, "name": name}
-    return int(await scope.run_scalar(FLOOR, params))
+    return int(await scope.run_scalar(FLOOR, params, last=last))

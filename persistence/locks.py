@@ -318,9 +318,9 @@ class RedisLeaseBackend:
     def acquire(self, tenant: str, name: str, token: str, ttl: float) -> tuple[uuid.UUID, int]:
         from redis.exceptions import RedisClusterException, RedisError
 
-        with self._db.unit_of_work(tenant) as uow:
+        with self._db.unit_of_work(tenant) as uow:  # (one round trip: floor, COMMIT)
             tenant_id = uow.scope.tenant_id
-            floor = fence_floor(uow.scope, name)
+            floor = fence_floor(uow.scope, name, last=True)
         try:
             script = self._script(_ACQUIRE)
             fence = script(

@@ -346,9 +346,9 @@ class AsyncRedisLeaseBackend:
     ) -> tuple[uuid.UUID, int]:
         from redis.exceptions import RedisClusterException, RedisError
 
-        async with self._db.unit_of_work(tenant) as uow:
+        async with self._db.unit_of_work(tenant) as uow:  # (one round trip: floor, COMMIT)
             tenant_id = uow.scope.tenant_id
-            floor = await fence_floor(uow.scope, name)
+            floor = await fence_floor(uow.scope, name, last=True)
         try:
             script = self._script(_ACQUIRE)
             fence = await script(
