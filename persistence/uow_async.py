@@ -84,6 +84,9 @@ class _AsyncTransaction:
         self.entry: Mapping[Any, Any] | None = None
         self.written: set[str] = set()  # cache keys written (read from the database then)
         self.committed = False  # by a last statement (run(..., last=True)), COMMIT with it
+        # The connection was lost while a COMMIT was on its way: it may have committed,
+        # and what it wrote is not known here (the unit of work forgets its tenant's cache).
+        self.in_doubt = False
         # One list per open savepoint: callbacks of a rolled-back savepoint are dropped.
         self._callbacks: list[list[Callback]] = [[]]
 
@@ -129,10 +132,14 @@ class _AsyncTransaction:
         """
         self._require_uncommitted()
         pending, commit = self.pending, last and self._commits_with_a_statement()
-        if pending is None:
-            found = await run(self.connection, statement, params, commit=commit)
-        else:
-            found = await first_statement(self, pending, statement, params, commit=commit)
+        try:
+            if pending is None:
+                found = await run(self.connection, statement, params, commit=commit)
+            else:
+                found = await first_statement(self, pending, statement, params, commit=commit)
+        except DatabaseUnavailableError:
+            self.in_doubt = commit and self.connection.invalidated
+            raise
         self.committed = commit
         return found
 
@@ -200,11 +207,15 @@ class _AsyncTransaction:
     async def _commit(self) -> None:
         sent_nothing = self._sent_nothing()
         self._require_committable(sent_nothing)
-        if self._session is not None:
-            with translate_errors():
-                await self._session.commit()
-        if self._on_driver and not sent_nothing:  # what the session did not commit
-            await self._end_on_driver(commit=True)  # (raises translated errors itself)
+        try:
+            if self._session is not None:
+                with translate_errors():
+                    await self._session.commit()
+            if self._on_driver and not sent_nothing:  # what the session did not commit
+                await self._end_on_driver(commit=True)  # (raises translated errors itself)
+        except DatabaseUnavailableError:
+            self.in_doubt = True  # lost on the way: the server may have committed
+            raise
 
     def _sent_nothing(self) -> bool:
         """Whether nothing of this unit of work reached the server: its entry still
@@ -381,9 +392,21 @@ class AsyncUnitOfWork:
         self._entry = tx.entry
         self._repos.clear()
         failed = exc_type is not None
-        await shielded(tx.finish(failed))  # sync: tx.finish(failed)
+        try:
+            await shielded(tx.finish(failed))  # sync: tx.finish(failed)
+        finally:
+            if tx.in_doubt:
+                await shielded(self._forget_cached())  # sync: self._forget_cached()
         if exc is not None:
             reraise_translated(exc, self._db.settings.url_label)
+
+    async def _forget_cached(self) -> None:
+        """After a COMMIT in doubt: nothing of the tenant cached before is served, here or
+        (the shared tier) anywhere, since what it wrote may have committed."""
+        cache = self._db.cache
+        if cache is not None and self._entry is not None:
+            tenant_id, _ = entry_ids(self._entry)
+            await cache.tenant_changed(tenant_id)
 
     @property
     def tenant(self) -> TenantRecord:

@@ -175,6 +175,36 @@ def test_a_connection_lost_while_committing_is_reported_in_doubt(
         assert _stored(db, tenant) == 12
 
 
+@pytest.mark.parametrize("last", [True, False])
+def test_a_commit_in_doubt_stops_the_cache_serving_the_tenant(
+    pg_db: Database,
+    postgres: PostgresTarget,
+    postgres_server: str,
+    open_database: Callable[..., Database],
+    last: bool,
+) -> None:
+    """What a unit of work whose COMMIT is in doubt wrote is not known, so nothing of its
+    tenant cached before is served after it (the read cache's tenant epoch moves)."""
+    tenant = new_tenant(pg_db)
+    with (
+        open_database(postgres.runtime_url, pool_size=1, cache="local", **NO_PING) as db,
+        open_database(postgres.runtime_url) as other,
+    ):
+        db.store(tenant, "s")["k"] = 1
+        assert db.store(tenant, "s")["k"] == 1  # cached now
+        other.store(tenant, "s")["k"] = 2  # behind this cache's back (no shared tier)
+        assert db.store(tenant, "s")["k"] == 1  # served from the cache: stale, as set up
+        in_doubt = pytest.raises(DatabaseUnavailableError)
+        with in_doubt, db.unit_of_work(tenant) as uow:
+            if last:
+                uow.scope.run(SUICIDE, {}, last=True)
+            else:  # the COMMIT of its own is the round trip that finds the session gone
+                _set(uow, 15, last=False)
+                pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                _terminate(postgres_server, postgres.runtime_role, postgres.database, [pid])
+        assert db.store(tenant, "s")["k"] == 2  # read from the database again
+
+
 def test_a_scope_gone_since_writes_nothing_though_the_commit_went_with_the_statement(
     pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
 ) -> None:
