@@ -88,15 +88,18 @@ def _record_fence(dialect: str) -> Statement:
     ``:now``); or, for a lease of the SQL backend, its row no longer this holder's live
     lease (taken over, released or expired), whether or not the new holder wrote yet."""
     table, leases = Fence.__table__, Lease.__table__
-    now: Any = func.clock_timestamp() if dialect == "postgresql" else bindparam("now")
+    written_at = bindparam("now", type_=UTCDateTime())  # (this process's clock)
+    now: Any = func.clock_timestamp() if dialect == "postgresql" else written_at
     expires_at = bindparam("expires_at", type_=UTCDateTime())
+    tenant_id: Any = bindparam("tenant_id", type_=Uuid())
+    resource: Any = bindparam("resource")
     fence: Any = bindparam("fence", type_=BigInteger())
     holder: Any = bindparam("holder")
     lease = leases.c
     superseded = exists(
         select(literal(1)).where(
-            lease.tenant_id == bindparam("tenant_id"),
-            lease.name == bindparam("resource"),
+            lease.tenant_id == tenant_id,
+            lease.name == resource,
             or_(
                 lease.fence > fence,
                 and_(
@@ -106,13 +109,8 @@ def _record_fence(dialect: str) -> Statement:
             ),
         )
     )
-    row = select(
-        bindparam("tenant_id", type_=Uuid()),
-        bindparam("resource"),
-        fence,
-        holder,
-        bindparam("now", type_=UTCDateTime()),
-    ).where(or_(expires_at.is_(None), expires_at > now), ~superseded)
+    live = or_(expires_at.is_(None), expires_at > now)
+    row = select(tenant_id, resource, fence, holder, written_at).where(live, ~superseded)
     current = table.c
     columns = ["tenant_id", "resource", "fence", "holder", "updated_at"]
     stmt = upsert(table).from_select(columns, row)

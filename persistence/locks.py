@@ -125,10 +125,10 @@ class Lease:
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
-            started = self._started()
+            started, wall = _now()
             try:
                 tenant_id, fence = self._request()
-                self._expires_at = self._wall + timedelta(seconds=self.ttl)
+                self._expires_at = wall + timedelta(seconds=self.ttl)
                 return tenant_id, fence, started + self.ttl
             except LockNotAcquiredError as exc:
                 if getattr(exc, "unreachable", False) or time.monotonic() >= deadline:
@@ -147,12 +147,6 @@ class Lease:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} fence={self.fence} held={self.held}>"
-
-    def _started(self) -> float:
-        """Now, on the monotonic clock (returned) and on the wall clock (``_wall``): an
-        acquire or extend request counts its ttl from just before it is sent."""
-        self._wall = utcnow()
-        return time.monotonic()
 
     @property
     def fence_token(self) -> FenceToken:
@@ -182,11 +176,11 @@ class Lease:
         ttl = self.ttl if ttl is None else _seconds(ttl, "ttl", zero=False)
         if self._released or self._lost:
             raise LeaseLostError(f"lease {self.name!r} is no longer held")
-        started = self._started()
+        started, wall = _now()
         if not self._backend.extend(self.tenant, self.tenant_id, self.name, self.token, ttl):
             self._lost = True
             raise LeaseLostError(f"lease {self.name!r} was lost (expired or taken over)")
-        self._expires, self._expires_at = started + ttl, self._wall + timedelta(seconds=ttl)
+        self._expires, self._expires_at = started + ttl, wall + timedelta(seconds=ttl)
 
     def release(self) -> None:
         """Give the lease up. A second call does nothing.
@@ -220,6 +214,12 @@ class Lease:
         # an exception is already on its way: don't hide it behind LeaseLostError
         with contextlib.suppress(LeaseLostError):
             self.release()
+
+
+def _now() -> tuple[float, datetime]:
+    """Now on the monotonic clock and on the wall clock: an acquire or extend request
+    counts its ttl from just before it is sent."""
+    return time.monotonic(), utcnow()
 
 
 def unreachable(message: str) -> LockNotAcquiredError:
