@@ -121,8 +121,8 @@ class _Batch:
         self.now = now
         self._refresh_on_read = refresh_on_read
         self._base = {"tenant_id": scope.tenant_id, "now": now}
-        # Items the last operation read whose TTL restarts: its statement committed the
-        # unit of work (``last``), so the caller restarts them in another.
+        # Items the last operation read whose TTL restarts, once its statement committed
+        # the unit of work (``last``, PostgreSQL): the caller restarts them in another.
         self.untouched: list[Any] = []
 
     def one(self, op: Op, *, last: bool = False) -> Result:
@@ -148,7 +148,7 @@ class _Batch:
         if row is None:
             return None
         if self._refresh(op.refresh_ttl):
-            self._touch_read([row], last)
+            self._touch_read([row])
         item: Item = _item(Item, row)
         return item
 
@@ -186,14 +186,14 @@ class _Batch:
         statement, params = sql.search(prefix, op.filter or {}, limit, offset, self._scope.dialect)
         rows = self._scope.run(statement, {**self._base, **params}, last=last)
         if rows and self._refresh(op.refresh_ttl):
-            self._touch_read(rows, last)
+            self._touch_read(rows)
         return [_item(SearchItem, row) for row in rows]
 
-    def _touch_read(self, rows: Sequence[Any], last: bool) -> None:
-        if not last:
-            self.touch(rows)
-        else:
+    def _touch_read(self, rows: Sequence[Any]) -> None:
+        if self._scope.transaction.committed:
             self.untouched += [row for row in rows if row.ttl_ms is not None]
+        else:
+            self.touch(rows)
 
     def touch(self, rows: Sequence[Any]) -> None:
         """Restart the TTL of the items read (those that have one)."""

@@ -120,8 +120,8 @@ class _Batch:
         self.now = now
         self._refresh_on_read = refresh_on_read
         self._base = {"tenant_id": scope.tenant_id, "now": now}
-        # Items the last operation read whose TTL restarts: its statement committed the
-        # unit of work (``last``), so the caller restarts them in another.
+        # Items the last operation read whose TTL restarts, once its statement committed
+        # the unit of work (``last``, PostgreSQL): the caller restarts them in another.
         self.untouched: list[Any] = []
 
     async def one(self, op: Op, *, last: bool = False) -> Result:
@@ -147,7 +147,7 @@ class _Batch:
         if row is None:
             return None
         if self._refresh(op.refresh_ttl):
-            await self._touch_read([row], last)
+            await self._touch_read([row])
         item: Item = _item(Item, row)
         return item
 
@@ -185,14 +185,14 @@ class _Batch:
         statement, params = sql.search(prefix, op.filter or {}, limit, offset, self._scope.dialect)
         rows = await self._scope.run(statement, {**self._base, **params}, last=last)
         if rows and self._refresh(op.refresh_ttl):
-            await self._touch_read(rows, last)
+            await self._touch_read(rows)
         return [_item(SearchItem, row) for row in rows]
 
-    async def _touch_read(self, rows: Sequence[Any], last: bool) -> None:
-        if not last:
-            await self.touch(rows)
-        else:
+    async def _touch_read(self, rows: Sequence[Any]) -> None:
+        if self._scope.transaction.committed:
             self.untouched += [row for row in rows if row.ttl_ms is not None]
+        else:
+            await self.touch(rows)
 
     async def touch(self, rows: Sequence[Any]) -> None:
         """Restart the TTL of the items read (those that have one)."""

@@ -30,6 +30,7 @@ class _Transaction(Protocol):
 
     connection: Connection
     written: set[str]
+    committed: bool  # by a last statement that carried the COMMIT
 
     @property
     def pending(self) -> object | None: ...

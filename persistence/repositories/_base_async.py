@@ -28,6 +28,7 @@ class _Transaction(Protocol):
 
     connection: AsyncConnection
     written: set[str]
+    committed: bool  # by a last statement that carried the COMMIT
 
     @property
     def pending(self) -> object | None: ...
