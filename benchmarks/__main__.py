@@ -17,12 +17,21 @@ from benchmarks import (
     procs,
     report,
     scale,
+    scopes,
 )
 from benchmarks.core import CASES, Bench
 from benchmarks.env import bench_env
 from benchmarks.runner import run_cases, select
 
-SKIPPABLE = ("cases", "scale", "procs", "memory", "cache", "langgraph")  # and the async ones
+SKIPPABLE = (
+    "cases",
+    "scale",
+    "procs",
+    "memory",
+    "cache",
+    "langgraph",
+    "scopes",
+)  # and the async ones
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -102,7 +111,7 @@ def _langgraph_parts(args: argparse.Namespace) -> list[str]:
 def _wants_sync(args: argparse.Namespace) -> bool:
     if ("cases" not in args.skip and select(args.only)) or _cache_parts(args):
         return True
-    return not args.only and any(s not in args.skip for s in ("scale", "procs", "memory"))
+    return not args.only and any(s not in args.skip for s in ("scale", "procs", "memory", "scopes"))
 
 
 def _run_sync(args: argparse.Namespace, result: report.Result, n: int, repeat: int) -> None:
@@ -120,6 +129,8 @@ def _run_sync(args: argparse.Namespace, result: report.Result, n: int, repeat: i
             result.procs = procs.run(env, profile)
         if "memory" not in args.skip and not args.only:
             result.memory = memory.run(env, profile)
+        if "scopes" not in args.skip and not args.only:
+            result.scopes = scopes.run(env)
         if _cache_parts(args):
             result.cache = cache_section.run(env, profile, _cache_parts(args))
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from benchmarks.env import BenchEnv, tenant_id, workspace_id
+from benchmarks.env import BenchEnv, scope_token, tenant_id, workspace_id
 from benchmarks.roundtrips import count_ours, count_raw
 from benchmarks.runner import Row, run_each
 from benchmarks.targets import MIN_RATIO
@@ -60,7 +60,7 @@ def open_async_bench(env: BenchEnv) -> Iterator[AsyncBench]:
         raw = loop.run(psycopg.AsyncConnection.connect(env.runtime_dsn, autocommit=True))
         db = env.async_database()
         ids = tenant_id(env), workspace_id(env)
-        bench = AsyncBench(env, loop, db, raw, *ids, begin=begin_query(env.tenant))
+        bench = AsyncBench(env, loop, db, raw, *ids, begin=begin_query(scope_token(env)))
         try:
             yield bench
         finally:
@@ -68,16 +68,14 @@ def open_async_bench(env: BenchEnv) -> Iterator[AsyncBench]:
             loop.run(raw.close())
 
 
-def begin_query(tenant: str, workspace: str = "default") -> bytes:
+def begin_query(token: str) -> bytes:
     """``BEGIN`` and the tenant entry in one simple-protocol query (psycopg sends a query
     without parameters as it is), as our unit of work's first round trip does:
-    ``persistence_enter()`` resolves the slugs, checks the tenant is active and sets it for
-    row-level security, so both sides give the server the same work. The baseline reads
-    the two columns it must check; ours reads the same ones (the rest when asked for)."""
-    return (
-        f"BEGIN; SELECT tenant_status, workspace_id FROM persistence_enter('{tenant}', "
-        f"'{workspace}')"
-    ).encode()
+    ``persistence_enter()`` verifies the scope token, checks the tenant is active and
+    sets it for row-level security, so both sides give the server the same work. The
+    baseline reads the two columns it must check; ours reads the same ones (the rest
+    when asked for)."""
+    return (f"BEGIN; SELECT tenant_status, workspace_id FROM persistence_enter('{token}')").encode()
 
 
 class RawAsyncTx:

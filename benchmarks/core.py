@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import redis
 
-from benchmarks.env import BenchEnv, tenant_id, workspace_id
+from benchmarks.env import BenchEnv, scope_token, tenant_id, workspace_id
 from persistence import Database
 
 Op = Callable[[int], object]
@@ -31,6 +31,7 @@ class Bench:
     langgraph: Any = None  # langgraph.store.postgres.PostgresStore, when installed
     langgraph_error: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    _token: str | None = None  # the raw side's scope token (scope_token)
 
     @classmethod
     def open(cls, env: BenchEnv, stack: ExitStack, *, langgraph: bool = True) -> Bench:
@@ -57,21 +58,24 @@ class Bench:
         self.langgraph = store
 
     def raw_tx(self) -> Any:
-        """A raw transaction that sets the tenant exactly like ``persistence_enter`` does."""
-        return _RawTx(self.raw, str(self.tenant_id))
+        """A raw transaction that sets the scope token exactly like ``persistence_enter``
+        does (the policies verify it per statement, for both sides)."""
+        if self._token is None:
+            self._token = scope_token(self.env)
+        return _RawTx(self.raw, self._token)
 
 
 class _RawTx:
-    """``with bench.raw_tx() as cur:`` BEGIN; SET LOCAL tenant (prepared); ...; COMMIT."""
+    """``with bench.raw_tx() as cur:`` BEGIN; set the scope (prepared); ...; COMMIT."""
 
-    def __init__(self, conn: psycopg.Connection[Any], tenant: str):
-        self.conn, self.tenant = conn, tenant
+    def __init__(self, conn: psycopg.Connection[Any], token: str):
+        self.conn, self.token = conn, token
 
     def __enter__(self) -> psycopg.Connection[Any]:
         self._tx = self.conn.transaction()
         self._tx.__enter__()
         self.conn.execute(
-            "SELECT set_config('persistence.tenant_id', %s, true)", (self.tenant,), prepare=True
+            "SELECT set_config('persistence.scope', %s, true)", (self.token,), prepare=True
         )
         return self.conn
 

@@ -10,6 +10,7 @@ its tables can never collide with ours.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from persistence import Database
 from persistence.database_async import AsyncDatabase
+from persistence.scopes import mint
 
 ADMIN_URL = os.environ.get(
     "PERSISTENCE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -50,7 +52,7 @@ class BenchEnv:
             owner_url=self.owner_url,
             redis_url=self.redis_url,
             redis_key_prefix=self.redis_prefix,
-            **settings,
+            **{"scope_key": None, **settings},  # (the run's database signs with its own key)
         )
 
     def async_database(self, **settings: object) -> AsyncDatabase:
@@ -60,7 +62,7 @@ class BenchEnv:
             owner_url=self.owner_url,
             redis_url=self.redis_url,
             redis_key_prefix=self.redis_prefix,
-            **settings,
+            **{"scope_key": None, **settings},  # (the run's database signs with its own key)
         )
 
 
@@ -125,11 +127,21 @@ def _drop_redis_keys(url: str, prefix: str) -> None:
 
 
 def tenant_id(env: BenchEnv) -> uuid.UUID:
-    """The benchmark tenant's id (raw baselines set it like persistence_enter does)."""
+    """The benchmark tenant's id."""
     with psycopg.connect(env.owner_dsn) as conn:
         row = conn.execute("SELECT id FROM tenants WHERE slug = %s", (env.tenant,)).fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
+
+
+def scope_token(env: BenchEnv, workspace: str = "default") -> str:
+    """The scope token of the benchmark tenant's ``workspace`` (an hour), signed with the
+    run's database's own key: what our units of work enter with, so that the raw
+    baselines give the server the same verification to do."""
+    with Database.from_url(env.owner_url, scope_key=None) as db, db.admin() as admin:
+        key = admin.scope_keys.own_key()
+    ids = tenant_id(env), workspace_id(env, workspace)
+    return mint(key, *ids, expires=int(time.time()) + 3600)
 
 
 def workspace_id(env: BenchEnv, slug: str = "default") -> uuid.UUID:

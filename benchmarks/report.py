@@ -20,6 +20,7 @@ from benchmarks.page_text import ASYNC_METHOD, ASYNC_OPERATIONS_INTRO, METHOD, P
 from benchmarks.procs import ProcsResult
 from benchmarks.runner import Row
 from benchmarks.scale import ScaleResult
+from benchmarks.scopes import ScopeResult
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Result:
     memory: MemoryResult | None = None
     cache: CacheResult | None = None  # the read cache's section
     langgraph: LangGraphResult | None = None  # our adapter vs langgraph-checkpoint-postgres
+    scopes: ScopeResult | None = None  # the server-side cost of verifying scope tokens
     async_rows: list[Row] = field(default_factory=list)  # the asyncio API's cases
     concurrency: ConcurrencyResult | None = None  # 64 tasks on 8 connections
     seconds: float = 0.0
@@ -242,6 +244,10 @@ def sync_markdown(result: Result) -> str:
         out += ["", "### Read cache", "", *cache_section.lines(result.cache)]
     if result.langgraph is not None:
         out += ["", "### LangGraph", "", *langgraph_section.lines(result.langgraph)]
+    if result.scopes is not None:
+        from benchmarks import scopes
+
+        out += ["", "### Scope tokens", "", *scopes.lines(result.scopes)]
     out += ["", "### Targets", "", *targets_section(result)]
     return "\n".join(out) + "\n"
 

@@ -6,7 +6,7 @@ pooled one turns out dead.
 psycopg opens a transaction with its own ``BEGIN`` round trip before the first
 statement (even in pipeline mode, where it syncs right after ``BEGIN``). Every unit of
 work starts with ``BEGIN`` then ``persistence_enter()``, so :func:`enter` sends both
-together in one simple-protocol query and leaves the explicit transaction open;
+together in one libpq pipeline and leaves the explicit transaction open;
 psycopg sees it open and sends no ``BEGIN`` of its own, and its ``commit()`` and
 ``rollback()`` act on the server's transaction status.
 """
@@ -23,10 +23,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 from persistence import _enter, _pool
+from persistence._compiled import Statement
 from persistence._executor import (
     driver_of,
-    pooled_cursor,
     raise_translated,
+    run_entering,
     simple_query,
     sync_of,
 )
@@ -36,7 +37,6 @@ from persistence.errors import ConfigurationError, DatabaseUnavailableError, tra
 __all__ = ["begin", "checkout", "enter", "enter_admin", "reraise_translated"]
 
 log = logging.getLogger(__name__)
-_CURSOR = "persistence_enter_cursor"
 
 
 class _Opened(Protocol):
@@ -74,34 +74,26 @@ def _check_in(parked: list[tuple[Connection, float]]) -> None:
 
 
 def enter(
-    connection: Connection, tenant: str, workspace: str, *, read_only: bool = False
+    connection: Connection,
+    entry: tuple[Statement, Mapping[str, Any]],
+    *,
+    read_only: bool = False,
 ) -> Mapping[str, Any] | None:
-    """``BEGIN`` + ``persistence_enter(tenant, workspace)`` in one round trip; its row
-    (values as text: the records built from it parse them when asked for).
+    """``BEGIN`` + the entry (``persistence_enter(token)``: ``entry``, its statement and
+    parameters) in one round trip (a libpq pipeline,
+    ``run_entering``); its row (values as text: the records built from it parse them
+    when asked for), or None when the token names no tenant.
 
-    Both go in one simple-protocol query through libpq (``simple_query``), the slugs
-    bound client-side by psycopg's ``ClientCursor`` (they are validated slugs, and the
-    cursor quotes them anyway) once per tenant and workspace (``_enter.rendered``):
-    cheaper on the client than a pipeline of two extended-protocol statements. A driver
-    error is translated by ``raise_translated``, and a broken connection is invalidated,
-    not pooled.
+    The token goes as a parameter, never in the query text (which other sessions of the
+    role may read in ``pg_stat_activity``). A driver error is translated by
+    ``raise_translated``, and a broken connection is invalidated, not pooled.
     """
     driver: psycopg.Connection[Any] = driver_of(connection)
     if driver.pgconn.transaction_status == TransactionStatus.IDLE:
-        begin_with = _enter.BEGIN_READ_ONLY if read_only else _enter.BEGIN
+        begin_with = _enter.PIPELINED_BEGIN[read_only]
     else:  # (a transaction already open: not from our pool)
-        begin_with = _enter.SET_READ_ONLY if read_only else ""
-    query = _enter.rendered(
-        begin_with,
-        tenant,
-        workspace,
-        connection.dialect,
-        lambda: pooled_cursor(connection, _CURSOR, psycopg.ClientCursor),
-    )
-    try:
-        result = (simple_query(driver, query))[-1]
-    except psycopg.Error as exc:
-        raise_translated(connection, query.decode(), (), exc)
+        begin_with = _enter.SET_READ_ONLY.removesuffix("; ").encode() if read_only else b""
+    result, _ = run_entering(connection, begin_with, entry, None, {})
     return _enter.EntryRow(result) if result.ntuples else None
 
 

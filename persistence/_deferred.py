@@ -39,7 +39,13 @@ from persistence._executor import Row, driver_of, run_entering, simple_query, sy
 from persistence._session_reset import DIRTY, mark_dirty
 from persistence._warm import WarmConnections
 from persistence._wire import closed_meanwhile
-from persistence.errors import DatabaseUnavailableError, NotFoundError, PersistenceError, translate
+from persistence.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    PersistenceError,
+    translate,
+)
 
 if TYPE_CHECKING:
     from persistence.database import Database
@@ -89,7 +95,7 @@ class Deferred:
     """A unit of work's entry, not sent yet: its slugs, the row it assumes, and, once the
     entry found the scope gone, the error every statement after raises."""
 
-    __slots__ = ("db", "failure", "known", "read_only", "tenant", "tried", "workspace")
+    __slots__ = ("db", "failure", "known", "read_only", "tenant", "token", "tried", "workspace")
 
     def __init__(
         self,
@@ -97,10 +103,12 @@ class Deferred:
         tenant: str,
         workspace: str,
         known: Mapping[Any, Any],
+        token: str,
         *,
         read_only: bool,
     ):
         self.db = db
+        self.token = token
         self.tenant = tenant
         self.workspace = workspace
         self.known = known
@@ -110,10 +118,17 @@ class Deferred:
 
     def entry(self) -> tuple[Statement, Mapping[str, Any]]:
         """The entry's statement and parameters (``run_entering`` sends them)."""
-        return _enter.ENTRY["postgresql"], {"tenant": self.tenant, "workspace": self.workspace}
+        if self.db._legacy_entry:  # (a schema before 0010)
+            return _enter.LEGACY_ENTRY, {"tenant": self.tenant, "workspace": self.workspace}
+        return _enter.ENTRY["postgresql"], {"token": self.token}
 
     def mismatch(self, row: Mapping[Any, Any] | None) -> PersistenceError | None:
         """Why the scope ``row`` shows is not the one this unit of work began in, if so."""
+        if row is None:  # (its token names the ids this process entered before)
+            return NotFoundError(
+                f"tenant {self.tenant!r} / workspace {self.workspace!r} was deleted, or "
+                f"deleted and created again, since this process entered it: run it again"
+            )
         try:
             _enter.require_entered(row, self.tenant, self.workspace)
         except PersistenceError as exc:
@@ -156,10 +171,14 @@ def first_statement(
         connection, entry = tx.connection, deferred.entry()
         return run_entering(connection, begin, entry, statement, params, commit=commit)
 
-    if commit:
-        entered, outcome = _on_live_connection_once(tx, deferred, attempt)
-    else:
-        entered, outcome = _on_live_connection(tx, deferred, attempt)
+    try:
+        if commit:
+            entered, outcome = _on_live_connection_once(tx, deferred, attempt)
+        else:
+            entered, outcome = _on_live_connection(tx, deferred, attempt)
+    except ConfigurationError:  # (the schema changed: see persistence._scoping)
+        deferred.db._legacy_entry = None
+        raise
     row = _enter.EntryRow(entered) if entered.ntuples else None
     _settle(tx, deferred, row)
     if isinstance(outcome, PersistenceError):

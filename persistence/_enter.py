@@ -4,11 +4,10 @@ from its row. ``persistence._begin`` (and its async source) sends it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import String, and_, bindparam, func, select
-from sqlalchemy.engine import Dialect
 
 from persistence._compiled import Statement
 from persistence.errors import NotFoundError, TenantSuspendedError
@@ -21,11 +20,12 @@ __all__ = [
     "BEGIN_ADMIN",
     "BEGIN_READ_ONLY",
     "ENTRY",
+    "HAS_TOKEN_ENTRY",
+    "LEGACY_ENTRY",
     "PIPELINED_BEGIN",
     "SET_READ_ONLY",
     "EntryRow",
     "entry_ids",
-    "rendered",
     "require_entered",
     "tenant_record",
     "workspace_record",
@@ -47,7 +47,7 @@ PIPELINED_BEGIN = {
     False: BEGIN.removesuffix("; ").encode(),
     True: BEGIN_READ_ONLY.removesuffix("; ").encode(),
 }
-# The columns persistence_enter() returns (migration 0001), in order.
+# The columns of the entry row (persistence_enter(), migration 0010), in order.
 _ENTRY_COLUMNS = (
     "tenant_id",
     "tenant_slug",
@@ -65,12 +65,17 @@ _ENTRY_INDEX = {column: index for index, column in enumerate(_ENTRY_COLUMNS)}
 
 
 def _postgres_entry() -> Any:
-    """PostgreSQL: ``persistence_enter()`` (migration 0001) checks the slugs, sets the
-    tenant for row-level security and returns the row."""
-    entry = func.persistence_enter(
-        bindparam("tenant", type_=String()), bindparam("workspace", type_=String())
-    ).table_valued(*_ENTRY_COLUMNS)
-    return select(*(entry.c[column] for column in _ENTRY_COLUMNS)).select_from(entry)
+    """PostgreSQL: ``persistence_enter(token)`` (migration 0010) verifies the scope token,
+    sets the verified scope for row-level security and returns the row; the
+    ``set_config`` beside it pins ``search_path`` to the tables' schema for the rest of
+    the transaction (set in the caller's transaction, not the function's), so that no
+    session ``search_path`` changes what the unit of work's statements name."""
+    entry = func.persistence_enter(bindparam("token", type_=String())).table_valued(
+        *_ENTRY_COLUMNS, "search_path"
+    )
+    pinned = func.set_config("search_path", entry.c.search_path, True)
+    columns = [entry.c[column] for column in _ENTRY_COLUMNS]
+    return select(*columns, pinned.label("search_path")).select_from(entry)
 
 
 def _sqlite_entry() -> Any:
@@ -86,33 +91,25 @@ def _sqlite_entry() -> Any:
     return select(*labelled).select_from(joined).where(tenant.slug == bindparam("tenant"))
 
 
+def _legacy_entry() -> Any:
+    """PostgreSQL before migration 0010: ``persistence_enter(tenant, workspace)`` set
+    the tenant for the policies of then (a setting any SQL could set)."""
+    entry = func.persistence_enter(
+        bindparam("tenant", type_=String()), bindparam("workspace", type_=String())
+    ).table_valued(*_ENTRY_COLUMNS)
+    return select(*(entry.c[column] for column in _ENTRY_COLUMNS)).select_from(entry)
+
+
+#: The entry of a schema not yet at 0010 (a process that runs before the upgrade).
+LEGACY_ENTRY = Statement(_legacy_entry(), "enter_legacy")
+#: Whether the schema has the token entry (0010): NULL before it.
+HAS_TOKEN_ENTRY = "SELECT to_regprocedure('persistence_enter(text)') IS NOT NULL"
+
 #: The tenant entry, one statement per backend (PostgreSQL's is a function of its own).
 ENTRY = {
     "postgresql": Statement(_postgres_entry(), "enter"),
     "sqlite": Statement(_sqlite_entry(), "enter"),
 }
-
-
-# The entry query with its slugs bound, per (query, tenant, workspace): binding them
-# client-side (quoting, escaping) costs as much client CPU as the rest of the query.
-_RENDERED: dict[tuple[str, str, str], bytes] = {}
-_RENDERED_MAX = 4096
-
-
-def rendered(
-    begin: str, tenant: str, workspace: str, dialect: Dialect, cursor: Callable[[], Any]
-) -> bytes:
-    """``begin`` then the PostgreSQL entry statement (:data:`ENTRY`), its slugs bound by
-    the psycopg ``ClientCursor`` that ``cursor()`` returns (asked for only on a miss)."""
-    key = (begin, tenant, workspace)
-    found = _RENDERED.get(key)
-    if found is None:
-        if len(_RENDERED) >= _RENDERED_MAX:
-            _RENDERED.clear()  # bounded: a process serving many tenants starts over
-        entry = ENTRY["postgresql"].sql(dialect)
-        bound = cursor().mogrify(entry, {"tenant": tenant, "workspace": workspace})
-        found = _RENDERED[key] = (begin + bound).encode()
-    return found
 
 
 class EntryRow(Mapping[str, Any]):
@@ -199,7 +196,7 @@ def _uuid(value: Any) -> Any:
         return value
     found = _UUIDS.get(value)
     if found is None:
-        if len(_UUIDS) >= _RENDERED_MAX:
+        if len(_UUIDS) >= 4096:
             _UUIDS.clear()
         found = _UUIDS[value] = uuid.UUID(str(value))
     return found

@@ -164,7 +164,7 @@ def run_entering(
     connection: Connection,
     begin: bytes,
     entry: tuple[Statement, Mapping[str, Any]],
-    statement: Statement,
+    statement: Statement | None,
     params: Mapping[str, Any],
     *,
     commit: bool = False,
@@ -188,11 +188,17 @@ def run_entering(
     pooled = sync.connection
     driver: Any = pooled.driver_connection
     head, head_args = arguments(entry[0], sync.dialect, entry[1])
-    compiled, args = arguments(statement, sync.dialect, params)
     batch = Batch(driver, pooled.info)
     try:  # (dumping sends nothing: a value the adapters refuse fails here, alone)
-        batch.add(begin)
+        if begin:
+            batch.add(begin)
         batch.add_named(head.wire, head_args, binary=False)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise_translated(connection, head.sql, head_args, exc)
+    if statement is None:
+        return (_entered(connection, batch, bool(begin), head, head_args))[0], []
+    compiled, args = arguments(statement, sync.dialect, params)
+    try:
         batch.add_named(compiled.wire, args, binary=compiled.binary)  # type: ignore[arg-type]
         if commit:
             batch.add(_COMMIT)
@@ -202,11 +208,9 @@ def run_entering(
     if observed:
         context, cursor = _Context(), _cursor(pooled, driver)
         sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
-    began, entered, result, *committed = _round_trip(connection, batch, committing=commit)
-    if entered.status != _TUPLES_OK:
-        failed = began if began.status == _FATAL_ERROR else entered
-        cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
-        raise_translated(connection, head.sql, head_args, cause)
+    entered, result, *committed = _entered(
+        connection, batch, bool(begin), head, head_args, committing=commit
+    )
     try:  # its error (or its prepare's), or a value psycopg cannot load (year 10000)
         raw = batch.rows(result)
         for outcome in committed:  # (the error of a COMMIT that failed)
@@ -219,6 +223,27 @@ def run_entering(
     if observed:
         sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
     return entered, rows(compiled, raw)
+
+
+def _entered(
+    connection: Connection,
+    batch: Batch,
+    began: bool,
+    head: Any,
+    head_args: Any,
+    *,
+    committing: bool = False,
+) -> list[Any]:
+    """The results of ``batch`` (``BEGIN`` first if ``began``, then the tenant entry
+    ``head``) after its ``BEGIN``; raises the translated error when the entry failed."""
+    outcomes = _round_trip(connection, batch, committing=committing)
+    begin = outcomes.pop(0) if began else None
+    entered = outcomes[0]
+    if entered.status != _TUPLES_OK:
+        failed = begin if begin is not None and begin.status == _FATAL_ERROR else entered
+        cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
+        raise_translated(connection, head.sql, head_args, cause)
+    return outcomes
 
 
 def _round_trip(connection: Connection, batch: Batch, *, committing: bool = False) -> list[Any]:

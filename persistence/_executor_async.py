@@ -171,7 +171,7 @@ async def run_entering(
     connection: AsyncConnection,
     begin: bytes,
     entry: tuple[Statement, Mapping[str, Any]],
-    statement: Statement,
+    statement: Statement | None,
     params: Mapping[str, Any],
     *,
     commit: bool = False,
@@ -195,11 +195,17 @@ async def run_entering(
     pooled = sync.connection
     driver: Any = pooled.driver_connection
     head, head_args = arguments(entry[0], sync.dialect, entry[1])
-    compiled, args = arguments(statement, sync.dialect, params)
     batch = Batch(driver, pooled.info)
     try:  # (dumping sends nothing: a value the adapters refuse fails here, alone)
-        batch.add(begin)
+        if begin:
+            batch.add(begin)
         batch.add_named(head.wire, head_args, binary=False)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        await raise_translated(connection, head.sql, head_args, exc)
+    if statement is None:
+        return (await _entered(connection, batch, bool(begin), head, head_args))[0], []
+    compiled, args = arguments(statement, sync.dialect, params)
+    try:
         batch.add_named(compiled.wire, args, binary=compiled.binary)  # type: ignore[arg-type]
         if commit:
             batch.add(_COMMIT)
@@ -209,11 +215,9 @@ async def run_entering(
     if observed:
         context, cursor = _Context(), _cursor(pooled, driver)
         sync.dispatch.before_cursor_execute(sync, cursor, compiled.sql, args, context, False)
-    began, entered, result, *committed = await _round_trip(connection, batch, committing=commit)
-    if entered.status != _TUPLES_OK:
-        failed = began if began.status == _FATAL_ERROR else entered
-        cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
-        await raise_translated(connection, head.sql, head_args, cause)
+    entered, result, *committed = await _entered(
+        connection, batch, bool(begin), head, head_args, committing=commit
+    )
     try:  # its error (or its prepare's), or a value psycopg cannot load (year 10000)
         raw = batch.rows(result)
         for outcome in committed:  # (the error of a COMMIT that failed)
@@ -226,6 +230,27 @@ async def run_entering(
     if observed:
         sync.dispatch.after_cursor_execute(sync, cursor, compiled.sql, args, context, False)
     return entered, rows(compiled, raw)
+
+
+async def _entered(
+    connection: AsyncConnection,
+    batch: Batch,
+    began: bool,
+    head: Any,
+    head_args: Any,
+    *,
+    committing: bool = False,
+) -> list[Any]:
+    """The results of ``batch`` (``BEGIN`` first if ``began``, then the tenant entry
+    ``head``) after its ``BEGIN``; raises the translated error when the entry failed."""
+    outcomes = await _round_trip(connection, batch, committing=committing)
+    begin = outcomes.pop(0) if began else None
+    entered = outcomes[0]
+    if entered.status != _TUPLES_OK:
+        failed = begin if begin is not None and begin.status == _FATAL_ERROR else entered
+        cause = batch.error(failed) if failed.status == _FATAL_ERROR else _no_entry()
+        await raise_translated(connection, head.sql, head_args, cause)
+    return outcomes
 
 
 async def _round_trip(

@@ -1,44 +1,87 @@
-"""The access descriptor: what another process needs to open the same tenant scope.
+"""The access descriptor: a capability for one tenant + workspace scope.
 
-An executor in a subprocess or container is handed a small JSON document (no secret
-in it) and opens the same tenant and workspace with ``Database.from_access(...)``;
-passwords come from that process's own settings.
+An executor in a subprocess or container is handed a small JSON document and opens
+that scope, and nothing else, with ``Database.from_access(...)``: the descriptor
+carries a scope token (``persistence.scopes``) signed for exactly its tenant and
+workspace ids, its read-only flag and its expiry, and bound to every other field (the
+token's ``bind`` is their digest), so that editing any field makes it invalid. It
+carries no key and no password: passwords come from that process's own settings.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy.engine import URL, make_url
 
-from persistence.errors import ConfigurationError, InvalidInputError
+from persistence import scopes
+from persistence.errors import ConfigurationError, InvalidInputError, ScopeTokenError
 from persistence.records import Record
+from persistence.scopes import ScopeClaims
 from persistence.settings import Settings
 from persistence.validation import validate_slug
 
 __all__ = ["ACCESS_FORMAT", "AccessDescriptor", "describe_access", "settings_for_access"]
 
-ACCESS_FORMAT: Literal["persistence-access/1"] = "persistence-access/1"
+ACCESS_FORMAT: Literal["persistence-access/2"] = "persistence-access/2"
 
 
 class AccessDescriptor(Record):
-    """A frozen, JSON-serializable description of one tenant + workspace scope.
+    """A frozen, JSON-serializable capability for one tenant + workspace scope.
 
     ``database_url`` and ``redis_url`` never carry a password. Build one with
-    ``uow.access()`` or ``db.access(tenant, workspace)``; open it with
-    ``Database.from_access(descriptor)`` (or its JSON text, or the parsed dict).
+    ``uow.access()`` or ``db.access(tenant, workspace, ttl=..., read_only=...)``; open it
+    with ``Database.from_access(descriptor)`` (or its JSON text, or the parsed dict).
     """
 
-    format: Literal["persistence-access/1"] = ACCESS_FORMAT
+    format: Literal["persistence-access/2"] = ACCESS_FORMAT
     database_url: str
     tenant: str
     workspace: str
     redis_url: str | None = None
     redis_key_prefix: str = "persistence"
+    read_only: bool = False
+    expires_at: datetime
+    token: str
+
+    def bind(self) -> str:
+        """The digest the token's ``bind`` must hold: of every field but the token."""
+        return bound_digest(
+            self.database_url,
+            self.tenant,
+            self.workspace,
+            self.redis_url,
+            self.redis_key_prefix,
+        )
+
+    def claims(self, now: float | None = None) -> ScopeClaims:
+        """The token's claims once they match every field (ScopeTokenError if not: the
+        descriptor was edited) and it has not expired (ScopeTokenError, ``expired``).
+        Its signature is the database's to verify (``persistence_enter``)."""
+        claims = scopes.parse(self.token)
+        matches = (
+            claims.kind == "i"
+            and claims.bind == self.bind()
+            and claims.read_only == self.read_only
+            and claims.expires == int(self.expires_at.timestamp())
+        )
+        if not matches:
+            raise ScopeTokenError(
+                "the access descriptor does not match its signed scope: it was edited "
+                "(ask its issuer for a new one)"
+            )
+        if claims.expires <= (datetime.now(UTC).timestamp() if now is None else now):
+            raise ScopeTokenError(
+                f"the access descriptor for {self.tenant}/{self.workspace} expired at "
+                f"{self.expires_at.isoformat()} (ask its issuer for a new one)",
+                expired=True,
+            )
+        return claims
 
     def to_json(self) -> str:
         """Compact JSON with sorted keys (stable across processes)."""
@@ -51,6 +94,7 @@ class AccessDescriptor(Record):
         Raises InvalidInputError when it is not a well-formed descriptor.
         """
         if isinstance(value, AccessDescriptor):
+            value.claims()  # (expired since it was parsed?)
             return value
         try:
             data = json.loads(value) if isinstance(value, str | bytes) else dict(value)
@@ -63,7 +107,12 @@ class AccessDescriptor(Record):
         for url in (descriptor.database_url, descriptor.redis_url):
             if url is not None and _parse(url).password is not None:
                 raise InvalidInputError("an access descriptor must not carry a password")
+        descriptor.claims()
         return descriptor
+
+
+def bound_digest(*fields: str | None) -> str:
+    return scopes.digest(ACCESS_FORMAT, *fields)
 
 
 def _parse(url: str) -> URL:
@@ -84,17 +133,28 @@ def _strip(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def describe_access(settings: Settings, tenant: str, workspace: str) -> AccessDescriptor:
-    """The descriptor of ``tenant``/``workspace`` for a Database built from ``settings``."""
+def describe_access(
+    settings: Settings,
+    tenant: str,
+    workspace: str,
+    sign: Callable[[str], tuple[str, int]],
+    *,
+    read_only: bool,
+) -> AccessDescriptor:
+    """The descriptor of ``tenant``/``workspace`` for a Database built from ``settings``;
+    ``sign(bind)`` returns its token (bound to ``bind``) and expiry."""
     validate_slug(tenant, what="tenant slug")
     validate_slug(workspace, what="workspace slug")
-    return AccessDescriptor(
-        database_url=_strip(settings.database_url),
-        tenant=tenant,
-        workspace=workspace,
-        redis_url=_strip(settings.redis_url) if settings.redis_url else None,
-        redis_key_prefix=settings.redis_key_prefix,
-    )
+    fields: dict[str, Any] = {
+        "database_url": _strip(settings.database_url),
+        "tenant": tenant,
+        "workspace": workspace,
+        "redis_url": _strip(settings.redis_url) if settings.redis_url else None,
+        "redis_key_prefix": settings.redis_key_prefix,
+    }
+    token, expires = sign(bound_digest(*fields.values()))
+    expires_at = datetime.fromtimestamp(expires, UTC)
+    return AccessDescriptor(**fields, read_only=read_only, expires_at=expires_at, token=token)
 
 
 def _same_endpoint(a: URL, b: URL) -> bool:
@@ -141,6 +201,7 @@ def settings_for_access(descriptor: AccessDescriptor, base: Settings | None = No
                     descriptor.database_url, db_password, base.database_url
                 ),
                 "owner_database_url": None,
+                "scope_key": None,  # (a descriptor's Database signs nothing)
                 "redis_url": redis_url,
                 "redis_key_prefix": descriptor.redis_key_prefix,
             }

@@ -9,23 +9,24 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from persistence import _begin_async, _engines, _enter, _role_check
 from persistence import _cache_front_async as _cache_front
+from persistence import _engines
+from persistence import _scoping_async as _scoping
 from persistence import migrations as _migrations
 from persistence._aio import drain, on_owner  # sync: from persistence.migrations import on_owner
 from persistence._cache_front_async import AsyncReadCache
 from persistence._deferred_async import KnownScopes
-from persistence._executor_async import run_one, sync_of
+from persistence._signer import Signer
 from persistence.access import AccessDescriptor
 from persistence.errors import (
     ConfigurationError,
     InvalidInputError,
     translate_errors,
 )
+from persistence.scopes import ScopeKey
 from persistence.settings import Settings, mask_url
 from persistence.uow_async import AsyncAdminUnitOfWork, AsyncUnitOfWork
 
@@ -81,6 +82,15 @@ class AsyncDatabase:
         # Scopes entered before, whose units of work defer their entry (PostgreSQL).
         self._known_scopes = KnownScopes()
         self._cache: AsyncReadCache | None = None
+        # The scope tokens of its units of work; from_access(): the descriptor's only.
+        # (SQLite signs with its file's own key: whoever reads the file reads the key.)
+        key = self.settings.scope_key if self.dialect == "postgresql" else None
+        self._signer = Signer(
+            ScopeKey.parse(key.get_secret_value()) if key else None, self.settings.scope_token_ttl
+        )
+        self._access: AccessDescriptor | None = None
+        # PostgreSQL: whether the schema predates the token entry (0010); None: unknown.
+        self._legacy_entry: bool | None = None
 
     @classmethod
     def from_url(
@@ -110,20 +120,30 @@ class AsyncDatabase:
         ``database_password``/``redis_password``, else the configured URL's password when
         host, port and user match. ``unit_of_work()`` then defaults to the descriptor's
         tenant and workspace and refuses any other; ``admin()`` is refused.
-        Raises InvalidInputError for a malformed descriptor.
+        Raises InvalidInputError for a malformed descriptor, ScopeTokenError (a
+        TenantIsolationError) for an edited or expired one.
         """
         from persistence.access import settings_for_access
 
         parsed = AccessDescriptor.parse(descriptor)
         db = cls(settings_for_access(parsed, settings))
         db._access_scope = (parsed.tenant, parsed.workspace)
+        db._access, db._signer.fixed = parsed, parsed.token
         return db
 
-    def access(self, tenant: str, workspace: str = "default") -> AccessDescriptor:
-        """The access descriptor of ``tenant``/``workspace`` on this database (no secret)."""
-        from persistence.access import describe_access
-
-        return describe_access(self.settings, tenant, workspace)
+    async def access(
+        self,
+        tenant: str,
+        workspace: str = "default",
+        *,
+        ttl: float = 3600,
+        read_only: bool = False,
+    ) -> AccessDescriptor:
+        """An access descriptor for ``tenant``/``workspace``: a capability that opens that
+        scope, and nothing else, for ``ttl`` seconds (read-only with ``read_only``). It
+        carries a signed scope token, no key and no password. ConfigurationError on a
+        Database opened from a descriptor (it cannot issue them)."""
+        return await _scoping.access(self, tenant, workspace, ttl=ttl, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask_url(self.settings.database_url)!r})"
@@ -200,9 +220,13 @@ class AsyncDatabase:
         Alembic is synchronous: on asyncio it runs in a worker thread, on an owner
         connection of its own."""
         await self._schema(_migrations.upgrade, revision)
+        self._legacy_entry = None  # (the entry of the new schema: looked up again)
+        self._known_scopes.clear()
 
     async def downgrade(self, revision: str) -> None:
         await self._schema(_migrations.downgrade, revision)
+        self._legacy_entry = None
+        self._known_scopes.clear()
 
     async def current_revision(self) -> str | None:
         return await self._schema(_migrations.current)
@@ -268,6 +292,7 @@ class AsyncDatabase:
                     f"this Database was opened for {'/'.join(self._access_scope)} only"
                 )
             tenant, workspace = scope
+            read_only = read_only or (self._access is not None and self._access.read_only)
         if tenant is None:
             raise InvalidInputError("unit_of_work() needs a tenant slug")
         # Only None means "default": an empty slug is refused on entering, never widened.
@@ -342,37 +367,14 @@ class AsyncDatabase:
     async def _enter_scope(
         self, tx: Any, tenant: str, workspace: str, *, read_only: bool = False
     ) -> Mapping[Any, Any]:
-        """Begin the transaction ``tx`` (a unit of work's) inside ``tenant``/``workspace``;
-        the entry row.
+        """Begin the transaction ``tx`` (a unit of work's) inside ``tenant``/``workspace``
+        (with its scope token, on PostgreSQL); the entry row.
 
         Raises NotFoundError for an unknown tenant or workspace and TenantSuspendedError
         for a suspended tenant. ``persistence._enter.tenant_record`` and
         ``workspace_record`` turn the row into records (built only when asked for).
         """
-        from persistence.validation import validate_slug
-
-        scope = (tenant, workspace)
-        if type(tenant) is not str or type(workspace) is not str or scope not in _VALID_SCOPES:
-            validate_slug(tenant, what="tenant slug")
-            validate_slug(workspace, what="workspace slug")
-            if len(_VALID_SCOPES) >= 4096:
-                _VALID_SCOPES.clear()
-            _VALID_SCOPES.add(scope)  # a process enters the same few scopes again and again
-        connection = tx.connection
-        if self.dialect == "postgresql":
-            if not self.settings.allow_rls_bypass:
-                await _role_check.require_rls_async(connection)
-            m: Mapping[Any, Any] | None = await _begin_async.enter(
-                connection, tenant, workspace, read_only=read_only
-            )
-        else:
-            params = {"tenant": tenant, "workspace": workspace}
-            row = await run_one(connection, _enter.ENTRY["sqlite"], params)
-            m = None if row is None else row._asdict()
-            if read_only:  # undone when the connection goes back to the pool
-                sync_of(connection).connection.info[_engines.QUERY_ONLY] = True
-                await connection.execute(text("PRAGMA query_only = ON"))
-        return _enter.require_entered(m, tenant, workspace)
+        return await _scoping.enter_scope(self, tx, tenant, workspace, read_only=read_only)
 
 
 def _redis_client(settings: Settings) -> Redis:
@@ -389,6 +391,3 @@ def _redis_client(settings: Settings) -> Redis:
     if settings.redis_cluster:
         return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
     return Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-
-
-_VALID_SCOPES: set[tuple[str, str]] = set()

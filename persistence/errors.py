@@ -25,6 +25,7 @@ __all__ = [
     "PersistenceError",
     "PoolExhaustedError",
     "ReadOnlyError",
+    "ScopeTokenError",
     "StaleFenceError",
     "StatementTimeoutError",
     "TenantIsolationError",
@@ -77,6 +78,15 @@ class TenantIsolationError(PersistenceError):
     def __init__(self, message: str, *, table: str | None = None):
         super().__init__(message)
         self.table = table
+
+
+class ScopeTokenError(TenantIsolationError):
+    """A scope token (or the access descriptor carrying it) was refused: malformed,
+    signed by no active key, edited, for another scope, or expired (``expired`` True)."""
+
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
 
 
 class StatementTimeoutError(PersistenceError, TimeoutError):
@@ -280,7 +290,8 @@ def _insufficient_privilege(f: _Failure) -> PersistenceError:
     if rls := _RLS_VIOLATION.search(f.detail):
         return TenantIsolationError(
             f"row-level security refused a row for table {rls['table']!r}: it belongs to "
-            f"another tenant than the unit of work's, or no tenant is set ({f.detail})",
+            f"another tenant or workspace than the unit of work's, or no tenant is set "
+            f"({f.detail})",
             table=rls["table"],
         )
     return ConfigurationError(
@@ -314,6 +325,10 @@ _BY_SQLSTATE: dict[str, Callable[[_Failure], PersistenceError]] = {
     "25006": lambda f: ReadOnlyError(f"this unit of work is read-only: {f.detail}"),
     "55P03": lambda f: LockNotAcquiredError(f"lock not available: {f.detail}"),
     "42501": _insufficient_privilege,
+    "PS001": lambda f: ScopeTokenError(f"the database refused the scope token: {f.detail}"),
+    "PS002": lambda f: ScopeTokenError(
+        f"the database refused the scope token: {f.detail}", expired=True
+    ),
     "42883": _undefined_function,
     "42P01": _undefined_table,
     "28000": _bad_role,  # invalid_authorization_specification

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     row-level security does not bind (a superuser, ``BYPASSRLS``, the owner of the
     tables). Off, such a role is refused with ConfigurationError (docs/tenancy.md)."""
     redis_url: str | None = None
+    scope_key: SecretStr | None = None
+    """The scope signing key, ``<key id>:<secret>`` as ``persistence db scope-key add``
+    prints it: units of work on PostgreSQL enter with scope tokens signed by it, which
+    row-level security verifies (docs/tenancy.md). Unset: a Database with the owner URL
+    uses the database's own ``auto`` key; one without cannot open units of work on
+    PostgreSQL. SQLite ignores it (it signs with the key in its own file). Never put it
+    in an access descriptor or a log."""
+    scope_token_ttl: float = Field(default=900.0, ge=60)
+    """Seconds a unit of work's scope token is valid (each unit of work starts with at
+    least 90% of it ahead): the longest a unit of work may last on PostgreSQL."""
     database_password: SecretStr | None = None
     """Password for a database URL that carries none (``Database.from_access``)."""
     redis_password: SecretStr | None = None

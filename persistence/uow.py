@@ -16,11 +16,13 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from persistence import _scoping as _scoping
 from persistence._begin import begin, checkout, enter_admin, reraise_translated
 from persistence._compiled import Row, Statement
 from persistence._deferred import Deferred, enter_now, first_statement, make_ready
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor import driver_of, raise_translated, run, simple_query, sync_of
+from persistence._scoping import scope_token
 from persistence._session_reset import DIRTY, mark_clean, mark_dirty
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
@@ -31,6 +33,7 @@ from persistence.errors import (
 )
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base import Scope
+from persistence.repositories.scope_keys import ScopeKeyRepository
 from persistence.repositories.tenancy import (
     TenantRepository,
     WorkspaceRepository,
@@ -323,7 +326,7 @@ class UnitOfWork:
     def __enter__(self) -> Self:
         db = self._db
         known = db._known_scopes.get(self._tenant_slug, self._workspace_slug)
-        if known is not None:
+        if known is not None and db._legacy_entry is not None:  # (None: the schema changed)
             tx, entry = self._defer(known), known
         else:
             tx, entry = begin(self._open, self._enter, url=db.settings.url_label, engine=db.engine)
@@ -356,10 +359,10 @@ class UnitOfWork:
         """A transaction on a connection of the pool whose entry waits for its first
         statement (``persistence._deferred``): nothing is sent yet."""
         db = self._db
+        tenant, workspace, read_only = self._tenant_slug, self._workspace_slug, self.read_only
+        token = scope_token(db, tenant, workspace, read_only, entry_ids(known))
         tx, _ = begin(self._open, self._ready, url=db.settings.url_label, engine=db.engine)
-        tx.pending = Deferred(
-            db, self._tenant_slug, self._workspace_slug, known, read_only=self.read_only
-        )
+        tx.pending = Deferred(db, tenant, workspace, known, token, read_only=read_only)
         return tx
 
     def _ready(self, tx: _Transaction) -> None:
@@ -446,11 +449,16 @@ class UnitOfWork:
         the asyncio API it may return an awaitable, which is awaited."""
         self._require().on_commit(fn)
 
-    def access(self) -> AccessDescriptor:
-        """The access descriptor of this scope: JSON another process opens with
-        ``Database.from_access`` (no password in it)."""
+    def access(self, *, ttl: float = 3600, read_only: bool = False) -> AccessDescriptor:
+        """An access descriptor of this scope (``Database.access``): JSON another process
+        opens with ``Database.from_access``, for this scope only, for ``ttl`` seconds."""
         self._require()
-        return self._db.access(self.tenant.slug, self.workspace.slug)
+        ids = self.scope.tenant_id, self.scope.workspace_id
+        slugs = self.tenant.slug, self.workspace.slug
+        session = self.session if self._db.dialect == "sqlite" else None
+        return _scoping.access(
+            self._db, *slugs, ttl=ttl, read_only=read_only, ids=ids, session=session
+        )
 
     # -- repositories (built on first use, one per unit of work) -----------------
 
@@ -517,6 +525,7 @@ class AdminUnitOfWork:
 
     tenants: TenantRepository
     workspaces: WorkspaceRepository
+    scope_keys: ScopeKeyRepository
 
     def __init__(self, db: Database):
         self._db = db
@@ -528,6 +537,7 @@ class AdminUnitOfWork:
         session = self._tx.session
         self.tenants = TenantRepository(session, self._changed)
         self.workspaces = WorkspaceRepository(session, self._changed)
+        self.scope_keys = ScopeKeyRepository(session)
         self._changes: set[uuid.UUID] = set()
         return self
 

@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session  # sync:
 from sqlalchemy.util import await_only  # sync:
 
+from persistence import _scoping_async as _scoping
 from persistence._aio import shielded  # sync:
 from persistence._begin_async import begin, checkout, enter_admin, reraise_translated
 from persistence._compiled import Row, Statement
 from persistence._deferred_async import Deferred, enter_now, first_statement, make_ready
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor_async import driver_of, raise_translated, run, simple_query, sync_of
+from persistence._scoping_async import scope_token
 from persistence._session_reset import DIRTY, mark_clean, mark_dirty
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
@@ -34,6 +36,7 @@ from persistence.errors import (
 )
 from persistence.records import TenantRecord, WorkspaceRecord
 from persistence.repositories._base_async import AsyncScope
+from persistence.repositories.scope_keys_async import AsyncScopeKeyRepository
 from persistence.repositories.tenancy_async import (
     AsyncTenantRepository,
     AsyncWorkspaceRepository,
@@ -329,7 +332,7 @@ class AsyncUnitOfWork:
     async def __aenter__(self) -> Self:
         db = self._db
         known = db._known_scopes.get(self._tenant_slug, self._workspace_slug)
-        if known is not None:
+        if known is not None and db._legacy_entry is not None:  # (None: the schema changed)
             tx, entry = await self._defer(known), known
         else:
             tx, entry = await begin(
@@ -364,10 +367,10 @@ class AsyncUnitOfWork:
         """A transaction on a connection of the pool whose entry waits for its first
         statement (``persistence._deferred``): nothing is sent yet."""
         db = self._db
+        tenant, workspace, read_only = self._tenant_slug, self._workspace_slug, self.read_only
+        token = await scope_token(db, tenant, workspace, read_only, entry_ids(known))
         tx, _ = await begin(self._open, self._ready, url=db.settings.url_label, engine=db.engine)
-        tx.pending = Deferred(
-            db, self._tenant_slug, self._workspace_slug, known, read_only=self.read_only
-        )
+        tx.pending = Deferred(db, tenant, workspace, known, token, read_only=read_only)
         return tx
 
     async def _ready(self, tx: _AsyncTransaction) -> None:
@@ -454,11 +457,16 @@ class AsyncUnitOfWork:
         the asyncio API it may return an awaitable, which is awaited."""
         self._require().on_commit(fn)
 
-    def access(self) -> AccessDescriptor:
-        """The access descriptor of this scope: JSON another process opens with
-        ``Database.from_access`` (no password in it)."""
+    async def access(self, *, ttl: float = 3600, read_only: bool = False) -> AccessDescriptor:
+        """An access descriptor of this scope (``Database.access``): JSON another process
+        opens with ``Database.from_access``, for this scope only, for ``ttl`` seconds."""
         self._require()
-        return self._db.access(self.tenant.slug, self.workspace.slug)
+        ids = self.scope.tenant_id, self.scope.workspace_id
+        slugs = self.tenant.slug, self.workspace.slug
+        session = self.session if self._db.dialect == "sqlite" else None
+        return await _scoping.access(
+            self._db, *slugs, ttl=ttl, read_only=read_only, ids=ids, session=session
+        )
 
     # -- repositories (built on first use, one per unit of work) -----------------
 
@@ -527,6 +535,7 @@ class AsyncAdminUnitOfWork:
 
     tenants: AsyncTenantRepository
     workspaces: AsyncWorkspaceRepository
+    scope_keys: AsyncScopeKeyRepository
 
     def __init__(self, db: AsyncDatabase):
         self._db = db
@@ -538,6 +547,7 @@ class AsyncAdminUnitOfWork:
         session = self._tx.session
         self.tenants = AsyncTenantRepository(session, self._changed)
         self.workspaces = AsyncWorkspaceRepository(session, self._changed)
+        self.scope_keys = AsyncScopeKeyRepository(session)
         self._changes: set[uuid.UUID] = set()
         return self
 

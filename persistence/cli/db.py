@@ -99,6 +99,47 @@ def create_runtime_role(
         click.echo(f"-- runtime role {name} is ready", err=True)
 
 
+@db_group.group("scope-key")
+def scope_key_group() -> None:
+    """Scope signing keys: add one, list them, retire one (docs/tenancy.md)."""
+
+
+@scope_key_group.command("add")
+@click.argument("key_id", required=False)
+@pass_cli
+def scope_key_add(cli: CliContext, key_id: str | None) -> None:
+    """Add a new random key (KEY_ID default: k and the UTC time) and print it once, as
+    the services' PERSISTENCE_SCOPE_KEY takes it."""
+    with cli.db.admin() as admin:
+        key = admin.scope_keys.add(key_id)
+    emit(cli, {"id": key.id, "scope_key": key.text()})
+    if not cli.as_json:
+        click.echo(
+            "-- set PERSISTENCE_SCOPE_KEY to scope_key on every service; it is not shown again",
+            err=True,
+        )
+
+
+@scope_key_group.command("list")
+@pass_cli
+def scope_key_list(cli: CliContext) -> None:
+    """Every key (never its secret), oldest first, retired ones too."""
+    with cli.db.admin() as admin:
+        keys = admin.scope_keys.list()
+    emit(cli, keys, ["id", "created_at", "retired_at"])
+
+
+@scope_key_group.command("retire")
+@click.argument("key_id")
+@pass_cli
+def scope_key_retire(cli: CliContext, key_id: str) -> None:
+    """Retire KEY_ID: every token it signed is refused from now on (units of work of
+    services still signing with it, access descriptors it issued)."""
+    with cli.db.admin() as admin:
+        record = admin.scope_keys.retire(key_id)
+    emit(cli, record)
+
+
 def _report(cli: CliContext, action: str | None) -> None:
     db = cli.db
     row: dict[str, object] = {

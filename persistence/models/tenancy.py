@@ -5,12 +5,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKeyConstraint, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKeyConstraint,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.models.base import Base, UTCDateTime, new_id, utcnow
 
-__all__ = ["Tenant", "Workspace"]
+__all__ = ["ScopeKey", "Tenant", "Workspace"]
 
 
 class Tenant(Base):
@@ -38,3 +44,17 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScopeKey(Base):
+    """A scope signing key (migration 0010): its HMAC pads, readable only by the owner
+    (and the ``SECURITY DEFINER`` functions that verify scope tokens). A retired key
+    verifies nothing from the moment it is retired."""
+
+    __tablename__ = "scope_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    inner_pad: Mapped[bytes] = mapped_column(LargeBinary())
+    outer_pad: Mapped[bytes] = mapped_column(LargeBinary())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from persistence import AsyncDatabase, Database, Settings
-from persistence.access import AccessDescriptor
+from persistence.access import AccessDescriptor, describe_access
 from persistence.errors import ConfigurationError, InvalidInputError
+from persistence.scopes import mint, new_key
 from tests.fixtures.bridge import unbridged
 
 SRC = "def run():\n    return 1\n"
@@ -95,15 +99,30 @@ def api(request: pytest.FixtureRequest) -> type[Database]:
     return request.param  # type: ignore[no-any-return]
 
 
+def _described(settings: Settings, tenant: str = "acme", workspace: str = "research") -> Any:
+    """The descriptor ``db.access`` would make for a Database on ``settings``, its token
+    signed by a key of the test's own (nothing here connects to a database)."""
+    key, ids = new_key("k1"), (uuid.uuid4(), uuid.uuid4())
+
+    def sign(bind: str) -> tuple[str, int]:
+        expires = int(time.time()) + 600
+        return mint(key, *ids, expires=expires, bind=bind), expires
+
+    return describe_access(settings, tenant, workspace, sign, read_only=False)
+
+
 def test_descriptor_is_json_without_secrets(api: type[Database]) -> None:
-    db = api.from_url(
-        "postgresql://svc:s3cret@db.internal:5432/app",
+    settings = Settings(
+        database_url="postgresql://svc:s3cret@db.internal:5432/app",
         redis_url="redis://:r3dis@cache:6379/0",
         redis_key_prefix="acme",
+        scope_key=new_key("k0").text(),
     )
-    descriptor = db.access("acme", "research")
+    descriptor = _described(settings)
     text = descriptor.to_json()
     assert "s3cret" not in text and "r3dis" not in text
+    assert settings.scope_key is not None
+    assert settings.scope_key.get_secret_value().split(":")[1] not in text  # no key
     data = json.loads(text)
     assert data["database_url"] == "postgresql://svc@db.internal:5432/app"
     assert (data["tenant"], data["workspace"], data["redis_key_prefix"]) == (
@@ -111,13 +130,16 @@ def test_descriptor_is_json_without_secrets(api: type[Database]) -> None:
         "research",
         "acme",
     )
+    assert data["format"] == "persistence-access/2" and data["read_only"] is False
     assert AccessDescriptor.parse(text) == descriptor == AccessDescriptor.parse(data)
     with pytest.raises(Exception):  # noqa: B017 - frozen record
         descriptor.tenant = "other"  # type: ignore[misc]
+    opened = api.from_access(descriptor)
+    assert opened.settings.scope_key is None  # a descriptor's Database signs nothing
 
 
 def test_passwords_come_from_the_opening_process(api: type[Database]) -> None:
-    descriptor = api.from_url("postgresql://svc:pw@db:5432/app").access("acme")
+    descriptor = _described(Settings(database_url="postgresql://svc:pw@db:5432/app"))
     explicit = api.from_access(
         descriptor, Settings(database_url="sqlite:///x.db", database_password="from-env")
     )
@@ -132,11 +154,9 @@ def test_passwords_come_from_the_opening_process(api: type[Database]) -> None:
     assert other_host._url.password is None
 
 
-def test_sqlite_paths_become_absolute(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: type[Database]
-) -> None:
+def test_sqlite_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    descriptor = api.from_url("sqlite:///rel/data.sqlite3").access("acme")
+    descriptor = _described(Settings(database_url="sqlite:///rel/data.sqlite3"))
     assert descriptor.database_url == f"sqlite:///{tmp_path}/rel/data.sqlite3"
 
 
@@ -148,6 +168,9 @@ def test_sqlite_paths_become_absolute(
         '{"database_url": "sqlite:///x", "tenant": "Bad Slug", "workspace": "default"}',
         '{"database_url": "postgresql://u:pw@h/d", "tenant": "a", "workspace": "default"}',
         '{"database_url": "sqlite:///x", "tenant": "a", "workspace": "default", "extra": 1}',
+        # a descriptor of format 1, from before descriptors carried a scope token
+        '{"format": "persistence-access/1", "database_url": "sqlite:///x", "tenant": "a", '
+        '"workspace": "default", "redis_url": null, "redis_key_prefix": "persistence"}',
     ],
 )
 def test_malformed_descriptors_are_refused(bad: str, api: type[Database]) -> None:
@@ -155,9 +178,11 @@ def test_malformed_descriptors_are_refused(bad: str, api: type[Database]) -> Non
         api.from_access(bad)
 
 
-def test_unscoped_database_still_needs_a_tenant(db_sqlite: Database) -> None:
+def test_unscoped_database_still_needs_a_tenant(
+    db: Database, make_tenant: Callable[..., str]
+) -> None:
     with pytest.raises(InvalidInputError):
-        db_sqlite.unit_of_work()
-    scoped = type(unbridged(db_sqlite)).from_access(db_sqlite.access("acme"))
+        db.unit_of_work()
+    scoped = type(unbridged(db)).from_access(db.access(make_tenant()))
     with pytest.raises(ConfigurationError):
         scoped.unit_of_work("other")

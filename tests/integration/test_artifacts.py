@@ -22,6 +22,7 @@ from persistence.errors import (
 from persistence.repositories.artifacts import ArtifactRepository
 from tests.conftest import unique_slug
 from tests.fixtures.bridge import class_of
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import recorded
 
@@ -206,13 +207,12 @@ def test_rls_and_tenant_cascade(db_pg: Database, pg_tenant: str, postgres: Postg
     other = unique_slug()
     with db_pg.admin() as admin:
         admin.tenants.create(other)
-        mine_id, other_id = admin.tenants.get(pg_tenant).id, admin.tenants.get(other).id
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
         # Raw SQL as the runtime role: another tenant's setting shows none of our rows.
-        conn.execute("SELECT set_config('persistence.tenant_id', %s, true)", (str(other_id),))
+        conn.execute("SELECT set_config('persistence.scope', %s, true)", (token(db_pg, other),))
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (0,)
-        conn.execute("SELECT set_config('persistence.tenant_id', %s, true)", (str(mine_id),))
+        conn.execute("SELECT set_config('persistence.scope', %s, true)", (token(db_pg, pg_tenant),))
         assert conn.execute("SELECT count(*) FROM artifacts").fetchone() == (1,)
     with db_pg.admin() as admin:
         tenant_id = admin.tenants.get(pg_tenant).id

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from persistence import AsyncDatabase
 from persistence.errors import ConflictError, LockNotAcquiredError, NotFoundError
-from persistence.rls import TENANT_SETTING
+from persistence.rls import SCOPE_SETTING
 from tests.conftest import unique_slug
 from tests.fixtures.services import PostgresTarget
 
@@ -104,7 +104,7 @@ async def _pool_is_whole(adb: AsyncDatabase) -> None:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             assert driver.pgconn.transaction_status == 0  # IDLE: no open transaction
-            cursor = await driver.execute(f"SELECT current_setting('{TENANT_SETTING}', true)")
+            cursor = await driver.execute(f"SELECT current_setting('{SCOPE_SETTING}', true)")
             assert (await cursor.fetchone())[0] in (None, "")
             await driver.rollback()
     finally:

@@ -79,7 +79,7 @@ def test_the_executor_reads_and_writes_its_scope(run_on: Callable[[Scenario], No
     async def scenario(adb: AsyncDatabase) -> None:
         mine, other = await _tenants(adb)
         async with SubprocessExecutor() as executor:
-            await executor.start(adb.access(mine))
+            await executor.start(await adb.access(mine))
             seen = await _run(
                 executor,
                 """
@@ -188,7 +188,7 @@ def test_the_executor_cannot_reach_another_tenant_or_workspace(
         mine, other = await _tenants(adb)
         results: dict[str, ExecutionResult] = {}
         async with SubprocessExecutor() as executor:
-            await executor.start(adb.access(mine))
+            await executor.start(await adb.access(mine))
             for what, code in ESCAPES.items():
                 results[what] = await executor.run(code.replace("OTHER", repr(other)))
             # Refused calls leave the executor's own scope working.
@@ -222,7 +222,7 @@ def test_sql_of_the_executors_own_sees_only_its_tenant(
     async def scenario(adb: AsyncDatabase) -> None:
         mine, _ = await _tenants(adb)
         async with SubprocessExecutor() as executor:
-            await executor.start(adb.access(mine))
+            await executor.start(await adb.access(mine))
             seen = await _run(
                 executor,
                 """
@@ -237,8 +237,8 @@ def test_sql_of_the_executors_own_sees_only_its_tenant(
                         "bypasses": role.scalar()}
                 """,
             )
-        # Both of its tenant's workspaces (row-level security is per tenant; workspaces
-        # are the API's), none of the other tenant's.
-        assert seen == {"tenants": [mine], "artifacts": 2, "bypasses": False}
+        # Its own workspace's only (row-level security knows workspaces: migration
+        # 0010), none of its tenant's other workspace, none of the other tenant's.
+        assert seen == {"tenants": [mine], "artifacts": 1, "bypasses": False}
 
     run_on_pg(scenario)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import NotFoundError, TenantSuspendedError
+from persistence.scopes import parse
 from tests.conftest import new_tenant
 from tests.fixtures.services import PostgresTarget
 
@@ -102,8 +103,8 @@ def test_sql_of_your_own_runs_after_the_entry(
     with open_database(postgres.runtime_url) as db:
         _learn(db, tenant)
         with db.unit_of_work(tenant) as uow:  # the session's first statement: entry first
-            setting = uow.session.execute(text("SELECT current_setting('persistence.tenant_id')"))
-            assert setting.scalar_one() == str(uow.tenant.id)
+            setting = uow.session.execute(text("SELECT current_setting('persistence.scope')"))
+            assert parse(setting.scalar_one()).tenant == uow.tenant.id.hex
         with db.unit_of_work(tenant) as uow, uow.savepoint():  # a savepoint first
             uow.states.save("doc", {"n": 1})
         with db.unit_of_work(tenant, read_only=True) as uow:  # the snapshot begins with it

@@ -24,6 +24,7 @@ from persistence.errors import (
 )
 from persistence.records import LeaseRecord
 from tests.fixtures.bridge import Loop, bridge, call, is_async, unbridged
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,11 +289,11 @@ def test_runtime_role_sees_no_other_tenants_leases(
     lease = db_pg.lease(tenant=a, name="secret")
     db_pg.store(tenant=a, name="s").fenced(lease)["k"] = 1
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
-        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (a,))
+        conn.execute("SELECT * FROM persistence_enter(%s)", (token(db_pg, a),))
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM fences").fetchone() == (1,)
         conn.rollback()
-        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (b,))
+        conn.execute("SELECT * FROM persistence_enter(%s)", (token(db_pg, b),))
         for table in ("leases", "fences"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
             conn.execute(f"UPDATE {table} SET fence = 0")  # touches nothing

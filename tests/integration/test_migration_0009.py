@@ -103,7 +103,8 @@ def test_upgrade_and_downgrade_keep_every_row(at_0008: Database, postgres: Postg
     _upgrade(db, postgres)
     assert db.current_revision() == "0009"
     assert _rows(db) == before
-    assert diff(db.owner_engine) == []
+    later = {"scope_keys"}  # (the tables of revisions after 0009)
+    assert [d for d in diff(db.owner_engine) if d[1].name not in later] == []
     pg = db.dialect == "postgresql"
     assert ("value_jsonb" in _columns(db)) is pg
     assert _partial_index(db)

@@ -14,11 +14,12 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.errors import ConfigurationError, TenantIsolationError, translate_errors
+from persistence.scopes import parse
 from tests.conftest import new_tenant
+from tests.fixtures.scopes import SETTING, enter, token
 from tests.fixtures.services import PostgresTarget
 from tests.integration import test_tenancy, test_uow
 
-SETTING = "persistence.tenant_id"
 probe = test_uow.probe  # the probe-table fixture, reused here on PostgreSQL
 
 
@@ -51,13 +52,6 @@ def tenant_id(db: Database, slug: str) -> str:
         return str(admin.tenants.get(slug).id)
 
 
-def enter(conn: psycopg.Connection[Any], tenant: str | None) -> None:
-    """Start a transaction with (or without) the tenant setting, as a unit of work does."""
-    conn.rollback()
-    if tenant is not None:
-        conn.execute("SELECT set_config(%s, %s, true)", (SETTING, tenant))
-
-
 def test_runtime_role_sees_only_the_tenant_set(
     db: Database, make_tenant: Callable[..., str], runtime: psycopg.Connection[Any]
 ) -> None:
@@ -66,7 +60,7 @@ def test_runtime_role_sees_only_the_tenant_set(
     for slug in (a, b):  # rows in every aggregate's tables for both tenants
         test_tenancy.populate(db, slug)
 
-    enter(runtime, a_id)
+    enter(runtime, token(db, a, "research"))  # (populate wrote in "research")
     assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(a,)]
     for table in ("state_versions", "workflows", "artifacts", "runs", "store_items"):
         query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(
@@ -75,7 +69,7 @@ def test_runtime_role_sees_only_the_tenant_set(
         assert runtime.execute(query, (a_id,)).fetchone() != (0,), table  # A sees its own
         assert runtime.execute(query, (b_id,)).fetchone() == (0,), table  # never B's
     workspaces = runtime.execute("SELECT tenant_id::text, slug FROM workspaces ORDER BY slug")
-    assert workspaces.fetchall() == [(a_id, "default"), (a_id, "research")]
+    assert workspaces.fetchall() == [(a_id, "research")]  # its own workspace only
     for table in tenant_tables(runtime):
         query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id <> %s").format(
             sql.Identifier(table)
@@ -83,8 +77,10 @@ def test_runtime_role_sees_only_the_tenant_set(
         assert runtime.execute(query, (a_id,)).fetchone() == (0,), table
     assert runtime.execute("SELECT count(*) FROM tenants WHERE id = %s", (b_id,)).fetchone() == (0,)
 
-    enter(runtime, b_id)
+    enter(runtime, token(db, b))
     assert runtime.execute("SELECT slug FROM tenants").fetchall() == [(b,)]
+    assert runtime.execute("SELECT slug FROM workspaces").fetchall() == [("default",)]
+    assert runtime.execute("SELECT count(*) FROM state_versions").fetchone() == (0,)
 
 
 def test_no_tenant_setting_sees_zero_rows(
@@ -117,26 +113,27 @@ def test_writing_a_row_for_another_tenant_is_refused(
     postgres: PostgresTarget,
 ) -> None:
     a, b = make_tenant("research"), make_tenant("research")
-    a_id, b_id = tenant_id(db, a), tenant_id(db, b)
+    b_id = tenant_id(db, b)
     # Every table the runtime role may insert into: a row for B under A's setting is
     # refused by the policy's WITH CHECK (checked before NOT NULL constraints).
     insertable = insertable_tables(runtime, postgres.runtime_role)
     # The runtime role writes every data table (the role set-up grants them all) ...
     assert set(insertable) == set(tenant_tables(runtime)) - {"workspaces"}
+    scope = token(db, a)
     for table in insertable:
-        enter(runtime, a_id)
+        enter(runtime, scope)
         query = sql.SQL("INSERT INTO {} (tenant_id) VALUES (%s)").format(sql.Identifier(table))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             runtime.execute(query, (b_id,))
     # Tenants and workspaces are written only by the owner: the runtime role may not.
-    enter(runtime, a_id)
+    enter(runtime, scope)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         runtime.execute(
             "INSERT INTO workspaces (tenant_id, id, slug, name, created_at, updated_at) "
             "VALUES (%s, gen_random_uuid(), 'evil', 'evil', now(), now())",
             (b_id,),
         )
-    enter(runtime, a_id)
+    enter(runtime, scope)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         runtime.execute("UPDATE tenants SET name = 'evil' WHERE id = %s", (b_id,))
     runtime.rollback()
@@ -162,13 +159,32 @@ def test_catalog_every_tenant_table_has_forced_rls(
         "SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies "
         "WHERE schemaname = current_schema()"
     ).fetchall()
+    commands = {
+        "scope_read": "SELECT",
+        "scope_insert": "INSERT",
+        "scope_update": "UPDATE",
+        "scope_delete": "DELETE",
+    }
     for table in tables:
         assert flags[table] == (True, True), f"{table}: RLS not enabled and forced"
-        isolation = [p for p in policies if p[0] == table and p[1] == "tenant_isolation"]
-        assert isolation, f"{table} has no tenant_isolation policy"
-        _, _, cmd, qual, with_check = isolation[0]
-        assert cmd == "ALL"
-        assert SETTING in qual and SETTING in with_check
+        mine = {p[1]: p for p in policies if p[0] == table}
+        assert set(mine) == {*commands, "owner_access"}, table
+        for name, cmd in commands.items():
+            _, _, command, qual, with_check = mine[name]
+            assert command == cmd
+            writing = name != "scope_read"
+            for expression in (qual, with_check):
+                # Only the verified scope, once per statement (an uncorrelated sub-select),
+                # read-write for a write: never a bare setting anyone can SET.
+                if expression is not None:
+                    assert f"persistence_scope({str(writing).lower()})" in expression, table
+                    assert "current_setting" not in expression, table
+    # Nothing but the verifier reads the scope setting: no policy, no other function.
+    readers = runtime.execute(
+        "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
+        "AND prosrc LIKE '%%persistence.scope%%' ORDER BY 1"
+    ).fetchall()
+    assert readers == [("persistence_enter",), ("persistence_scope",)]
 
 
 def test_runtime_role_is_neither_owner_nor_superuser(
@@ -185,10 +201,11 @@ def test_runtime_role_is_neither_owner_nor_superuser(
 
 
 def _session_state(uow: Any) -> tuple[int, str]:
+    """The backend and the tenant id (hex) of the scope token set, or ''."""
     row = uow.session.execute(
         text(f"SELECT pg_backend_pid(), current_setting('{SETTING}', true)")
     ).one()
-    return int(row[0]), str(row[1])
+    return int(row[0]), parse(row[1]).tenant if row[1] else ""
 
 
 def test_setting_never_leaks_across_units_of_work_on_one_connection(
@@ -208,14 +225,14 @@ def test_setting_never_leaks_across_units_of_work_on_one_connection(
             )
             with expected, db.unit_of_work(tenant=a) as uow:
                 pid, setting = _session_state(uow)
-                assert setting == a_id
+                assert setting == uuid.UUID(a_id).hex
                 pids.add(pid)
                 if a_fails:
                     raise RuntimeError("roll back")
             with db.unit_of_work(tenant=b) as uow:
                 pid, setting = _session_state(uow)
                 pids.add(pid)
-                assert setting == b_id
+                assert setting == uuid.UUID(b_id).hex
                 seen = uow.session.execute(text("SELECT id FROM tenants")).scalars().all()
                 assert [str(x) for x in seen] == [b_id]
             with db.engine.connect() as conn:  # the same pooled connection, outside any uow

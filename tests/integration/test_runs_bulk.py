@@ -16,6 +16,7 @@ from persistence.codecs import checksum
 from persistence.models.base import utcnow
 from persistence.models.runs import Run
 from tests.conftest import unique_slug
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import events_of
 
@@ -110,17 +111,18 @@ def test_raw_sql_as_runtime_role_sees_only_its_tenants_runs(
     def visible(tenant: Any) -> list[int]:
         runtime.rollback()
         if tenant is not None:
-            runtime.execute("SELECT set_config('persistence.tenant_id', %s, true)", (tenant,))
+            scope = token(db_pg, tenant)
+            runtime.execute("SELECT set_config('persistence.scope', %s, true)", (scope,))
         return [
             runtime.execute(f"SELECT count(*) FROM {t} WHERE tenant_id = %s", (a.id,)).fetchone()[0]  # type: ignore[index]
             for t in RUN_TABLES
         ]
 
     assert visible(None) == [0, 0, 0, 0]
-    assert visible(str(b.id)) == [0, 0, 0, 0]
-    assert visible(str(a.id)) == [1, 1, 1, 1]
+    assert visible(b.slug) == [0, 0, 0, 0]
+    assert visible(a.slug) == [1, 1, 1, 1]
     # Entered as B: A's runs cannot be changed, nor rows written in A's name.
-    visible(str(b.id))
+    visible(b.slug)
     updated = runtime.execute("UPDATE runs SET status = 'cancelled' WHERE tenant_id = %s", (a.id,))
     assert updated.rowcount == 0
     with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -12,8 +12,9 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence._session_reset import RESET
-from persistence.rls import TENANT_SETTING
+from persistence.rls import SCOPE_SETTING
 from tests.fixtures.bridge import driver_connection
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import wire
 
@@ -51,12 +52,12 @@ def _pid(db: Database, tenant: str) -> int:
         return int(uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def _leave_session_state(db: Database, tenant: str, other_id: uuid.UUID) -> None:
+def _leave_session_state(db: Database, tenant: str, other: str) -> None:
     """Through ``uow.session``: every kind of session state a caller's SQL can leave."""
     with db.unit_of_work(tenant) as uow:
         for statement in (
             "SET statement_timeout = 1234",
-            f"SELECT set_config('{TENANT_SETTING}', '{other_id}', false)",
+            f"SELECT set_config('{SCOPE_SETTING}', '{token(db, other)}', false)",
             "SET search_path = pg_catalog",
             "CREATE TEMP TABLE left_behind (x int)",
             "SELECT pg_advisory_lock(4242)",
@@ -90,13 +91,14 @@ def test_session_state_never_reaches_the_next_unit_of_work(
         with db.unit_of_work(slug) as uow:
             uow.states.save("plan", {"owner": slug})
     pid = _pid(db, a)
-    _leave_session_state(db, a, _tenant_id(db, b))
+    _leave_session_state(db, a, b)
 
     with db.unit_of_work(c) as uow:  # another tenant, on the same connection
         session = uow.session
         assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() == pid
         assert session.execute(text("SHOW statement_timeout")).scalar_one() == f"{TIMEOUT_MS}ms"
-        assert session.execute(text("SHOW search_path")).scalar_one() == '"$user", public'
+        # the session default, pinned by the entry to the tables' schema for the transaction
+        assert session.execute(text("SHOW search_path")).scalar_one() == "public, pg_temp"
         leftovers = session.execute(
             text(
                 "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
@@ -116,7 +118,7 @@ def test_session_state_never_reaches_the_next_unit_of_work(
     with db.engine.connect() as conn:  # raw SQL on the same pooled connection
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == pid
         assert conn.execute(text("SELECT count(*) FROM state_heads")).scalar_one() == 0
-        setting = conn.execute(text(f"SELECT current_setting('{TENANT_SETTING}', true)"))
+        setting = conn.execute(text(f"SELECT current_setting('{SCOPE_SETTING}', true)"))
         assert setting.scalar() in ("", None)
 
 

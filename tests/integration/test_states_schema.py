@@ -12,6 +12,7 @@ from sqlalchemy import Uuid, bindparam, text
 from persistence import Database
 from persistence.migrations import diff
 from tests.conftest import new_tenant
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import recorded
 
@@ -84,7 +85,7 @@ def test_rls_hides_other_tenants_states_from_raw_sql(
     with db_pg.unit_of_work(beta) as uow:
         uow.states.save("mine", {"of": "beta"}, tags=["t"])
     with _raw(postgres, "runtime") as conn:
-        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (beta,))
+        conn.execute("SELECT * FROM persistence_enter(%s)", (token(db_pg, beta),))
         for table in STATE_TABLES:
             hidden = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE tenant_id = %s", (alpha_id,)

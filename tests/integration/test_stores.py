@@ -21,6 +21,7 @@ from persistence.errors import (
     StaleFenceError,
 )
 from tests.fixtures.bridge import open_like
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.fixtures.statements import events_of
 
@@ -264,11 +265,11 @@ def test_runtime_role_sees_no_other_tenants_store_rows(
     a, b = _tenants(db_pg, 2)
     db_pg.store(tenant=a, name="secret")["k"] = "a's"
     with psycopg.connect(postgres.psycopg_url("runtime")) as conn:
-        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (b,))
+        conn.execute("SELECT * FROM persistence_enter(%s)", (token(db_pg, b),))
         for table in ("stores", "store_items"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
         conn.rollback()
-        conn.execute("SELECT * FROM persistence_enter(%s, 'default')", (a,))
+        conn.execute("SELECT * FROM persistence_enter(%s)", (token(db_pg, a),))
         assert conn.execute("SELECT count(*) FROM store_items").fetchone() == (1,)
         conn.rollback()
         for table in ("stores", "store_items"):  # no tenant set: nothing at all

@@ -193,9 +193,9 @@ def owned_rows(db: Database, tenant_id: object) -> dict[str, int]:
     return counts
 
 
-def populate(db: Database, tenant: str) -> None:
+def populate(db: Database, tenant: str, workspace: str = "research") -> None:
     """One row or more of every aggregate, through the public API."""
-    with db.unit_of_work(tenant=tenant, workspace="research") as uow:
+    with db.unit_of_work(tenant=tenant, workspace=workspace) as uow:
         uow.states.save("plan", {"steps": [1, 2]}, tags=["demo"])
         uow.states.save("plan", {"steps": [1, 2, 3]})
         uow.workflows.create("fetch", "def run():\n    return 1\n", tags=["io"])

@@ -20,7 +20,7 @@ from persistence.errors import (
     ReadOnlyError,
     translate_errors,
 )
-from persistence.rls import enable_tenant_rls
+from persistence.rls import enable_scope_rls
 from persistence.uow import UnitOfWork
 from tests.conftest import unique_slug
 
@@ -38,7 +38,7 @@ def probe(db: Database) -> Iterator[str]:
             )
         )
         if pg:
-            for statement in enable_tenant_rls(PROBE):
+            for statement in enable_scope_rls(PROBE, "tenant_id"):
                 conn.execute(text(statement))
             role = db.engine.url.username
             conn.execute(text(f'GRANT SELECT, INSERT, DELETE ON {PROBE} TO "{role}"'))

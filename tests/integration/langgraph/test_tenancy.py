@@ -15,6 +15,7 @@ from psycopg import sql
 from persistence import Database
 from persistence.langgraph import PersistenceSaver, PersistenceStore
 from tests.conftest import new_tenant
+from tests.fixtures.scopes import token
 from tests.fixtures.services import PostgresTarget
 from tests.integration.test_rls import enter, tenant_id
 
@@ -73,7 +74,7 @@ def test_raw_sql_as_the_runtime_role_sees_one_tenant(
     for slug in (a, b):
         _write(PersistenceSaver(db, tenant=slug), PersistenceStore(db, tenant=slug), slug)
     a_id, b_id = tenant_id(db, a), tenant_id(db, b)
-    enter(runtime, a_id)
+    enter(runtime, token(db, a))
     for table in LG_TABLES:
         mine = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(table))
         everything = sql.SQL("SELECT count(DISTINCT tenant_id) FROM {}").format(
