@@ -108,6 +108,7 @@ class RedisLeaseBackend:
         self._db = db
         self._prefix = db.settings.redis_key_prefix
         self._scripts: dict[str, Any] = {}  # Script objects, bound to the current client
+        self._directs: dict[int, Direct] = {}  # by the client's pool (see _direct)
         self._last: tuple[object, Direct | None] = (None, None)  # (a client, its Direct)
         self._keys_of: dict[tuple[uuid.UUID, str], list[str]] = {}
 
@@ -122,7 +123,11 @@ class RedisLeaseBackend:
         last_client, direct = self._last
         if client is not last_client:
             pool = getattr(client, "connection_pool", None)
-            direct = None if pool is None else Direct(pool)
+            direct = None
+            if pool is not None:  # (two threads at once: both get the one kept)
+                direct = self._directs.get(id(pool)) or self._directs.setdefault(
+                    id(pool), Direct(pool)
+                )
             self._last = (client, direct)
         return direct
 
@@ -209,9 +214,9 @@ class RedisLeaseBackend:
 
     def close(self) -> None:
         """Close the backend's own connections (the client is the database's to close)."""
-        _, direct = self._last
+        directs, self._directs = list(self._directs.values()), {}
         self._last = (None, None)
-        if direct is not None:
+        for direct in directs:
             direct.close()
 
     def list(self, tenant: str) -> list[LeaseRecord]:
