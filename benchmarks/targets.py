@@ -127,6 +127,19 @@ NOTES: dict[str, tuple[str, str]] = {
         "this machine's noise (0.86x-0.95x, 2026-12-04): no one part accounts for the "
         "gap, and each is a guarantee the peer does not give.",
     ),
+    "lease": (
+        "Acquire and release are one Redis round trip each, like the baseline's SET NX "
+        "PX and compare-and-delete script, on connections of the backend's own "
+        "(`persistence/_redis_direct.py`). A tenant the process entered before needs no "
+        "database round trip, and the database's fence floor is read only when Redis "
+        "may have lost the fence counter (missing, or not stamped by the server process "
+        "running the script: a flush, a restart, a failover; docs/leases.md). Our acquire "
+        "script also does the INCR and reads INFO on the server.",
+        "Each side makes two Redis round trips; a figure below 0.5x with client CPU close "
+        "to the baseline's is the server or the shared cores: the acquire script reads "
+        "INFO and INCRs the fence counter, the baseline's SET does neither. "
+        "`python -m benchmarks.profile lease` shows ours.",
+    ),
     "cache.shared_vs_redis": (
         "",
         "Both sides make one Redis round trip (ours an MGET of the tenant's epoch and the "
@@ -223,6 +236,7 @@ def evaluate(result: Result) -> list[Verdict]:
         _memory(result),
         _procs(result),
         _cache_outage(result),
+        _ratio(result, "lease", "lease acquire + release vs raw redis-py", 0.5),
     ]
     verdicts += _cache_ratios(result)
     if result.langgraph is not None:  # skipped with the section

@@ -89,20 +89,21 @@ class Direct:
         self._forks = _forks[0]
         self._closed = False
 
-    def command(self, command: bytes) -> Any:
+    def command(self, command: bytes, *, resend: bool = True) -> Any:
         """Send ``command`` (from :func:`packed`) and read its reply (an error reply
         raised as redis-py's ``ResponseError``).
 
         An idle connection the server closed meanwhile (its ``timeout``, a restart, a
         proxy's idle cut) is dropped before use; one that fails on the way anyway is
-        replaced and the command sent once more on a new connection. The cache's
-        commands may run twice: its scripts are version compare-and-sets, an MGET reads,
-        and an epoch bumped twice is as unservable as once."""
+        replaced and the command sent once more on a new connection, unless ``resend``
+        is False (the error is raised). The cache's commands may run twice: its scripts
+        are version compare-and-sets, an MGET reads, and an epoch bumped twice is as
+        unservable as once."""
         conn, reused = self._take()
         try:
             return self._exchange(conn, command)
         except (RedisConnectionError, OSError):
-            if not reused:
+            if not reused or not resend:
                 raise
         conn, _ = self._take(fresh=True)
         return self._exchange(conn, command)
@@ -143,15 +144,15 @@ class Direct:
             conn.disconnect()
         return reply
 
-    def script(self, client: Any, source: str, sha: str, *args: Any) -> Any:
+    def script(self, client: Any, source: str, sha: str, *args: Any, resend: bool = True) -> Any:
         """``EVALSHA sha *args``, loading ``source`` through ``client`` if Redis does not
-        know it yet (a restarted or flushed server)."""
+        know it yet (a restarted or flushed server); ``resend`` as for :meth:`command`."""
         command = packed("EVALSHA", sha, *args)
         try:
-            return self.command(command)
+            return self.command(command, resend=resend)
         except NoScriptError:
             client.script_load(source)
-            return self.command(command)
+            return self.command(command, resend=resend)
 
     def _release(self, conn: Any) -> None:
         if len(self._idle) < IDLE and not self._closed:

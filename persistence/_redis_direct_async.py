@@ -94,20 +94,21 @@ class Direct:
         self._forks = _forks[0]
         self._closed = False
 
-    async def command(self, command: bytes) -> Any:
+    async def command(self, command: bytes, *, resend: bool = True) -> Any:
         """Send ``command`` (from :func:`packed`) and read its reply (an error reply
         raised as redis-py's ``ResponseError``).
 
         An idle connection the server closed meanwhile (its ``timeout``, a restart, a
         proxy's idle cut) is dropped before use; one that fails on the way anyway is
-        replaced and the command sent once more on a new connection. The cache's
-        commands may run twice: its scripts are version compare-and-sets, an MGET reads,
-        and an epoch bumped twice is as unservable as once."""
+        replaced and the command sent once more on a new connection, unless ``resend``
+        is False (the error is raised). The cache's commands may run twice: its scripts
+        are version compare-and-sets, an MGET reads, and an epoch bumped twice is as
+        unservable as once."""
         conn, reused = await self._take()
         try:
             return await self._exchange(conn, command)
         except (RedisConnectionError, OSError):
-            if not reused:
+            if not reused or not resend:
                 raise
         conn, _ = await self._take(fresh=True)
         return await self._exchange(conn, command)
@@ -148,15 +149,17 @@ class Direct:
             await conn.disconnect()
         return reply
 
-    async def script(self, client: Any, source: str, sha: str, *args: Any) -> Any:
+    async def script(
+        self, client: Any, source: str, sha: str, *args: Any, resend: bool = True
+    ) -> Any:
         """``EVALSHA sha *args``, loading ``source`` through ``client`` if Redis does not
-        know it yet (a restarted or flushed server)."""
+        know it yet (a restarted or flushed server); ``resend`` as for :meth:`command`."""
         command = packed("EVALSHA", sha, *args)
         try:
-            return await self.command(command)
+            return await self.command(command, resend=resend)
         except NoScriptError:
             await client.script_load(source)
-            return await self.command(command)
+            return await self.command(command, resend=resend)
 
     async def _release(self, conn: Any) -> None:
         if len(self._idle) < IDLE and not self._closed:

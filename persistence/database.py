@@ -195,10 +195,12 @@ class Database:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        leases, self._leases = self._leases, None
+        if leases is not None:
+            leases.close()
         if self._redis is not None:
             self._redis.close()
         self._redis = None
-        self._leases = None
 
     def __enter__(self) -> Self:
         return self

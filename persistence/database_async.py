@@ -196,10 +196,12 @@ class AsyncDatabase:
         if self._cache is not None:
             await self._cache.close()
             self._cache = None
+        leases, self._leases = self._leases, None
+        if leases is not None:
+            await leases.close()
         if self._redis is not None:
             await self._redis.aclose()
         self._redis = None
-        self._leases = None
 
     async def __aenter__(self) -> Self:
         return self

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio  # sync:
 import contextlib
-import math
 import os
-import re
 import socket
 import time
 import uuid
@@ -27,24 +25,34 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from persistence._aio import give_back_if_cancelled, shielded  # sync:
+from persistence._lease_redis_async import (
+    FENCE_COUNTER_RETENTION_MS,
+    AsyncRedisLeaseBackend,
+    unreachable,
+)
 from persistence.errors import (
     ConfigurationError,
     LeaseLostError,
     LockNotAcquiredError,
-    PersistenceError,
 )
-from persistence.fencing_async import FenceToken, fence_floor
+from persistence.fencing_async import FenceToken
 from persistence.models.base import utcnow
 from persistence.records import LeaseRecord
 from persistence.repositories.leases_async import AsyncLeaseRepository
 from persistence.validation import validate_lease_name, validate_seconds
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis  # sync: from redis import Redis
-
     from persistence.database_async import AsyncDatabase
 
-__all__ = ["AsyncLease", "AsyncLeaseBackend", "list_leases", "make_backend", "validate_lease_name"]
+__all__ = [
+    "FENCE_COUNTER_RETENTION_MS",
+    "AsyncLease",
+    "AsyncLeaseBackend",
+    "list_leases",
+    "make_backend",
+    "unreachable",
+    "validate_lease_name",
+]
 
 _MAX_TTL = 7 * 24 * 3600.0  # seconds
 
@@ -75,6 +83,10 @@ class AsyncLeaseBackend(Protocol):
 
     async def list(self, tenant: str) -> list[LeaseRecord]:
         """Leases of the tenant held now, by name."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the backend holds of its own (the database closes)."""
         ...
 
 
@@ -244,13 +256,6 @@ def _now() -> tuple[float, datetime]:
     return time.monotonic(), utcnow()
 
 
-def unreachable(message: str) -> LockNotAcquiredError:
-    """A LockNotAcquiredError that ``wait`` does not retry: locks fail closed at once."""
-    error = LockNotAcquiredError(message)
-    error.unreachable = True  # type: ignore[attr-defined]
-    return error
-
-
 class AsyncSqlLeaseBackend:
     """Leases in the ``leases`` table: one short transaction per call."""
 
@@ -281,147 +286,5 @@ class AsyncSqlLeaseBackend:
         async with self._db.unit_of_work(tenant) as uow:
             return await AsyncLeaseRepository(uow.scope).held()
 
-
-# KEYS: lease key, fence counter. ARGV: token, ttl ms, floor (highest fence in the database),
-# counter retention ms. A missing counter (flushed, restarted, never used, or expired after
-# the retention without an acquire) restarts above both the database's floor and the
-# current time in ms, so it also clears fences handed out but never written; the counter
-# expires so that names no longer used do not stay in Redis for ever.
-_ACQUIRE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-local floor = tonumber(ARGV[3])
-local current = redis.call('GET', KEYS[2])
-if not current then
-    local t = redis.call('TIME')
-    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if now_ms > floor then floor = now_ms end
-    redis.call('SET', KEYS[2], string.format('%d', floor))
-elseif tonumber(current) < floor then
-    redis.call('SET', KEYS[2], string.format('%d', floor))
-end
-local fence = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return fence
-"""
-#: A fence counter not used for this long is dropped (and restarts safely, see above).
-FENCE_COUNTER_RETENTION_MS = 30 * 24 * 3600 * 1000
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_GLOB = re.compile(r"([*?\[\]\\])")
-
-
-class AsyncRedisLeaseBackend:
-    """Leases in Redis under ``{prefix}:{<tenant id>}:lease:<name>`` (the braces are a
-    Cluster hash tag: a tenant's keys share a slot, so the scripts may touch two keys)."""
-
-    def __init__(self, db: AsyncDatabase):
-        self._db = db
-        self._prefix = db.settings.redis_key_prefix
-        self._scripts: dict[str, Any] = {}  # Script objects, bound to the current client
-
-    def _script(self, source: str) -> Any:
-        """The script for ``source`` on the current Redis client (EVALSHA, loaded once)."""
-        client = self._redis
-        script = self._scripts.get(source)
-        if script is None or script.registered_client is not client:
-            script = self._scripts[source] = client.register_script(source)
-        return script
-
-    @property
-    def _redis(self) -> Redis:
-        return self._db.redis
-
-    def _keys(self, tenant_id: uuid.UUID, name: str) -> list[str]:
-        base = f"{self._prefix}:{{{tenant_id}}}"
-        return [f"{base}:lease:{name}", f"{base}:fence:{name}"]
-
-    async def acquire(
-        self, tenant: str, name: str, token: str, ttl: float
-    ) -> tuple[uuid.UUID, int]:
-        from redis.exceptions import RedisClusterException, RedisError
-
-        async with self._db.unit_of_work(tenant) as uow:  # (one round trip: floor, COMMIT)
-            tenant_id = uow.scope.tenant_id
-            floor = await fence_floor(uow.scope, name, last=True)
-        try:
-            script = self._script(_ACQUIRE)
-            fence = await script(
-                keys=self._keys(tenant_id, name),
-                args=[token, _ms(ttl), floor, FENCE_COUNTER_RETENTION_MS],
-            )
-        except (RedisError, RedisClusterException) as exc:
-            raise unreachable(
-                f"lock service unreachable, lease {name!r} not acquired: {exc}"
-            ) from exc
-        if not fence:
-            raise LockNotAcquiredError(f"lease {name!r} is held by another holder")
-        return tenant_id, int(fence)
-
-    async def _compare(self, source: str, keys: list[str], args: list[str | int]) -> bool:
-        from redis.exceptions import RedisClusterException, RedisError
-
-        try:
-            return bool(await self._script(source)(keys=keys, args=args))
-        except (
-            RedisError,
-            RedisClusterException,
-        ) as exc:  # cannot confirm we still hold it: treat it as lost
-            raise LeaseLostError(f"lock service unreachable: {exc}") from exc
-
-    async def extend(
-        self, tenant: str, tenant_id: uuid.UUID, name: str, token: str, ttl: float
-    ) -> bool:
-        return await self._compare(_EXTEND, self._keys(tenant_id, name)[:1], [token, _ms(ttl)])
-
-    async def release(self, tenant: str, tenant_id: uuid.UUID, name: str, token: str) -> bool:
-        return await self._compare(_RELEASE, self._keys(tenant_id, name)[:1], [token])
-
-    async def list(self, tenant: str) -> list[LeaseRecord]:
-        from redis.exceptions import RedisClusterException, RedisError
-
-        async with self._db.unit_of_work(tenant) as uow:
-            tenant_id = uow.scope.tenant_id
-        lease_key, _ = self._keys(tenant_id, "")
-        try:
-            scan = self._redis.scan_iter(match=_GLOB.sub(r"\\\1", lease_key) + "*")
-            keys = sorted([key async for key in scan])  # sync: keys = sorted(scan)
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                name = _text(key)[len(lease_key) :]
-                pipe.get(key)
-                pipe.pttl(key)
-                pipe.get(self._keys(tenant_id, name)[1])
-            replies = await pipe.execute()
-        except (RedisError, RedisClusterException) as exc:
-            raise PersistenceError(f"lock service unreachable: {exc}") from exc
-        now = utcnow()
-        records = []
-        for i, key in enumerate(keys):
-            holder, pttl, fence = replies[3 * i : 3 * i + 3]
-            if holder is None or pttl is None or pttl < 0:
-                continue  # expired between the scan and the read
-            records.append(
-                LeaseRecord.model_construct(
-                    tenant_id=tenant_id,
-                    name=_text(key)[len(lease_key) :],
-                    holder=_text(holder),
-                    fence=None if fence is None else int(fence),
-                    expires_at=now + timedelta(milliseconds=pttl),
-                    remaining=pttl / 1000,
-                )
-            )
-        return records
-
-
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    async def close(self) -> None:
+        pass

@@ -336,7 +336,8 @@ def test_every_key_of_a_tenant_maps_to_one_slot(
     for tenant_id, rests in by_tenant.items():
         kinds = {re.sub(r":.*", "", rest) for rest in rests}
         assert kinds == {"lease", "fence", "cache-epoch", "cache"}, rests
-        assert len(rests) == 2 + 2 + 1 + 3 + 1  # leases, fences, epoch, states, store key
+        # leases, fence counters and their stamps, epoch, states, store key
+        assert len(rests) == 2 + 2 + 2 + 1 + 3 + 1
         keys = [f"{prefix}:{{{tenant_id}}}:{rest}" for rest in rests]
         assert len({key_slot(key.encode()) for key in keys}) == 1
         assert len({every[key] for key in keys}) == 1  # and so one node holds them all
