@@ -27,6 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from persistence import _pool, _role_check, _wire
 from persistence._aio import in_background
 from persistence._warm import WarmAsyncQueuePool, WarmQueuePool
+from persistence.errors import ConfigurationError
 from persistence.settings import Settings
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 QUERY_ONLY = "persistence_query_only"
+_UTC = frozenset({"UTC", "Etc/UTC"})
 
 
 def runtime_engine(url: URL, settings: Settings) -> Engine:
@@ -55,8 +57,7 @@ def owner_engine(url: URL, settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
     engine = create_engine(url, **_postgres(settings))
-    _pool.install(engine, settings.pool_ping_after)
-    _wire.install(engine, settings.prepared_statements)
+    _postgres_hooks(engine, settings)
     return engine
 
 
@@ -76,22 +77,63 @@ def owner_engine_async(url: URL, settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_async(url, settings)
     engine = create_async_engine(url, **_postgres(settings))
-    _pool.install(engine.sync_engine, settings.pool_ping_after)
-    _wire.install(engine.sync_engine, settings.prepared_statements)
+    _postgres_hooks(engine.sync_engine, settings)
     return engine
 
 
 def _runtime_hooks(engine: Engine, settings: Settings) -> Engine:
-    _pool.install(engine, settings.pool_ping_after)
-    _wire.install(engine, settings.prepared_statements)
+    _postgres_hooks(engine, settings)
     if not settings.allow_rls_bypass:
         _role_check.check_on_connect(engine)
     return engine
 
 
+def _postgres_hooks(engine: Engine, settings: Settings) -> None:
+    _pool.install(engine, settings.pool_ping_after)
+    _wire.install(engine, settings.prepared_statements)
+    if not settings.startup_options:
+        _check_session_defaults(engine)
+
+
+def _check_session_defaults(engine: Engine) -> None:
+    """Without startup options (behind a pooler), refuse a connection whose server-side
+    defaults are not the ones the library relies on: DateStyle ISO (the tenant entry's
+    timestamps are parsed from their text), TimeZone UTC. Both are reported by the
+    server (and by PgBouncer) at connect: no round trip."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        info = getattr(dbapi_conn, "driver_connection", dbapi_conn).info
+        datestyle = info.parameter_status("DateStyle") or ""
+        timezone = info.parameter_status("TimeZone") or ""
+        if datestyle.startswith("ISO") and timezone in _UTC:
+            return
+        raise ConfigurationError(
+            f"with startup_options off, connections must start with DateStyle ISO and "
+            f"TimeZone UTC (this one has {datestyle!r} and {timezone!r}): set them on the "
+            "server, e.g. ALTER ROLE ... SET DateStyle = 'ISO' / SET TimeZone = 'UTC', or "
+            "PgBouncer's datestyle=ISO timezone=UTC on the database's line"
+        )
+
+
 def _postgres(settings: Settings) -> dict[str, Any]:
     """The PostgreSQL engine's options (sync and async engines alike)."""
     s = settings
+    connect_args: dict[str, Any] = {
+        "connect_timeout": s.connect_timeout,
+        "application_name": "persistence",
+        "client_encoding": "utf8",  # the entry row is decoded from its text
+        # psycopg prepares nothing (persistence._wire prepares what it sends)
+        "prepare_threshold": None,
+    }
+    if s.startup_options:  # (off behind a pooler that refuses them: see Settings)
+        # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
+        # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
+        connect_args["options"] = (
+            f"-c statement_timeout={s.statement_timeout_ms} "
+            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
+            "-c DateStyle=ISO -c TimeZone=UTC"
+        )
     return dict(
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
@@ -101,18 +143,7 @@ def _postgres(settings: Settings) -> dict[str, Any]:
         pool_timeout=s.pool_timeout,
         pool_recycle=s.pool_recycle,
         pool_reset_on_return=None,  # _pool's checkin rolls back what is still open
-        connect_args={
-            "connect_timeout": s.connect_timeout,
-            # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
-            # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
-            "options": f"-c statement_timeout={s.statement_timeout_ms} "
-            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
-            "-c DateStyle=ISO -c TimeZone=UTC",
-            "application_name": "persistence",
-            "client_encoding": "utf8",  # the entry row is decoded from its text
-            # psycopg prepares nothing (persistence._wire prepares what it sends)
-            "prepare_threshold": None,
-        },
+        connect_args=connect_args,
     )
 
 

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     """PostgreSQL: run hot statements as server-side prepared statements. Turn off behind
     a pooler that cannot carry them across server connections (PgBouncer in transaction
     mode before 1.21, or without ``max_prepared_statements``)."""
+    startup_options: bool = True
+    """PostgreSQL: send ``statement_timeout_ms``, ``idle_in_transaction_timeout_ms``,
+    ``DateStyle=ISO`` and ``TimeZone=UTC`` as each connection's startup ``options``. Turn
+    off behind a pooler that refuses them (PgBouncer: "unsupported startup parameter:
+    options") and set them on the server instead (``ALTER ROLE ... SET``, or the
+    pooler's own timeouts): a connection whose DateStyle is not ISO or whose TimeZone is
+    not UTC is then refused with ConfigurationError (docs/tenancy.md)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
     cache: Literal["off", "local", "shared"] = "off"
