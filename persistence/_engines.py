@@ -26,6 +26,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence import _pool, _role_check, _wire
 from persistence._aio import in_background
+from persistence._session_reset import POOLED
 from persistence._warm import WarmAsyncQueuePool, WarmQueuePool
 from persistence.errors import ConfigurationError
 from persistence.settings import Settings
@@ -48,7 +49,9 @@ def runtime_engine(url: URL, settings: Settings) -> Engine:
     connections warm between them, see ``persistence._warm``)."""
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
-    engine = create_engine(url, poolclass=WarmQueuePool, **_postgres(settings))
+    engine = create_engine(
+        url, poolclass=WarmQueuePool, **_postgres(settings, settings.transaction_pooler)
+    )
     return _runtime_hooks(engine, settings)
 
 
@@ -57,7 +60,8 @@ def owner_engine(url: URL, settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
     engine = create_engine(url, **_postgres(settings))
-    _postgres_hooks(engine, settings)
+    _pool.install(engine, settings.pool_ping_after)
+    _wire.install(engine, settings.prepared_statements)
     return engine
 
 
@@ -67,7 +71,9 @@ def runtime_engine_async(url: URL, settings: Settings) -> AsyncEngine:
     (they run inside SQLAlchemy's greenlet, see ``persistence._blocking``)."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_async(url, settings)
-    engine = create_async_engine(url, poolclass=WarmAsyncQueuePool, **_postgres(settings))
+    engine = create_async_engine(
+        url, poolclass=WarmAsyncQueuePool, **_postgres(settings, settings.transaction_pooler)
+    )
     _runtime_hooks(engine.sync_engine, settings)
     return engine
 
@@ -77,47 +83,48 @@ def owner_engine_async(url: URL, settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_async(url, settings)
     engine = create_async_engine(url, **_postgres(settings))
-    _postgres_hooks(engine.sync_engine, settings)
+    _pool.install(engine.sync_engine, settings.pool_ping_after)
+    _wire.install(engine.sync_engine, settings.prepared_statements)
     return engine
 
 
 def _runtime_hooks(engine: Engine, settings: Settings) -> Engine:
-    _postgres_hooks(engine, settings)
+    _pool.install(engine, settings.pool_ping_after)
+    _wire.install(engine, settings.prepared_statements)
+    if settings.transaction_pooler:
+        _pooled_connections(engine)
     if not settings.allow_rls_bypass:
         _role_check.check_on_connect(engine)
     return engine
 
 
-def _postgres_hooks(engine: Engine, settings: Settings) -> None:
-    _pool.install(engine, settings.pool_ping_after)
-    _wire.install(engine, settings.prepared_statements)
-    if not settings.startup_options:
-        _check_session_defaults(engine)
-
-
-def _check_session_defaults(engine: Engine) -> None:
-    """Without startup options (behind a pooler), refuse a connection whose server-side
-    defaults are not the ones the library relies on: DateStyle ISO (the tenant entry's
-    timestamps are parsed from their text), TimeZone UTC. Both are reported by the
-    server (and by PgBouncer) at connect: no round trip."""
+def _pooled_connections(engine: Engine) -> None:
+    """Behind a transaction pooler: mark each connection so that a unit of work resets a
+    session it handed out within its own transaction (``persistence._session_reset``),
+    and refuse one whose server-side defaults are not the ones the library relies on
+    without startup options: DateStyle ISO (the tenant entry's timestamps are parsed
+    from their text), TimeZone UTC. Both are reported by the server (and by PgBouncer)
+    at connect: no round trip."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[POOLED] = True
         info = getattr(dbapi_conn, "driver_connection", dbapi_conn).info
         datestyle = info.parameter_status("DateStyle") or ""
         timezone = info.parameter_status("TimeZone") or ""
         if datestyle.startswith("ISO") and timezone in _UTC:
             return
         raise ConfigurationError(
-            f"with startup_options off, connections must start with DateStyle ISO and "
+            f"behind a transaction pooler, connections must start with DateStyle ISO and "
             f"TimeZone UTC (this one has {datestyle!r} and {timezone!r}): set them on the "
             "server, e.g. ALTER ROLE ... SET DateStyle = 'ISO' / SET TimeZone = 'UTC', or "
             "PgBouncer's datestyle=ISO timezone=UTC on the database's line"
         )
 
 
-def _postgres(settings: Settings) -> dict[str, Any]:
-    """The PostgreSQL engine's options (sync and async engines alike)."""
+def _postgres(settings: Settings, pooled: bool = False) -> dict[str, Any]:
+    """The PostgreSQL engine's options (sync and async engines alike); ``pooled``: through
+    a transaction pooler, which refuses startup options."""
     s = settings
     connect_args: dict[str, Any] = {
         "connect_timeout": s.connect_timeout,
@@ -126,7 +133,7 @@ def _postgres(settings: Settings) -> dict[str, Any]:
         # psycopg prepares nothing (persistence._wire prepares what it sends)
         "prepare_threshold": None,
     }
-    if s.startup_options:  # (off behind a pooler that refuses them: see Settings)
+    if not pooled:
         # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
         # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
         connect_args["options"] = (

@@ -2,18 +2,21 @@
 
 The runtime URL goes through the private PgBouncer of ``tests.fixtures.pgbouncer``
 (two server connections per role, shared by every client), with
-``prepared_statements=False`` and ``startup_options=False``; administration (the owner
+``prepared_statements=False`` and ``transaction_pooler=True``; administration (the owner
 URL) connects directly. The row-level security checks of ``test_rls`` run again here,
 on both APIs, with their ``db`` and raw ``runtime`` connection going through PgBouncer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from persistence import Database
 from persistence.database_async import AsyncDatabase
@@ -36,7 +39,7 @@ from tests.integration.test_rls import (  # noqa: F401
 
 #: What a client of a transaction pooler sets: no server-side prepared statements, no
 #: startup options (PgBouncer refuses them).
-POOLED: dict[str, Any] = {"prepared_statements": False, "startup_options": False}
+POOLED: dict[str, Any] = {"prepared_statements": False, "transaction_pooler": True}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,8 @@ def bounced_adb(
 @pytest.fixture(params=["sync", "async"])
 def db(request: pytest.FixtureRequest) -> Database:
     """The library through PgBouncer, on both APIs (``make_tenant`` uses this ``db``)."""
-    return request.getfixturevalue(f"bounced_{'a' if request.param == 'async' else ''}db")  # type: ignore[no-any-return]
+    name = "bounced_adb" if request.param == "async" else "bounced_db"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -67,4 +71,52 @@ def runtime(pgbouncer: PgBouncerTarget) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-assert test_rls.SETTING  # (the module's checks run here as they are)
+# SQL of a tenant's own (through uow.session) that leaves state on the server session,
+# which PgBouncer then hands, in transaction pooling, to whichever client comes next.
+LEFTOVERS: list[Callable[[Any, str], None]] = [
+    # the tenant setting, session-level, naming the other tenant
+    lambda session, other: session.execute(
+        text("SELECT set_config(:name, :value, false)"),
+        {"name": test_rls.SETTING, "value": other},
+    ),
+    # every transaction read-only from now on
+    lambda session, other: session.execute(text("SET default_transaction_read_only = on")),
+    # a search path without the library's schema
+    lambda session, other: session.execute(text("SET search_path = pg_catalog")),
+]
+
+
+def test_interleaved_tenants_see_only_their_own_rows(
+    db: Database, make_tenant: Callable[..., str], pgbouncer: PgBouncerTarget
+) -> None:
+    """Eight clients, two tenants, two server connections: a's clients leave session
+    state behind every other unit of work; every unit of work of either tenant still
+    sees its own rows and nothing of the other's, and each write lands where it should."""
+    tenants = make_tenant(), make_tenant()
+    ids = [test_rls.tenant_id(db, slug) for slug in tenants]
+    backends: set[int] = set()
+    rounds, lock = 12, threading.Lock()
+
+    def client(n: int) -> None:
+        mine, theirs = n % 2, 1 - n % 2
+        for r in range(rounds):
+            with db.unit_of_work(tenant=tenants[mine]) as uow:
+                uow.store("mem")[f"{n}-{r}"] = {"tenant": tenants[mine], "round": r}
+                if mine == 0 and r % 2:  # tenant a's own SQL leaves session state
+                    pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                    LEFTOVERS[(n + r) % len(LEFTOVERS)](uow.session, ids[theirs])
+                    with lock:
+                        backends.add(int(pid))
+            with db.unit_of_work(tenant=tenants[mine], read_only=True) as uow:
+                store = uow.store("mem")
+                assert store.get(f"{n}-{r}") == {"tenant": tenants[mine], "round": r}
+                assert store.get(f"{n + 1}-{r}") is None  # the other tenant's client
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(client, n) for n in range(8)]:
+            future.result()
+    assert 1 <= len(backends) <= pgbouncer.pool_size  # the clients shared the servers
+    for mine, slug in enumerate(tenants):
+        with db.unit_of_work(tenant=slug, read_only=True) as uow:
+            keys = sorted(uow.store("mem").keys())
+        assert keys == sorted(f"{n}-{r}" for n in range(mine, 8, 2) for r in range(rounds))
