@@ -9,6 +9,7 @@ on both APIs, with their ``db`` and raw ``runtime`` connection going through PgB
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from sqlalchemy import text
 
 from persistence import Database
 from persistence.database_async import AsyncDatabase
+from persistence.errors import PersistenceError
+from tests.conftest import new_tenant
 from tests.fixtures.bridge import Loop, bridge
 from tests.fixtures.pgbouncer import PgBouncerTarget
 from tests.fixtures.services import PostgresTarget
@@ -90,8 +93,9 @@ def test_interleaved_tenants_see_only_their_own_rows(
     db: Database, make_tenant: Callable[..., str], pgbouncer: PgBouncerTarget
 ) -> None:
     """Eight clients, two tenants, two server connections: a's clients leave session
-    state behind every other unit of work; every unit of work of either tenant still
-    sees its own rows and nothing of the other's, and each write lands where it should."""
+    state behind every other unit of work (and roll some of them back); every unit of
+    work of either tenant still sees its own rows and nothing of the other's, and each
+    write lands where it should."""
     tenants = make_tenant(), make_tenant()
     ids = [test_rls.tenant_id(db, slug) for slug in tenants]
     backends: set[int] = set()
@@ -100,16 +104,20 @@ def test_interleaved_tenants_see_only_their_own_rows(
     def client(n: int) -> None:
         mine, theirs = n % 2, 1 - n % 2
         for r in range(rounds):
-            with db.unit_of_work(tenant=tenants[mine]) as uow:
-                uow.store("mem")[f"{n}-{r}"] = {"tenant": tenants[mine], "round": r}
+            value = {"tenant": tenants[mine], "round": r}
+            with contextlib.suppress(_Abandoned), db.unit_of_work(tenant=tenants[mine]) as uow:
+                uow.store("mem")[f"{n}-{r}"] = value
                 if mine == 0 and r % 2:  # tenant a's own SQL leaves session state
                     pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
                     LEFTOVERS[(n + r) % len(LEFTOVERS)](uow.session, ids[theirs])
                     with lock:
                         backends.add(int(pid))
+                    if r in ABANDONED:
+                        raise _Abandoned
             with db.unit_of_work(tenant=tenants[mine], read_only=True) as uow:
                 store = uow.store("mem")
-                assert store.get(f"{n}-{r}") == {"tenant": tenants[mine], "round": r}
+                kept = not (mine == 0 and r in ABANDONED)
+                assert store.get(f"{n}-{r}") == (value if kept else None)
                 assert store.get(f"{n + 1}-{r}") is None  # the other tenant's client
 
     with ThreadPoolExecutor(8) as pool:
@@ -119,4 +127,49 @@ def test_interleaved_tenants_see_only_their_own_rows(
     for mine, slug in enumerate(tenants):
         with db.unit_of_work(tenant=slug, read_only=True) as uow:
             keys = sorted(uow.store("mem").keys())
-        assert keys == sorted(f"{n}-{r}" for n in range(mine, 8, 2) for r in range(rounds))
+        kept = [r for r in range(rounds) if not (mine == 0 and r in ABANDONED)]
+        assert keys == sorted(f"{n}-{r}" for n in range(mine, 8, 2) for r in kept)
+
+
+ABANDONED = (3, 7)  # rounds whose unit of work a's clients roll back
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def test_states_stores_and_runs_through_pgbouncer(
+    db: Database, make_tenant: Callable[..., str]
+) -> None:
+    a, b = make_tenant("research"), make_tenant("research")
+    for slug in (a, b):
+        with db.unit_of_work(tenant=slug, workspace="research") as uow:
+            uow.states.save("plan", {"owner": slug, "steps": [1]})
+            uow.states.save("plan", {"owner": slug, "steps": [1, 2]})
+            uow.workflows.create("fetch", "def run():\n    return 1\n")
+            run_id = uow.runs.start("fetch").id
+            uow.store("memory")["turns"] = {"owner": slug}
+        with db.unit_of_work(tenant=slug, workspace="research") as uow:
+            uow.runs.transition(run_id, "running", worker="w")
+            uow.runs.set_result(run_id, {"owner": slug})  # (succeeded, with its result)
+    for slug in (a, b):
+        with db.unit_of_work(tenant=slug, workspace="research", read_only=True) as uow:
+            loaded = uow.states.load("plan")
+            assert loaded is not None and loaded[0] == {"owner": slug, "steps": [1, 2]}
+            assert uow.store("memory")["turns"] == {"owner": slug}
+            runs = uow.runs.list().items
+            assert [run.status for run in runs] == ["succeeded"]
+            assert uow.runs.get_result(runs[0].id) == {"owner": slug}
+        with db.unit_of_work(tenant=slug) as uow:  # another workspace: none of it
+            assert uow.states.load("plan") is None and "turns" not in uow.store("memory")
+
+
+def test_startup_options_are_refused_by_pgbouncer(
+    pgbouncer: PgBouncerTarget, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """Without ``transaction_pooler`` the runtime connections send their settings as
+    startup options, which PgBouncer refuses: an error, not settings silently lost."""
+    with open_database(pgbouncer.runtime_url, owner_url=postgres.owner_url) as plain:
+        tenant = new_tenant(plain)
+        with pytest.raises(PersistenceError, match="options"), plain.unit_of_work(tenant=tenant):
+            pass
