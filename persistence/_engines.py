@@ -26,7 +26,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from persistence import _pool, _role_check, _wire
 from persistence._aio import in_background
+from persistence._session_reset import POOLED
 from persistence._warm import WarmAsyncQueuePool, WarmQueuePool
+from persistence.errors import ConfigurationError
 from persistence.settings import Settings
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 QUERY_ONLY = "persistence_query_only"
+_UTC = frozenset({"UTC", "Etc/UTC"})
 
 
 def runtime_engine(url: URL, settings: Settings) -> Engine:
@@ -46,7 +49,9 @@ def runtime_engine(url: URL, settings: Settings) -> Engine:
     connections warm between them, see ``persistence._warm``)."""
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, settings)
-    engine = create_engine(url, poolclass=WarmQueuePool, **_postgres(settings))
+    engine = create_engine(
+        url, poolclass=WarmQueuePool, **_postgres(settings, settings.transaction_pooler)
+    )
     return _runtime_hooks(engine, settings)
 
 
@@ -66,7 +71,9 @@ def runtime_engine_async(url: URL, settings: Settings) -> AsyncEngine:
     (they run inside SQLAlchemy's greenlet, see ``persistence._blocking``)."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_async(url, settings)
-    engine = create_async_engine(url, poolclass=WarmAsyncQueuePool, **_postgres(settings))
+    engine = create_async_engine(
+        url, poolclass=WarmAsyncQueuePool, **_postgres(settings, settings.transaction_pooler)
+    )
     _runtime_hooks(engine.sync_engine, settings)
     return engine
 
@@ -84,14 +91,56 @@ def owner_engine_async(url: URL, settings: Settings) -> AsyncEngine:
 def _runtime_hooks(engine: Engine, settings: Settings) -> Engine:
     _pool.install(engine, settings.pool_ping_after)
     _wire.install(engine, settings.prepared_statements)
+    if settings.transaction_pooler:
+        _pooled_connections(engine)
     if not settings.allow_rls_bypass:
         _role_check.check_on_connect(engine)
     return engine
 
 
-def _postgres(settings: Settings) -> dict[str, Any]:
-    """The PostgreSQL engine's options (sync and async engines alike)."""
+def _pooled_connections(engine: Engine) -> None:
+    """Behind a transaction pooler: mark each connection so that a unit of work resets a
+    session it handed out within its own transaction (``persistence._session_reset``),
+    and refuse one whose server-side defaults are not the ones the library relies on
+    without startup options: DateStyle ISO (the tenant entry's timestamps are parsed
+    from their text), TimeZone UTC. Both are reported by the server (and by PgBouncer)
+    at connect: no round trip."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[POOLED] = True
+        info = getattr(dbapi_conn, "driver_connection", dbapi_conn).info
+        datestyle = info.parameter_status("DateStyle") or ""
+        timezone = info.parameter_status("TimeZone") or ""
+        if datestyle.startswith("ISO") and timezone in _UTC:
+            return
+        raise ConfigurationError(
+            f"behind a transaction pooler, connections must start with DateStyle ISO and "
+            f"TimeZone UTC (this one has {datestyle!r} and {timezone!r}): set them on the "
+            "server, e.g. ALTER ROLE ... SET DateStyle = 'ISO' / SET TimeZone = 'UTC', or "
+            "PgBouncer's datestyle=ISO timezone=UTC on the database's line"
+        )
+
+
+def _postgres(settings: Settings, pooled: bool = False) -> dict[str, Any]:
+    """The PostgreSQL engine's options (sync and async engines alike); ``pooled``: through
+    a transaction pooler, which refuses startup options."""
     s = settings
+    connect_args: dict[str, Any] = {
+        "connect_timeout": s.connect_timeout,
+        "application_name": "persistence",
+        "client_encoding": "utf8",  # the entry row is decoded from its text
+        # psycopg prepares nothing (persistence._wire prepares what it sends)
+        "prepare_threshold": None,
+    }
+    if not pooled:
+        # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
+        # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
+        connect_args["options"] = (
+            f"-c statement_timeout={s.statement_timeout_ms} "
+            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
+            "-c DateStyle=ISO -c TimeZone=UTC"
+        )
     return dict(
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
@@ -101,18 +150,7 @@ def _postgres(settings: Settings) -> dict[str, Any]:
         pool_timeout=s.pool_timeout,
         pool_recycle=s.pool_recycle,
         pool_reset_on_return=None,  # _pool's checkin rolls back what is still open
-        connect_args={
-            "connect_timeout": s.connect_timeout,
-            # DateStyle ISO: the tenant entry's timestamps are parsed from their text;
-            # TimeZone UTC: psycopg returns timestamps in datetime.UTC, kept as they are
-            "options": f"-c statement_timeout={s.statement_timeout_ms} "
-            f"-c idle_in_transaction_session_timeout={s.idle_in_transaction_timeout_ms} "
-            "-c DateStyle=ISO -c TimeZone=UTC",
-            "application_name": "persistence",
-            "client_encoding": "utf8",  # the entry row is decoded from its text
-            # psycopg prepares nothing (persistence._wire prepares what it sends)
-            "prepare_threshold": None,
-        },
+        connect_args=connect_args,
     )
 
 

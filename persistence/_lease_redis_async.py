@@ -160,8 +160,11 @@ class AsyncRedisLeaseBackend:
         self, tenant: str, name: str, token: str, ttl: float
     ) -> tuple[uuid.UUID, int]:
         """The tenant id of the known scope if there is one (no database round trip),
-        else of a unit of work that reads the floor at once."""
-        known = self._db._known_scopes.get(tenant, "default")
+        else of a unit of work that reads the floor at once. A Database opened from an
+        access descriptor always enters (the database verifies its token every time:
+        expiry, its key retired)."""
+        db = self._db
+        known = None if db._access is not None else db._known_scopes.get(tenant, "default")
         floor: int | None = None
         if known is None:
             tenant_id, floor = await self._floor(tenant, name)

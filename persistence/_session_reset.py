@@ -18,6 +18,17 @@ prepares them again on the next units of work): SQL of the caller's own may have
 deallocated or replaced any of them.
 ``RESET ALL`` returns every setting to its value at connection start, so the startup
 options (``statement_timeout``, ``idle_in_transaction_session_timeout``) stay.
+
+Behind a transaction pooler (``Settings.transaction_pooler``: PgBouncer's transaction
+mode) the server session belongs to a client only for one transaction: the checkin's
+reset, a transaction of its own, goes to whichever server connection is free, not
+necessarily the one SQL of the caller's ran on, and the next client of that one
+inherits its state. So a unit of work that handed out its session resets it within its
+own transaction (:func:`reset_before_end`): :data:`RESET` before its ``COMMIT`` (every
+statement of it may run in a transaction block; what is transactional in it is undone
+with the caller's own state if the commit fails), or in one query with its
+``ROLLBACK``. Raw ``engine.connect()`` use has no such end: behind a transaction pooler,
+session state it leaves may reach other clients (docs/tenancy.md).
 """
 
 from __future__ import annotations
@@ -29,15 +40,27 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["DIRTY", "PREPARED", "RESET", "mark_clean", "mark_dirty", "reset_session"]
+__all__ = [
+    "DIRTY",
+    "POOLED",
+    "PREPARED",
+    "RESET",
+    "mark_clean",
+    "mark_dirty",
+    "reset_before_end",
+    "reset_session",
+]
 
 DIRTY = "persistence_session_dirty"
+#: A connection through a transaction pooler (pool entry info, ``persistence._engines``).
+POOLED = "persistence_transaction_pooled"
 #: Where ``persistence._wire`` keeps a connection's prepared statements (pool entry info).
 PREPARED = "persistence_prepared"
 RESET = (
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
     "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; DEALLOCATE ALL"
 )
+_RESET = RESET.encode()
 
 
 def mark_dirty(connection: Connection) -> None:
@@ -48,6 +71,20 @@ def mark_dirty(connection: Connection) -> None:
 def mark_clean(connection: Connection) -> None:
     """Only the library's own statements run on ``connection`` until marked dirty."""
     connection.connection.info[DIRTY] = False
+
+
+def reset_before_end(connection: Connection, *, commit: bool) -> bytes | None:
+    """Behind a transaction pooler, what a unit of work sends on ``connection`` to reset a
+    session it handed out while its transaction still holds the server connection: the
+    reset before a ``COMMIT``, or ``ROLLBACK`` and the reset in one query. None when
+    there is nothing to reset, or no transaction open (the checkin's reset then)."""
+    info = connection.connection.info
+    if not (info.get(DIRTY) and info.get(POOLED)):
+        return None
+    status = connection.connection.driver_connection.pgconn.transaction_status  # type: ignore[union-attr]
+    if status == TransactionStatus.IDLE or (commit and status != TransactionStatus.INTRANS):
+        return None
+    return _RESET if commit else b"ROLLBACK; " + _RESET
 
 
 def reset_session(dbapi_conn: Any, record: ConnectionPoolEntry) -> bool:

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     """PostgreSQL: run hot statements as server-side prepared statements. Turn off behind
     a pooler that cannot carry them across server connections (PgBouncer in transaction
     mode before 1.21, or without ``max_prepared_statements``)."""
+    transaction_pooler: bool = False
+    """PostgreSQL: the runtime URL (``database_url``) goes through a pooler in transaction
+    mode (PgBouncer ``pool_mode = transaction``), which gives each transaction whichever
+    server connection is free. Runtime connections then send no startup options
+    (PgBouncer refuses them: set ``statement_timeout`` and
+    ``idle_in_transaction_session_timeout`` on the runtime role, or the pooler's own
+    timeouts; a connection whose DateStyle is not ISO or whose TimeZone is not UTC is
+    refused with ConfigurationError), and a unit of work that handed out ``uow.session``
+    resets the session within its own transaction, on the server connection that SQL
+    ran on. Turn ``prepared_statements`` off too unless the pooler carries them. The
+    owner URL connects directly (migrations hold a session advisory lock)."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
     cache: Literal["off", "local", "shared"] = "off"

@@ -23,7 +23,7 @@ from persistence._deferred import Deferred, enter_now, first_statement, make_rea
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor import driver_of, raise_translated, run, simple_query, sync_of
 from persistence._scoping import scope_token
-from persistence._session_reset import DIRTY, mark_clean, mark_dirty
+from persistence._session_reset import DIRTY, mark_clean, mark_dirty, reset_before_end
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
     DatabaseError,
@@ -188,6 +188,7 @@ class _Transaction:
         committed = self.committed  # (by its last statement: nothing left to send)
         try:
             if failed and not committed:
+                self._reset_before_end(commit=False)
                 if self._session is not None:
                     self._session.rollback()
                 if self._on_driver:
@@ -198,6 +199,7 @@ class _Transaction:
                 committed = True
         finally:
             if self._session is not None:
+                self._reset_before_end(commit=False)  # (a commit refused: still open)
                 self._session.close()
             if not (committed and self._park()):
                 self.connection.close()
@@ -209,6 +211,7 @@ class _Transaction:
         self._require_committable(sent_nothing)
         try:
             if self._session is not None:
+                self._reset_before_end(commit=True)
                 with translate_errors():
                     self._session.commit()
             if self._on_driver and not sent_nothing:  # what the session did not commit
@@ -216,6 +219,25 @@ class _Transaction:
         except DatabaseUnavailableError:
             self.in_doubt = True  # lost on the way: the server may have committed
             raise
+
+    def _reset_before_end(self, *, commit: bool) -> None:
+        """Behind a transaction pooler, reset the session SQL of the caller's own may have
+        left state on while this transaction still holds its server connection
+        (``persistence._session_reset.reset_before_end``); nothing otherwise."""
+        connection = self.connection
+        if connection.invalidated or connection.closed:
+            return
+        query = reset_before_end(sync_of(connection), commit=commit)
+        if query is None:
+            return
+        if commit and self._session is not None:
+            with translate_errors():
+                self._session.flush()  # the caller's pending writes, under its tenant
+        try:
+            simple_query(driver_of(connection), query)
+        except psycopg.Error as exc:
+            raise_translated(connection, query.decode(), (), exc)
+        mark_clean(sync_of(connection))
 
     def _sent_nothing(self) -> bool:
         """Whether nothing of this unit of work reached the server: its entry still

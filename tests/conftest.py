@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = [
     "tests.fixtures.services",
+    "tests.fixtures.pgbouncer",
     "tests.fixtures.throwaway",
     "tests.fixtures.redis_cluster",
     "tests.fixtures.cache",
