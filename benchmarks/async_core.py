@@ -69,19 +69,17 @@ def open_async_bench(env: BenchEnv) -> Iterator[AsyncBench]:
 
 
 def begin_query(token: str) -> bytes:
-    """``BEGIN`` and the tenant entry in one simple-protocol query (psycopg sends a query
-    without parameters as it is), as our unit of work's first round trip does:
-    ``persistence_enter()`` verifies the scope token, checks the tenant is active and
-    sets it for row-level security, so both sides give the server the same work. The
-    baseline reads the two columns it must check; ours reads the same ones (the rest
-    when asked for)."""
-    return (f"BEGIN; SELECT tenant_status, workspace_id FROM persistence_enter('{token}')").encode()
+    """``BEGIN`` and the scope token set in one simple-protocol query (psycopg sends a
+    query without parameters as it is), as our unit of work of a scope it entered before
+    sends them in its first round trip: the policies verify the token on every statement
+    of both sides (migration 0010)."""
+    return f"BEGIN; SELECT set_config('persistence.scope', '{token}', true)".encode()
 
 
 class RawAsyncTx:
-    """``async with bench.raw_tx() as conn:`` BEGIN with the tenant entry (one round trip,
-    its row checked), the caller's statements, COMMIT (one round trip): the round trips of
-    a unit of work."""
+    """``async with bench.raw_tx() as conn:`` BEGIN with the scope token set (one round
+    trip), the caller's statements, COMMIT (one round trip): the round trips of a unit of
+    work."""
 
     __slots__ = ("begin", "conn")
 
@@ -90,10 +88,10 @@ class RawAsyncTx:
 
     async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
         cursor = await self.conn.execute(self.begin)
-        cursor.nextset()  # past BEGIN's result, to the entry's
+        cursor.nextset()  # past BEGIN's result, to the token's
         row = await cursor.fetchone()
-        if row is None or row[0] != "active" or row[1] is None:
-            raise RuntimeError(f"entry refused: {row}")
+        if row is None or not row[0]:
+            raise RuntimeError(f"scope not set: {row}")
         return self.conn
 
     async def __aexit__(

@@ -31,7 +31,7 @@ class Bench:
     langgraph: Any = None  # langgraph.store.postgres.PostgresStore, when installed
     langgraph_error: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
-    _token: str | None = None  # the raw side's scope token (scope_token)
+    _tokens: dict[str, str] = field(default_factory=dict)  # the raw side's, per workspace
 
     @classmethod
     def open(cls, env: BenchEnv, stack: ExitStack, *, langgraph: bool = True) -> Bench:
@@ -57,12 +57,13 @@ class Bench:
         store.setup()
         self.langgraph = store
 
-    def raw_tx(self) -> Any:
-        """A raw transaction that sets the scope token exactly like ``persistence_enter``
-        does (the policies verify it per statement, for both sides)."""
-        if self._token is None:
-            self._token = scope_token(self.env)
-        return _RawTx(self.raw, self._token)
+    def raw_tx(self, workspace: str = "default") -> Any:
+        """A raw transaction that sets the scope token of ``workspace`` exactly like
+        ``persistence_enter`` does (the policies verify it per statement, both sides)."""
+        token = self._tokens.get(workspace)
+        if token is None:
+            token = self._tokens[workspace] = scope_token(self.env, workspace)
+        return _RawTx(self.raw, token)
 
 
 class _RawTx:

@@ -319,17 +319,17 @@ def _run_cycle(bench: Bench) -> tuple[Op, Op]:
         payload = orjson.dumps(args)
         start = {**ids, "id": uuid.uuid4().hex, "wf": "bench_flow", "a": payload}
         start["c"] = sha256_hex(payload)
-        with bench.raw_tx() as conn:
+        with bench.raw_tx("runs-raw") as conn:
             if conn.execute(_RUN_START, start, prepare=True).fetchone() is None:
                 raise RuntimeError("unknown workflow")
-        with bench.raw_tx() as conn:
+        with bench.raw_tx("runs-raw") as conn:
             row = conn.execute(_RUN_CLAIM, {**ids, "wk": "w1"}, prepare=True).fetchone()
         assert row is not None
         if sha256_hex(bytes(row[1])) != row[2]:
             raise RuntimeError("checksum mismatch")
         orjson.loads(bytes(row[1]))
         out = orjson.dumps(result)
-        with bench.raw_tx() as conn:
+        with bench.raw_tx("runs-raw") as conn:
             done = {**ids, "id": row[0], "r": out, "c": sha256_hex(out)}
             conn.execute(_RUN_RESULT, done, prepare=True).fetchone()
 

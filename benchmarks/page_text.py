@@ -45,8 +45,9 @@ METHOD = """## Method
 - Every operation of ours is a whole unit of work as a service would use it
   (`with db.unit_of_work(tenant=...)`: enter the tenant, the operation, commit), on a
   pooled connection. Raw baselines use one psycopg connection, one transaction per
-  operation that sets the tenant for RLS (`set_config('persistence.tenant_id', ...,
-  true)`), prepared statements, and do the same work: JSON serialized and SHA-256
+  operation that sets the scope token for RLS (`set_config('persistence.scope', ...,
+  true)`: the policies verify it on every statement, theirs as ours, migration 0010),
+  prepared statements, and do the same work: JSON serialized and SHA-256
   checksummed, checksums verified on read, gap-free version numbers (head row bumped
   and version inserted in one statement).
 - Round trips: libpq's protocol trace on both sides, counting each turn from
@@ -82,7 +83,7 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
   set too (the item upsert, with the store row created in a CTE of it the first time).
 - **BEGIN with the tenant entry, and COMMIT, straight through libpq**
   (`persistence/_deferred.py`, `persistence/_wire.py`, issue 13): a unit of work of a
-  scope the process has entered before sends `BEGIN`, `persistence_enter(...)` and its
+  scope the process has entered before sends `BEGIN`, its scope token set and its
   first statement as one libpq pipeline (one round trip, all three prepared), and
   `COMMIT` as one simple-protocol query; psycopg sees the transaction open and sends no
   `BEGIN` of its own. psycopg's own pipeline did the same in the same round trip for
@@ -104,9 +105,9 @@ TUNING = """## How ours runs (what was tuned, issues 7 and 11)
 - Where the remaining gap is: the unit of work's client CPU (reading the tenant entry
   row, building records, exact-JSON
   validation of what it writes), and the tenant entry's server time
-  (`persistence_enter()` resolves both slugs and checks suspension; the raw baselines
-  set a tenant id they already know). `python -m benchmarks.profile CASE` shows where
-  one case's client CPU goes.
+  (a scope new to the process calls `persistence_enter()`, which verifies its token and
+  resolves it; the raw baselines set a token they already have).
+  `python -m benchmarks.profile CASE` shows where one case's client CPU goes.
 
 ### The asyncio API (issue 12)
 
@@ -145,11 +146,11 @@ ASYNC_METHOD = """### The asyncio section
   baseline, alternating; client CPU is the process's CPU time per operation, the event
   loop's included).
 - The baseline does the same work in the same round trips as a unit of work: `BEGIN`
-  and the tenant entry in one simple-protocol query (`BEGIN; SELECT tenant_status,
-  workspace_id FROM persistence_enter('bench', 'default')`, its row checked: the same
-  server work as ours), the operation's statement prepared, `COMMIT`; the same SQL,
-  orjson and SHA-256 checks as the sync baselines. (The sync baselines set a tenant id
-  they know instead, in a round trip of its own, so the two tables do not compare row
+  and the scope token set in one simple-protocol query (`BEGIN; SELECT
+  set_config('persistence.scope', '<token>', true)`, as ours sends for a scope it
+  entered before), the operation's statement prepared, `COMMIT`; the same SQL,
+  orjson and SHA-256 checks as the sync baselines. (The sync baselines set a token
+  they have instead, in a round trip of its own, so the two tables do not compare row
   by row.)
 - 64 tasks on 8 connections: ours is `AsyncDatabase(pool_size=8, max_overflow=0)`,
   the baseline the same work on `psycopg_pool.AsyncConnectionPool(min_size=8,

@@ -44,6 +44,8 @@ from persistence.errors import (
     DatabaseUnavailableError,
     NotFoundError,
     PersistenceError,
+    ScopeGoneError,
+    TenantSuspendedError,
     translate,
 )
 
@@ -95,7 +97,17 @@ class Deferred:
     """A unit of work's entry, not sent yet: its slugs, the row it assumes, and, once the
     entry found the scope gone, the error every statement after raises."""
 
-    __slots__ = ("db", "failure", "known", "read_only", "tenant", "token", "tried", "workspace")
+    __slots__ = (
+        "db",
+        "failure",
+        "known",
+        "path",
+        "read_only",
+        "tenant",
+        "token",
+        "tried",
+        "workspace",
+    )
 
     def __init__(
         self,
@@ -109,6 +121,8 @@ class Deferred:
     ):
         self.db = db
         self.token = token
+        # The search_path its first entry pinned: then only the token is set (SCOPE_SET).
+        self.path = None if db._legacy_entry else _enter.pinned_path(known)
         self.tenant = tenant
         self.workspace = workspace
         self.known = known
@@ -120,6 +134,8 @@ class Deferred:
         """The entry's statement and parameters (``run_entering`` sends them)."""
         if self.db._legacy_entry:  # (a schema before 0010)
             return _enter.LEGACY_ENTRY, {"tenant": self.tenant, "workspace": self.workspace}
+        if self.path is not None:  # (the statement's policies verify the token)
+            return _enter.SCOPE_SET, {"token": self.token, "search_path": self.path}
         return _enter.ENTRY["postgresql"], {"token": self.token}
 
     def mismatch(self, row: Mapping[Any, Any] | None) -> PersistenceError | None:
@@ -179,8 +195,13 @@ async def first_statement(
     except ConfigurationError:  # (the schema changed: see persistence._scoping)
         deferred.db._legacy_entry = None
         raise
-    row = _enter.EntryRow(entered) if entered.ntuples else None
-    await _settle(tx, deferred, row)
+    if entry_light := deferred.path is not None:
+        row: Mapping[Any, Any] | None = deferred.known
+        if isinstance(outcome, ScopeGoneError | TenantSuspendedError):  # (per statement)
+            deferred.failure = outcome
+    else:
+        row = _enter.EntryRow(entered) if entered.ntuples else None
+    await _settle(tx, deferred, row, checked=entry_light)
     if isinstance(outcome, PersistenceError):
         raise outcome
     return outcome
@@ -209,10 +230,13 @@ async def enter_now(tx: _Transaction, deferred: Deferred) -> None:
     await _settle(tx, deferred, row)
 
 
-async def _settle(tx: _Transaction, deferred: Deferred, row: Mapping[Any, Any] | None) -> None:
+async def _settle(
+    tx: _Transaction, deferred: Deferred, row: Mapping[Any, Any] | None, *, checked: bool = False
+) -> None:
     """Take the entry's ``row``: the unit of work is entered, or its scope is gone (its
-    transaction rolled back, the scope forgotten, the error raised now and after)."""
-    problem = deferred.failure or deferred.mismatch(row)
+    transaction rolled back, the scope forgotten, the error raised now and after).
+    ``checked``: the row is the known one (the statement's policies checked the scope)."""
+    problem = deferred.failure or (None if checked else deferred.mismatch(row))
     if problem is None:
         tx.pending, tx.entry = None, row
         deferred.db._known_scopes.remember(deferred.tenant, deferred.workspace, row)  # type: ignore[arg-type]

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func, select
+from sqlalchemy import String, and_, bindparam, func, literal_column, select
 
 from persistence._compiled import Statement
 from persistence.errors import NotFoundError, TenantSuspendedError
 from persistence.models.tenancy import Tenant, Workspace
 from persistence.records import TenantRecord, WorkspaceRecord
+from persistence.rls import SCOPE_SETTING
 
 __all__ = [
     "ADMIN_CHECK",
@@ -23,9 +24,11 @@ __all__ = [
     "HAS_TOKEN_ENTRY",
     "LEGACY_ENTRY",
     "PIPELINED_BEGIN",
+    "SCOPE_SET",
     "SET_READ_ONLY",
     "EntryRow",
     "entry_ids",
+    "pinned_path",
     "require_entered",
     "tenant_record",
     "workspace_record",
@@ -98,6 +101,28 @@ def _legacy_entry() -> Any:
         bindparam("tenant", type_=String()), bindparam("workspace", type_=String())
     ).table_valued(*_ENTRY_COLUMNS)
     return select(*(entry.c[column] for column in _ENTRY_COLUMNS)).select_from(entry)
+
+
+def _scope_set() -> Any:
+    """A known scope's entry (migration 0010): its token and ``search_path`` set for the
+    transaction, no function call; the statements' policies verify the token."""
+    token, path = bindparam("token", type_=String()), bindparam("search_path", type_=String())
+    scope: Any = literal_column(f"'{SCOPE_SETTING}'")
+    search_path: Any = literal_column("'search_path'")
+    local: Any = literal_column("true")
+    return select(func.set_config(scope, token, local), func.set_config(search_path, path, local))
+
+
+#: The entry of a scope entered before (``persistence._deferred``).
+SCOPE_SET = Statement(_scope_set(), "scope_set")
+
+
+def pinned_path(row: Mapping[Any, Any]) -> str | None:
+    """The ``search_path`` a token entry's row pins (None for another row)."""
+    if type(row) is EntryRow and row._result.nfields > len(_ENTRY_COLUMNS):
+        raw = row._result.get_value(0, len(_ENTRY_COLUMNS))
+        return None if raw is None else str(raw.decode())
+    return None
 
 
 #: The entry of a schema not yet at 0010 (a process that runs before the upgrade).

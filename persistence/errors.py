@@ -25,6 +25,7 @@ __all__ = [
     "PersistenceError",
     "PoolExhaustedError",
     "ReadOnlyError",
+    "ScopeGoneError",
     "ScopeTokenError",
     "StaleFenceError",
     "StatementTimeoutError",
@@ -63,6 +64,11 @@ class VersionConflictError(ConflictError):
 
 class StaleFenceError(ConflictError):
     """A write carried a fencing token lower than one already recorded."""
+
+
+class ScopeGoneError(NotFoundError):
+    """The tenant or workspace a unit of work's scope names was deleted (or deleted and
+    created again) since its process entered it."""
 
 
 class TenantSuspendedError(PersistenceError):
@@ -329,6 +335,8 @@ _BY_SQLSTATE: dict[str, Callable[[_Failure], PersistenceError]] = {
     "PS002": lambda f: ScopeTokenError(
         f"the database refused the scope token: {f.detail}", expired=True
     ),
+    "PS003": lambda f: TenantSuspendedError(f"the tenant is suspended ({f.detail})"),
+    "PS004": lambda f: ScopeGoneError(f"{f.detail}: run the unit of work again"),
     "42883": _undefined_function,
     "42P01": _undefined_table,
     "28000": _bad_role,  # invalid_authorization_specification

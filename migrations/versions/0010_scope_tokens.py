@@ -14,10 +14,11 @@ workspace)`` set it for any slug. From here:
   (signing it again itself when it came by slug), and returns the schema its tables are
   in, which the caller pins ``search_path`` to for the rest of the transaction.
 * ``persistence_scope(writing)`` is what every policy trusts: it verifies the token in
-  ``persistence.scope`` (signature, key, expiry, a token by id) and that its tenant is
-  active, and returns ``[tenant id, workspace id]``, or NULL when no scope is set or its
-  tenant is not active (zero rows); ``writing`` and a read-only token raise 25006. A
-  forged, truncated or expired token raises (PS001, PS002). Policies call it in an
+  ``persistence.scope`` (signature, key, expiry, a token by id), that its tenant is
+  active and its workspace there, and returns ``[tenant id, workspace id]``, or NULL
+  when no scope is set (zero rows); ``writing`` and a read-only token raise 25006. A
+  forged, truncated or expired token raises (PS001, PS002), one of a suspended tenant
+  PS003, one whose tenant or workspace is gone PS004. Policies call it in an
   uncorrelated sub-select: an InitPlan, once per statement, not per row.
 * Policies per command (``scope_read``/``scope_insert``/``scope_update``/``scope_delete``)
   replace ``tenant_isolation``: tables with a ``workspace_id`` compare (tenant_id,
@@ -71,6 +72,15 @@ _EXPIRED = (
     "RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = 'persistence: the scope token has expired'"
 )
 
+# After the key's look-up (v_ok: whether the signature matched): refused unless signed by
+# a key not retired and not expired on the database's clock.
+_SIGNED_AND_LIVE = f"""IF v_ok IS NOT TRUE THEN
+        {_INVALID.format(why="the scope token''s signature is not valid")};
+    END IF;
+    IF v_parts[7]::bigint <= extract(epoch FROM statement_timestamp()) THEN
+        {_EXPIRED};
+    END IF;"""
+
 SCOPE_FUNCTION = f"""
 CREATE FUNCTION persistence_scope(p_writing boolean) RETURNS uuid[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = {{schema}}, pg_temp
@@ -80,6 +90,7 @@ DECLARE
     v_parts text[];
     v_ok boolean;
     v_status varchar;
+    v_there boolean;
 BEGIN
     IF v_token IS NULL OR v_token = '' THEN
         RETURN NULL;
@@ -88,17 +99,20 @@ BEGIN
     IF NOT coalesce({_FORMED.format(p="v_parts")} AND v_parts[3] = 'i', false) THEN
         {_INVALID.format(why="malformed scope token")};
     END IF;
-    SELECT {_HMAC.format(m="left(v_token, -65)")} = v_parts[9], t.status INTO v_ok, v_status
-        FROM scope_keys k LEFT JOIN tenants t ON t.id = v_parts[4]::uuid
+    SELECT {_HMAC.format(m="left(v_token, -65)")} = v_parts[9], t.status, w.id IS NOT NULL
+        INTO v_ok, v_status, v_there
+        FROM scope_keys k
+        LEFT JOIN tenants t ON t.id = v_parts[4]::uuid
+        LEFT JOIN workspaces w ON w.tenant_id = t.id AND w.id = v_parts[5]::uuid
         WHERE k.id = v_parts[2] AND k.retired_at IS NULL;
-    IF v_ok IS NOT TRUE THEN
-        {_INVALID.format(why="the scope token''s signature is not valid")};
+    {_SIGNED_AND_LIVE}
+    IF NOT v_there THEN
+        RAISE EXCEPTION USING ERRCODE = 'PS004', MESSAGE = 'persistence: the scope''s '
+            || 'tenant or workspace no longer exists (deleted, or deleted and created again)';
     END IF;
-    IF v_parts[7]::bigint <= extract(epoch FROM statement_timestamp()) THEN
-        {_EXPIRED};
-    END IF;
-    IF v_status IS DISTINCT FROM 'active' THEN
-        RETURN NULL;
+    IF v_status <> 'active' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PS003', MESSAGE = 'persistence: the scope''s '
+            || 'tenant is suspended';
     END IF;
     IF p_writing AND v_parts[6] = 'ro' THEN
         RAISE EXCEPTION USING ERRCODE = '25006',
@@ -129,12 +143,7 @@ BEGIN
     END IF;
     SELECT {_HMAC.format(m="left(p_token, -65)")} = v_parts[9] INTO v_ok
         FROM scope_keys k WHERE k.id = v_parts[2] AND k.retired_at IS NULL;
-    IF v_ok IS NOT TRUE THEN
-        {_INVALID.format(why="the scope token''s signature is not valid")};
-    END IF;
-    IF v_parts[7]::bigint <= extract(epoch FROM statement_timestamp()) THEN
-        {_EXPIRED};
-    END IF;
+    {_SIGNED_AND_LIVE}
     IF v_parts[3] = 'i' THEN
         v_tenant := v_parts[4]::uuid;
         v_workspace := v_parts[5]::uuid;

@@ -94,13 +94,15 @@ def test_a_write_sends_begin_the_entry_and_itself_in_one_round_trip(
             uow.states.save("doc", {"n": 2})
             tenant_hex = uow.tenant.id.hex
     (first, commit), (prepared, _) = _trips(messages), _trips(preparing)
-    # BEGIN, the entry and the save were all prepared by the first unit of work (which
-    # entered alone: BEGIN and the entry, its token a parameter, in one pipeline)
-    assert [m for m in prepared if m.startswith("Parse")] == []
+    # BEGIN, the entry and the save were prepared by the first unit of work (which
+    # entered alone: BEGIN and the entry, its token a parameter, in one pipeline); a
+    # scope entered before only sets its token (the statement's policies verify it)
+    parsed = [m for m in prepared if m.startswith("Parse")]
+    assert len(parsed) == 1 and "set_config('persistence.scope', $1::VARCHAR" in parsed[0]
     assert prepared[-1] == "Sync"
     assert [m.split()[0] for m in first] == [
         *("Bind", "Describe", "Execute"),  # BEGIN (prepared)
-        *("Bind", "Describe", "Execute"),  # persistence_enter() (prepared)
+        *("Bind", "Describe", "Execute"),  # the scope token set (prepared)
         *("Bind", "Describe", "Execute"),  # the save (prepared)
         "Sync",
     ]

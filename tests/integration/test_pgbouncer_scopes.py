@@ -8,21 +8,21 @@ from its environment (``PERSISTENCE_TRANSACTION_POOLER``, ``..._PREPARED_STATEME
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import psycopg
 import pytest
 
 from persistence import Database
-from tests.fixtures.pgbouncer import PgBouncerTarget
 from tests.integration.test_access_capability import (  # noqa: F401
     test_a_descriptor_database_issues_nothing_and_opens_nothing_else,
     test_a_descriptor_with_any_field_edited_is_refused,
     test_a_read_only_descriptor_writes_nothing,
     test_an_expired_descriptor_is_refused,
 )
-from tests.integration.test_pgbouncer import POOLED, bounced_adb, bounced_db  # noqa: F401
+from tests.integration.test_pgbouncer import (  # noqa: F401 - fixtures: db, runtime
+    bounced_adb,
+    bounced_db,
+    db,
+    runtime,
+)
 from tests.integration.test_read_only_scopes import (  # noqa: F401
     seeded,
     test_a_read_only_token_refuses_raw_writes_on_a_plain_connection,
@@ -47,16 +47,3 @@ def _pooler_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def pg_db(bounced_db: Database) -> Database:  # noqa: F811
     """The library through PgBouncer (the scope tests' ``pg_db``)."""
     return bounced_db
-
-
-@pytest.fixture(params=["sync", "async"])
-def db(request: pytest.FixtureRequest) -> Database:
-    name = "bounced_adb" if request.param == "async" else "bounced_db"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def runtime(pgbouncer: PgBouncerTarget) -> Iterator[psycopg.Connection[Any]]:
-    """A raw connection of the runtime role through PgBouncer."""
-    with psycopg.connect(pgbouncer.psycopg_url("runtime")) as conn:
-        yield conn
