@@ -104,7 +104,6 @@ class Deferred:
         "path",
         "read_only",
         "tenant",
-        "token",
         "tried",
         "workspace",
     )
@@ -115,14 +114,13 @@ class Deferred:
         tenant: str,
         workspace: str,
         known: Mapping[Any, Any],
-        token: str,
         *,
         read_only: bool,
     ):
         self.db = db
-        self.token = token
         # The search_path its first entry pinned: then only the token is set (SCOPE_SET).
-        self.path = None if db._legacy_entry else _enter.pinned_path(known)
+        # Both found when the entry is sent (a unit of work that sends nothing costs none).
+        self.path: str | None = None
         self.tenant = tenant
         self.workspace = workspace
         self.known = known
@@ -132,11 +130,15 @@ class Deferred:
 
     def entry(self) -> tuple[Statement, Mapping[str, Any]]:
         """The entry's statement and parameters (``run_entering`` sends them)."""
-        if self.db._legacy_entry:  # (a schema before 0010)
+        db = self.db
+        if db._legacy_entry:  # (a schema before 0010)
             return _enter.LEGACY_ENTRY, {"tenant": self.tenant, "workspace": self.workspace}
+        ids = _enter.entry_ids(self.known)  # (a known scope: its key is loaded)
+        token = db._signer.token(self.tenant, self.workspace, self.read_only, ids)
+        self.path = _enter.pinned_path(self.known)
         if self.path is not None:  # (the statement's policies verify the token)
-            return _enter.SCOPE_SET, {"token": self.token, "search_path": self.path}
-        return _enter.ENTRY["postgresql"], {"token": self.token}
+            return _enter.SCOPE_SET, {"token": token, "search_path": self.path}
+        return _enter.ENTRY["postgresql"], {"token": token}
 
     def mismatch(self, row: Mapping[Any, Any] | None) -> PersistenceError | None:
         """Why the scope ``row`` shows is not the one this unit of work began in, if so."""

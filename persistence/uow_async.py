@@ -25,7 +25,6 @@ from persistence._compiled import Row, Statement
 from persistence._deferred_async import Deferred, enter_now, first_statement, make_ready
 from persistence._enter import entry_ids, tenant_record, workspace_record
 from persistence._executor_async import driver_of, raise_translated, run, simple_query, sync_of
-from persistence._scoping_async import scope_token
 from persistence._session_reset import DIRTY, mark_clean, mark_dirty, reset_before_end
 from persistence._warm import WarmConnections, born, warm_of
 from persistence.errors import (
@@ -390,9 +389,8 @@ class AsyncUnitOfWork:
         statement (``persistence._deferred``): nothing is sent yet."""
         db = self._db
         tenant, workspace, read_only = self._tenant_slug, self._workspace_slug, self.read_only
-        token = await scope_token(db, tenant, workspace, read_only, entry_ids(known))
         tx, _ = await begin(self._open, self._ready, url=db.settings.url_label, engine=db.engine)
-        tx.pending = Deferred(db, tenant, workspace, known, token, read_only=read_only)
+        tx.pending = Deferred(db, tenant, workspace, known, read_only=read_only)
         return tx
 
     async def _ready(self, tx: _AsyncTransaction) -> None:
