@@ -13,12 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from persistence import _begin, _engines, _enter, _role_check
 from persistence._compiled import Statement
-from persistence._executor import driver_of, run, run_one, simple_query, sync_of
+from persistence._executor import (
+    driver_of,
+    raise_translated,
+    run,
+    run_one,
+    simple_query,
+    sync_of,
+)
 from persistence.access import AccessDescriptor, describe_access
 from persistence.errors import (
     AlreadyExistsError,
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["access", "enter_scope", "scope_token"]
 
 _VALID_SCOPES: set[tuple[str, str]] = set()
+_HAS_TOKEN_ENTRY = _enter.HAS_TOKEN_ENTRY.encode()
 _PADS = Statement(
     select(ScopeKeyRow.id, ScopeKeyRow.inner_pad, ScopeKeyRow.outer_pad).where(
         ScopeKeyRow.retired_at.is_(None)
@@ -75,10 +84,8 @@ def scope_token(db: Database, tenant: str, workspace: str, read_only: bool, ids:
     schema before 0010, which enters by slugs)."""
     if db._legacy_entry:
         return ""
-    signer = db._signer
-    if signer.key is None and signer.fixed is None:
-        _load_key(db)
-    return signer.token(tenant, workspace, read_only, ids)
+    _load_key(db)  # (nothing to do once the signer has a key)
+    return db._signer.token(tenant, workspace, read_only, ids)
 
 
 def _validated(tenant: Any, workspace: Any) -> None:
@@ -127,8 +134,10 @@ def _entry(
     yet at 0010 (code deployed before the upgrade keeps working until it runs; the
     first entry after it fails once with ConfigurationError, the next uses a token)."""
     if db._legacy_entry is None:
-        driver = driver_of(connection)
-        found = (simple_query(driver, _enter.HAS_TOKEN_ENTRY.encode()))[-1]
+        try:
+            found = (simple_query(driver_of(connection), _HAS_TOKEN_ENTRY))[-1]
+        except psycopg.Error as exc:  # (a dead pooled connection: begin() tries another)
+            raise_translated(connection, _enter.HAS_TOKEN_ENTRY, (), exc)
         db._legacy_entry = found.get_value(0, 0) != b"t"
     if db._legacy_entry:
         if db._access is not None:
@@ -178,8 +187,7 @@ def access(
     if ids is None:
         with db.unit_of_work(tenant, workspace, read_only=True) as uow:
             ids = uow.scope.tenant_id, uow.scope.workspace_id
-    if db._signer.key is None:
-        _load_key(db, session)
+    _load_key(db, session)
     signer = db._signer
 
     def sign(bind: str) -> tuple[str, int]:

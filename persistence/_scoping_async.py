@@ -12,12 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence import _begin_async, _engines, _enter, _role_check
 from persistence._compiled import Statement
-from persistence._executor_async import driver_of, run, run_one, simple_query, sync_of
+from persistence._executor_async import (
+    driver_of,
+    raise_translated,
+    run,
+    run_one,
+    simple_query,
+    sync_of,
+)
 from persistence.access import AccessDescriptor, describe_access
 from persistence.errors import (
     AlreadyExistsError,
@@ -36,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["access", "enter_scope", "scope_token"]
 
 _VALID_SCOPES: set[tuple[str, str]] = set()
+_HAS_TOKEN_ENTRY = _enter.HAS_TOKEN_ENTRY.encode()
 _PADS = Statement(
     select(ScopeKeyRow.id, ScopeKeyRow.inner_pad, ScopeKeyRow.outer_pad).where(
         ScopeKeyRow.retired_at.is_(None)
@@ -76,10 +85,8 @@ async def scope_token(
     schema before 0010, which enters by slugs)."""
     if db._legacy_entry:
         return ""
-    signer = db._signer
-    if signer.key is None and signer.fixed is None:
-        await _load_key(db)
-    return signer.token(tenant, workspace, read_only, ids)
+    await _load_key(db)  # (nothing to do once the signer has a key)
+    return db._signer.token(tenant, workspace, read_only, ids)
 
 
 def _validated(tenant: Any, workspace: Any) -> None:
@@ -130,8 +137,10 @@ async def _entry(
     yet at 0010 (code deployed before the upgrade keeps working until it runs; the
     first entry after it fails once with ConfigurationError, the next uses a token)."""
     if db._legacy_entry is None:
-        driver = driver_of(connection)
-        found = (await simple_query(driver, _enter.HAS_TOKEN_ENTRY.encode()))[-1]
+        try:
+            found = (await simple_query(driver_of(connection), _HAS_TOKEN_ENTRY))[-1]
+        except psycopg.Error as exc:  # (a dead pooled connection: begin() tries another)
+            await raise_translated(connection, _enter.HAS_TOKEN_ENTRY, (), exc)
         db._legacy_entry = found.get_value(0, 0) != b"t"
     if db._legacy_entry:
         if db._access is not None:
@@ -181,8 +190,7 @@ async def access(
     if ids is None:
         async with db.unit_of_work(tenant, workspace, read_only=True) as uow:
             ids = uow.scope.tenant_id, uow.scope.workspace_id
-    if db._signer.key is None:
-        await _load_key(db, session)
+    await _load_key(db, session)
     signer = db._signer
 
     def sign(bind: str) -> tuple[str, int]:

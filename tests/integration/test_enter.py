@@ -168,6 +168,24 @@ def test_a_dead_connection_is_replaced_before_the_caller_sees_it(
             assert uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
 
 
+def test_a_dead_connection_under_the_first_entry_of_a_database_is_replaced(
+    pg_db: Database, postgres: PostgresTarget, open_database: Callable[..., Database]
+) -> None:
+    """The first unit of work of a Database first asks which entry the schema has: on a
+    pooled connection that died, that round trip fails as the entry would (a translated
+    DatabaseUnavailableError), and the unit of work begins again on another one."""
+    tenant = new_tenant(pg_db)
+    settings: dict[str, Any] = {"pool_size": 1, "pool_ping_after": 3600}
+    with open_database(postgres.runtime_url, **settings) as db:
+        with db.engine.connect() as conn:  # pooled before any unit of work
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            conn.rollback()
+        with psycopg.connect(postgres.psycopg_url("admin"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with db.unit_of_work(tenant) as uow:
+            assert uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+
+
 @pytest.mark.parametrize("prepared", [True, False])
 def test_prepared_statements_can_be_turned_off(
     postgres: PostgresTarget, prepared: bool, open_database: Callable[..., Database]
