@@ -72,11 +72,8 @@ class Signer:
         bind: str,
     ) -> tuple[str, int]:
         """A token for an access descriptor (``bind``: its other fields' digest) and its
-        expiry (Unix seconds)."""
-        if self.fixed is not None:
-            raise ConfigurationError(
-                "a Database opened from an access descriptor cannot issue access descriptors"
-            )
+        expiry (Unix seconds); ``persistence._scoping.access`` refuses a descriptor's
+        Database before it asks."""
         if self.key is None:
             raise ConfigurationError(_NO_KEY)
         expires = int(time.time() + ttl)

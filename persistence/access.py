@@ -51,13 +51,7 @@ class AccessDescriptor(Record):
 
     def bind(self) -> str:
         """The digest the token's ``bind`` must hold: of every field but the token."""
-        return bound_digest(
-            self.database_url,
-            self.tenant,
-            self.workspace,
-            self.redis_url,
-            self.redis_key_prefix,
-        )
+        return bound_digest({field: getattr(self, field) for field in _BOUND})
 
     def claims(self, now: float | None = None) -> ScopeClaims:
         """The token's claims once they match every field (ScopeTokenError if not: the
@@ -111,8 +105,13 @@ class AccessDescriptor(Record):
         return descriptor
 
 
-def bound_digest(*fields: str | None) -> str:
-    return scopes.digest(ACCESS_FORMAT, *fields)
+# The fields a descriptor's token is bound to (every one but the token's own claims).
+_BOUND = ("database_url", "tenant", "workspace", "redis_url", "redis_key_prefix")
+
+
+def bound_digest(fields: Mapping[str, str | None]) -> str:
+    """The ``bind`` of a token issued with ``fields`` (those of :data:`_BOUND`)."""
+    return scopes.digest(ACCESS_FORMAT, *(fields[field] for field in _BOUND))
 
 
 def _parse(url: str) -> URL:
@@ -152,7 +151,7 @@ def describe_access(
         "redis_url": _strip(settings.redis_url) if settings.redis_url else None,
         "redis_key_prefix": settings.redis_key_prefix,
     }
-    token, expires = sign(bound_digest(*fields.values()))
+    token, expires = sign(bound_digest(fields))
     expires_at = datetime.fromtimestamp(expires, UTC)
     return AccessDescriptor(**fields, read_only=read_only, expires_at=expires_at, token=token)
 

@@ -79,9 +79,14 @@ class ScopeKey:
         return f"{self.id}:{base64.urlsafe_b64encode(self.secret).decode().rstrip('=')}"
 
     def pads(self) -> tuple[bytes, bytes]:
-        """HMAC's inner and outer padded keys: what the database stores."""
-        padded = self.secret.ljust(_BLOCK, b"\0")
-        return bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+        """HMAC's inner and outer padded keys: what the database stores (computed once
+        per key, not per token signed)."""
+        found: tuple[bytes, bytes] | None = self.__dict__.get("_pads")
+        if found is None:
+            padded = self.secret.ljust(_BLOCK, b"\0")
+            found = bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+            object.__setattr__(self, "_pads", found)  # (a cache: not a field)
+        return found
 
 
 def new_key(kid: str) -> ScopeKey:
