@@ -20,7 +20,8 @@ from persistence.scopes import ScopeKey, new_key
 
 __all__ = ["AUTO_KEY", "ScopeKeyRecord", "ScopeKeyRepository"]
 
-#: The key a Database with owner credentials and no ``scope_key`` adds for itself.
+#: The key migration 0010 adds, which a Database with owner credentials and no
+#: ``scope_key`` signs with (``own_key`` adds it again if it was deleted).
 AUTO_KEY = "auto"
 
 
@@ -67,15 +68,6 @@ class ScopeKeyRepository:
         if row is None:
             raise NotFoundError(f"no active scope key {kid!r}")
         return ScopeKeyRecord.model_validate(row, from_attributes=True)
-
-    def pads(self) -> dict[str, tuple[bytes, bytes]]:
-        """The pads of every key not retired, by id (what verifies a token)."""
-        rows = self._session.execute(
-            select(ScopeKeyRow.id, ScopeKeyRow.inner_pad, ScopeKeyRow.outer_pad).where(
-                ScopeKeyRow.retired_at.is_(None)
-            )
-        )
-        return {kid: (bytes(inner), bytes(outer)) for kid, inner, outer in rows}
 
     def own_key(self) -> ScopeKey:
         """The key :data:`AUTO_KEY` a Database that can administer signs with when no
